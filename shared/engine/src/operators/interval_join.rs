@@ -1,0 +1,263 @@
+//! The interval join: `left ⋈ right` on a key where `left.ts + lower <= right.ts <= left.ts + upper`.
+//!
+//! Both sides are buffered per key in keyed state. A record is matched against the other side's
+//! buffer when it arrives and the matches are emitted at once, with the later of the two
+//! timestamps. A buffered record is dropped when the watermark guarantees that no partner can
+//! still arrive: a left record at `ts` after `ts + upper`, a right record after `ts - lower`.
+//! A record at or behind the watermark is late (Flink's interval join semantics) and goes to the
+//! late side output.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Context, Operator};
+use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
+use crate::error::StateError;
+use crate::record::{LateRecord, Origin, Record, ResultId};
+use crate::state::{KeyedState, StateKey};
+use crate::time::{DurationMs, Timestamp, MIN_TIMESTAMP};
+
+/// Builds the result of one matched pair (key, left, right).
+pub(crate) type PairFn<K, T, O> = Arc<dyn Fn(&K, &T, &T) -> O + Send + Sync>;
+
+/// Which input of an interval join a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntervalJoinSide {
+    /// The side whose timestamp the interval is relative to.
+    Left,
+    /// The side that must fall in the interval.
+    Right,
+    /// Neither: the record is ignored.
+    Neither,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Buffered<T> {
+    ts: Timestamp,
+    id: u128,
+    value: T,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Buffers<T> {
+    left: Vec<Buffered<T>>,
+    right: Vec<Buffered<T>>,
+}
+
+impl<T> Default for Buffers<T> {
+    fn default() -> Self {
+        Buffers {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+/// See the module documentation.
+pub(crate) struct IntervalJoin<K: StateKey, T, O> {
+    pub(crate) id: String,
+    pub(crate) key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync>,
+    pub(crate) lower: DurationMs,
+    pub(crate) upper: DurationMs,
+    pub(crate) join_fn: PairFn<K, T, O>,
+    pub(crate) next: Box<dyn Operator<O>>,
+    state: KeyedState<K, Buffers<T>>,
+    watermark: Timestamp,
+    cleanup: BTreeMap<Timestamp, Vec<K>>,
+}
+
+impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static, O> IntervalJoin<K, T, O> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: String,
+        max_key_groups: u16,
+        key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync>,
+        lower: DurationMs,
+        upper: DurationMs,
+        join_fn: PairFn<K, T, O>,
+        next: Box<dyn Operator<O>>,
+    ) -> Self {
+        IntervalJoin {
+            id,
+            key_fn,
+            side_fn,
+            lower,
+            upper,
+            join_fn,
+            next,
+            state: KeyedState::new(max_key_groups),
+            watermark: MIN_TIMESTAMP,
+            cleanup: BTreeMap::new(),
+        }
+    }
+
+    fn expiry(&self, side: IntervalJoinSide, ts: Timestamp) -> Timestamp {
+        match side {
+            IntervalJoinSide::Left => ts.saturating_add(self.upper),
+            _ => ts.saturating_sub(self.lower),
+        }
+    }
+
+    fn rebuild_cleanup(&mut self) {
+        self.cleanup.clear();
+        let mut timers: Vec<(Timestamp, K)> = Vec::new();
+        for (_, key, b) in self.state.iter() {
+            for l in &b.left {
+                timers.push((l.ts.saturating_add(self.upper), key.clone()));
+            }
+            for r in &b.right {
+                timers.push((r.ts.saturating_sub(self.lower), key.clone()));
+            }
+        }
+        for (t, k) in timers {
+            self.cleanup.entry(t).or_default().push(k);
+        }
+    }
+}
+
+fn pair_id(operator: &str, pipeline: &str, left: u128, right: u128) -> ResultId {
+    let mut h = Xxh3::new();
+    h.update(pipeline.as_bytes());
+    h.update(&[0]);
+    h.update(operator.as_bytes());
+    h.update(&left.to_le_bytes());
+    h.update(&right.to_le_bytes());
+    ResultId(h.digest128())
+}
+
+impl<K, T, O> Operator<T> for IntervalJoin<K, T, O>
+where
+    K: StateKey,
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    O: Send,
+{
+    fn process(&mut self, cx: &mut Context, r: Record<T>) {
+        let side = (self.side_fn)(&r.value);
+        if side == IntervalJoinSide::Neither {
+            return;
+        }
+        if r.timestamp <= self.watermark {
+            cx.late_total += 1;
+            let (partition, offset) = match r.origin {
+                Origin::Input { partition, offset, .. } => (Some(partition), Some(offset)),
+                _ => (None, None),
+            };
+            cx.late.push(LateRecord {
+                operator: self.id.clone(),
+                partition,
+                offset,
+                timestamp: r.timestamp,
+                watermark: self.watermark,
+                window: None,
+            });
+            return;
+        }
+        let key = (self.key_fn)(&r.value);
+        let id = r.origin.result_id(&cx.pipeline).0;
+        let group = self.state.group_of(&key);
+        let buffers = self.state.group_mut(group).entry(key.clone()).or_default();
+        let mut matches: Vec<(ResultId, Timestamp, O)> = Vec::new();
+        let (lower, upper) = (self.lower, self.upper);
+        match side {
+            IntervalJoinSide::Left => {
+                for b in &buffers.right {
+                    if r.timestamp.saturating_add(lower) <= b.ts && b.ts <= r.timestamp.saturating_add(upper) {
+                        let out = (self.join_fn)(&key, &r.value, &b.value);
+                        matches.push((pair_id(&self.id, &cx.pipeline, id, b.id), r.timestamp.max(b.ts), out));
+                    }
+                }
+            }
+            _ => {
+                for a in &buffers.left {
+                    if a.ts.saturating_add(lower) <= r.timestamp && r.timestamp <= a.ts.saturating_add(upper) {
+                        let out = (self.join_fn)(&key, &a.value, &r.value);
+                        matches.push((pair_id(&self.id, &cx.pipeline, a.id, id), r.timestamp.max(a.ts), out));
+                    }
+                }
+            }
+        }
+        let entry = Buffered {
+            ts: r.timestamp,
+            id,
+            value: r.value,
+        };
+        match side {
+            IntervalJoinSide::Left => buffers.left.push(entry),
+            _ => buffers.right.push(entry),
+        }
+        let expiry = self.expiry(side, r.timestamp);
+        self.cleanup.entry(expiry).or_default().push(key);
+        for (id, ts, value) in matches {
+            self.next.process(
+                cx,
+                Record {
+                    timestamp: ts,
+                    origin: Origin::Join { id },
+                    value,
+                },
+            );
+        }
+    }
+
+    fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        let (lower, upper) = (self.lower, self.upper);
+        while let Some(entry) = self.cleanup.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            for key in entry.remove() {
+                let group = self.state.group_of(&key);
+                let map = self.state.group_mut(group);
+                if let Some(b) = map.get_mut(&key) {
+                    b.left.retain(|l| l.ts.saturating_add(upper) > watermark);
+                    b.right.retain(|r| r.ts.saturating_sub(lower) > watermark);
+                    if b.left.is_empty() && b.right.is_empty() {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+        self.next.on_watermark(cx, watermark);
+    }
+
+    fn on_processing_time(&mut self, cx: &mut Context) {
+        self.next.on_processing_time(cx);
+    }
+
+    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
+        let groups = self.state.snapshot(full, &self.id)?;
+        out.push(OperatorState {
+            operator: self.id.clone(),
+            meta: self.watermark.to_le_bytes().to_vec(),
+            key_groups: groups
+                .into_iter()
+                .map(|(key_group, bytes)| KeyGroupState { key_group, bytes })
+                .collect(),
+        });
+        self.next.snapshot(full, out)
+    }
+
+    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
+        if let Some((meta, groups)) = image.operator(&self.id) {
+            self.watermark = meta
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
+            for (g, bytes) in groups {
+                self.state.restore_group(*g, bytes, &self.id)?;
+            }
+            self.rebuild_cleanup();
+        }
+        self.next.restore(image)
+    }
+}

@@ -1,0 +1,64 @@
+//! Operators: the steps of a pipeline, one per file.
+//!
+//! Every operator implements [`Operator`]: hooks for a record, a watermark, an advance of
+//! processing time, a checkpoint and a restore. Operators are chained; each owns the next one and
+//! pushes its results into it. Stateless operators forward every hook; stateful operators keep
+//! keyed state in key groups, their own watermark, and timers derived from their state.
+
+mod filter;
+mod flat_map;
+mod interval_join;
+mod lookup_join;
+mod map;
+mod sink;
+mod window_aggregate;
+
+use std::any::Any;
+
+use crate::checkpoint::{CheckpointImage, OperatorState};
+use crate::error::StateError;
+use crate::record::{LateRecord, Record};
+use crate::time::Timestamp;
+
+pub(crate) use filter::{Filter, FilterMap};
+pub(crate) use flat_map::FlatMap;
+pub use interval_join::IntervalJoinSide;
+pub(crate) use interval_join::{IntervalJoin, PairFn};
+pub(crate) use lookup_join::LookupJoin;
+pub use lookup_join::LookupTable;
+pub(crate) use map::Map;
+pub(crate) use sink::Sink;
+pub(crate) use window_aggregate::{ResultFn, WindowAggregate};
+
+/// What an operator may touch besides its own state while it handles a hook.
+pub struct Context {
+    /// The pipeline's name (part of every result id).
+    pub pipeline: String,
+    /// The key-group count.
+    pub max_key_groups: u16,
+    /// Current processing time.
+    pub processing_time: Timestamp,
+    /// Records refused as too late, waiting to be drained.
+    pub late: Vec<LateRecord>,
+    /// Records refused as too late, in total.
+    pub late_total: u64,
+    /// Results produced, in total.
+    pub results_total: u64,
+    /// The pipeline's output buffer (a `Vec<Output<Out>>` behind `Any`).
+    pub(crate) output: Box<dyn Any + Send>,
+}
+
+/// A step of a pipeline. See the module documentation.
+pub trait Operator<In>: Send {
+    /// Handles one record.
+    fn process(&mut self, cx: &mut Context, record: Record<In>);
+    /// The watermark advanced to `watermark`: fire what is due, then forward it.
+    fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp);
+    /// Processing time advanced to `cx.processing_time`: fire what is due, then forward it.
+    fn on_processing_time(&mut self, cx: &mut Context);
+    /// Appends the state of this operator and the ones after it (changed key groups only,
+    /// unless `full`).
+    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError>;
+    /// Replaces the state of this operator and the ones after it with `image`'s.
+    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
+}

@@ -1,0 +1,514 @@
+//! The keyed, windowed aggregation with triggers — also the engine of the N-way window join.
+//!
+//! State per key: the open windows of the key, each with its accumulator and pane bookkeeping
+//! ([`WindowSlot`]). Timers are derived from that state and rebuilt on restore:
+//! an event-time timer at each window's last millisecond (on-time pane) and, after it fired, at
+//! that plus the allowed lateness (garbage collection); a processing-time timer for a pending
+//! early or late firing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Context, Operator};
+use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
+use crate::combine::Combiner;
+use crate::error::StateError;
+use crate::record::{LateRecord, Origin, Record, ResultId};
+use crate::state::{hash_into, KeyedState, StateKey};
+use crate::time::{Timestamp, MIN_TIMESTAMP};
+use crate::trigger::{Accumulation, PaneInfo, PaneTiming, Trigger};
+use crate::window::{Window, Windowing};
+
+/// Builds a result from a key, its window, the pane and the combiner's output.
+pub(crate) type ResultFn<K, A, O> = Arc<dyn Fn(&K, &Window, &PaneInfo, A) -> O + Send + Sync>;
+
+/// One open window of one key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WindowSlot<A> {
+    window: Window,
+    acc: A,
+    /// Elements added since the last pane.
+    pending: u32,
+    /// Index of the next pane.
+    next_pane: u32,
+    /// Whether the on-time pane has fired (later panes are late).
+    fired_on_time: bool,
+    /// Processing time at which a pending early or late pane fires.
+    deadline: Option<Timestamp>,
+}
+
+/// See the module documentation.
+pub(crate) struct WindowAggregate<K: StateKey, T, C: Combiner<T>, O> {
+    pub(crate) id: String,
+    pub(crate) key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) windowing: Windowing,
+    pub(crate) trigger: Trigger,
+    pub(crate) combiner: Arc<C>,
+    pub(crate) result_fn: ResultFn<K, C::Out, O>,
+    pub(crate) next: Box<dyn Operator<O>>,
+    state: KeyedState<K, Vec<WindowSlot<C::Acc>>>,
+    watermark: Timestamp,
+    event_timers: BTreeMap<Timestamp, Vec<(K, Window)>>,
+    processing_timers: BTreeMap<Timestamp, Vec<(K, Window)>>,
+    assigned: Vec<Window>,
+    fired: Fired<K, C::Out>,
+}
+
+impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: String,
+        max_key_groups: u16,
+        key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        windowing: Windowing,
+        trigger: Trigger,
+        combiner: Arc<C>,
+        result_fn: ResultFn<K, C::Out, O>,
+        next: Box<dyn Operator<O>>,
+    ) -> Self {
+        WindowAggregate {
+            id,
+            key_fn,
+            windowing,
+            trigger,
+            combiner,
+            result_fn,
+            next,
+            state: KeyedState::new(max_key_groups),
+            watermark: MIN_TIMESTAMP,
+            event_timers: BTreeMap::new(),
+            processing_timers: BTreeMap::new(),
+            assigned: Vec::new(),
+            fired: Vec::new(),
+        }
+    }
+
+    fn gc_time(&self, w: &Window) -> Timestamp {
+        w.max_timestamp().saturating_add(self.trigger.allowed_lateness)
+    }
+
+    fn is_expired(&self, w: &Window) -> bool {
+        self.gc_time(w) <= self.watermark && self.watermark > MIN_TIMESTAMP
+    }
+
+    /// Emits the panes collected in `self.fired`, in order.
+    fn emit_fired(&mut self, cx: &mut Context) {
+        for (key, window, pane, out) in std::mem::take(&mut self.fired) {
+            let id = result_id(&cx.pipeline, &self.id, &key, &window, &pane);
+            let value = (self.result_fn)(&key, &window, &pane, out);
+            self.next.process(
+                cx,
+                Record {
+                    timestamp: window.max_timestamp(),
+                    origin: Origin::Pane { id, window, pane },
+                    value,
+                },
+            );
+        }
+    }
+
+    fn late(&self, cx: &mut Context, r: &Record<T>, window: Window) {
+        cx.late_total += 1;
+        let (partition, offset) = match r.origin {
+            Origin::Input { partition, offset, .. } => (Some(partition), Some(offset)),
+            _ => (None, None),
+        };
+        cx.late.push(LateRecord {
+            operator: self.id.clone(),
+            partition,
+            offset,
+            timestamp: r.timestamp,
+            watermark: self.watermark,
+            window: Some(window),
+        });
+    }
+
+    fn add_to_windows(&mut self, cx: &mut Context, key: K, r: &Record<T>) {
+        let group = self.state.group_of(&key);
+        let now = cx.processing_time;
+        let watermark = self.watermark;
+        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        for &window in &self.assigned {
+            let at = match slots.iter().position(|s| s.window == window) {
+                Some(at) => at,
+                None => {
+                    let fired_on_time = window.max_timestamp() <= watermark;
+                    slots.push(WindowSlot {
+                        window,
+                        acc: self.combiner.create(),
+                        pending: 0,
+                        next_pane: 0,
+                        fired_on_time,
+                        deadline: None,
+                    });
+                    let gc = window.max_timestamp().saturating_add(self.trigger.allowed_lateness);
+                    let t = if fired_on_time { gc } else { window.max_timestamp() };
+                    self.event_timers.entry(t).or_default().push((key.clone(), window));
+                    slots.len() - 1
+                }
+            };
+            let slot = &mut slots[at];
+            self.combiner.add(&mut slot.acc, &r.value);
+            after_add(
+                &self.trigger,
+                &*self.combiner,
+                slot,
+                &key,
+                now,
+                &mut self.fired,
+                &mut self.processing_timers,
+            );
+        }
+    }
+
+    fn add_to_session(&mut self, cx: &mut Context, key: K, r: &Record<T>, proto: Window) {
+        let group = self.state.group_of(&key);
+        let watermark = self.watermark;
+        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        let mut merged = proto;
+        let mut absorbed: Vec<WindowSlot<C::Acc>> = Vec::new();
+        let mut i = 0;
+        while i < slots.len() {
+            if slots[i].window.intersects(&merged) {
+                merged = merged.span(&slots[i].window);
+                absorbed.push(slots.swap_remove(i));
+                i = 0; // the span grew: earlier slots may now intersect
+            } else {
+                i += 1;
+            }
+        }
+        if absorbed.len() == 1 && absorbed[0].window == merged {
+            slots.push(absorbed.pop().expect("one absorbed slot"));
+        } else {
+            let mut slot = WindowSlot {
+                window: merged,
+                acc: self.combiner.create(),
+                pending: 0,
+                next_pane: 0,
+                fired_on_time: merged.max_timestamp() <= watermark,
+                deadline: None,
+            };
+            for s in absorbed {
+                self.combiner.merge(&mut slot.acc, s.acc);
+                slot.pending += s.pending;
+                slot.next_pane = slot.next_pane.max(s.next_pane);
+                slot.deadline = match (slot.deadline, s.deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let t = if slot.fired_on_time {
+                merged.max_timestamp().saturating_add(self.trigger.allowed_lateness)
+            } else {
+                merged.max_timestamp()
+            };
+            self.event_timers.entry(t).or_default().push((key.clone(), merged));
+            if let Some(d) = slot.deadline {
+                self.processing_timers.entry(d).or_default().push((key.clone(), merged));
+            }
+            slots.push(slot);
+        }
+        self.assigned.clear();
+        self.assigned.push(merged);
+        // The element itself: added to the (merged) session like any window.
+        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        let at = slots
+            .iter()
+            .position(|s| s.window == merged)
+            .expect("merged slot present");
+        let now = cx.processing_time;
+        let slot = &mut slots[at];
+        self.combiner.add(&mut slot.acc, &r.value);
+        after_add(
+            &self.trigger,
+            &*self.combiner,
+            slot,
+            &key,
+            now,
+            &mut self.fired,
+            &mut self.processing_timers,
+        );
+    }
+
+    /// Fires on-time panes and collects garbage up to the current watermark.
+    fn fire_event_timers(&mut self) {
+        let mut due: Vec<(Timestamp, K, Window)> = Vec::new();
+        while let Some(entry) = self.event_timers.first_entry() {
+            if *entry.key() > self.watermark {
+                break;
+            }
+            let (t, list) = entry.remove_entry();
+            due.extend(list.into_iter().map(|(k, w)| (t, k, w)));
+        }
+        if due.is_empty() {
+            return;
+        }
+        due.sort_unstable_by(|a, b| (a.0, &a.2, &a.1).cmp(&(b.0, &b.2, &b.1)));
+        due.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+        for (_, key, window) in due {
+            self.on_event_timer(key, window);
+        }
+    }
+
+    fn on_event_timer(&mut self, key: K, window: Window) {
+        let group = self.state.group_of(&key);
+        let gc_time = self.gc_time(&window);
+        let watermark = self.watermark;
+        let Some(slots) = self.state.group(group).get(&key) else {
+            return;
+        };
+        let Some(at) = slots.iter().position(|s| s.window == window) else {
+            return; // merged away or already collected
+        };
+        let slots = self.state.group_mut(group).get_mut(&key).expect("key present");
+        let slot = &mut slots[at];
+        if !slot.fired_on_time && window.max_timestamp() <= watermark {
+            slot.fired_on_time = true;
+            let fire = slot.pending > 0 || self.trigger.accumulation == Accumulation::Accumulating;
+            if fire {
+                let pane = PaneInfo {
+                    timing: PaneTiming::OnTime,
+                    index: slot.next_pane,
+                };
+                let out = take_pane(&*self.combiner, self.trigger.accumulation, slot, pane);
+                self.fired.push((key.clone(), window, pane, out));
+            }
+            if gc_time > watermark {
+                self.event_timers.entry(gc_time).or_default().push((key, window));
+                return;
+            }
+        } else if slot.fired_on_time && slot.pending > 0 && gc_time <= watermark {
+            // late elements still waiting for a processing-time firing: flush them before closing
+            let pane = PaneInfo {
+                timing: PaneTiming::Late,
+                index: slot.next_pane,
+            };
+            let out = take_pane(&*self.combiner, self.trigger.accumulation, slot, pane);
+            self.fired.push((key.clone(), window, pane, out));
+        }
+        if gc_time <= watermark {
+            slots.swap_remove(at);
+            if slots.is_empty() {
+                self.state.group_mut(group).remove(&key);
+            }
+        }
+    }
+
+    fn fire_processing_timers(&mut self, now: Timestamp) {
+        let mut due: Vec<(Timestamp, K, Window)> = Vec::new();
+        while let Some(entry) = self.processing_timers.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            let (t, list) = entry.remove_entry();
+            due.extend(list.into_iter().map(|(k, w)| (t, k, w)));
+        }
+        if due.is_empty() {
+            return;
+        }
+        due.sort_unstable_by(|a, b| (a.0, &a.2, &a.1).cmp(&(b.0, &b.2, &b.1)));
+        due.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+        for (_, key, window) in due {
+            let group = self.state.group_of(&key);
+            let Some(slots) = self.state.group(group).get(&key) else {
+                continue;
+            };
+            let Some(at) = slots
+                .iter()
+                .position(|s| s.window == window && s.deadline.is_some_and(|d| d <= now))
+            else {
+                continue;
+            };
+            let slots = self.state.group_mut(group).get_mut(&key).expect("key present");
+            let slot = &mut slots[at];
+            slot.deadline = None;
+            if slot.pending == 0 {
+                continue;
+            }
+            let timing = if slot.fired_on_time {
+                PaneTiming::Late
+            } else {
+                PaneTiming::Early
+            };
+            let pane = PaneInfo {
+                timing,
+                index: slot.next_pane,
+            };
+            let out = take_pane(&*self.combiner, self.trigger.accumulation, slot, pane);
+            self.fired.push((key, window, pane, out));
+        }
+    }
+
+    fn rebuild_timers(&mut self) {
+        self.event_timers.clear();
+        self.processing_timers.clear();
+        let lateness = self.trigger.allowed_lateness;
+        for (_, key, slots) in self.state.iter() {
+            for s in slots {
+                let t = if s.fired_on_time {
+                    s.window.max_timestamp().saturating_add(lateness)
+                } else {
+                    s.window.max_timestamp()
+                };
+                self.event_timers.entry(t).or_default().push((key.clone(), s.window));
+                if let Some(d) = s.deadline {
+                    self.processing_timers
+                        .entry(d)
+                        .or_default()
+                        .push((key.clone(), s.window));
+                }
+            }
+        }
+    }
+}
+
+type Fired<K, O> = Vec<(K, Window, PaneInfo, O)>;
+
+/// Counts an element just added to `slot` and applies the early or late firing condition: fires
+/// the pane now (into `fired`), or arms a processing-time deadline and its timer.
+fn after_add<K: Clone, T, C: Combiner<T>>(
+    trigger: &Trigger,
+    combiner: &C,
+    slot: &mut WindowSlot<C::Acc>,
+    key: &K,
+    now: Timestamp,
+    fired: &mut Fired<K, C::Out>,
+    processing_timers: &mut BTreeMap<Timestamp, Vec<(K, Window)>>,
+) {
+    slot.pending += 1;
+    let (firing, timing) = if slot.fired_on_time {
+        (trigger.late_firing(), PaneTiming::Late)
+    } else {
+        match trigger.early {
+            Some(f) => (f, PaneTiming::Early),
+            None => return,
+        }
+    };
+    if firing.elements.is_some_and(|n| slot.pending >= n) {
+        let pane = PaneInfo {
+            timing,
+            index: slot.next_pane,
+        };
+        let out = take_pane(combiner, trigger.accumulation, slot, pane);
+        fired.push((key.clone(), slot.window, pane, out));
+        return;
+    }
+    if let (Some(ms), None) = (firing.processing_ms, slot.deadline) {
+        let deadline = now.saturating_add(ms);
+        slot.deadline = Some(deadline);
+        processing_timers
+            .entry(deadline)
+            .or_default()
+            .push((key.clone(), slot.window));
+    }
+}
+
+/// Extracts a pane from a slot and resets what the accumulation mode says.
+fn take_pane<T, C: Combiner<T>>(
+    combiner: &C,
+    mode: Accumulation,
+    slot: &mut WindowSlot<C::Acc>,
+    pane: PaneInfo,
+) -> C::Out {
+    let out = combiner.extract(&slot.acc);
+    if mode == Accumulation::Discarding {
+        slot.acc = combiner.create();
+    }
+    slot.pending = 0;
+    slot.next_pane = pane.index + 1;
+    slot.deadline = None;
+    out
+}
+
+fn result_id<K: serde::Serialize>(pipeline: &str, operator: &str, key: &K, w: &Window, pane: &PaneInfo) -> ResultId {
+    let mut h = Xxh3::new();
+    h.update(pipeline.as_bytes());
+    h.update(&[0]);
+    h.update(operator.as_bytes());
+    h.update(&[0]);
+    hash_into(&mut h, key);
+    h.update(&w.start.to_le_bytes());
+    h.update(&w.end.to_le_bytes());
+    h.update(&pane.index.to_le_bytes());
+    ResultId(h.digest128())
+}
+
+impl<K: StateKey, T: Send, C: Combiner<T>, O> Operator<T> for WindowAggregate<K, T, C, O>
+where
+    C::Out: Send,
+{
+    fn process(&mut self, cx: &mut Context, r: Record<T>) {
+        let key = (self.key_fn)(&r.value);
+        let mut assigned = std::mem::take(&mut self.assigned);
+        assigned.clear();
+        self.windowing.assign(r.timestamp, |w| assigned.push(w));
+        let last = *assigned.last().unwrap_or(&Window::GLOBAL);
+        assigned.retain(|w| !self.is_expired(w));
+        self.assigned = assigned;
+        if self.assigned.is_empty() {
+            self.late(cx, &r, last);
+            return;
+        }
+        if self.windowing.is_merging() {
+            let proto = self.assigned[0];
+            self.add_to_session(cx, key, &r, proto);
+        } else {
+            self.add_to_windows(cx, key, &r);
+        }
+        if !self.fired.is_empty() {
+            self.emit_fired(cx);
+        }
+    }
+
+    fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        self.fire_event_timers();
+        self.emit_fired(cx);
+        self.next.on_watermark(cx, watermark);
+    }
+
+    fn on_processing_time(&mut self, cx: &mut Context) {
+        if self
+            .processing_timers
+            .first_key_value()
+            .is_some_and(|(t, _)| *t <= cx.processing_time)
+        {
+            self.fire_processing_timers(cx.processing_time);
+            self.emit_fired(cx);
+        }
+        self.next.on_processing_time(cx);
+    }
+
+    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
+        let groups = self.state.snapshot(full, &self.id)?;
+        out.push(OperatorState {
+            operator: self.id.clone(),
+            meta: self.watermark.to_le_bytes().to_vec(),
+            key_groups: groups
+                .into_iter()
+                .map(|(key_group, bytes)| KeyGroupState { key_group, bytes })
+                .collect(),
+        });
+        self.next.snapshot(full, out)
+    }
+
+    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
+        if let Some((meta, groups)) = image.operator(&self.id) {
+            self.watermark = meta
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
+            for (g, bytes) in groups {
+                self.state.restore_group(*g, bytes, &self.id)?;
+            }
+            self.rebuild_timers();
+        }
+        self.next.restore(image)
+    }
+}
