@@ -1,0 +1,34 @@
+//! The `shardflow` command line.
+
+use clap::{Parser, Subcommand};
+
+/// Event-time streaming pipelines on AWS Lambda and Kinesis, runnable embedded.
+#[derive(Debug, Parser)]
+#[command(name = "shardflow", version, about)]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `shardflow_engine=debug`.
+    #[arg(long, global = true, env = "SHARDFLOW_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the seed platform's pipelines on a generated online-shop CDC stream (embedded, no cloud).
+    Demo(shardflow_shop::demo::DemoArgs),
+    /// Run a Nexmark query over a JSON-lines file of the bench generator.
+    Nexmark(shardflow_nexmark::cli::NexmarkArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Demo(args) => shardflow_shop::demo::run(args),
+        Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
+    }
+}

