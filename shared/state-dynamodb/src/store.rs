@@ -1,0 +1,419 @@
+//! The store: load and commit one shard's checkpoint (see the crate documentation).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use shardflow_engine::{Checkpoint, CheckpointImage};
+use shardflow_runtime::SequenceNumber;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::StoreError;
+use crate::manifest::{GroupRef, Manifest};
+
+/// The largest key-group state kept inline in an item (DynamoDB items are at most 400 KB).
+pub const MAX_INLINE_STATE_BYTES: usize = 350 * 1024;
+/// Actions per `TransactWriteItems`.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Bytes per `TransactWriteItems` (4 MB, less headroom for keys and attribute names).
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+/// Keys per `BatchGetItem`.
+const MAX_BATCH_GET: usize = 100;
+
+/// What `load` found.
+#[derive(Debug)]
+pub struct LoadedCheckpoint {
+    /// The committed version (0: nothing committed yet).
+    pub version: u64,
+    /// The last committed sequence number of the shard.
+    pub sequence_number: Option<SequenceNumber>,
+    /// The engine state, if any was committed.
+    pub image: Option<CheckpointImage>,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Items written (key-group slots plus the checkpoint item).
+    pub items_written: usize,
+    /// Bytes of state written.
+    pub bytes_written: usize,
+    /// Transactions used (1 when the commit fits one).
+    pub transactions: usize,
+}
+
+/// One write of a transaction, with its approximate size and a digest of its content.
+struct SlotPut {
+    put: Put,
+    bytes: usize,
+    digest: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Committed {
+    version: u64,
+    manifest: Option<Manifest>,
+}
+
+/// The checkpoint store of one shard of one stage.
+#[derive(Debug, Clone)]
+pub struct DynamoDbCheckpointStore {
+    client: Client,
+    table: String,
+    stage: String,
+    shard: String,
+    committed: Option<Committed>,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+impl DynamoDbCheckpointStore {
+    /// The store of `shard` of `stage` in `table`.
+    pub fn new(client: Client, table: &str, stage: &str, shard: &str) -> Self {
+        DynamoDbCheckpointStore {
+            client,
+            table: table.to_owned(),
+            stage: stage.to_owned(),
+            shard: shard.to_owned(),
+            committed: None,
+        }
+    }
+
+    fn checkpoint_key(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("{}#shard#{}", self.stage, self.shard))),
+            ("sk".to_owned(), s("checkpoint")),
+        ])
+    }
+
+    fn slot_key(&self, operator: &str, group: u16, slot: u8) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("{}#kg#{operator}#{group}", self.stage))),
+            ("sk".to_owned(), s(format!("{}#slot{slot}", self.shard))),
+        ])
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            stage: self.stage.clone(),
+            shard: self.shard.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads the shard's committed checkpoint (strongly consistent) and every live key group.
+    pub async fn load(&mut self) -> Result<LoadedCheckpoint, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.checkpoint_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamodb("GetItem", e))?
+            .item;
+        let Some(item) = item else {
+            self.committed = Some(Committed {
+                version: 0,
+                manifest: None,
+            });
+            return Ok(LoadedCheckpoint {
+                version: 0,
+                sequence_number: None,
+                image: None,
+            });
+        };
+        let version = match item.get("ver") {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt("ver is not a number"))?,
+            _ => return Err(self.corrupt("checkpoint item without ver")),
+        };
+        let sequence_number = match item.get("sequence_number") {
+            Some(AttributeValue::S(v)) => Some(SequenceNumber::parse(v).map_err(|e| self.corrupt(e.to_string()))?),
+            _ => None,
+        };
+        let manifest: Manifest = match item.get("manifest") {
+            Some(AttributeValue::B(b)) => {
+                postcard::from_bytes(b.as_ref()).map_err(|e| self.corrupt(format!("manifest: {e}")))?
+            }
+            _ => return Err(self.corrupt("checkpoint item without manifest")),
+        };
+        let slots = self.read_slots(&manifest).await?;
+        let mut missing = Vec::new();
+        let checkpoint = manifest.to_checkpoint(|op, g| match slots.get(&(op.to_owned(), g.key_group)) {
+            Some(b) => b.clone(),
+            None => {
+                missing.push(format!("{op}/{}", g.key_group));
+                Vec::new()
+            }
+        });
+        if !missing.is_empty() {
+            return Err(self.corrupt(format!("live slots missing or of another version: {missing:?}")));
+        }
+        self.committed = Some(Committed {
+            version,
+            manifest: Some(manifest),
+        });
+        Ok(LoadedCheckpoint {
+            version,
+            sequence_number,
+            image: Some(CheckpointImage::new(checkpoint)),
+        })
+    }
+
+    /// Reads the live slot of every key group in the manifest; only slots written for the version
+    /// the manifest names are returned.
+    async fn read_slots(&self, manifest: &Manifest) -> Result<HashMap<(String, u16), Vec<u8>>, StoreError> {
+        let mut wanted: HashMap<(String, String), (String, GroupRef)> = HashMap::new();
+        for o in &manifest.operators {
+            for g in &o.groups {
+                let key = self.slot_key(&o.id, g.key_group, g.slot);
+                if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (key.get("pk"), key.get("sk")) {
+                    wanted.insert((pk.clone(), sk.clone()), (o.id.clone(), *g));
+                }
+            }
+        }
+        let mut keys: Vec<HashMap<String, AttributeValue>> = wanted
+            .keys()
+            .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+            .collect();
+        let mut found = HashMap::new();
+        while !keys.is_empty() {
+            let chunk: Vec<_> = keys.drain(..keys.len().min(MAX_BATCH_GET)).collect();
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::dynamodb("BatchGetItem", e))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamodb("BatchGetItem", e))?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get("pk"), item.get("sk"))
+                else {
+                    continue;
+                };
+                let Some((op, g)) = wanted.get(&(pk.clone(), sk.clone())) else {
+                    continue;
+                };
+                let written_for = match item.get("ver") {
+                    Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
+                    _ => None,
+                };
+                if written_for != Some(g.version) {
+                    continue; // reported as missing by the caller
+                }
+                if let Some(AttributeValue::B(b)) = item.get("state") {
+                    found.insert((op.clone(), g.key_group), b.clone().into_inner());
+                }
+            }
+            if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                keys.extend(unprocessed.keys);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Commits `checkpoint` (incremental or full) as the state of the shard after `sequence`,
+    /// atomically, conditioned on the version read by the last `load` or `commit`.
+    pub async fn commit(
+        &mut self,
+        checkpoint: &Checkpoint,
+        sequence: &SequenceNumber,
+    ) -> Result<CommitStats, StoreError> {
+        let committed = self.committed.clone().ok_or(StoreError::NotLoaded)?;
+        let expected = committed.version;
+        let new_version = expected + 1;
+        let mut manifest = match committed.manifest {
+            Some(m) => {
+                if m.pipeline != checkpoint.pipeline || m.max_key_groups != checkpoint.max_key_groups {
+                    return Err(shardflow_engine::StateError::Mismatch(format!(
+                        "stored checkpoint is of {}/{} key groups, this commit of {}/{}",
+                        m.pipeline, m.max_key_groups, checkpoint.pipeline, checkpoint.max_key_groups
+                    ))
+                    .into());
+                }
+                m
+            }
+            None => Manifest::empty(&checkpoint.pipeline, checkpoint.max_key_groups),
+        };
+        manifest.epoch = checkpoint.epoch;
+        manifest.engine = checkpoint.engine.clone();
+        let mut stats = CommitStats::default();
+        let mut puts: Vec<SlotPut> = Vec::new();
+        for op in &checkpoint.operators {
+            let slot_items = self.slot_puts(&mut manifest, op, checkpoint.full, new_version, &mut stats)?;
+            puts.extend(slot_items);
+        }
+        let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|e| self.corrupt(format!("manifest: {e}")))?;
+        let mut item = self.checkpoint_key();
+        item.insert("ver".into(), n(new_version));
+        item.insert("sequence_number".into(), s(sequence.as_str()));
+        item.insert("manifest".into(), AttributeValue::B(Blob::new(manifest_bytes.clone())));
+        let mut flip = Put::builder().table_name(&self.table).set_item(Some(item));
+        flip = if expected == 0 {
+            flip.condition_expression("attribute_not_exists(pk)")
+        } else {
+            flip.condition_expression("ver = :expected")
+                .expression_attribute_values(":expected", n(expected))
+        };
+        let flip = flip
+            .build()
+            .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
+        let flip = SlotPut {
+            bytes: manifest_bytes.len() + 256,
+            digest: xxhash_rust::xxh3::xxh3_64(&manifest_bytes),
+            put: flip,
+        };
+        let total_bytes: usize = puts.iter().map(|p| p.bytes).sum::<usize>() + flip.bytes;
+        if puts.len() < MAX_TRANSACTION_ITEMS && total_bytes <= MAX_TRANSACTION_BYTES {
+            puts.push(flip);
+            self.transact(puts, new_version, &mut stats).await?;
+        } else {
+            let mut chunk = Vec::new();
+            let mut chunk_bytes = 0;
+            for put in puts {
+                if chunk.len() == MAX_TRANSACTION_ITEMS || chunk_bytes + put.bytes > MAX_TRANSACTION_BYTES {
+                    self.transact(std::mem::take(&mut chunk), new_version, &mut stats)
+                        .await?;
+                    chunk_bytes = 0;
+                }
+                chunk_bytes += put.bytes;
+                chunk.push(put);
+            }
+            if !chunk.is_empty() {
+                self.transact(chunk, new_version, &mut stats).await?;
+            }
+            self.transact(vec![flip], new_version, &mut stats).await?;
+        }
+        stats.items_written += 1;
+        self.committed = Some(Committed {
+            version: new_version,
+            manifest: Some(manifest),
+        });
+        Ok(stats)
+    }
+
+    /// The slot writes of one operator's changed key groups, updating the manifest.
+    fn slot_puts(
+        &self,
+        manifest: &mut Manifest,
+        op: &shardflow_engine::checkpoint::OperatorState,
+        full: bool,
+        new_version: u64,
+        stats: &mut CommitStats,
+    ) -> Result<Vec<SlotPut>, StoreError> {
+        let om = manifest.operator_mut(&op.operator);
+        om.meta = op.meta.clone();
+        let previous = std::mem::take(&mut om.groups);
+        if !full {
+            om.groups = previous.clone();
+        }
+        let mut puts = Vec::new();
+        for g in &op.key_groups {
+            if g.bytes.is_empty() {
+                om.remove(g.key_group);
+                continue;
+            }
+            if g.bytes.len() > MAX_INLINE_STATE_BYTES {
+                return Err(StoreError::StateTooLarge {
+                    operator: op.operator.clone(),
+                    group: g.key_group,
+                    bytes: g.bytes.len(),
+                    limit: MAX_INLINE_STATE_BYTES,
+                });
+            }
+            let live = previous
+                .binary_search_by_key(&g.key_group, |r| r.key_group)
+                .ok()
+                .map(|i| previous[i].slot);
+            let slot = live.map_or(0, |l| 1 - l);
+            let mut item = self.slot_key(&op.operator, g.key_group, slot);
+            item.insert("ver".into(), n(new_version));
+            item.insert("state".into(), AttributeValue::B(Blob::new(g.bytes.clone())));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(ver) OR ver < :new")
+                .expression_attribute_values(":new", n(new_version))
+                .build()
+                .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
+            stats.bytes_written += g.bytes.len();
+            stats.items_written += 1;
+            let mut digest = Xxh3::new();
+            digest.update(op.operator.as_bytes());
+            digest.update(&g.key_group.to_le_bytes());
+            digest.update(&[slot]);
+            digest.update(&g.bytes);
+            puts.push(SlotPut {
+                put,
+                bytes: g.bytes.len() + 256,
+                digest: digest.digest(),
+            });
+            om.set(GroupRef {
+                key_group: g.key_group,
+                slot,
+                version: new_version,
+            });
+        }
+        Ok(puts)
+    }
+
+    /// Writes `puts` in one transaction whose request token is derived from its content, so that
+    /// a retry of the same transaction is idempotent and a different one is not mistaken for it.
+    async fn transact(&self, puts: Vec<SlotPut>, new_version: u64, stats: &mut CommitStats) -> Result<(), StoreError> {
+        let mut token = Xxh3::new();
+        token.update(self.stage.as_bytes());
+        token.update(&[0]);
+        token.update(self.shard.as_bytes());
+        token.update(&new_version.to_le_bytes());
+        let items: Vec<TransactWriteItem> = puts
+            .into_iter()
+            .map(|p| {
+                token.update(&p.digest.to_le_bytes());
+                TransactWriteItem::builder().put(p.put).build()
+            })
+            .collect();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(format!("{:032x}", token.digest128()))
+            .send()
+            .await;
+        stats.transactions += 1;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Err(StoreError::Conflict {
+                        stage: self.stage.clone(),
+                        shard: self.shard.clone(),
+                        expected: new_version - 1,
+                    })
+                }
+                _ => Err(StoreError::dynamodb("TransactWriteItems", e)),
+            },
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The DynamoDB checkpoint store against DynamoDB Local (or LocalStack): round trips, increments,
+//! fencing of stale invocations, commits larger than one transaction.
+//!
+//! Needs `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) pointing at an emulator; `scripts/test`
+//! starts one and sets it.
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::Client;
+use shardflow_engine::combine::Count;
+use shardflow_engine::{Output, Pipeline, Trigger, Windowing};
+use shardflow_runtime::SequenceNumber;
+use shardflow_state_dynamodb::{create_state_table, DynamoDbCheckpointStore, StoreError};
+
+type Event = (u64, i64);
+type Row = (u64, i64, u64);
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .expect("set AWS_ENDPOINT_URL_DYNAMODB to a DynamoDB emulator (scripts/test starts one with localstack/up)")
+}
+
+async fn client_and_table(name: &str) -> (Client, String) {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint())
+        .build();
+    let client = Client::from_conf(config);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let table = format!("shardflow-test-{name}-{nanos}");
+    create_state_table(&client, &table).await.expect("create table");
+    (client, table)
+}
+
+fn pipeline(max_key_groups: u16) -> Pipeline<Event, Row> {
+    Pipeline::builder("counts")
+        .max_key_groups(max_key_groups)
+        .event_time(|e: &Event| e.1)
+        .key_by(|e| e.0)
+        .window(Windowing::tumbling(1_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate(Count, |k, w, _, n| (*k, w.start, n))
+        .sink("counts")
+}
+
+fn seq(i: u64) -> SequenceNumber {
+    SequenceNumber::parse(&format!("4965{i:020}")).unwrap()
+}
+
+fn events(keys: u64, n: u64) -> Vec<Event> {
+    (0..n).map(|i| (i % keys, (i as i64) * 7)).collect()
+}
+
+fn values(mut out: Vec<Output<Row>>) -> Vec<Row> {
+    let mut v: Vec<Row> = out.drain(..).map(|o| o.value).collect();
+    v.sort();
+    v
+}
+
+/// The whole input in one engine, for comparison.
+fn uninterrupted(p: &Pipeline<Event, Row>, input: &[Event]) -> Vec<Row> {
+    let mut e = p.engine();
+    let part = e.partition("s");
+    let mut out = Vec::new();
+    for (i, ev) in input.iter().enumerate() {
+        e.process(part, i as u64, 0, *ev);
+        out.extend(e.drain_output());
+    }
+    e.finish();
+    out.extend(e.drain_output());
+    values(out)
+}
+
+#[tokio::test]
+async fn committed_state_restores_an_engine_that_finishes_like_an_uninterrupted_one() {
+    let (client, table) = client_and_table("roundtrip").await;
+    let p = pipeline(32);
+    let input = events(50, 2_000);
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", "shardId-000000000000");
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.version, 0);
+    assert!(loaded.image.is_none());
+
+    let mut out = Vec::new();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    for (chunk_no, chunk) in input.chunks(500).enumerate() {
+        let base = chunk_no * 500;
+        for (i, ev) in chunk.iter().enumerate() {
+            engine.process(part, (base + i) as u64, 0, *ev);
+        }
+        out.extend(engine.drain_output());
+        let cp = engine.snapshot().unwrap();
+        let stats = store.commit(&cp, &seq((base + chunk.len()) as u64)).await.unwrap();
+        assert!(stats.items_written >= 1);
+        // A fresh invocation picks up exactly where this one committed.
+        let mut fresh = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", "shardId-000000000000");
+        let loaded = fresh.load().await.unwrap();
+        assert_eq!(loaded.version, chunk_no as u64 + 1);
+        assert_eq!(loaded.sequence_number, Some(seq((base + chunk.len()) as u64)));
+        engine = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+        store = fresh;
+    }
+    engine.finish();
+    out.extend(engine.drain_output());
+    assert_eq!(values(out), uninterrupted(&p, &input));
+}
+
+#[tokio::test]
+async fn items_written_follow_dirty_key_groups_not_records() {
+    let (client, table) = client_and_table("dirty").await;
+    let p = pipeline(128);
+    let mut store = DynamoDbCheckpointStore::new(client, &table, "counts", "shardId-000000000001");
+    store.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    // 5,000 records of 3 keys: at most 3 key groups change.
+    for i in 0..5_000u64 {
+        engine.process(part, i, 0, (i % 3, 10));
+    }
+    let stats = store.commit(&engine.snapshot().unwrap(), &seq(5_000)).await.unwrap();
+    assert!(stats.items_written <= 3 + 1, "{stats:?}");
+    assert_eq!(stats.transactions, 1);
+    // Nothing changed: only the checkpoint item is written.
+    let stats = store.commit(&engine.snapshot().unwrap(), &seq(5_001)).await.unwrap();
+    assert_eq!(stats.items_written, 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_stale_invocation_loses_the_condition_and_changes_nothing() {
+    let (client, table) = client_and_table("fencing").await;
+    let p = pipeline(16);
+    let shard = "shardId-000000000002";
+    let mut a = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    let mut b = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    a.load().await.unwrap();
+    b.load().await.unwrap();
+
+    let mut ea = p.engine();
+    let pa = ea.partition("s");
+    ea.process(pa, 0, 0, (1, 5));
+    a.commit(&ea.snapshot().unwrap(), &seq(1)).await.unwrap();
+
+    // b read version 0 before a committed: its commit must fail and leave a's state intact.
+    let mut eb = p.engine();
+    let pb = eb.partition("s");
+    eb.process(pb, 0, 0, (2, 5));
+    eb.process(pb, 1, 0, (3, 5));
+    match b.commit(&eb.snapshot().unwrap(), &seq(2)).await {
+        Err(StoreError::Conflict { expected: 0, .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let mut reader = DynamoDbCheckpointStore::new(client, &table, "counts", shard);
+    let loaded = reader.load().await.unwrap();
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.sequence_number, Some(seq(1)));
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(values(restored.drain_output()), vec![(1, 0, 1)]);
+}
+
+#[tokio::test]
+async fn a_commit_larger_than_one_transaction_is_atomic_at_the_flip() {
+    let (client, table) = client_and_table("large").await;
+    let p = pipeline(512);
+    let input = events(3_000, 6_000);
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", "shardId-000000000003");
+    store.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    for (i, ev) in input.iter().enumerate() {
+        engine.process(part, i as u64, 0, *ev);
+    }
+    let mut out = engine.drain_output();
+    let cp = engine.snapshot().unwrap();
+    assert!(cp.key_groups_written() > 100, "the test needs more than 100 items");
+    let stats = store.commit(&cp, &seq(6_000)).await.unwrap();
+    assert!(stats.transactions >= 3, "{stats:?}");
+    let mut fresh = DynamoDbCheckpointStore::new(client, &table, "counts", "shardId-000000000003");
+    let loaded = fresh.load().await.unwrap();
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    out.extend(restored.drain_output());
+    assert_eq!(values(out), uninterrupted(&p, &input));
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_pipeline_is_refused() {
+    let (client, table) = client_and_table("mismatch").await;
+    let mut store = DynamoDbCheckpointStore::new(client, &table, "counts", "shardId-000000000004");
+    store.load().await.unwrap();
+    let mut e = pipeline(16).engine();
+    let part = e.partition("s");
+    e.process(part, 0, 0, (1, 1));
+    store.commit(&e.snapshot().unwrap(), &seq(1)).await.unwrap();
+    let mut other = pipeline(32).engine();
+    let part = other.partition("s");
+    other.process(part, 0, 0, (1, 1));
+    assert!(matches!(
+        store.commit(&other.snapshot().unwrap(), &seq(2)).await,
+        Err(StoreError::State(_))
+    ));
+}
