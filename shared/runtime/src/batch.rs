@@ -5,6 +5,14 @@
 //! decode becomes a dead letter and the batch goes on; every other record is processed by the
 //! engine. Records the engine refuses as later than the allowed lateness come back as dead
 //! letters of kind `late`, with their raw bytes, so that nothing is silently dropped.
+//!
+//! User code runs inside the engine. If it panics on a record, processing stops there and the
+//! outcome says so ([`BatchOutcome::panicked_at`]): the engine may be half-way through that record
+//! and must be discarded. The stage then commits the records before it and reports the panicking
+//! record as the batch item failure; after a bounded number of attempts the record is passed as
+//! `poison` (dead-lettered instead of processed) so that it can never block its shard.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use std::collections::HashMap;
 
@@ -32,8 +40,22 @@ pub struct BatchOutcome<Out> {
     pub undecodable: usize,
     /// Records refused as too late.
     pub late: usize,
-    /// The position to commit: the batch's last sequence number.
+    /// The position to commit: the last sequence number handled (all of the batch, or the records
+    /// before the one that panicked).
     pub last_sequence: Option<SequenceNumber>,
+    /// Index of the record whose processing panicked (processing stopped there; the engine must
+    /// be discarded), with the panic message.
+    pub panicked_at: Option<(usize, String)>,
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
 }
 
 /// The engine partition name of a shard of a stream.
@@ -43,12 +65,14 @@ pub fn partition_name(stream: &str, shard_id: &str) -> String {
 
 /// Processes `batch` with `engine` (see the module documentation). `committed` is the last
 /// sequence number of this shard whose effects are committed.
+/// `poison` names a record that already failed too often: it is dead-lettered, not processed.
 pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
     engine: &mut Engine<In, Out>,
     stage: &str,
     batch: &ShardBatch,
     decoder: &dyn RecordDecoder<In>,
     committed: Option<&SequenceNumber>,
+    poison: Option<(&SequenceNumber, &str)>,
 ) -> BatchOutcome<Out> {
     let partition = engine.partition(&partition_name(&batch.stream, &batch.shard_id));
     let mut outcome = BatchOutcome {
@@ -60,6 +84,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
         undecodable: 0,
         late: 0,
         last_sequence: batch.last_sequence().cloned(),
+        panicked_at: None,
     };
     let mut by_offset: HashMap<u64, usize> = HashMap::with_capacity(batch.records.len());
     for (i, record) in batch.records.iter().enumerate() {
@@ -67,11 +92,29 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
             outcome.skipped_duplicates += 1;
             continue;
         }
+        if let Some((_, reason)) = poison.filter(|(seq, _)| *seq == &record.sequence) {
+            outcome.dead_letters.push(DeadLetter::new(
+                DeadLetterKind::Poison,
+                stage,
+                &batch.stream,
+                &batch.shard_id,
+                record,
+                reason.to_owned(),
+            ));
+            continue;
+        }
         match decoder.decode(&record.data) {
             Ok(value) => {
                 let offset = record.sequence.digest();
                 by_offset.insert(offset, i);
-                engine.process(partition, offset, record.arrival_ms, value);
+                let step = catch_unwind(AssertUnwindSafe(|| {
+                    engine.process(partition, offset, record.arrival_ms, value);
+                }));
+                if let Err(panic) = step {
+                    outcome.panicked_at = Some((i, panic_message(panic.as_ref())));
+                    outcome.last_sequence = i.checked_sub(1).map(|p| batch.records[p].sequence.clone());
+                    return outcome;
+                }
                 outcome.processed += 1;
             }
             Err(e) => {

@@ -13,6 +13,8 @@ pub enum DeadLetterKind {
     Undecodable,
     /// It arrived after its window's allowed lateness (the late side output).
     Late,
+    /// User code failed on it more often than the stage's retry limit.
+    Poison,
 }
 
 /// A record routed to the dead-letter (or late) destination: the raw bytes, where it came from,

@@ -64,7 +64,14 @@ fn malformed_and_late_records_become_dead_letters_and_the_batch_goes_on() {
     let batch = batch();
     let pipeline = revenue();
     let mut engine = pipeline.engine();
-    let out = process_batch(&mut engine, "revenue", &batch, &JsonDecoder::<Purchase>::new(), None);
+    let out = process_batch(
+        &mut engine,
+        "revenue",
+        &batch,
+        &JsonDecoder::<Purchase>::new(),
+        None,
+        None,
+    );
     assert_eq!(out.records_in, 5);
     assert_eq!(out.processed, 4);
     assert_eq!(out.undecodable, 1);
@@ -118,6 +125,7 @@ fn redelivered_records_at_or_below_the_checkpoint_are_skipped() {
         &batch,
         &JsonDecoder::<Purchase>::new(),
         Some(&committed),
+        None,
     );
     assert_eq!(out.skipped_duplicates, 2);
     assert_eq!(out.processed, 2, "records 4 and 5 (3 does not decode)");
@@ -163,4 +171,65 @@ fn partial_failure_response_names_the_first_failed_record() {
         r.batch_item_failures[0].item_identifier.as_deref(),
         Some("49650000000000000000000000000000000000000000000000000004")
     );
+}
+
+/// Panics on product 9, like a bug in user code.
+fn fragile() -> Pipeline<Purchase, u32> {
+    Pipeline::builder("fragile")
+        .event_time(|p: &Purchase| p.ts_ms)
+        .map(|p: Purchase| {
+            assert!(p.product != 9, "cannot handle product 9");
+            p.product
+        })
+        .sink("products")
+}
+
+#[test]
+fn a_panic_in_user_code_stops_the_batch_at_that_record() {
+    let batch = batch();
+    let pipeline = fragile();
+    let mut engine = pipeline.engine();
+    let out = process_batch(
+        &mut engine,
+        "fragile",
+        &batch,
+        &JsonDecoder::<Purchase>::new(),
+        None,
+        None,
+    );
+    let (at, message) = out.panicked_at.expect("record 4 panics");
+    assert_eq!(at, 3);
+    assert!(message.contains("cannot handle product 9"), "{message}");
+    assert_eq!(
+        out.last_sequence.unwrap().as_str(),
+        "49650000000000000000000000000000000000000000000000000003",
+        "everything before the panicking record is handled"
+    );
+    assert_eq!(out.processed, 2);
+}
+
+#[test]
+fn a_poison_record_is_dead_lettered_and_the_rest_goes_on() {
+    let batch = batch();
+    let pipeline = fragile();
+    let mut engine = pipeline.engine();
+    let poison = batch.records[3].sequence.clone();
+    let out = process_batch(
+        &mut engine,
+        "fragile",
+        &batch,
+        &JsonDecoder::<Purchase>::new(),
+        None,
+        Some((&poison, "user code panicked 3 times: cannot handle product 9")),
+    );
+    assert!(out.panicked_at.is_none());
+    assert_eq!(out.processed, 3);
+    let poisoned: Vec<_> = out
+        .dead_letters
+        .iter()
+        .filter(|d| d.kind == DeadLetterKind::Poison)
+        .collect();
+    assert_eq!(poisoned.len(), 1);
+    assert_eq!(poisoned[0].sequence_number, poison.as_str());
+    assert_eq!(out.outputs.len(), 3);
 }

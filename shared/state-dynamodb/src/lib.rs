@@ -35,5 +35,5 @@ mod store;
 mod table;
 
 pub use error::StoreError;
-pub use store::{CommitStats, DynamoDbCheckpointStore, LoadedCheckpoint, MAX_INLINE_STATE_BYTES};
+pub use store::{CommitStats, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, MAX_INLINE_STATE_BYTES};
 pub use table::create_state_table;

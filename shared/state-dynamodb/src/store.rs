@@ -22,6 +22,18 @@ const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Keys per `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
 
+/// A record on which user code failed, and how often (kept with the checkpoint so that a poison
+/// record is retried a bounded number of times across invocations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// The failing record.
+    pub sequence_number: SequenceNumber,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last failure's message.
+    pub reason: String,
+}
+
 /// What `load` found.
 #[derive(Debug)]
 pub struct LoadedCheckpoint {
@@ -31,6 +43,8 @@ pub struct LoadedCheckpoint {
     pub sequence_number: Option<SequenceNumber>,
     /// The engine state, if any was committed.
     pub image: Option<CheckpointImage>,
+    /// The record that failed last, if the last commit recorded one.
+    pub failure: Option<RecordFailure>,
 }
 
 /// What a commit wrote.
@@ -54,6 +68,7 @@ struct SlotPut {
 #[derive(Debug, Clone)]
 struct Committed {
     version: u64,
+    sequence_number: Option<SequenceNumber>,
     manifest: Option<Manifest>,
 }
 
@@ -124,12 +139,14 @@ impl DynamoDbCheckpointStore {
         let Some(item) = item else {
             self.committed = Some(Committed {
                 version: 0,
+                sequence_number: None,
                 manifest: None,
             });
             return Ok(LoadedCheckpoint {
                 version: 0,
                 sequence_number: None,
                 image: None,
+                failure: None,
             });
         };
         let version = match item.get("ver") {
@@ -146,6 +163,17 @@ impl DynamoDbCheckpointStore {
             }
             _ => return Err(self.corrupt("checkpoint item without manifest")),
         };
+        let failure = match (item.get("failed_sequence_number"), item.get("failed_attempts")) {
+            (Some(AttributeValue::S(seq)), Some(AttributeValue::N(n))) => Some(RecordFailure {
+                sequence_number: SequenceNumber::parse(seq).map_err(|e| self.corrupt(e.to_string()))?,
+                attempts: n.parse().map_err(|_| self.corrupt("failed_attempts is not a number"))?,
+                reason: match item.get("failed_reason") {
+                    Some(AttributeValue::S(r)) => r.clone(),
+                    _ => String::new(),
+                },
+            }),
+            _ => None,
+        };
         let slots = self.read_slots(&manifest).await?;
         let mut missing = Vec::new();
         let checkpoint = manifest.to_checkpoint(|op, g| match slots.get(&(op.to_owned(), g.key_group)) {
@@ -160,12 +188,14 @@ impl DynamoDbCheckpointStore {
         }
         self.committed = Some(Committed {
             version,
+            sequence_number: sequence_number.clone(),
             manifest: Some(manifest),
         });
         Ok(LoadedCheckpoint {
             version,
             sequence_number,
             image: Some(CheckpointImage::new(checkpoint)),
+            failure,
         })
     }
 
@@ -237,6 +267,18 @@ impl DynamoDbCheckpointStore {
         checkpoint: &Checkpoint,
         sequence: &SequenceNumber,
     ) -> Result<CommitStats, StoreError> {
+        self.commit_with_failure(checkpoint, Some(sequence), None).await
+    }
+
+    /// Like [`DynamoDbCheckpointStore::commit`], also recording (or, with `None`, clearing) the
+    /// record that failed after `sequence`. `sequence` is `None` when nothing of the shard was
+    /// handled yet (the first record failed); the stored position is then kept.
+    pub async fn commit_with_failure(
+        &mut self,
+        checkpoint: &Checkpoint,
+        sequence: Option<&SequenceNumber>,
+        failure: Option<&RecordFailure>,
+    ) -> Result<CommitStats, StoreError> {
         let committed = self.committed.clone().ok_or(StoreError::NotLoaded)?;
         let expected = committed.version;
         let new_version = expected + 1;
@@ -264,7 +306,18 @@ impl DynamoDbCheckpointStore {
         let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|e| self.corrupt(format!("manifest: {e}")))?;
         let mut item = self.checkpoint_key();
         item.insert("ver".into(), n(new_version));
-        item.insert("sequence_number".into(), s(sequence.as_str()));
+        let position = sequence.cloned().or(committed.sequence_number.clone());
+        if let Some(p) = &position {
+            item.insert("sequence_number".into(), s(p.as_str()));
+        }
+        if let Some(f) = failure {
+            item.insert("failed_sequence_number".into(), s(f.sequence_number.as_str()));
+            item.insert("failed_attempts".into(), n(u64::from(f.attempts)));
+            item.insert(
+                "failed_reason".into(),
+                s(f.reason.chars().take(2_000).collect::<String>()),
+            );
+        }
         item.insert("manifest".into(), AttributeValue::B(Blob::new(manifest_bytes.clone())));
         let mut flip = Put::builder().table_name(&self.table).set_item(Some(item));
         flip = if expected == 0 {
@@ -276,9 +329,17 @@ impl DynamoDbCheckpointStore {
         let flip = flip
             .build()
             .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
+        let mut flip_digest = Xxh3::new();
+        flip_digest.update(&manifest_bytes);
+        flip_digest.update(position.as_ref().map_or("", |p| p.as_str()).as_bytes());
+        if let Some(f) = failure {
+            flip_digest.update(f.sequence_number.as_str().as_bytes());
+            flip_digest.update(&f.attempts.to_le_bytes());
+            flip_digest.update(f.reason.as_bytes());
+        }
         let flip = SlotPut {
             bytes: manifest_bytes.len() + 256,
-            digest: xxhash_rust::xxh3::xxh3_64(&manifest_bytes),
+            digest: flip_digest.digest(),
             put: flip,
         };
         let total_bytes: usize = puts.iter().map(|p| p.bytes).sum::<usize>() + flip.bytes;
@@ -305,6 +366,7 @@ impl DynamoDbCheckpointStore {
         stats.items_written += 1;
         self.committed = Some(Committed {
             version: new_version,
+            sequence_number: position,
             manifest: Some(manifest),
         });
         Ok(stats)
@@ -379,6 +441,8 @@ impl DynamoDbCheckpointStore {
     /// a retry of the same transaction is idempotent and a different one is not mistaken for it.
     async fn transact(&self, puts: Vec<SlotPut>, new_version: u64, stats: &mut CommitStats) -> Result<(), StoreError> {
         let mut token = Xxh3::new();
+        token.update(self.table.as_bytes());
+        token.update(&[0]);
         token.update(self.stage.as_bytes());
         token.update(&[0]);
         token.update(self.shard.as_bytes());

@@ -206,3 +206,47 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
         Err(StoreError::State(_))
     ));
 }
+
+#[tokio::test]
+async fn a_failing_record_is_remembered_until_a_commit_moves_past_it() {
+    use shardflow_state_dynamodb::RecordFailure;
+    let (client, table) = client_and_table("failure").await;
+    let shard = "shardId-000000000005";
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    store.load().await.unwrap();
+    let mut e = pipeline(16).engine();
+    let part = e.partition("s");
+    e.process(part, 0, 0, (1, 1));
+    let failure = RecordFailure {
+        sequence_number: seq(2),
+        attempts: 1,
+        reason: "boom".into(),
+    };
+    store
+        .commit_with_failure(&e.snapshot().unwrap(), Some(&seq(1)), Some(&failure))
+        .await
+        .unwrap();
+    let mut reader = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    let loaded = reader.load().await.unwrap();
+    assert_eq!(loaded.failure, Some(failure.clone()));
+    assert_eq!(loaded.sequence_number, Some(seq(1)));
+    // A second failure of the first record keeps the position.
+    let again = RecordFailure { attempts: 2, ..failure };
+    reader
+        .commit_with_failure(&e.snapshot().unwrap(), None, Some(&again))
+        .await
+        .unwrap();
+    let loaded = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(loaded.sequence_number, Some(seq(1)));
+    assert_eq!(loaded.failure.map(|f| f.attempts), Some(2));
+    reader.commit(&e.snapshot().unwrap(), &seq(3)).await.unwrap();
+    let loaded = DynamoDbCheckpointStore::new(client, &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(loaded.failure, None);
+    assert_eq!(loaded.sequence_number, Some(seq(3)));
+}
