@@ -157,6 +157,11 @@ impl ShardBatch {
     pub fn from_json(payload: &[u8]) -> Result<Self, BatchError> {
         let value: serde_json::Value =
             serde_json::from_slice(payload).map_err(|e| BatchError::NotAnEvent(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Like [`ShardBatch::from_json`], from an already parsed JSON value.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, BatchError> {
         let arrivals: Vec<Option<i64>> = value
             .get("Records")
             .and_then(serde_json::Value::as_array)
@@ -175,6 +180,15 @@ impl ShardBatch {
             }
         }
         Ok(batch)
+    }
+
+    /// The first `n` records of the batch.
+    pub fn truncated(&self, n: usize) -> ShardBatch {
+        ShardBatch {
+            stream: self.stream.clone(),
+            shard_id: self.shard_id.clone(),
+            records: self.records[..n.min(self.records.len())].to_vec(),
+        }
     }
 
     /// The last sequence number of the batch.

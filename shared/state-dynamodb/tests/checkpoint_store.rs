@@ -4,37 +4,17 @@
 //! Needs `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) pointing at an emulator; `scripts/test`
 //! starts one and sets it.
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::Client;
 use shardflow_engine::combine::Count;
 use shardflow_engine::{Output, Pipeline, Trigger, Windowing};
 use shardflow_runtime::SequenceNumber;
-use shardflow_state_dynamodb::{create_state_table, DynamoDbCheckpointStore, StoreError};
+use shardflow_state_dynamodb::{DynamoDbCheckpointStore, StoreError};
 
 type Event = (u64, i64);
 type Row = (u64, i64, u64);
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .expect("set AWS_ENDPOINT_URL_DYNAMODB to a DynamoDB emulator (scripts/test starts one with localstack/up)")
-}
-
 async fn client_and_table(name: &str) -> (Client, String) {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint())
-        .build();
-    let client = Client::from_conf(config);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let table = format!("shardflow-test-{name}-{nanos}");
-    create_state_table(&client, &table).await.expect("create table");
-    (client, table)
+    shardflow_testkit::state_table(name).await
 }
 
 fn pipeline(max_key_groups: u16) -> Pipeline<Event, Row> {

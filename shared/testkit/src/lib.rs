@@ -1,0 +1,50 @@
+//! # shardflow-testkit
+//!
+//! Clients of the emulated AWS services for integration tests. The endpoint comes from
+//! `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL` (as the AWS SDKs read them); `scripts/test`
+//! starts LocalStack and sets them. A test that needs a service fails with a message saying so
+//! when neither is set — it never passes without the service.
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+/// The endpoint of `service` (e.g. `DYNAMODB`) from the environment.
+pub fn endpoint(service: &str) -> String {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|_| {
+            panic!(
+                "set AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service}) to the emulator; \
+                 scripts/test starts LocalStack and sets it (localstack/up, then source localstack/env)"
+            )
+        })
+}
+
+/// A DynamoDB client of the emulator, with static test credentials.
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "shardflow-testkit"))
+        .endpoint_url(endpoint("DYNAMODB"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A name unique to this run, for tables, buckets and streams of one test.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("shardflow-test-{prefix}-{nanos}")
+}
+
+/// A DynamoDB client and a fresh state table.
+pub async fn state_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
+    let client = dynamodb();
+    let table = unique_name(prefix);
+    shardflow_state_dynamodb::create_state_table(&client, &table)
+        .await
+        .expect("create the state table in the emulator");
+    (client, table)
+}
