@@ -26,4 +26,4 @@ mod sink;
 mod stage;
 
 pub use sink::{DeadLetterSink, MemoryDeadLetters, MemorySink, ResultSink, SinkError};
-pub use stage::{run, Stage, StageError};
+pub use stage::{run, CrashPoint, Stage, StageCrashHook, StageError};

@@ -9,7 +9,9 @@ use shardflow_engine::{Engine, Pipeline, StateError};
 use shardflow_runtime::{
     batch_response, process_batch, BatchError, BatchMetrics, BatchOutcome, RecordDecoder, ShardBatch,
 };
-use shardflow_state_dynamodb::{DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, StoreError};
+use shardflow_state_dynamodb::{
+    CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, StoreError, MAX_TRANSACTION_ITEMS,
+};
 use thiserror::Error;
 
 use crate::sink::{DeadLetterSink, ResultSink, SinkError};
@@ -29,7 +31,26 @@ pub enum StageError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A test hook made the invocation die here (see [`Stage::with_crash_hook`]).
+    #[error("injected crash at {0:?}")]
+    InjectedCrash(CrashPoint),
 }
+
+/// A point of an invocation where a test can make it die, as a timeout or a crash would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the checkpoint was loaded, before anything was emitted.
+    AfterLoad,
+    /// After the results and dead letters were emitted, before the commit.
+    AfterEmit,
+    /// Inside the commit.
+    Commit(CommitStep),
+    /// After the commit, before the response reached Lambda.
+    AfterCommit,
+}
+
+/// Decides whether to die at a crash point (test hook).
+pub type StageCrashHook = Arc<dyn Fn(CrashPoint) -> bool + Send + Sync>;
 
 /// A pipeline run as a Lambda stage. See the crate documentation for the protocol.
 pub struct Stage<In, Out, D, S, L> {
@@ -41,6 +62,8 @@ pub struct Stage<In, Out, D, S, L> {
     client: aws_sdk_dynamodb::Client,
     table: String,
     max_attempts: u32,
+    max_transaction_items: usize,
+    crash_hook: Option<StageCrashHook>,
 }
 
 impl<In, Out, D, S, L> Stage<In, Out, D, S, L>
@@ -70,7 +93,40 @@ where
             client,
             table: table.to_owned(),
             max_attempts: 3,
+            max_transaction_items: MAX_TRANSACTION_ITEMS,
+            crash_hook: None,
         }
+    }
+
+    /// Limits the actions per DynamoDB transaction of a commit (tests use it to exercise
+    /// multi-transaction commits).
+    pub fn max_transaction_items(mut self, n: usize) -> Self {
+        self.max_transaction_items = n;
+        self
+    }
+
+    /// Test hook: `hook(point)` returning true makes the invocation die at `point` with
+    /// [`StageError::InjectedCrash`].
+    pub fn with_crash_hook(mut self, hook: StageCrashHook) -> Self {
+        self.crash_hook = Some(hook);
+        self
+    }
+
+    fn crash_at(&self, point: CrashPoint) -> Result<(), StageError> {
+        match &self.crash_hook {
+            Some(hook) if hook(point) => Err(StageError::InjectedCrash(point)),
+            _ => Ok(()),
+        }
+    }
+
+    fn store(&self, shard: &str) -> DynamoDbCheckpointStore {
+        let hook = self.crash_hook.clone().map(|h| {
+            let f: shardflow_state_dynamodb::CrashHook = Arc::new(move |step| h(CrashPoint::Commit(step)));
+            f
+        });
+        DynamoDbCheckpointStore::new(self.client.clone(), &self.table, &self.name, shard)
+            .with_max_transaction_items(self.max_transaction_items)
+            .with_crash_hook(hook)
     }
 
     /// How often a record on which user code fails is retried before it is dead-lettered as
@@ -83,6 +139,16 @@ where
     /// The stage's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The DynamoDB client of the state table.
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    /// The state table.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// The result sink.
@@ -143,8 +209,9 @@ where
         if batch.records.is_empty() {
             return Ok(batch_response(None));
         }
-        let mut store = DynamoDbCheckpointStore::new(self.client.clone(), &self.table, &self.name, &batch.shard_id);
+        let mut store = self.store(&batch.shard_id);
         let loaded = store.load().await?;
+        self.crash_at(CrashPoint::AfterLoad)?;
         let mut engine = self.restore(&loaded)?;
         let outcome = self.process(&mut engine, &batch, &loaded);
         if let Some((at, message)) = outcome.panicked_at.clone() {
@@ -155,12 +222,14 @@ where
             return Ok(batch_response(None));
         }
         self.emit(&outcome).await?;
+        self.crash_at(CrashPoint::AfterEmit)?;
         let checkpoint = engine.snapshot()?;
         let started = Instant::now();
         let stats = store
             .commit_with_failure(&checkpoint, outcome.last_sequence.as_ref(), None)
             .await?;
         let commit_ms = started.elapsed().as_millis() as u64;
+        self.crash_at(CrashPoint::AfterCommit)?;
         self.print_metrics(&batch, &outcome, &engine, stats, commit_ms);
         Ok(batch_response(None))
     }

@@ -1,112 +1,12 @@
 //! A stage against DynamoDB (the emulator): redeliveries, dead letters, poison records and
 //! concurrent duplicate invocations leave every result exactly once in an idempotent sink.
 
-use base64::Engine as _;
-use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageError};
-use shardflow_runtime::{DeadLetterKind, JsonDecoder, ShardBatch};
+mod common;
+
+use common::{event, expected, purchase, purchases, results, revenue, stage, Purchase, Row};
+use shardflow_lambda::StageError;
+use shardflow_runtime::DeadLetterKind;
 use shardflow_state_dynamodb::StoreError;
-
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-struct Purchase {
-    product: u32,
-    cents: i64,
-    ts_ms: i64,
-}
-
-type Row = (u32, i64, u64, i64);
-
-fn revenue(panic_on: Option<u32>) -> Pipeline<Purchase, Row> {
-    Pipeline::builder("revenue")
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
-        .event_time(|p: &Purchase| p.ts_ms)
-        .map(move |p: Purchase| {
-            assert!(Some(p.product) != panic_on, "cannot price product {}", p.product);
-            p
-        })
-        .key_by(|p| p.product)
-        .window(Windowing::tumbling(10_000).unwrap())
-        .trigger(Trigger::at_watermark())
-        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
-            (*k, w.start, n, c)
-        })
-        .sink("revenue")
-}
-
-type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
-
-async fn stage(name: &str, panic_on: Option<u32>) -> TestStage {
-    let (client, table) = shardflow_testkit::state_table(name).await;
-    Stage::new(
-        "revenue",
-        revenue(panic_on),
-        JsonDecoder::new(),
-        MemorySink::new(),
-        MemoryDeadLetters::default(),
-        client,
-        &table,
-    )
-}
-
-/// Purchase `i`: product `i % 3`, one per second.
-fn purchase(i: u64) -> Vec<u8> {
-    serde_json::to_vec(&Purchase {
-        product: (i % 3) as u32,
-        cents: 100 + i as i64,
-        ts_ms: 1_700_000_000_000 + (i as i64) * 1_000,
-    })
-    .unwrap()
-}
-
-/// A Kinesis event of `shard` with the given (index, payload) records, as Lambda sends it.
-fn event(shard: &str, records: &[(u64, Vec<u8>)]) -> ShardBatch {
-    let records: Vec<serde_json::Value> = records
-        .iter()
-        .map(|(i, data)| {
-            let seq = format!("4965{i:020}");
-            serde_json::json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": format!("p{i}"),
-                    "sequenceNumber": seq,
-                    "data": base64::engine::general_purpose::STANDARD.encode(data),
-                    "approximateArrivalTimestamp": 1_700_000_000.5 + *i as f64,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{shard}:{seq}"),
-                "eventName": "aws:kinesis:record",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/purchases",
-            })
-        })
-        .collect();
-    ShardBatch::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
-
-fn purchases(range: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
-    range.map(|i| (i, purchase(i))).collect()
-}
-
-/// What one engine computes from the input, for comparison (windows closed by the stream so far).
-fn expected(indexes: impl Iterator<Item = u64>) -> Vec<Row> {
-    let p = revenue(None);
-    let mut e = p.engine();
-    let part = e.partition("x");
-    for i in indexes {
-        e.process(part, i, 0, serde_json::from_slice(&purchase(i)).unwrap());
-    }
-    let mut v: Vec<Row> = e.drain_output().into_iter().map(|o| o.value).collect();
-    v.sort();
-    v
-}
-
-fn results(stage: &TestStage) -> Vec<Row> {
-    let mut v: Vec<Row> = stage.sink().distinct().into_iter().map(|o| o.value).collect();
-    v.sort();
-    v
-}
 
 #[tokio::test]
 async fn a_redelivered_batch_emits_nothing_new() {

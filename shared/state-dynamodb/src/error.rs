@@ -16,6 +16,9 @@ pub enum StoreError {
         /// The version this invocation read.
         expected: u64,
     },
+    /// A test hook stopped the commit at this step (see `with_crash_hook`).
+    #[error("injected crash at {0}")]
+    InjectedCrash(String),
     /// `commit` was called before `load`.
     #[error("load the checkpoint before committing")]
     NotLoaded,

@@ -35,5 +35,8 @@ mod store;
 mod table;
 
 pub use error::StoreError;
-pub use store::{CommitStats, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, MAX_INLINE_STATE_BYTES};
+pub use store::{
+    CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure,
+    MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS,
+};
 pub use table::create_state_table;

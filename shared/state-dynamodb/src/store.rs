@@ -16,7 +16,7 @@ use crate::manifest::{GroupRef, Manifest};
 /// The largest key-group state kept inline in an item (DynamoDB items are at most 400 KB).
 pub const MAX_INLINE_STATE_BYTES: usize = 350 * 1024;
 /// Actions per `TransactWriteItems`.
-const MAX_TRANSACTION_ITEMS: usize = 100;
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Bytes per `TransactWriteItems` (4 MB, less headroom for keys and attribute names).
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Keys per `BatchGetItem`.
@@ -58,6 +58,22 @@ pub struct CommitStats {
     pub transactions: usize,
 }
 
+/// A step inside a commit, where a test can inject a crash (see
+/// [`DynamoDbCheckpointStore::with_crash_hook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStep {
+    /// Before anything is written.
+    BeforeWrite,
+    /// After the `n`-th transaction of key-group slots, before the next one (multi-transaction
+    /// commits only).
+    AfterSlotTransaction(usize),
+    /// After every slot is written, before the checkpoint flip (multi-transaction commits only).
+    BeforeFlip,
+}
+
+/// Decides whether to crash at a commit step (test hook).
+pub type CrashHook = std::sync::Arc<dyn Fn(CommitStep) -> bool + Send + Sync>;
+
 /// One write of a transaction, with its approximate size and a digest of its content.
 struct SlotPut {
     put: Put,
@@ -73,13 +89,26 @@ struct Committed {
 }
 
 /// The checkpoint store of one shard of one stage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoDbCheckpointStore {
     client: Client,
     table: String,
     stage: String,
     shard: String,
     committed: Option<Committed>,
+    max_transaction_items: usize,
+    crash_hook: Option<CrashHook>,
+}
+
+impl std::fmt::Debug for DynamoDbCheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbCheckpointStore")
+            .field("table", &self.table)
+            .field("stage", &self.stage)
+            .field("shard", &self.shard)
+            .field("committed", &self.committed)
+            .finish_non_exhaustive()
+    }
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -99,6 +128,29 @@ impl DynamoDbCheckpointStore {
             stage: stage.to_owned(),
             shard: shard.to_owned(),
             committed: None,
+            max_transaction_items: MAX_TRANSACTION_ITEMS,
+            crash_hook: None,
+        }
+    }
+
+    /// Limits the actions per transaction (default and maximum 100), e.g. to exercise
+    /// multi-transaction commits in tests.
+    pub fn with_max_transaction_items(mut self, n: usize) -> Self {
+        self.max_transaction_items = n.clamp(2, MAX_TRANSACTION_ITEMS);
+        self
+    }
+
+    /// Test hook: `hook(step)` returning true makes the commit stop at `step` with
+    /// [`StoreError::InjectedCrash`], as if the process died there.
+    pub fn with_crash_hook(mut self, hook: Option<CrashHook>) -> Self {
+        self.crash_hook = hook;
+        self
+    }
+
+    fn crash_at(&self, step: CommitStep) -> Result<(), StoreError> {
+        match &self.crash_hook {
+            Some(hook) if hook(step) => Err(StoreError::InjectedCrash(format!("{step:?}"))),
+            _ => Ok(()),
         }
     }
 
@@ -343,7 +395,9 @@ impl DynamoDbCheckpointStore {
             put: flip,
         };
         let total_bytes: usize = puts.iter().map(|p| p.bytes).sum::<usize>() + flip.bytes;
-        if puts.len() < MAX_TRANSACTION_ITEMS && total_bytes <= MAX_TRANSACTION_BYTES {
+        self.crash_at(CommitStep::BeforeWrite)?;
+        let max_items = self.max_transaction_items;
+        if puts.len() < max_items && total_bytes <= MAX_TRANSACTION_BYTES {
             puts.push(flip);
             self.transact(puts, new_version, &mut stats).await?;
         } else {
@@ -361,6 +415,7 @@ impl DynamoDbCheckpointStore {
             if !chunk.is_empty() {
                 self.transact(chunk, new_version, &mut stats).await?;
             }
+            self.crash_at(CommitStep::BeforeFlip)?;
             self.transact(vec![flip], new_version, &mut stats).await?;
         }
         stats.items_written += 1;

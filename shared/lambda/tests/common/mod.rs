@@ -1,0 +1,109 @@
+//! Shared by the stage tests: the purchase input, the revenue pipeline, Kinesis events as Lambda
+//! sends them, and the expected results of an uninterrupted run.
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
+use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage};
+use shardflow_runtime::{JsonDecoder, ShardBatch};
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Purchase {
+    pub product: u32,
+    pub cents: i64,
+    pub ts_ms: i64,
+}
+
+pub type Row = (u32, i64, u64, i64);
+
+pub fn revenue(panic_on: Option<u32>) -> Pipeline<Purchase, Row> {
+    Pipeline::builder("revenue")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .event_time(|p: &Purchase| p.ts_ms)
+        .map(move |p: Purchase| {
+            assert!(Some(p.product) != panic_on, "cannot price product {}", p.product);
+            p
+        })
+        .key_by(|p| p.product)
+        .window(Windowing::tumbling(10_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
+            (*k, w.start, n, c)
+        })
+        .sink("revenue")
+}
+
+pub type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
+
+pub async fn stage(name: &str, panic_on: Option<u32>) -> TestStage {
+    let (client, table) = shardflow_testkit::state_table(name).await;
+    Stage::new(
+        "revenue",
+        revenue(panic_on),
+        JsonDecoder::new(),
+        MemorySink::new(),
+        MemoryDeadLetters::default(),
+        client,
+        &table,
+    )
+}
+
+/// Purchase `i`: product `i % 3`, one per second.
+pub fn purchase(i: u64) -> Vec<u8> {
+    serde_json::to_vec(&Purchase {
+        product: (i % 3) as u32,
+        cents: 100 + i as i64,
+        ts_ms: 1_700_000_000_000 + (i as i64) * 1_000,
+    })
+    .unwrap()
+}
+
+/// A Kinesis event of `shard` with the given (index, payload) records, as Lambda sends it.
+pub fn event(shard: &str, records: &[(u64, Vec<u8>)]) -> ShardBatch {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(i, data)| {
+            let seq = format!("4965{i:020}");
+            serde_json::json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": format!("p{i}"),
+                    "sequenceNumber": seq,
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    "approximateArrivalTimestamp": 1_700_000_000.5 + *i as f64,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard}:{seq}"),
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/purchases",
+            })
+        })
+        .collect();
+    ShardBatch::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+pub fn purchases(range: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
+    range.map(|i| (i, purchase(i))).collect()
+}
+
+/// What one engine computes from the input, for comparison (windows closed by the stream so far).
+pub fn expected(indexes: impl Iterator<Item = u64>) -> Vec<Row> {
+    let p = revenue(None);
+    let mut e = p.engine();
+    let part = e.partition("x");
+    for i in indexes {
+        e.process(part, i, 0, serde_json::from_slice(&purchase(i)).unwrap());
+    }
+    let mut v: Vec<Row> = e.drain_output().into_iter().map(|o| o.value).collect();
+    v.sort();
+    v
+}
+
+pub fn results(stage: &TestStage) -> Vec<Row> {
+    let mut v: Vec<Row> = stage.sink().distinct().into_iter().map(|o| o.value).collect();
+    v.sort();
+    v
+}
