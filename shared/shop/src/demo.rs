@@ -96,7 +96,8 @@ fn progress_bar(len: u64, what: &str, visible: bool) -> ProgressBar {
     if !visible {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {human_pos}/{human_len} events, eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(what.to_owned());
