@@ -1,9 +1,31 @@
 //! # shardflow-local
 //!
-//! The embedded default runner: runs a [`shardflow_engine::Pipeline`] over files or generated
+//! The embedded default runner: runs [`shardflow_engine::Pipeline`]s over files or generated
 //! data split into simulated shards, with checkpoints in a local directory kept through the same
 //! [`shardflow_engine::StateStore`] trait the DynamoDB store implements.
+//!
+//! - [`input`]: JSON-lines files ([`JsonLinesFiles`]), length-delimited Protobuf files
+//!   ([`ProtobufFiles`]) and generators ([`IterInput`], or any [`Input`]).
+//! - [`LocalRunner`]: round-robin shard interleaving, arrival times, output files
+//!   (`<sink>.jsonl`, `late.jsonl`, `dead_letters.jsonl`), checkpoints and resume, a summary.
+//! - [`LocalDirStateStore`]: engine checkpoints in a directory (layout in [`store`]);
+//!   [`manifest`]: the run's commit point beside them.
+#![warn(missing_docs)]
 
+mod fs_util;
+pub mod input;
+mod job;
+pub mod manifest;
 pub mod memory;
+pub mod runner;
+mod sink;
+pub mod store;
 
+pub use input::{Input, InputError, Item, IterInput, JsonLinesFiles, ProtobufFiles};
+pub use manifest::RunManifest;
 pub use memory::peak_rss_bytes;
+pub use runner::{
+    results_file, Arrival, LocalRunner, PipelineSummary, Progress, RunSummary, RunnerError, TimeFn, DEAD_LETTER_FILE,
+    LATE_FILE,
+};
+pub use store::{LocalDirStateStore, StoreError};

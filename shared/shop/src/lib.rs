@@ -1,5 +1,17 @@
 //! # shardflow-shop
 //!
-//! The seed platform's online shop on shardflow.
+//! The seed platform's online shop on shardflow:
+//! - [`generator`]: a deterministic, seeded generator of the shop's CDC stream (Debezium
+//!   envelopes of customers, orders, order lines, payments and shipments over N shards, with
+//!   out-of-order and late changes);
+//! - [`pipelines`]: the `revenue`, `receipts` and `order_enrich` pipelines, reused by the Lambda
+//!   stages;
+//! - [`demo`]: `shardflow demo`, which runs all three on a generated stream with the local runner.
+#![warn(missing_docs)]
 
 pub mod demo;
+pub mod generator;
+pub mod pipelines;
+
+pub use generator::{ShopConfig, ShopGenerator};
+pub use pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, RevenueRow};

@@ -1,0 +1,701 @@
+//! [`LocalRunner`]: runs pipelines over an [`Input`] with checkpoints in a local directory.
+//!
+//! # Scheduling
+//! Partitions are read round robin, `batch_size` records at a time (several Kinesis shards
+//! polled in turn); a partition that ends is marked ended in every engine. The order is a pure
+//! function of the input, so runs are reproducible.
+//!
+//! # Processing time
+//! Every record gets an arrival time from [`Arrival`] (e.g. its event time plus a delay, or a
+//! field the producer set); the runner's clock is the largest arrival seen, so processing-time
+//! triggers (early firings every N ms) fire at the same records in every run.
+//!
+//! # Checkpoints and resume
+//! With a state directory, the runner takes a checkpoint every `checkpoint_every` records and at
+//! the end (see [`crate::manifest`] for the protocol and layout). Started again on the same
+//! directory, it restores the engines, cuts the output files back to their checkpointed length,
+//! skips every partition to its checkpointed offset and goes on, so that the output files end up
+//! exactly as one uninterrupted run writes them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use shardflow_engine::time::DurationMs;
+use shardflow_engine::{Pipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
+
+use crate::input::{Input, InputError, Item};
+use crate::job::{Job, PipelineJob};
+use crate::manifest::{Cursor, ManifestError, PartitionPosition, RunManifest, MANIFEST_VERSION};
+use crate::sink::{DeadLetterLine, JsonLinesSink};
+use crate::store::{LocalDirStateStore, StoreError};
+
+/// The late side output's file name.
+pub const LATE_FILE: &str = "late.jsonl";
+/// The dead-letter file's name.
+pub const DEAD_LETTER_FILE: &str = "dead_letters.jsonl";
+
+/// Why a run failed. Malformed records are not errors: they go to the dead-letter file.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The runner was configured wrongly (no pipeline, clashing names, ...).
+    #[error("invalid run configuration: {0}")]
+    Config(String),
+    /// An output file could not be written.
+    #[error("output {path}: {source}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// An engine could not be snapshotted or restored.
+    #[error("engine state of {pipeline}: {source}")]
+    State {
+        /// The pipeline.
+        pipeline: String,
+        /// The engine's error.
+        #[source]
+        source: StateError,
+    },
+    /// A checkpoint could not be stored or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The manifest could not be read or written.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The state directory belongs to another run (other input, pipelines or batch size).
+    #[error("state directory {dir} cannot be resumed by this run: {reason}")]
+    StateMismatch {
+        /// The state directory.
+        dir: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+}
+
+/// A function giving a record's time.
+pub type TimeFn<In> = Arc<dyn Fn(&In) -> Timestamp + Send + Sync>;
+
+/// How a record's arrival (processing) time is derived.
+pub enum Arrival<In> {
+    /// Event time (of the first pipeline) plus a fixed delay.
+    EventTimePlus(DurationMs),
+    /// A function of the record (e.g. the time the producer or CDC connector handled it).
+    Field(TimeFn<In>),
+}
+
+/// Progress of a run, reported to [`LocalRunner::on_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Records consumed (processed, dead-lettered, or skipped on resume).
+    pub records: u64,
+}
+
+/// Counters of one pipeline at the end of a run (totals, including before a resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineSummary {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Its results file.
+    pub output: PathBuf,
+    /// Records it processed.
+    pub records_in: u64,
+    /// Results it produced.
+    pub results_out: u64,
+    /// Records it sent to the late side output.
+    pub late_records: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Records read and processed (or dead-lettered) by this run.
+    pub records_read: u64,
+    /// Records skipped because a checkpoint already covered them.
+    pub records_skipped: u64,
+    /// Dead letters in total.
+    pub dead_letters: u64,
+    /// Per pipeline.
+    pub pipelines: Vec<PipelineSummary>,
+    /// The epoch this run resumed from, if it resumed.
+    pub resumed_from_epoch: Option<u64>,
+    /// Checkpoints committed by this run.
+    pub checkpoints: u64,
+    /// Whether the run stopped early ([`LocalRunner::stop_after`]) instead of finishing.
+    pub interrupted: bool,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// Peak resident set size of the process, if known.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl RunSummary {
+    /// Records read per second of wall-clock time.
+    pub fn records_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.records_read as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(e) = self.resumed_from_epoch {
+            writeln!(
+                f,
+                "resumed from checkpoint {e} ({} records skipped)",
+                self.records_skipped
+            )?;
+        }
+        writeln!(
+            f,
+            "events in: {}   dead letters: {}   checkpoints: {}{}",
+            self.records_read,
+            self.dead_letters,
+            self.checkpoints,
+            if self.interrupted { "   (interrupted)" } else { "" }
+        )?;
+        writeln!(
+            f,
+            "{:<16} {:>12} {:>12} {:>10}  output",
+            "pipeline", "records in", "results out", "late"
+        )?;
+        for p in &self.pipelines {
+            writeln!(
+                f,
+                "{:<16} {:>12} {:>12} {:>10}  {}",
+                p.pipeline,
+                p.records_in,
+                p.results_out,
+                p.late_records,
+                p.output.display()
+            )?;
+        }
+        write!(
+            f,
+            "time: {:.2} s   throughput: {:.0} events/s   peak RSS: {}",
+            self.elapsed.as_secs_f64(),
+            self.records_per_sec(),
+            self.peak_rss_bytes.map_or_else(
+                || "n/a".to_owned(),
+                |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+            )
+        )
+    }
+}
+
+/// Runs one or more pipelines over the same input (see the module documentation).
+///
+/// ```
+/// use shardflow_engine::{combine::Count, Pipeline, Windowing};
+/// use shardflow_local::{IterInput, LocalRunner};
+///
+/// let counts = Pipeline::builder("counts")
+///     .event_time(|v: &(u32, i64)| v.1)
+///     .key_by(|v| v.0)
+///     .window(Windowing::tumbling(1_000).unwrap())
+///     .aggregate(Count, |k, w, _, n| (*k, w.start, n))
+///     .sink("counts");
+/// let out = tempfile::tempdir().unwrap();
+/// let mut input = IterInput::from_vecs(vec![vec![(1, 10), (1, 20)], vec![(2, 30)]]);
+/// let summary = LocalRunner::new(out.path()).job(counts).run(&mut input).unwrap();
+/// assert_eq!(summary.pipelines[0].results_out, 2);
+/// let lines = std::fs::read_to_string(out.path().join("counts.jsonl")).unwrap();
+/// assert_eq!(lines.lines().count(), 2);
+/// ```
+pub struct LocalRunner<In> {
+    out_dir: PathBuf,
+    state_dir: Option<PathBuf>,
+    checkpoint_every: u64,
+    full_checkpoint_every: u64,
+    batch_size: usize,
+    arrival: Arrival<In>,
+    input_id: String,
+    stop_after: Option<u64>,
+    fsync: bool,
+    jobs: Vec<Box<dyn Job<In>>>,
+    event_time: Option<TimeFn<In>>,
+    progress: Option<Box<dyn FnMut(Progress)>>,
+}
+
+/// Progress is reported every this many records.
+const PROGRESS_EVERY: u64 = 16_384;
+
+impl<In: Clone + Send + 'static> LocalRunner<In> {
+    /// A runner writing its output files under `out_dir`, without checkpoints, reading batches
+    /// of 16 records per partition, with arrival = event time.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        LocalRunner {
+            out_dir: out_dir.into(),
+            state_dir: None,
+            checkpoint_every: 0,
+            full_checkpoint_every: 10,
+            batch_size: 16,
+            arrival: Arrival::EventTimePlus(0),
+            input_id: String::new(),
+            stop_after: None,
+            fsync: true,
+            jobs: Vec::new(),
+            event_time: None,
+            progress: None,
+        }
+    }
+
+    /// Adds a pipeline; its results go to `<out_dir>/<sink name>.jsonl`.
+    pub fn job<Out: Serialize + Send + 'static>(mut self, pipeline: Pipeline<In, Out>) -> Self {
+        if self.event_time.is_none() {
+            let p = pipeline.clone();
+            self.event_time = Some(Arc::new(move |v: &In| p.event_time(v)));
+        }
+        self.jobs.push(Box::new(PipelineJob::new(pipeline)));
+        self
+    }
+
+    /// Checkpoints into `dir` every `every` records (0: only at the end), and resumes from it.
+    pub fn checkpoints(mut self, dir: impl Into<PathBuf>, every: u64) -> Self {
+        self.state_dir = Some(dir.into());
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// Every `n`-th checkpoint is full (the others are incremental); default 10.
+    pub fn full_checkpoint_every(mut self, n: u64) -> Self {
+        self.full_checkpoint_every = n.max(1);
+        self
+    }
+
+    /// Records read from a partition before the next partition's turn; default 16.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How arrival (processing) times are derived.
+    pub fn arrival(mut self, arrival: Arrival<In>) -> Self {
+        self.arrival = arrival;
+        self
+    }
+
+    /// Identifies the input (file names, generator seed...): a state directory written for
+    /// another input is refused instead of resumed.
+    pub fn input_id(mut self, id: impl Into<String>) -> Self {
+        self.input_id = id.into();
+        self
+    }
+
+    /// Stops after processing `n` records in this run, without a final checkpoint, as a crash
+    /// would (output written since the last checkpoint stays in the files until the next run
+    /// cuts it off). For tests and demonstrations of resume.
+    pub fn stop_after(mut self, n: u64) -> Self {
+        self.stop_after = Some(n);
+        self
+    }
+
+    /// Whether checkpoints and output files are synced to disk (default true).
+    pub fn fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Calls `f` with the progress every few thousand records and at the end.
+    pub fn on_progress(mut self, f: impl FnMut(Progress) + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    fn validate(&self) -> Result<(), RunnerError> {
+        if self.jobs.is_empty() {
+            return Err(RunnerError::Config("no pipeline to run".into()));
+        }
+        let mut names = HashSet::new();
+        let mut sinks = HashSet::new();
+        for j in &self.jobs {
+            let safe = |s: &str| {
+                !s.is_empty()
+                    && !s.starts_with('.')
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if !safe(j.name()) || !safe(j.sink_name()) {
+                return Err(RunnerError::Config(format!(
+                    "pipeline {:?} / sink {:?}: names must be non-empty [A-Za-z0-9._-]",
+                    j.name(),
+                    j.sink_name()
+                )));
+            }
+            if !names.insert(j.name().to_owned()) {
+                return Err(RunnerError::Config(format!("pipeline {:?} added twice", j.name())));
+            }
+            let file = format!("{}.jsonl", j.sink_name());
+            if file == LATE_FILE || file == DEAD_LETTER_FILE || !sinks.insert(file.clone()) {
+                return Err(RunnerError::Config(format!("sink file {file:?} is taken")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs to the end of the input (or to [`LocalRunner::stop_after`]).
+    pub fn run(mut self, input: &mut dyn Input<In>) -> Result<RunSummary, RunnerError> {
+        let started = Instant::now();
+        self.validate()?;
+        let out_dir = self.out_dir.clone();
+        std::fs::create_dir_all(&out_dir).map_err(|source| RunnerError::Output {
+            path: out_dir.clone(),
+            source,
+        })?;
+        let partitions = input.partitions();
+        let pipelines: Vec<String> = self.jobs.iter().map(|j| j.name().to_owned()).collect();
+        let output_files: Vec<String> = self
+            .jobs
+            .iter()
+            .map(|j| format!("{}.jsonl", j.sink_name()))
+            .chain([LATE_FILE.to_owned(), DEAD_LETTER_FILE.to_owned()])
+            .collect();
+
+        let mut stores = Vec::new();
+        let manifest = match &self.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| RunnerError::Output {
+                    path: dir.clone(),
+                    source,
+                })?;
+                for j in &self.jobs {
+                    stores.push(LocalDirStateStore::open(dir.join(j.name()))?.with_fsync(self.fsync));
+                }
+                RunManifest::read(dir)?
+            }
+            None => None,
+        };
+
+        let mut run = RunPosition {
+            positions: vec![0; partitions.len()],
+            ended: vec![false; partitions.len()],
+            cursor: Cursor::default(),
+            clock: MIN_TIMESTAMP,
+            epoch: 0,
+            records_consumed: 0,
+            dead_letters: 0,
+        };
+        let mut sinks: Vec<JsonLinesSink> = Vec::with_capacity(output_files.len());
+        let mut skipped = 0;
+        let resumed_from_epoch = manifest.as_ref().map(|m| m.epoch);
+        match manifest {
+            Some(m) => {
+                self.check_resumable(&m, &partitions, &pipelines)?;
+                for (job, store) in self.jobs.iter_mut().zip(&mut stores) {
+                    store.discard_after(m.epoch)?;
+                    let image = pollster::block_on(store.load())?;
+                    let Some(image) = image.filter(|i| i.epoch() == m.epoch) else {
+                        return Err(RunnerError::StateMismatch {
+                            dir: store.dir().to_path_buf(),
+                            reason: format!("no checkpoint of epoch {} for {}", m.epoch, job.name()),
+                        });
+                    };
+                    job.restore(&image).map_err(|source| RunnerError::State {
+                        pipeline: job.name().to_owned(),
+                        source,
+                    })?;
+                }
+                for file in &output_files {
+                    let len = m.outputs.get(file).copied().unwrap_or(0);
+                    let path = out_dir.join(file);
+                    sinks.push(
+                        JsonLinesSink::truncated(&path, len).map_err(|source| RunnerError::Output { path, source })?,
+                    );
+                }
+                for (p, pos) in m.partitions.iter().enumerate() {
+                    let n = input.skip(p, pos.next_offset)?;
+                    if n < pos.next_offset {
+                        return Err(RunnerError::StateMismatch {
+                            dir: self.state_dir.clone().unwrap_or_default(),
+                            reason: format!(
+                                "partition {} has {n} records, the checkpoint is at offset {}",
+                                pos.name, pos.next_offset
+                            ),
+                        });
+                    }
+                    skipped += n;
+                    run.positions[p] = pos.next_offset;
+                    run.ended[p] = pos.ended;
+                }
+                run.cursor = m.cursor;
+                run.clock = m.clock;
+                run.epoch = m.epoch;
+                run.records_consumed = m.records_consumed;
+                run.dead_letters = m.dead_letters;
+                tracing::info!(epoch = m.epoch, skipped, "resuming from checkpoint");
+            }
+            None => {
+                for store in &stores {
+                    store.discard_after(0)?;
+                }
+                for file in &output_files {
+                    let path = out_dir.join(file);
+                    sinks.push(JsonLinesSink::create(&path).map_err(|source| RunnerError::Output { path, source })?);
+                }
+            }
+        }
+        for job in &mut self.jobs {
+            job.register(&partitions);
+        }
+
+        let arrival: TimeFn<In> = match &self.arrival {
+            Arrival::Field(f) => f.clone(),
+            Arrival::EventTimePlus(delay) => {
+                let delay = *delay;
+                let et = self.event_time.clone();
+                Arc::new(move |v: &In| et.as_ref().map_or(MIN_TIMESTAMP, |f| f(v)).saturating_add(delay))
+            }
+        };
+
+        let n_jobs = self.jobs.len();
+        let dead_at = n_jobs + 1;
+        let mut checkpoints = 0u64;
+        let mut read = 0u64;
+        let mut since_checkpoint = 0u64;
+        let mut interrupted = false;
+        let n_parts = partitions.len();
+        let mut ended_count = run.ended.iter().filter(|e| **e).count();
+
+        'outer: while ended_count < n_parts {
+            let p = run.cursor.partition % n_parts.max(1);
+            if run.ended[p] || run.cursor.taken >= self.batch_size {
+                run.cursor = Cursor {
+                    partition: (p + 1) % n_parts,
+                    taken: 0,
+                };
+                self.drain(&mut sinks, &partitions)?;
+                continue;
+            }
+            match input.next(p)? {
+                None => {
+                    run.ended[p] = true;
+                    ended_count += 1;
+                    for job in &mut self.jobs {
+                        job.end_partition(p);
+                    }
+                }
+                Some(item) => {
+                    let offset = run.positions[p];
+                    match item {
+                        Item::Value(v) => {
+                            run.clock = run.clock.max(arrival(&v));
+                            let (last, rest) = self.jobs.split_last_mut().expect("validated: at least one job");
+                            for job in rest {
+                                job.process(p, offset, run.clock, v.clone());
+                            }
+                            last.process(p, offset, run.clock, v);
+                        }
+                        Item::Malformed { reason, raw } => {
+                            run.dead_letters += 1;
+                            let sink = &mut sinks[dead_at];
+                            sink.write(&DeadLetterLine::new(&partitions[p], offset, &reason, &raw))
+                                .map_err(|source| RunnerError::Output {
+                                    path: sink.path().to_path_buf(),
+                                    source,
+                                })?;
+                        }
+                    }
+                    run.positions[p] += 1;
+                    run.cursor.taken += 1;
+                    run.records_consumed += 1;
+                    read += 1;
+                    since_checkpoint += 1;
+                    if read % PROGRESS_EVERY == 0 {
+                        if let Some(cb) = self.progress.as_mut() {
+                            cb(Progress {
+                                records: skipped + read,
+                            });
+                        }
+                    }
+                    if self.stop_after.is_some_and(|n| read >= n) {
+                        interrupted = true;
+                        break 'outer;
+                    }
+                    if self.checkpoint_every > 0 && since_checkpoint >= self.checkpoint_every {
+                        self.checkpoint(&mut run, &mut sinks, &mut stores, &partitions, &output_files, false)?;
+                        checkpoints += u64::from(self.state_dir.is_some());
+                        since_checkpoint = 0;
+                    }
+                }
+            }
+        }
+
+        if interrupted {
+            self.drain(&mut sinks, &partitions)?;
+            flush_all(&mut sinks, false)?;
+        } else {
+            for job in &mut self.jobs {
+                job.finish();
+            }
+            self.checkpoint(&mut run, &mut sinks, &mut stores, &partitions, &output_files, true)?;
+            checkpoints += u64::from(self.state_dir.is_some());
+        }
+        if let Some(cb) = self.progress.as_mut() {
+            cb(Progress {
+                records: skipped + read,
+            });
+        }
+        Ok(RunSummary {
+            records_read: read,
+            records_skipped: skipped,
+            dead_letters: run.dead_letters,
+            pipelines: self
+                .jobs
+                .iter()
+                .map(|j| {
+                    let m = j.metrics();
+                    PipelineSummary {
+                        pipeline: j.name().to_owned(),
+                        output: out_dir.join(format!("{}.jsonl", j.sink_name())),
+                        records_in: m.records_in,
+                        results_out: m.results_out,
+                        late_records: m.late_records,
+                    }
+                })
+                .collect(),
+            resumed_from_epoch,
+            checkpoints,
+            interrupted,
+            elapsed: started.elapsed(),
+            peak_rss_bytes: crate::memory::peak_rss_bytes(),
+        })
+    }
+
+    fn check_resumable(&self, m: &RunManifest, partitions: &[String], pipelines: &[String]) -> Result<(), RunnerError> {
+        let names: Vec<&String> = m.partitions.iter().map(|p| &p.name).collect();
+        let reason = if m.input_id != self.input_id {
+            Some(format!("input {:?}, not {:?}", m.input_id, self.input_id))
+        } else if names != partitions.iter().collect::<Vec<_>>() {
+            Some(format!("partitions {names:?}, not {partitions:?}"))
+        } else if m.pipelines != pipelines {
+            Some(format!("pipelines {:?}, not {pipelines:?}", m.pipelines))
+        } else if m.batch_size != self.batch_size {
+            Some(format!("batch size {}, not {}", m.batch_size, self.batch_size))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(RunnerError::StateMismatch {
+                dir: self.state_dir.clone().unwrap_or_default(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every engine's results and late records to the output files.
+    fn drain(&mut self, sinks: &mut [JsonLinesSink], partitions: &[String]) -> Result<(), RunnerError> {
+        let n_jobs = self.jobs.len();
+        let (results, rest) = sinks.split_at_mut(n_jobs);
+        let late = &mut rest[0];
+        for (job, sink) in self.jobs.iter_mut().zip(results.iter_mut()) {
+            job.drain(sink, late, partitions)
+                .map_err(|source| RunnerError::Output {
+                    path: sink.path().to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Drains and flushes the outputs and, with a state directory, commits a run checkpoint.
+    fn checkpoint(
+        &mut self,
+        run: &mut RunPosition,
+        sinks: &mut [JsonLinesSink],
+        stores: &mut [LocalDirStateStore],
+        partitions: &[String],
+        output_files: &[String],
+        finished: bool,
+    ) -> Result<(), RunnerError> {
+        self.drain(sinks, partitions)?;
+        let Some(state_dir) = self.state_dir.clone() else {
+            return flush_all(sinks, false);
+        };
+        flush_all(sinks, self.fsync)?;
+        let epoch = run.epoch + 1;
+        let full = (epoch - 1) % self.full_checkpoint_every == 0;
+        for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
+            let cp = job.snapshot(full).map_err(|source| RunnerError::State {
+                pipeline: job.name().to_owned(),
+                source,
+            })?;
+            if cp.epoch != epoch {
+                return Err(RunnerError::StateMismatch {
+                    dir: state_dir.clone(),
+                    reason: format!("{} snapshotted epoch {}, the run is at {epoch}", job.name(), cp.epoch),
+                });
+            }
+            pollster::block_on(store.commit(&cp))?;
+        }
+        let manifest = RunManifest {
+            version: MANIFEST_VERSION,
+            input_id: self.input_id.clone(),
+            pipelines: self.jobs.iter().map(|j| j.name().to_owned()).collect(),
+            batch_size: self.batch_size,
+            epoch,
+            finished,
+            clock: run.clock,
+            cursor: run.cursor,
+            partitions: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, name)| PartitionPosition {
+                    name: name.clone(),
+                    next_offset: run.positions[i],
+                    ended: run.ended[i],
+                })
+                .collect(),
+            outputs: output_files
+                .iter()
+                .zip(sinks.iter())
+                .map(|(f, s)| (f.clone(), s.len()))
+                .collect::<BTreeMap<_, _>>(),
+            records_consumed: run.records_consumed,
+            dead_letters: run.dead_letters,
+        };
+        manifest.write(&state_dir, self.fsync)?;
+        run.epoch = epoch;
+        for store in stores.iter() {
+            store.prune(epoch)?;
+        }
+        tracing::debug!(epoch, full, "checkpoint committed");
+        Ok(())
+    }
+}
+
+fn flush_all(sinks: &mut [JsonLinesSink], sync: bool) -> Result<(), RunnerError> {
+    for s in sinks {
+        s.flush(sync).map_err(|source| RunnerError::Output {
+            path: s.path().to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The runner's position in the input.
+struct RunPosition {
+    positions: Vec<u64>,
+    ended: Vec<bool>,
+    cursor: Cursor,
+    clock: Timestamp,
+    epoch: u64,
+    records_consumed: u64,
+    dead_letters: u64,
+}
+
+/// The results file of a sink under `out_dir`.
+pub fn results_file(out_dir: &Path, sink: &str) -> PathBuf {
+    out_dir.join(format!("{sink}.jsonl"))
+}
