@@ -142,7 +142,7 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
         {
             break;
         }
-        if !outcome.more && outcome.events == 0 {
+        if !outcome.more {
             tokio::time::sleep(Duration::from_millis(args.poll_interval_ms)).await;
         }
     }
