@@ -6,7 +6,9 @@
 //! before the snapshot is in the snapshot: nothing is lost, but a change committed between the two
 //! appears twice (once folded into an `r` row, once as its own event, streamed after the
 //! snapshot). Consumers keep the latest image per (table, primary key), which the stream's commit
-//! order makes correct once it has caught up. (A fully consistent snapshot would need
+//! order makes correct once it has caught up. Which tables to snapshot is decided from what setup
+//! created, so a process that dies after creating the slot but before the snapshot is flushed must
+//! be restarted with `--snapshot always`. (A fully consistent snapshot would need
 //! DBLog-style watermarks or the replication protocol's `CREATE_REPLICATION_SLOT … USE_SNAPSHOT`.)
 
 use tokio_postgres::types::PgLsn;
