@@ -19,6 +19,8 @@ enum Command {
     Demo(shardflow_shop::demo::DemoArgs),
     /// Run a Nexmark query over a JSON-lines file of the bench generator.
     Nexmark(shardflow_nexmark::cli::NexmarkArgs),
+    /// Stream the changes of Postgres tables (logical decoding) as Debezium-style JSON events.
+    Cdc(shardflow_cdc::cli::CdcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => shardflow_shop::demo::run(args),
         Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
+        Command::Cdc(args) => shardflow_cdc::cli::run(args),
     }
 }

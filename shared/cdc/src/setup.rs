@@ -1,0 +1,393 @@
+//! Checks and prepares the database side of CDC: `wal_level`, the tables (primary keys,
+//! replica identity), the publication and the replication slot.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_postgres::types::PgLsn;
+use tokio_postgres::Client;
+
+use crate::error::CdcError;
+use crate::lsn::Lsn;
+use crate::table::{quote_ident, TableName};
+
+/// What to do about a table whose replica identity is not `FULL` (updates then carry no
+/// complete `before` image, deletes only the key columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplicaIdentityPolicy {
+    /// Log a warning and stream with the identity the table has (Debezium's behaviour).
+    Warn,
+    /// Run `ALTER TABLE … REPLICA IDENTITY FULL` (more WAL per update/delete; needs table ownership).
+    SetFull,
+}
+
+/// When to emit the existing rows of a table as `op = r` events before streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SnapshotMode {
+    /// Tables newly added by this run: all tables when it created the slot or the publication,
+    /// else those it added to the publication.
+    Initial,
+    /// Every configured table on every start.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The database objects a reader uses and how to set them up.
+#[derive(Debug, Clone)]
+pub struct CdcConfig {
+    /// Logical replication slot name.
+    pub slot: String,
+    /// Publication name.
+    pub publication: String,
+    /// Tables to capture.
+    pub tables: Vec<TableName>,
+    /// Create the slot (plugin `pgoutput`) if it is missing.
+    pub create_slot: bool,
+    /// Create the publication if missing, and add missing tables to it.
+    pub create_publication: bool,
+    /// What to do about tables without `REPLICA IDENTITY FULL`.
+    pub replica_identity: ReplicaIdentityPolicy,
+    /// When to snapshot existing rows.
+    pub snapshot: SnapshotMode,
+    /// `upto_nchanges` of each peek: decoding stops after the transaction that reaches it.
+    pub batch_changes: i32,
+}
+
+impl CdcConfig {
+    /// A configuration with defaults: create nothing, warn on replica identity, initial snapshot,
+    /// batches of 10 000 changes.
+    pub fn new(slot: impl Into<String>, publication: impl Into<String>, tables: Vec<TableName>) -> Self {
+        CdcConfig {
+            slot: slot.into(),
+            publication: publication.into(),
+            tables,
+            create_slot: false,
+            create_publication: false,
+            replica_identity: ReplicaIdentityPolicy::Warn,
+            snapshot: SnapshotMode::Initial,
+            batch_changes: 10_000,
+        }
+    }
+}
+
+/// A configured table as found in the catalog.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// The table.
+    pub name: TableName,
+    /// Columns (name, type OID) in table order.
+    pub columns: Vec<(String, u32)>,
+    /// Primary-key columns in key order.
+    pub primary_key: Vec<String>,
+    /// `relreplident` after setup: `d`, `n`, `f` or `i`.
+    pub replica_identity: char,
+}
+
+/// The outcome of [`prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// `current_database()`.
+    pub database: String,
+    /// The configured tables.
+    pub tables: Vec<TableInfo>,
+    /// Whether this run created the slot.
+    pub created_slot: bool,
+    /// Whether this run created the publication.
+    pub created_publication: bool,
+    /// Tables whose existing rows should be snapshotted now.
+    pub snapshot_tables: Vec<TableName>,
+    /// The slot's confirmed position.
+    pub confirmed: Lsn,
+    /// Human-readable warnings (e.g. replica identity), also logged.
+    pub warnings: Vec<String>,
+}
+
+/// Sets session settings the value conversion relies on (ISO dates, UTC time zone).
+pub async fn configure_session(client: &Client) -> Result<(), CdcError> {
+    client
+        .batch_execute("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'iso_8601'")
+        .await
+        .map_err(CdcError::pg("setting session DateStyle/TimeZone"))
+}
+
+/// Checks the server, the tables, the publication and the slot, creating or altering what the
+/// configuration allows. Order matters: the publication is created before the slot, because
+/// `pgoutput` cannot decode WAL written before its publication existed.
+pub async fn prepare(client: &Client, config: &CdcConfig) -> Result<Prepared, CdcError> {
+    let wal_level = show(client, "wal_level").await?;
+    if wal_level != "logical" {
+        return Err(CdcError::WalLevelNotLogical { actual: wal_level });
+    }
+    let encoding = show(client, "server_encoding").await?;
+    if encoding != "UTF8" {
+        return Err(CdcError::NotUtf8(encoding));
+    }
+    let database: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(CdcError::pg("reading current_database()"))?
+        .get(0);
+
+    let mut warnings = Vec::new();
+    let mut tables = Vec::with_capacity(config.tables.len());
+    for name in &config.tables {
+        let mut info = table_info(client, name).await?;
+        if info.replica_identity != 'f' {
+            match config.replica_identity {
+                ReplicaIdentityPolicy::SetFull => {
+                    client
+                        .batch_execute(&format!("ALTER TABLE {} REPLICA IDENTITY FULL", name.quoted()))
+                        .await
+                        .map_err(CdcError::pg("setting REPLICA IDENTITY FULL"))?;
+                    info.replica_identity = 'f';
+                }
+                ReplicaIdentityPolicy::Warn => {
+                    let w = format!(
+                        "table {name} has REPLICA IDENTITY {} (not FULL): updates will have no complete \
+                         `before` image and deletes only the key columns; pass --replica-identity set-full \
+                         or run ALTER TABLE {} REPLICA IDENTITY FULL",
+                        identity_name(info.replica_identity),
+                        name.quoted()
+                    );
+                    tracing::warn!("{w}");
+                    warnings.push(w);
+                }
+            }
+        }
+        tables.push(info);
+    }
+
+    let (created_publication, added) = ensure_publication(client, config).await?;
+    let (created_slot, confirmed) = ensure_slot(client, config, created_publication).await?;
+
+    let snapshot_tables = match config.snapshot {
+        SnapshotMode::Never => Vec::new(),
+        SnapshotMode::Always => config.tables.clone(),
+        SnapshotMode::Initial if created_slot || created_publication => config.tables.clone(),
+        SnapshotMode::Initial => added,
+    };
+    Ok(Prepared {
+        database,
+        tables,
+        created_slot,
+        created_publication,
+        snapshot_tables,
+        confirmed,
+        warnings,
+    })
+}
+
+async fn show(client: &Client, setting: &str) -> Result<String, CdcError> {
+    Ok(client
+        .query_one("SELECT current_setting($1)", &[&setting])
+        .await
+        .map_err(CdcError::pg("reading a server setting"))?
+        .get(0))
+}
+
+fn identity_name(code: char) -> &'static str {
+    match code {
+        'd' => "DEFAULT",
+        'n' => "NOTHING",
+        'f' => "FULL",
+        'i' => "USING INDEX",
+        _ => "unknown",
+    }
+}
+
+/// Reads a table's columns, primary key and replica identity from the catalog.
+pub async fn table_info(client: &Client, name: &TableName) -> Result<TableInfo, CdcError> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&name.schema, &name.name],
+        )
+        .await
+        .map_err(CdcError::pg("looking up a table"))?
+        .ok_or_else(|| CdcError::TableMissing(name.clone()))?;
+    let oid: u32 = row.get(0);
+    let ident: String = row.get(1);
+    let columns = client
+        .query(
+            "SELECT attname::text, atttypid FROM pg_attribute \
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(CdcError::pg("reading table columns"))?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
+        .collect();
+    let primary_key: Vec<String> = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+            &[&oid],
+        )
+        .await
+        .map_err(CdcError::pg("reading the primary key"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if primary_key.is_empty() {
+        return Err(CdcError::NoPrimaryKey(name.clone()));
+    }
+    Ok(TableInfo {
+        name: name.clone(),
+        columns,
+        primary_key,
+        replica_identity: ident.chars().next().unwrap_or('d'),
+    })
+}
+
+fn table_list(tables: &[TableName]) -> String {
+    tables.iter().map(TableName::quoted).collect::<Vec<_>>().join(", ")
+}
+
+/// Returns (created, tables added to an existing publication).
+async fn ensure_publication(client: &Client, config: &CdcConfig) -> Result<(bool, Vec<TableName>), CdcError> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&config.publication],
+        )
+        .await
+        .map_err(CdcError::pg("looking up the publication"))?
+        .is_some();
+    let pub_ident = quote_ident(&config.publication);
+    if !exists {
+        if !config.create_publication {
+            return Err(CdcError::PublicationMissing {
+                publication: pub_ident,
+                tables: table_list(&config.tables),
+            });
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {pub_ident} FOR TABLE {}",
+                table_list(&config.tables)
+            ))
+            .await
+            .map_err(CdcError::pg("creating the publication"))?;
+        tracing::info!(publication = %config.publication, "created publication");
+        return Ok((true, Vec::new()));
+    }
+    let published: BTreeSet<TableName> = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&config.publication],
+        )
+        .await
+        .map_err(CdcError::pg("reading the publication's tables"))?
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    let missing: Vec<TableName> = config
+        .tables
+        .iter()
+        .filter(|t| !published.contains(t))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok((false, missing));
+    }
+    if !config.create_publication {
+        return Err(CdcError::PublicationMissesTables {
+            publication: pub_ident,
+            tables: table_list(&missing),
+        });
+    }
+    client
+        .batch_execute(&format!(
+            "ALTER PUBLICATION {pub_ident} ADD TABLE {}",
+            table_list(&missing)
+        ))
+        .await
+        .map_err(CdcError::pg("adding tables to the publication"))?;
+    tracing::info!(publication = %config.publication, tables = %table_list(&missing), "added tables to publication");
+    Ok((false, missing))
+}
+
+/// Returns (created, confirmed LSN).
+async fn ensure_slot(client: &Client, config: &CdcConfig, created_publication: bool) -> Result<(bool, Lsn), CdcError> {
+    let database: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(CdcError::pg("reading current_database()"))?
+        .get(0);
+    // A reader that just died may still hold the slot for a moment: wait for it to let go.
+    for attempt in 0.. {
+        let row = client
+            .query_opt(
+                "SELECT plugin::text, database::text, active, active_pid, confirmed_flush_lsn \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&config.slot],
+            )
+            .await
+            .map_err(CdcError::pg("looking up the replication slot"))?;
+        let Some(row) = row else {
+            if !config.create_slot {
+                return Err(CdcError::SlotMissing {
+                    slot: config.slot.clone(),
+                });
+            }
+            let lsn: PgLsn = client
+                .query_one(
+                    "SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&config.slot],
+                )
+                .await
+                .map_err(CdcError::pg("creating the replication slot"))?
+                .get(0);
+            tracing::info!(slot = %config.slot, lsn = %Lsn(u64::from(lsn)), "created replication slot");
+            return Ok((true, Lsn(u64::from(lsn))));
+        };
+        let plugin: Option<String> = row.get(0);
+        let slot_db: Option<String> = row.get(1);
+        let active: bool = row.get(2);
+        let active_pid: Option<i32> = row.get(3);
+        let confirmed: Option<PgLsn> = row.get(4);
+        let unusable = |reason: String| CdcError::SlotUnusable {
+            slot: config.slot.clone(),
+            reason,
+        };
+        if plugin.as_deref() != Some("pgoutput") {
+            return Err(unusable(format!("its plugin is {plugin:?}, not pgoutput")));
+        }
+        if slot_db.as_deref() != Some(database.as_str()) {
+            return Err(unusable(format!(
+                "it belongs to database {slot_db:?}, not {database:?}"
+            )));
+        }
+        if active {
+            if attempt < 50 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            return Err(unusable(format!("it is in use by process {active_pid:?}")));
+        }
+        let mut confirmed = Lsn(confirmed.map(u64::from).unwrap_or(0));
+        if created_publication {
+            // WAL from before the publication existed cannot be decoded with it (and published
+            // nothing): start the existing slot at the current position.
+            let lsn: PgLsn = client
+                .query_one(
+                    "SELECT end_lsn FROM pg_replication_slot_advance($1, pg_current_wal_flush_lsn())",
+                    &[&config.slot],
+                )
+                .await
+                .map_err(CdcError::pg("advancing the slot past the new publication"))?
+                .get(0);
+            tracing::warn!(slot = %config.slot, lsn = %Lsn(u64::from(lsn)), "advanced existing slot past the newly created publication");
+            confirmed = Lsn(u64::from(lsn));
+        }
+        return Ok((false, confirmed));
+    }
+    Err(CdcError::SlotMissing {
+        slot: config.slot.clone(),
+    })
+}
