@@ -73,6 +73,7 @@ ls_export_settings() {
 	export SKIP_SSL_CERT_DOWNLOAD=1
 	export DISABLE_EVENTS=1                     # no analytics
 	export FILESYSTEM_ROOT="$LS_FS_ROOT"
+	export TMPDIR="$LS_STATE/tmp"              # LocalStack unpacks Lambda code under $TMPDIR/lambda
 	export LAMBDA_RUNTIME_EXECUTOR=host         # shardflow_localstack: bootstraps as host processes
 	export SHARDFLOW_LAMBDA_LOG_DIR="$LS_LOGS/lambda"
 	export PERSISTENCE=0
