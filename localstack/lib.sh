@@ -73,7 +73,10 @@ ls_export_settings() {
 	export SKIP_SSL_CERT_DOWNLOAD=1
 	export DISABLE_EVENTS=1                     # no analytics
 	export FILESYSTEM_ROOT="$LS_FS_ROOT"
-	export TMPDIR="$LS_STATE/tmp"              # LocalStack unpacks Lambda code under $TMPDIR/lambda
+	# LocalStack unpacks Lambda code under tempfile.gettempdir()/lambda: keep it in .state
+	# (TMP, not TMPDIR: LocalStack warns that TMPDIR is a deprecated setting of its own)
+	unset TMPDIR
+	export TMP="$LS_STATE/tmp"
 	export LAMBDA_RUNTIME_EXECUTOR=host         # shardflow_localstack: bootstraps as host processes
 	export SHARDFLOW_LAMBDA_LOG_DIR="$LS_LOGS/lambda"
 	export PERSISTENCE=0

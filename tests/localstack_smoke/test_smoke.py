@@ -205,9 +205,9 @@ def kinesis_event(stack, records: list[dict]) -> dict:
     }
 
 
-def invoke(aws, stack, event: dict) -> tuple[dict, bool, float]:
+def invoke(aws, stack, event: dict, function: str = "FunctionName") -> tuple[dict, bool, float]:
     started = time.monotonic()
-    response = aws.lambda_.invoke(FunctionName=stack["FunctionName"], Payload=json.dumps(event).encode())
+    response = aws.lambda_.invoke(FunctionName=stack[function], Payload=json.dumps(event).encode())
     elapsed = time.monotonic() - started
     payload = json.loads(response["Payload"].read() or b"null")
     return payload, "FunctionError" in response, elapsed
@@ -245,6 +245,28 @@ def test_timeout_is_enforced_and_the_environment_recovers(stack, aws):
     payload, is_error, _ = invoke(aws, stack, quick)
     assert not is_error, payload
     assert payload == {"batchItemFailures": []}
+
+
+def test_memory_size_is_enforced(stack, aws):
+    run = uuid.uuid4().hex[:8]
+    # MemorySize is 128 MB
+    hungry = kinesis_event(stack, [("1", {"id": f"{run}-hungry", "alloc_mb": 200})])
+    payload, is_error, _ = invoke(aws, stack, hungry)
+    assert is_error, payload
+    assert payload["errorType"] == "Runtime.OutOfMemory", payload
+
+    modest = kinesis_event(stack, [("2", {"id": f"{run}-modest", "alloc_mb": 32})])
+    payload, is_error, _ = invoke(aws, stack, modest)
+    assert not is_error, payload
+    assert payload == {"batchItemFailures": []}
+
+
+def test_a_runtime_that_exits_during_init_fails_the_invocation(stack, aws):
+    # no TABLE_NAME etc.: the probe's main() returns an error before polling for events
+    payload, is_error, _ = invoke(aws, stack, kinesis_event(stack, []), function="MisconfiguredFunctionName")
+    assert is_error, payload
+    assert payload["errorType"] == "Runtime.ExitError", payload
+    assert "exit status 1" in payload["errorMessage"], payload
 
 
 @pytest.mark.skipif(os.environ.get("SMOKE_MANAGED") != "1", reason="LocalStack is not managed by this run")

@@ -8,11 +8,12 @@
 //! * S3: the record as `records/<id>.json`;
 //! * SNS: one message per processed record.
 //!
-//! A record's data is JSON: `{"id": "r1", "fail_attempts": 0, "sleep_ms": 0}`.
+//! A record's data is JSON: `{"id": "r1", "fail_attempts": 0, "sleep_ms": 0, "alloc_mb": 0}`.
 //! While a record has been delivered at most `fail_attempts` times, the function reports
 //! it as a batch item failure and stops processing the batch, as an ordered stream
 //! consumer must: Lambda then retries the batch from that record's sequence number.
-//! `sleep_ms` delays the record (to exercise the function timeout).
+//! `sleep_ms` delays the record (to exercise the function timeout); `alloc_mb` touches
+//! that much memory first (to exercise the function's memory size).
 //!
 //! Configuration (environment): `TABLE_NAME`, `BUCKET_NAME`, `TOPIC_ARN`. The AWS SDK
 //! reads the endpoint from `AWS_ENDPOINT_URL` as usual.
@@ -32,6 +33,8 @@ struct Command {
     fail_attempts: u64,
     #[serde(default)]
     sleep_ms: u64,
+    #[serde(default)]
+    alloc_mb: usize,
 }
 
 /// The partial batch response of a Kinesis event source mapping
@@ -161,6 +164,12 @@ impl Probe {
             }
         };
         let attempts = self.count_attempt(&cmd.id).await?;
+        if cmd.alloc_mb > 0 {
+            let ballast = vec![1u8; cmd.alloc_mb << 20];
+            tracing::info!(id = %cmd.id, mb = cmd.alloc_mb, "allocated ballast");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::hint::black_box(&ballast);
+        }
         if cmd.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(cmd.sleep_ms)).await;
         }
