@@ -368,7 +368,16 @@ class HostRuntimeExecutor(RuntimeExecutor):
         with self._lock:
             if self._stopped.is_set():
                 raise CancelledError("execution environment stopped")
-            process = _RuntimeProcess(self, dict(self._env), self._code_dir)
+            try:
+                process = _RuntimeProcess(self, dict(self._env), self._code_dir)
+            except OSError as e:  # e.g. an arm64 binary on an x86_64 host
+                raise StatusErrorException(
+                    "Environment startup failed",
+                    payload=_error_payload(
+                        "Runtime.InvalidEntrypoint",
+                        f"Error: fork/exec {self._code_dir / 'bootstrap'}: {e.strerror or e}",
+                    ),
+                ) from e
             self._process = process
         while True:
             if process.api.ready.wait(_POLL_SECONDS):
