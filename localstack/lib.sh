@@ -82,6 +82,13 @@ ls_export_settings() {
 	export PERSISTENCE=0
 	export DYNAMODB_IN_MEMORY="${DYNAMODB_IN_MEMORY:-1}"
 	export LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT="${LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT:-30}"
+	# SHARDFLOW_LOCALSTACK_OFFLINE=1 proves that nothing is downloaded at run time: any
+	# request that leaves the machine goes to a proxy that does not exist, and fails
+	if [[ "${SHARDFLOW_LOCALSTACK_OFFLINE:-0}" == 1 ]]; then
+		export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9
+		export http_proxy="$HTTP_PROXY" https_proxy="$HTTPS_PROXY"
+		export NO_PROXY=127.0.0.1,localhost,::1 no_proxy=127.0.0.1,localhost,::1
+	fi
 	# marks every process LocalStack starts (they inherit its environment): see ls_our_pids
 	export SHARDFLOW_LOCALSTACK_HOME="$LS_DIR"
 }
