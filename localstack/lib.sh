@@ -2,6 +2,7 @@
 # Shared by localstack/up, down, status, deploy: paths, checks and the LocalStack settings.
 # Sourced, not executed.
 
+# shellcheck disable=SC2034 # the variables are used by the scripts that source this file
 LS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LS_VENV="$LS_DIR/.venv"
 LS_CACHE="$LS_DIR/.cache"
