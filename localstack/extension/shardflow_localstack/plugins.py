@@ -1,0 +1,14 @@
+"""Plugin entry points (plux) that LocalStack discovers in this distribution."""
+
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+
+class HostRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    """``LAMBDA_RUNTIME_EXECUTOR=host``: run OS-only Lambda runtimes as host processes."""
+
+    name = "host"
+
+    def load(self, *args, **kwargs):
+        from shardflow_localstack.executor import HostRuntimeExecutor
+
+        return HostRuntimeExecutor
