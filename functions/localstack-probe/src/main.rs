@@ -69,8 +69,8 @@ impl Probe {
         let config = aws_config::load_from_env().await;
         // A custom endpoint (LocalStack) is addressed by host name or IP: use path-style
         // S3 URLs there; on AWS keep the default virtual-hosted style.
-        let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let custom_endpoint =
+            std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(custom_endpoint)
             .build();
@@ -105,23 +105,14 @@ impl Probe {
     }
 
     /// Writes the effects of one record: DynamoDB item, S3 object, SNS message.
-    async fn emit(
-        &self,
-        cmd: &Command,
-        attempts: u64,
-        record: &KinesisEventRecord,
-        data: &str,
-    ) -> Result<(), Error> {
+    async fn emit(&self, cmd: &Command, attempts: u64, record: &KinesisEventRecord, data: &str) -> Result<(), Error> {
         let seq = &record.kinesis.sequence_number;
         self.dynamodb
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(format!("record#{}", cmd.id)))
             .item("sequence_number", AttributeValue::S(seq.clone()))
-            .item(
-                "partition_key",
-                AttributeValue::S(record.kinesis.partition_key.clone()),
-            )
+            .item("partition_key", AttributeValue::S(record.kinesis.partition_key.clone()))
             .item("attempts", AttributeValue::N(attempts.to_string()))
             .item("data", AttributeValue::S(data.to_owned()))
             .send()
