@@ -1,12 +1,11 @@
 //! Decoding the JSON-lines input: one event per line,
 //! `{"event_type":0|1|2,"person":{..}|null,"auction":{..}|null,"bid":{..}|null}`.
 //!
-//! Decoding never panics: a malformed line is a [`DecodeError`] carrying its line number. The
-//! wire structs borrow their strings from the line; only the strings the [`Projection`] asks for
-//! are copied into the [`Event`], so a query pays for no allocation it does not use.
+//! Decoding never panics: a malformed line is a [`DecodeError`] carrying its line number. Only
+//! the strings a query's [`Projection`] asks for are validated and copied into the [`Event`]; the
+//! others are parsed over (serde's `IgnoredAny`), so a query pays for no string it does not use.
 
-use std::borrow::Cow;
-
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 
 use crate::model::{Auction, Bid, Event, Person};
@@ -16,13 +15,13 @@ use crate::model::{Auction, Bid, Event, Person};
 pub enum DecodeError {
     /// Not JSON, or JSON of the wrong shape (a missing field, a string where a number belongs,
     /// invalid UTF-8).
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {}", first_line(source))]
     Json {
         /// The line number.
         line: u64,
-        /// What serde_json found.
+        /// What the JSON parser found.
         #[source]
-        source: serde_json::Error,
+        source: sonic_rs::Error,
     },
     /// `event_type` names a payload that is null or absent.
     #[error("line {line}: event_type {event_type} but no \"{field}\" object")]
@@ -52,6 +51,12 @@ pub enum DecodeError {
     },
 }
 
+/// The first line of a parser error (sonic-rs appends an excerpt of the input on later lines).
+fn first_line(e: &sonic_rs::Error) -> String {
+    let message = e.to_string();
+    message.lines().next().unwrap_or_default().trim_end().to_owned()
+}
+
 impl DecodeError {
     /// The line number of the malformed line.
     pub fn line(&self) -> u64 {
@@ -64,151 +69,178 @@ impl DecodeError {
     }
 }
 
-/// Which strings of each event kind to copy into the decoded [`Event`]; the others are left
-/// empty. Numbers (ids, prices, times) are always decoded. Every field is still checked to be
-/// well-formed JSON whatever the projection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Projection {
+/// A string field of the wire format as a [`Projection`] wants it: kept ([`String`]) or
+/// skipped ([`Skipped`]).
+pub trait TextField: DeserializeOwned {
+    /// The field's value in the decoded [`Event`] (empty when skipped).
+    fn into_string(self) -> String;
+}
+
+impl TextField for String {
+    #[inline]
+    fn into_string(self) -> String {
+        self
+    }
+}
+
+/// A field that is parsed over (it must be present and be well-formed JSON, of any type) but
+/// neither validated as UTF-8 nor copied: it decodes as an empty string.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Skipped)
+    }
+}
+
+impl TextField for Skipped {
+    #[inline]
+    fn into_string(self) -> String {
+        String::new()
+    }
+}
+
+/// Which strings of each event kind a query needs, as types (so that the decoder is compiled
+/// for exactly that set): every [`TextField`] is either [`String`] (kept) or [`Skipped`] (left
+/// empty in the [`Event`]). Numbers (ids, prices, times) are always decoded and type-checked.
+pub trait Projection {
     /// `Person::name`.
-    pub person_name: bool,
+    type PersonName: TextField;
     /// The other strings of a person (e-mail, credit card, city, state, extra).
-    pub person_details: bool,
+    type PersonDetails: TextField;
     /// The strings of an auction (item name, description, extra).
-    pub auction_strings: bool,
+    type AuctionText: TextField;
     /// `Bid::channel` and `Bid::url`.
-    pub bid_channel_url: bool,
+    type BidChannelUrl: TextField;
     /// `Bid::extra`.
-    pub bid_extra: bool,
+    type BidExtra: TextField;
 }
 
-impl Projection {
-    /// Every string.
-    pub const ALL: Projection = Projection {
-        person_name: true,
-        person_details: true,
-        auction_strings: true,
-        bid_channel_url: true,
-        bid_extra: true,
-    };
+/// Every string kept: the complete model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllText;
 
-    /// No string: numbers only.
-    pub const NUMBERS: Projection = Projection {
-        person_name: false,
-        person_details: false,
-        auction_strings: false,
-        bid_channel_url: false,
-        bid_extra: false,
-    };
+impl Projection for AllText {
+    type PersonName = String;
+    type PersonDetails = String;
+    type AuctionText = String;
+    type BidChannelUrl = String;
+    type BidExtra = String;
+}
+
+/// No string kept: ids, prices and times only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NumbersOnly;
+
+impl Projection for NumbersOnly {
+    type PersonName = Skipped;
+    type PersonDetails = Skipped;
+    type AuctionText = Skipped;
+    type BidChannelUrl = Skipped;
+    type BidExtra = Skipped;
 }
 
 #[derive(Deserialize)]
-struct WireEvent<'a> {
+struct WireEvent<PN, PD, AT, BC, BE> {
     event_type: u8,
-    #[serde(borrow, default)]
-    person: Option<WirePerson<'a>>,
-    #[serde(borrow, default)]
-    auction: Option<WireAuction<'a>>,
-    #[serde(borrow, default)]
-    bid: Option<WireBid<'a>>,
+    #[serde(default = "none")]
+    person: Option<WirePerson<PN, PD>>,
+    #[serde(default = "none")]
+    auction: Option<WireAuction<AT>>,
+    #[serde(default = "none")]
+    bid: Option<WireBid<BC, BE>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WirePerson<'a> {
+struct WirePerson<N, D> {
     id: i64,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    email_address: Cow<'a, str>,
-    #[serde(borrow)]
-    credit_card: Cow<'a, str>,
-    #[serde(borrow)]
-    city: Cow<'a, str>,
-    #[serde(borrow)]
-    state: Cow<'a, str>,
+    name: N,
+    email_address: D,
+    credit_card: D,
+    city: D,
+    state: D,
     date_time: i64,
-    #[serde(borrow)]
-    extra: Cow<'a, str>,
+    extra: D,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireAuction<'a> {
+struct WireAuction<T> {
     id: i64,
-    #[serde(borrow)]
-    item_name: Cow<'a, str>,
-    #[serde(borrow)]
-    description: Cow<'a, str>,
+    item_name: T,
+    description: T,
     initial_bid: i64,
     reserve: i64,
     date_time: i64,
     expires: i64,
     seller: i64,
     category: i64,
-    #[serde(borrow)]
-    extra: Cow<'a, str>,
+    extra: T,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireBid<'a> {
+struct WireBid<C, E> {
     auction: i64,
     bidder: i64,
     price: i64,
-    #[serde(borrow)]
-    channel: Cow<'a, str>,
-    #[serde(borrow)]
-    url: Cow<'a, str>,
+    channel: C,
+    url: C,
     date_time: i64,
-    #[serde(borrow)]
-    extra: Cow<'a, str>,
+    extra: E,
 }
 
+type WireOf<P> = WireEvent<
+    <P as Projection>::PersonName,
+    <P as Projection>::PersonDetails,
+    <P as Projection>::AuctionText,
+    <P as Projection>::BidChannelUrl,
+    <P as Projection>::BidExtra,
+>;
+
+/// Decodes line number `line` (1-based, for errors), keeping the strings `P` asks for.
 #[inline]
-fn keep(wanted: bool, s: Cow<'_, str>) -> String {
-    if wanted {
-        s.into_owned()
-    } else {
-        String::new()
-    }
-}
-
-/// Decodes line number `line` (1-based, for errors), keeping the strings `projection` asks for.
-pub fn decode_event(line: u64, bytes: &[u8], projection: Projection) -> Result<Event, DecodeError> {
-    let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(|source| DecodeError::Json { line, source })?;
+pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
+    let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| DecodeError::Json { line, source })?;
+    let event_type = wire.event_type;
     let missing = |field| DecodeError::MissingPayload {
         line,
-        event_type: wire.event_type,
+        event_type,
         field,
     };
-    let p = projection;
-    match wire.event_type {
+    match event_type {
         0 => {
             let w = wire.person.ok_or_else(|| missing("person"))?;
             Ok(Event::Person(Person {
                 id: w.id,
-                name: keep(p.person_name, w.name),
-                email_address: keep(p.person_details, w.email_address),
-                credit_card: keep(p.person_details, w.credit_card),
-                city: keep(p.person_details, w.city),
-                state: keep(p.person_details, w.state),
+                name: w.name.into_string(),
+                email_address: w.email_address.into_string(),
+                credit_card: w.credit_card.into_string(),
+                city: w.city.into_string(),
+                state: w.state.into_string(),
                 date_time: w.date_time,
-                extra: keep(p.person_details, w.extra),
+                extra: w.extra.into_string(),
             }))
         }
         1 => {
             let w = wire.auction.ok_or_else(|| missing("auction"))?;
             Ok(Event::Auction(Auction {
                 id: w.id,
-                item_name: keep(p.auction_strings, w.item_name),
-                description: keep(p.auction_strings, w.description),
+                item_name: w.item_name.into_string(),
+                description: w.description.into_string(),
                 initial_bid: w.initial_bid,
                 reserve: w.reserve,
                 date_time: w.date_time,
                 expires: w.expires,
                 seller: w.seller,
                 category: w.category,
-                extra: keep(p.auction_strings, w.extra),
+                extra: w.extra.into_string(),
             }))
         }
         2 => {
@@ -217,10 +249,10 @@ pub fn decode_event(line: u64, bytes: &[u8], projection: Projection) -> Result<E
                 auction: w.auction,
                 bidder: w.bidder,
                 price: w.price,
-                channel: keep(p.bid_channel_url, w.channel),
-                url: keep(p.bid_channel_url, w.url),
+                channel: w.channel.into_string(),
+                url: w.url.into_string(),
                 date_time: w.date_time,
-                extra: keep(p.bid_extra, w.extra),
+                extra: w.extra.into_string(),
             }))
         }
         event_type => Err(DecodeError::UnknownEventType { line, event_type }),
@@ -237,7 +269,7 @@ mod tests {
 
     #[test]
     fn decodes_every_event_kind_with_all_strings() {
-        let Event::Bid(b) = decode_event(1, BID.as_bytes(), Projection::ALL).unwrap() else {
+        let Event::Bid(b) = decode_event::<AllText>(1, BID.as_bytes()).unwrap() else {
             panic!("not a bid")
         };
         assert_eq!(
@@ -249,11 +281,11 @@ mod tests {
             ("Google", "ab\"c"),
             "escapes are decoded"
         );
-        let Event::Person(p) = decode_event(2, PERSON.as_bytes(), Projection::ALL).unwrap() else {
+        let Event::Person(p) = decode_event::<AllText>(2, PERSON.as_bytes()).unwrap() else {
             panic!("not a person")
         };
         assert_eq!((p.id, p.name.as_str(), p.state.as_str()), (1000, "Vicky Shultz", "OR"));
-        let Event::Auction(a) = decode_event(3, AUCTION.as_bytes(), Projection::ALL).unwrap() else {
+        let Event::Auction(a) = decode_event::<AllText>(3, AUCTION.as_bytes()).unwrap() else {
             panic!("not an auction")
         };
         assert_eq!((a.id, a.seller, a.expires, a.category), (1001, 1000, 1704067200398, 12));
@@ -261,16 +293,20 @@ mod tests {
 
     #[test]
     fn projection_leaves_unwanted_strings_empty_and_keeps_numbers() {
-        let proj = Projection {
-            person_name: true,
-            ..Projection::NUMBERS
-        };
-        let Event::Bid(b) = decode_event(1, BID.as_bytes(), proj).unwrap() else {
+        struct NameOnly;
+        impl Projection for NameOnly {
+            type PersonName = String;
+            type PersonDetails = Skipped;
+            type AuctionText = Skipped;
+            type BidChannelUrl = Skipped;
+            type BidExtra = Skipped;
+        }
+        let Event::Bid(b) = decode_event::<NameOnly>(1, BID.as_bytes()).unwrap() else {
             panic!("not a bid")
         };
         assert!(b.extra.is_empty() && b.url.is_empty());
         assert_eq!(b.price, 2514);
-        let Event::Person(p) = decode_event(1, PERSON.as_bytes(), proj).unwrap() else {
+        let Event::Person(p) = decode_event::<NameOnly>(1, PERSON.as_bytes()).unwrap() else {
             panic!("not a person")
         };
         assert_eq!(p.name, "Vicky Shultz");
@@ -281,17 +317,17 @@ mod tests {
     fn malformed_lines_are_errors_with_their_line_number() {
         let cases: [(&[u8], &str); 6] = [
             (b"{\"event_type\":2", "EOF"),
-            (b"not json", "expected"),
+            (b"not json", "column 4"),
             (
                 br#"{"event_type":2,"person":null,"auction":null,"bid":null}"#,
                 "no \"bid\"",
             ),
             (br#"{"event_type":7}"#, "unknown event_type 7"),
             (br#"{"event_type":2,"bid":{"auction":"x"}}"#, "invalid type"),
-            (b"{\"event_type\":0,\"person\":{\"name\":\"\xff\"}}", "invalid unicode"),
+            (b"{\"event_type\":0,\"person\":{\"name\":\"\xff\"}}", "Invalid UTF-8"),
         ];
         for (input, expected) in cases {
-            let err = decode_event(42, input, Projection::ALL).unwrap_err();
+            let err = decode_event::<AllText>(42, input).unwrap_err();
             assert_eq!(err.line(), 42);
             let msg = err.to_string();
             assert!(msg.starts_with("line 42: "), "{msg}");

@@ -13,7 +13,7 @@ pub mod model;
 pub mod queries;
 pub mod run;
 
-pub use decode::{decode_event, DecodeError, Projection};
+pub use decode::{decode_event, AllText, DecodeError, NumbersOnly, Projection, Skipped};
 pub use model::{Auction, Bid, Event, Person};
 pub use queries::Query;
 pub use run::{run_query, RunError, RunReport};

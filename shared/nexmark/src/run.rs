@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use shardflow_engine::{Engine, Pipeline, PipelineError};
 
 use crate::csv::{write_row, CsvRow};
-use crate::decode::{decode_event, DecodeError, Projection};
+use crate::decode::{decode_event, DecodeError, NumbersOnly, Projection};
 use crate::model::Event;
 use crate::queries::{agg, q0, q5, q7, q8, Query};
 
@@ -71,20 +71,19 @@ pub fn run_query(
     output: impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunReport, RunError> {
-    let projection = query.projection();
     match query {
-        Query::Q0 => run_pipeline(&q0::pipeline()?, projection, input, output, progress),
-        Query::Q5 => run_pipeline(&q5::pipeline()?, projection, input, output, progress),
-        Query::Q7 => run_pipeline(&q7::pipeline()?, projection, input, output, progress),
-        Query::Q8 => run_pipeline(&q8::pipeline()?, projection, input, output, progress),
-        Query::Agg => run_pipeline(&agg::pipeline()?, projection, input, output, progress),
+        Query::Q0 => run_pipeline::<q0::Q0Text, _>(&q0::pipeline()?, input, output, progress),
+        Query::Q5 => run_pipeline::<NumbersOnly, _>(&q5::pipeline()?, input, output, progress),
+        Query::Q7 => run_pipeline::<NumbersOnly, _>(&q7::pipeline()?, input, output, progress),
+        Query::Q8 => run_pipeline::<q8::Q8Text, _>(&q8::pipeline()?, input, output, progress),
+        Query::Agg => run_pipeline::<NumbersOnly, _>(&agg::pipeline()?, input, output, progress),
     }
 }
 
-/// Runs any pipeline over Nexmark events read from `input` (see [`run_query`]).
-pub fn run_pipeline<Out: CsvRow + Send + 'static>(
+/// Runs any pipeline over Nexmark events read from `input`, decoded with the strings `P` keeps
+/// (see [`run_query`]).
+pub fn run_pipeline<P: Projection, Out: CsvRow + Send + 'static>(
     pipeline: &Pipeline<Event, Out>,
-    projection: Projection,
     mut input: impl Read,
     mut output: impl Write,
     progress: &mut dyn FnMut(u64),
@@ -130,7 +129,7 @@ pub fn run_pipeline<Out: CsvRow + Send + 'static>(
             if bytes.is_empty() {
                 continue;
             }
-            match decode_event(line_no, bytes, projection) {
+            match decode_event::<P>(line_no, bytes) {
                 Ok(event) => engine.process(partition, line_no, 0, event),
                 Err(e) => report.record_error(e),
             }

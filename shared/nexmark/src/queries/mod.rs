@@ -19,7 +19,6 @@ pub mod q8;
 
 use shardflow_engine::{Pipeline, PipelineError, Stream, WatermarkStrategy};
 
-use crate::decode::Projection;
 use crate::model::Event;
 
 /// Size of the tumbling windows of agg, q7 and q8.
@@ -58,21 +57,6 @@ impl Query {
             Query::Q7 => "q7",
             Query::Q8 => "q8",
             Query::Agg => "agg",
-        }
-    }
-
-    /// The strings the query reads; the decoder leaves the others empty.
-    pub fn projection(self) -> Projection {
-        match self {
-            Query::Q0 => Projection {
-                bid_extra: true,
-                ..Projection::NUMBERS
-            },
-            Query::Q8 => Projection {
-                person_name: true,
-                ..Projection::NUMBERS
-            },
-            Query::Q5 | Query::Q7 | Query::Agg => Projection::NUMBERS,
         }
     }
 

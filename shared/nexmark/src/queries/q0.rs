@@ -3,7 +3,20 @@
 use shardflow_engine::{Pipeline, PipelineError};
 
 use crate::csv::{CsvLine, CsvRow};
+use crate::decode::{Projection, Skipped};
 use crate::model::Event;
+
+/// The strings q0 reads: a bid's `extra`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Q0Text;
+
+impl Projection for Q0Text {
+    type PersonName = Skipped;
+    type PersonDetails = Skipped;
+    type AuctionText = Skipped;
+    type BidChannelUrl = Skipped;
+    type BidExtra = String;
+}
 
 /// A bid as q0 outputs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

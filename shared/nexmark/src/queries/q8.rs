@@ -7,7 +7,20 @@ use shardflow_engine::{Pipeline, PipelineError, Trigger, Windowing};
 
 use super::TUMBLE_MS;
 use crate::csv::{CsvLine, CsvRow};
+use crate::decode::{Projection, Skipped};
 use crate::model::Event;
+
+/// The strings q8 reads: a person's name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Q8Text;
+
+impl Projection for Q8Text {
+    type PersonName = String;
+    type PersonDetails = Skipped;
+    type AuctionText = Skipped;
+    type BidChannelUrl = Skipped;
+    type BidExtra = Skipped;
+}
 
 /// What q8 joins: a person (side 0) or the seller of an auction (side 1), keyed by person id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
