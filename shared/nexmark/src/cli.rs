@@ -83,21 +83,35 @@ fn run_one(query: Query, input: &Path, output: Option<&Path>) -> anyhow::Result<
     let writer = BufWriter::with_capacity(1 << 16, writer);
 
     let mut progress = DelayedProgress::new(size, query);
+    let cpu_before = thread_cpu_seconds();
     let report = run_query(query, file, writer, &mut |bytes| progress.update(bytes))
         .with_context(|| format!("running {query} over {}", input.display()))?;
+    let cpu = thread_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     progress.finish();
-    print_summary(query, output, &report);
+    print_summary(query, output, &report, cpu);
     Ok(())
 }
 
-fn print_summary(query: Query, output: Option<&Path>, r: &RunReport) {
+/// CPU time the calling thread has run, in seconds (`/proc/thread-self/schedstat`), where Linux
+/// provides it. On a shared machine it says more about the engine's speed than wall time.
+fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+fn print_summary(query: Query, output: Option<&Path>, r: &RunReport, cpu_seconds: Option<f64>) {
     let peak = shardflow_local::peak_rss_bytes()
         .map(|b| format!("{:.1} MB", b as f64 / 1e6))
         .unwrap_or_else(|| "unknown".to_owned());
     let dest = output.map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+    let cpu = match cpu_seconds.filter(|s| *s > 0.0) {
+        Some(s) => format!(", CPU {s:.2} s ({:.0} events per CPU-second)", r.events_in as f64 / s),
+        None => String::new(),
+    };
     eprintln!(
         "nexmark {query}: events in {}, results out {} ({dest}), late records {}, malformed lines {}, \
-         {:.2} s, {:.0} events/s, {:.0} MB/s, peak RSS {peak}",
+         {:.2} s, {:.0} events/s, {:.0} MB/s{cpu}, peak RSS {peak}",
         r.events_in,
         r.results_out,
         r.late_records,
