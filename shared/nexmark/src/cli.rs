@@ -86,7 +86,9 @@ fn run_one(query: Query, input: &Path, output: Option<&Path>) -> anyhow::Result<
     let cpu_before = thread_cpu_seconds();
     let report = run_query(query, file, writer, &mut |bytes| progress.update(bytes))
         .with_context(|| format!("running {query} over {}", input.display()))?;
-    let cpu = thread_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = thread_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     progress.finish();
     print_summary(query, output, &report, cpu);
     Ok(())
@@ -133,48 +135,39 @@ fn print_summary(query: Query, output: Option<&Path>, r: &RunReport, cpu_seconds
 }
 
 /// A progress bar on stderr that appears only once a run has taken more than a second, and only
-/// on a terminal.
+/// on a terminal. It counts from the start (hidden), so its rate and ETA are right when it shows.
 struct DelayedProgress {
-    bar: Option<ProgressBar>,
-    size: u64,
-    query: Query,
+    bar: ProgressBar,
     started: Instant,
-    enabled: bool,
+    shown: bool,
 }
 
 impl DelayedProgress {
     fn new(size: u64, query: Query) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::hidden());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("nexmark {query}"));
         DelayedProgress {
-            bar: None,
-            size,
-            query,
+            bar,
             started: Instant::now(),
-            enabled: std::io::stderr().is_terminal(),
+            // Shown only on a terminal; never shown is the same as shown already.
+            shown: !std::io::stderr().is_terminal(),
         }
     }
 
     fn update(&mut self, bytes: u64) {
-        if !self.enabled {
-            return;
-        }
-        if self.bar.is_none() && self.started.elapsed() > Duration::from_secs(1) {
-            let bar = ProgressBar::with_draw_target(Some(self.size), ProgressDrawTarget::stderr());
-            if let Ok(style) =
-                ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_message(format!("nexmark {}", self.query));
-            self.bar = Some(bar);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(bytes);
+        self.bar.set_position(bytes);
+        if !self.shown && self.started.elapsed() > Duration::from_secs(1) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.shown = true;
         }
     }
 
     fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.bar.finish_and_clear();
     }
 }
