@@ -334,4 +334,25 @@ mod tests {
             assert!(msg.contains(expected), "{msg:?} should mention {expected:?}");
         }
     }
+
+    #[test]
+    fn skipped_fields_must_still_be_present_and_well_formed_json() {
+        let bid = |channel: &str, tail: &str| {
+            format!(
+                r#"{{"event_type":2,"bid":{{"auction":1,"bidder":2,"price":3,"channel":{channel},"url":"u","dateTime":5{tail}}}}}"#
+            )
+        };
+        let ok = bid(r#""x""#, r#","extra":"e""#);
+        assert_eq!(decode_event::<NumbersOnly>(1, ok.as_bytes()).unwrap().date_time(), 5);
+        for (line, expected) in [
+            (bid(r#""a\q""#, r#","extra":"e""#), "escape"),
+            (bid("[1,2,,]", r#","extra":"e""#), "Invalid JSON value"),
+            (bid("tru", r#","extra":"e""#), "Invalid literal"),
+            (bid(r#""x""#, ""), "missing field `extra`"),
+            (ok.clone() + " trailing", "trailing characters"),
+        ] {
+            let err = decode_event::<NumbersOnly>(7, line.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err:?} should mention {expected:?}");
+        }
+    }
 }
