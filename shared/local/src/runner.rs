@@ -510,7 +510,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                     run.records_consumed += 1;
                     read += 1;
                     since_checkpoint += 1;
-                    if read % PROGRESS_EVERY == 0 {
+                    if read.is_multiple_of(PROGRESS_EVERY) {
                         if let Some(cb) = self.progress.as_mut() {
                             cb(Progress {
                                 records: skipped + read,
@@ -624,7 +624,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         };
         flush_all(sinks, self.fsync)?;
         let epoch = run.epoch + 1;
-        let full = (epoch - 1) % self.full_checkpoint_every == 0;
+        let full = (epoch - 1).is_multiple_of(self.full_checkpoint_every);
         for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
             let cp = job.snapshot(full).map_err(|source| RunnerError::State {
                 pipeline: job.name().to_owned(),

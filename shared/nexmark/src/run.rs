@@ -133,7 +133,7 @@ pub fn run_pipeline<P: Projection, Out: CsvRow + Send + 'static>(
                 Ok(event) => engine.process(partition, line_no, 0, event),
                 Err(e) => report.record_error(e),
             }
-            if line_no % DRAIN_EVERY == 0 {
+            if line_no.is_multiple_of(DRAIN_EVERY) {
                 sink(&mut engine, &mut out, false)?;
             }
         }

@@ -563,7 +563,7 @@ pub fn write_shard_files(
         n += 1;
         buf.clear();
         event.encode(&mut buf)?;
-        if corrupt_every.is_some_and(|k| k > 0 && n % k == 0) {
+        if corrupt_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
             buf[0] = 0x07; // field 0 / wire type 7: no decoder accepts this
         }
         let f = &mut files[shard as usize];
@@ -571,7 +571,7 @@ pub fn write_shard_files(
         prost::encoding::encode_varint(buf.len() as u64, &mut prefix);
         f.write_all(&prefix)?;
         f.write_all(&buf)?;
-        if n % 16_384 == 0 {
+        if n.is_multiple_of(16_384) {
             progress(n);
         }
     }
