@@ -223,8 +223,16 @@ fn interval_join_drops_buffered_records_once_the_watermark_rules_out_any_partner
     assert_eq!(e.metrics().late_records, 1);
 }
 
+/// `default` cases, or `PROPTEST_CASES` when set.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
 
     /// Every pair of non-late records of a key within the bounds is emitted exactly once, however
     /// the records arrive — so cleanup never drops a record that could still match.
