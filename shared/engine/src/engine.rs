@@ -246,6 +246,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             .map(|p| partition_source(&p.name))
             .collect();
         engine.watermarks = state.watermarks;
+        engine.watermarks.set_strategy(pipeline.watermark_strategy());
         engine.records_in = state.records_in;
         engine.cx.late_total = state.late_total;
         engine.cx.results_total = state.results_total;

@@ -147,6 +147,28 @@ fn a_checkpoint_of_another_pipeline_or_key_group_count_is_refused() {
 }
 
 #[test]
+fn a_restored_engine_uses_the_watermark_strategy_of_the_pipeline_it_is_restored_into() {
+    let strict = |ms| {
+        Pipeline::builder("wm")
+            .watermarks(ooo(ms))
+            .event_time(|e: &Ev| e.ts)
+            .map(|e| e.v)
+            .sink("out")
+    };
+    let mut e = strict(100).engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 1_000, 1));
+    assert_eq!(e.watermark(), 900);
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+    // redeployed with a tighter bound: the strategy is code, not state (as in Flink)
+    let mut restored = Engine::restore(&strict(10), &image).unwrap();
+    assert_eq!(restored.watermark(), 900, "the watermark itself is state and is kept");
+    let s = restored.partition("s0");
+    restored.process(s, 1, 0, ev(1, 1_001, 1));
+    assert_eq!(restored.watermark(), 991);
+}
+
+#[test]
 fn bytes_that_are_not_a_checkpoint_are_refused_with_an_error() {
     assert!(matches!(Checkpoint::decode(b""), Err(StateError::NotACheckpoint(_))));
     assert!(matches!(
