@@ -9,7 +9,7 @@ use crate::checkpoint::{Checkpoint, CheckpointImage};
 use crate::error::StateError;
 use crate::operators::{Context, Operator};
 use crate::pipeline::{Pipeline, PipelineDef};
-use crate::record::{LateRecord, Origin, Output, PartitionId, Record};
+use crate::record::{partition_source, LateRecord, Origin, Output, PartitionId, Record};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 use crate::watermark::{PartitionWatermark, WatermarkTracker};
 
@@ -47,6 +47,8 @@ pub struct Engine<In, Out> {
     def: Arc<PipelineDef<In>>,
     head: Box<dyn Operator<In>>,
     watermarks: WatermarkTracker,
+    /// [`partition_source`] of every registered partition, by id.
+    sources: Vec<u64>,
     cx: Context,
     records_in: u64,
     epoch: u64,
@@ -66,6 +68,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         };
         Engine {
             watermarks: WatermarkTracker::new(def.watermarks),
+            sources: Vec::new(),
             def,
             head,
             cx,
@@ -78,7 +81,11 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
     /// The id of input partition `name` (a shard id, a file), registering it on first use.
     /// A registered partition holds the watermark back until it produces records, ends, or goes idle.
     pub fn partition(&mut self, name: &str) -> PartitionId {
-        self.watermarks.partition(name)
+        let id = self.watermarks.partition(name);
+        if id as usize == self.sources.len() {
+            self.sources.push(partition_source(name));
+        }
+        id
     }
 
     /// Processes one record of `partition` at position `offset`, which arrived at processing time
@@ -97,6 +104,11 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
                 timestamp,
                 origin: Origin::Input {
                     partition,
+                    source: self
+                        .sources
+                        .get(partition as usize)
+                        .copied()
+                        .unwrap_or(u64::from(partition)),
                     offset,
                     index: 0,
                 },
@@ -227,7 +239,14 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         let mut engine = pipeline.engine();
         engine.head.restore(image)?;
         engine.cx.processing_time = state.watermarks.processing_time();
+        engine.sources = state
+            .watermarks
+            .partitions()
+            .iter()
+            .map(|p| partition_source(&p.name))
+            .collect();
         engine.watermarks = state.watermarks;
+        engine.watermarks.set_strategy(pipeline.watermark_strategy());
         engine.records_in = state.records_in;
         engine.cx.late_total = state.late_total;
         engine.cx.results_total = state.results_total;

@@ -277,6 +277,10 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
     /// (`0..sides`); when a pane fires, `join` receives the values of each input (`lists[i]`) and
     /// returns the joined results (an inner join returns nothing if any list is empty; see
     /// [`crate::join::inner`]).
+    ///
+    /// Each list is in a canonical order (sorted by the values' encoding), not in arrival order,
+    /// so that the joined rows — and the result ids, which number the rows of a pane — do not
+    /// depend on how the input partitions interleaved.
     pub fn join<O: Send + 'static>(
         self,
         sides: usize,
@@ -286,10 +290,18 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
     where
         T: Clone + Serialize + DeserializeOwned,
     {
-        self.aggregate(CollectBySide::new(sides, side), move |k, w, _pane, lists| {
+        self.aggregate(CollectBySide::new(sides, side), move |k, w, _pane, mut lists| {
+            lists.iter_mut().for_each(|list| canonical_order(list));
             join(k, w, &lists)
         })
         .flat_map(|joined| joined)
+    }
+}
+
+/// Sorts values by their stable encoding (stable sort; a value that cannot be encoded sorts first).
+fn canonical_order<T: Serialize>(list: &mut [T]) {
+    if list.len() > 1 {
+        list.sort_by_cached_key(|v| postcard::to_allocvec(v).unwrap_or_default());
     }
 }
 

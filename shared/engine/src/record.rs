@@ -39,6 +39,10 @@ pub enum Origin {
     Input {
         /// The input partition.
         partition: PartitionId,
+        /// A stable hash of the partition's name ([`partition_source`]): what makes the ids of
+        /// records at the same offset of two partitions distinct, whatever order the partitions
+        /// were registered in.
+        source: u64,
         /// The record's position in the partition (a line number, or a hash of a Kinesis sequence number).
         offset: u64,
         /// Which of the outputs of `flat_map` steps this is (0 when there were none).
@@ -66,12 +70,14 @@ impl Origin {
         match *self {
             Origin::Input {
                 partition: _,
+                source,
                 offset,
                 index,
             } => {
                 let mut h = Xxh3::new();
                 h.update(pipeline.as_bytes());
                 h.update(&[0]);
+                h.update(&source.to_le_bytes());
                 h.update(&offset.to_le_bytes());
                 h.update(&index.to_le_bytes());
                 ResultId(h.digest128())
@@ -85,10 +91,12 @@ impl Origin {
         match self {
             Origin::Input {
                 partition,
+                source,
                 offset,
                 index,
             } => Origin::Input {
                 partition,
+                source,
                 offset,
                 index: index.wrapping_mul(65_599).wrapping_add(i),
             },
@@ -102,6 +110,11 @@ impl Origin {
             },
         }
     }
+}
+
+/// The stable identity of an input partition in result ids: the XXH3 hash of its name.
+pub fn partition_source(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
 }
 
 fn mix(id: u128, i: u32) -> u128 {

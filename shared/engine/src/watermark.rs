@@ -129,6 +129,14 @@ impl WatermarkTracker {
         self.partitions.len() as PartitionId - 1
     }
 
+    /// Switches to `strategy` (on restore: the strategy is part of the pipeline's code, not of
+    /// its state, so a redeployed pipeline's strategy applies from the next record on). The
+    /// combined watermark is kept: it never moves back.
+    pub fn set_strategy(&mut self, strategy: WatermarkStrategy) {
+        self.out_of_orderness = strategy.out_of_orderness;
+        self.idleness = strategy.idleness;
+    }
+
     /// The partitions, indexed by [`PartitionId`].
     pub fn partitions(&self) -> &[PartitionWatermark] {
         &self.partitions

@@ -310,16 +310,17 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
             return;
         }
         due.sort_unstable_by(|a, b| (a.0, &a.2, &a.1).cmp(&(b.0, &b.2, &b.1)));
-        due.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
-        for (_, key, window) in due {
+        due.dedup(); // the same timer registered twice; timers at other times are told apart below
+        for (t, key, window) in due {
             let group = self.state.group_of(&key);
             let Some(slots) = self.state.group(group).get(&key) else {
                 continue;
             };
-            let Some(at) = slots
-                .iter()
-                .position(|s| s.window == window && s.deadline.is_some_and(|d| d <= now))
-            else {
+            // Only the timer of the slot's current deadline fires it: a timer left behind by a
+            // pane that fired otherwise (by count, on time) is stale, and firing on it would put
+            // the pane at another place in the output than after a restore (timers rebuilt from
+            // the deadlines alone).
+            let Some(at) = slots.iter().position(|s| s.window == window && s.deadline == Some(t)) else {
                 continue;
             };
             let slots = self.state.group_mut(group).get_mut(&key).expect("key present");

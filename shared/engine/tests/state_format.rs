@@ -1,0 +1,356 @@
+//! The state format: dirty tracking (an incremental checkpoint writes only the key groups that
+//! changed), full snapshots, checkpoints of this release kept as binary fixtures that every later
+//! release must still restore, and refusal of a checkpoint of another pipeline.
+//!
+//! Regenerate the fixtures (only when the format version is bumped on purpose, keeping the old
+//! ones for the old version):
+//! `SHARDFLOW_WRITE_FIXTURES=1 cargo test -p shardflow-engine --test state_format`
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use common::*;
+use shardflow_engine::checkpoint::{Checkpoint, CheckpointImage, FORMAT_VERSION};
+use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::state::key_group;
+use shardflow_engine::{Engine, Firing, IntervalJoinSide, Output, Pipeline, StateError, Trigger, Windowing};
+
+const GROUPS: u16 = 128;
+
+/// Count and sum per key in one long window (state stays until the end).
+fn long_window(name: &str, key_groups: u16) -> Pipeline<Ev, (u32, u64, i64)> {
+    Pipeline::builder(name)
+        .watermarks(ooo(0))
+        .max_key_groups(key_groups)
+        .event_time(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key)
+        .window(Windowing::tumbling(1_000_000).unwrap())
+        .aggregate((Count, Sum::of(|e: &Ev| e.v)), |k, _w, _p, (n, s)| (*k, n, s))
+        .sink("out")
+}
+
+fn groups_written(cp: &Checkpoint) -> BTreeSet<u16> {
+    cp.operators
+        .iter()
+        .flat_map(|o| o.key_groups.iter().map(|g| g.key_group))
+        .collect()
+}
+
+fn groups_of(keys: impl IntoIterator<Item = u32>) -> BTreeSet<u16> {
+    keys.into_iter().map(|k| key_group(&k, GROUPS)).collect()
+}
+
+#[test]
+fn an_incremental_checkpoint_writes_exactly_the_key_groups_of_the_touched_keys() {
+    let mut e = long_window("dirty", GROUPS).engine();
+    let s = e.partition("s0");
+    let mut off = 0;
+    for key in 0..500u32 {
+        e.process(s, off, 0, ev(key, 10, 1));
+        off += 1;
+    }
+    let first = e.snapshot().unwrap();
+    assert_eq!(
+        groups_written(&first),
+        groups_of(0..500),
+        "a fresh engine's first checkpoint"
+    );
+
+    let touched = [3u32, 77, 150, 151, 400];
+    for key in touched {
+        e.process(s, off, 0, ev(key, 20, 1));
+        off += 1;
+    }
+    let second = e.snapshot().unwrap();
+    assert!(second.key_groups_written() <= touched.len());
+    assert_eq!(groups_written(&second), groups_of(touched));
+    assert!(!second.full);
+
+    let third = e.snapshot().unwrap();
+    assert_eq!(
+        third.key_groups_written(),
+        0,
+        "nothing changed since the last checkpoint"
+    );
+    assert!(third.epoch > second.epoch && second.epoch > first.epoch);
+}
+
+#[test]
+fn a_full_snapshot_writes_every_non_empty_key_group_and_only_those() {
+    let mut e = long_window("full", GROUPS).engine();
+    let s = e.partition("s0");
+    for key in 0..40u32 {
+        e.process(s, u64::from(key), 0, ev(key, 10, 1));
+    }
+    e.snapshot().unwrap();
+    let full = e.snapshot_full().unwrap();
+    assert!(full.full);
+    let expected = groups_of(0..40);
+    assert!(expected.len() < usize::from(GROUPS), "some groups are empty");
+    assert_eq!(groups_written(&full), expected);
+    assert!(full
+        .operators
+        .iter()
+        .flat_map(|o| &o.key_groups)
+        .all(|g| !g.bytes.is_empty()));
+}
+
+#[test]
+fn state_emptied_by_the_watermark_is_written_as_deletes_and_then_no_more() {
+    let mut e = long_window("deletes", GROUPS).engine();
+    let s = e.partition("s0");
+    for key in 0..10u32 {
+        e.process(s, u64::from(key), 0, ev(key, 10, 1));
+    }
+    e.snapshot().unwrap();
+    e.process(s, 10, 0, ev(1_000, 2_000_000, 1)); // fires and drops the first window
+    assert_eq!(e.drain_output().len(), 10);
+    let delta = e.snapshot().unwrap();
+    let deleted: BTreeSet<u16> = delta
+        .operators
+        .iter()
+        .flat_map(|o| o.key_groups.iter().filter(|g| g.bytes.is_empty()).map(|g| g.key_group))
+        .collect();
+    let kept = groups_of([1_000]);
+    assert_eq!(deleted, &groups_of(0..10) - &kept, "emptied groups are deleted");
+    let full = e.snapshot_full().unwrap();
+    assert_eq!(groups_written(&full), kept, "only the new window's key is left");
+}
+
+#[test]
+fn a_checkpoint_of_another_pipeline_or_key_group_count_is_refused() {
+    let mut e = long_window("orders", GROUPS).engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 10, 1));
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+    assert!(Engine::restore(&long_window("orders", GROUPS), &image).is_ok());
+    assert!(matches!(
+        Engine::restore(&long_window("payments", GROUPS), &image),
+        Err(StateError::Mismatch(_))
+    ));
+    assert!(matches!(
+        Engine::restore(&long_window("orders", 256), &image),
+        Err(StateError::Mismatch(_))
+    ));
+    // an increment of another pipeline cannot be applied to the image either
+    let mut other = long_window("payments", GROUPS).engine();
+    let p = other.partition("s0");
+    other.process(p, 0, 0, ev(1, 10, 1));
+    other.snapshot().unwrap();
+    let mut image = image;
+    assert!(matches!(
+        image.apply(other.snapshot().unwrap()),
+        Err(StateError::Mismatch(_))
+    ));
+}
+
+#[test]
+fn a_restored_engine_uses_the_watermark_strategy_of_the_pipeline_it_is_restored_into() {
+    let strict = |ms| {
+        Pipeline::builder("wm")
+            .watermarks(ooo(ms))
+            .event_time(|e: &Ev| e.ts)
+            .map(|e| e.v)
+            .sink("out")
+    };
+    let mut e = strict(100).engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 1_000, 1));
+    assert_eq!(e.watermark(), 900);
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+    // redeployed with a tighter bound: the strategy is code, not state (as in Flink)
+    let mut restored = Engine::restore(&strict(10), &image).unwrap();
+    assert_eq!(restored.watermark(), 900, "the watermark itself is state and is kept");
+    let s = restored.partition("s0");
+    restored.process(s, 1, 0, ev(1, 1_001, 1));
+    assert_eq!(restored.watermark(), 991);
+}
+
+#[test]
+fn bytes_that_are_not_a_checkpoint_are_refused_with_an_error() {
+    assert!(matches!(Checkpoint::decode(b""), Err(StateError::NotACheckpoint(_))));
+    assert!(matches!(
+        Checkpoint::decode(b"{\"json\": 1}"),
+        Err(StateError::NotACheckpoint(_))
+    ));
+    let mut e = long_window("garbage", GROUPS).engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 10, 1));
+    let bytes = e.snapshot().unwrap().encode().unwrap();
+    for cut in [6, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Checkpoint::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut newer = bytes.clone();
+    newer[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert!(matches!(
+        Checkpoint::decode(&newer),
+        Err(StateError::UnsupportedVersion { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: checkpoints written by this release (format version 1), restored by every later one.
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Writes the fixture when `SHARDFLOW_WRITE_FIXTURES` is set; reads it.
+fn fixture(name: &str, written_now: &[u8]) -> Vec<u8> {
+    let path = fixture_path(name);
+    if std::env::var_os("SHARDFLOW_WRITE_FIXTURES").is_some() {
+        std::fs::write(&path, written_now).unwrap();
+    }
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with SHARDFLOW_WRITE_FIXTURES=1 cargo test -p shardflow-engine --test state_format",
+            path.display()
+        )
+    })
+}
+
+/// Tumbling windows with early panes by processing time, allowed lateness and accumulating
+/// panes: slots with pending deadlines, fired on-time panes and late state all end up in the
+/// fixture.
+fn fixture_windows() -> Pipeline<Ev, (u32, u64, i64)> {
+    Pipeline::builder("fixture-windows")
+        .watermarks(ooo(5).with_idleness(1_000).unwrap())
+        .max_key_groups(16)
+        .event_time(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key)
+        .window(Windowing::tumbling(20).unwrap())
+        .trigger(
+            Trigger::at_watermark()
+                .with_early_firings(Firing::every_processing_ms(50))
+                .with_allowed_lateness(30)
+                .unwrap()
+                .accumulating(),
+        )
+        .aggregate((Count, Sum::of(|e: &Ev| e.v)), |k, _w, _p, (n, s)| (*k, n, s))
+        .sink("out")
+}
+
+type Pair = (u32, i64, i64);
+
+fn fixture_interval_join() -> Pipeline<Ev, Pair> {
+    Pipeline::builder("fixture-interval-join")
+        .watermarks(ooo(20))
+        .max_key_groups(16)
+        .event_time(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key)
+        .interval_join(
+            |e: &Ev| {
+                if e.side == 0 {
+                    IntervalJoinSide::Left
+                } else {
+                    IntervalJoinSide::Right
+                }
+            },
+            -10,
+            10,
+            |k, l, r| (*k, l.v, r.v),
+        )
+        .sink("out")
+}
+
+/// `(partition, arrival, event)`: two partitions, five keys, disorder, late data.
+fn fixture_input() -> Vec<(usize, i64, Ev)> {
+    (0..120i64)
+        .map(|i| {
+            let ts = i - (i % 7) * 3;
+            let e = ev_side((i % 5) as u32, ts, i, (i % 2) as u8);
+            ((i % 3 % 2) as usize, i * 7, e)
+        })
+        .collect()
+}
+
+fn feed<Out: Send + 'static>(e: &mut Engine<Ev, Out>, input: &[(usize, i64, Ev)], from: usize, to: usize) {
+    let parts = [e.partition("a"), e.partition("b")];
+    for (i, (p, arrival, x)) in input.iter().enumerate().take(to).skip(from) {
+        e.process(parts[*p], i as u64, *arrival, x.clone());
+    }
+}
+
+/// The outputs of an uninterrupted run after `from` records (those before are drained away).
+fn expected_after<Out: Send + 'static>(
+    p: &Pipeline<Ev, Out>,
+    input: &[(usize, i64, Ev)],
+    from: usize,
+) -> Vec<Output<Out>> {
+    let mut e = p.engine();
+    feed(&mut e, input, 0, from);
+    e.drain_output();
+    feed(&mut e, input, from, input.len());
+    e.finish();
+    e.drain_output()
+}
+
+#[test]
+fn a_window_checkpoint_chain_of_format_version_1_restores() {
+    let input = fixture_input();
+    let (base_at, delta_at) = (50, 80);
+    let p = fixture_windows();
+    let mut e = p.engine();
+    feed(&mut e, &input, 0, base_at);
+    let base_now = e.snapshot_full().unwrap().encode().unwrap();
+    feed(&mut e, &input, base_at, delta_at);
+    let delta_now = e.snapshot().unwrap().encode().unwrap();
+
+    let base = fixture("window_aggregate_v1.base.sfck", &base_now);
+    let delta = fixture("window_aggregate_v1.delta.sfck", &delta_now);
+    assert_eq!(&base[..4], b"SFCK");
+    assert_eq!(
+        u16::from_le_bytes([base[4], base[5]]),
+        1,
+        "the fixture is of format version 1"
+    );
+    let base = Checkpoint::decode(&base).unwrap();
+    assert!(
+        base.key_groups_written() >= 4,
+        "the fixture holds state of several keys"
+    );
+    let mut image = CheckpointImage::new(base);
+    image.apply(Checkpoint::decode(&delta).unwrap()).unwrap();
+    let mut restored = Engine::restore(&fixture_windows(), &image).unwrap();
+    assert!(restored.partitions().iter().any(|x| x.max_timestamp > 0));
+    feed(&mut restored, &input, delta_at, input.len());
+    restored.finish();
+    let got = restored.drain_output();
+    let expected = expected_after(&p, &input, delta_at);
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn an_interval_join_checkpoint_of_format_version_1_restores() {
+    let input = fixture_input();
+    let at = 60;
+    let p = fixture_interval_join();
+    let mut e = p.engine();
+    feed(&mut e, &input, 0, at);
+    let now = e.snapshot().unwrap().encode().unwrap();
+    let bytes = fixture("interval_join_v1.sfck", &now);
+    let checkpoint = Checkpoint::decode(&bytes).unwrap();
+    assert!(
+        checkpoint.key_groups_written() >= 4,
+        "the fixture holds buffered records of several keys"
+    );
+    let image = CheckpointImage::new(checkpoint);
+    let mut restored = Engine::restore(&fixture_interval_join(), &image).unwrap();
+    feed(&mut restored, &input, at, input.len());
+    restored.finish();
+    let got = restored.drain_output();
+    let expected = expected_after(&p, &input, at);
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    assert_eq!(restored.metrics(), {
+        let mut e = p.engine();
+        feed(&mut e, &input, 0, input.len());
+        e.finish();
+        e.metrics()
+    });
+}
