@@ -24,10 +24,80 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "shardflow-testkit"))
+        .credentials_provider(test_credentials())
         .endpoint_url(endpoint("DYNAMODB"))
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// An S3 client of the emulator (path-style addressing, as LocalStack serves it), with static
+/// test credentials.
+pub fn s3() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint("S3"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// An SNS client of the emulator, with static test credentials.
+pub fn sns() -> aws_sdk_sns::Client {
+    let config = aws_sdk_sns::Config::builder()
+        .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+        .region(aws_sdk_sns::config::Region::new("us-east-1"))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint("SNS"))
+        .build();
+    aws_sdk_sns::Client::from_conf(config)
+}
+
+/// An SQS client of the emulator, with static test credentials.
+pub fn sqs() -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint("SQS"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A Kinesis client of the emulator, with static test credentials.
+pub fn kinesis() -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint("KINESIS"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// The connection string of the test Postgres: `SHARDFLOW_TEST_DATABASE_URL`, or the machine's
+/// local Postgres (127.0.0.1:5432, user `postgres`, database `test`).
+pub fn postgres_url() -> String {
+    std::env::var("SHARDFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
+}
+
+/// A connection to the test Postgres (its connection task spawned on the current tokio
+/// runtime). Fails with a message naming the database when it cannot connect.
+pub async fn postgres() -> tokio_postgres::Client {
+    let url = postgres_url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to the test Postgres at {url} (set SHARDFLOW_TEST_DATABASE_URL): {e}")
+        });
+    tokio::spawn(connection);
+    client
+}
+
+fn test_credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "shardflow-testkit")
 }
 
 /// A name unique to this run, for tables, buckets and streams of one test.

@@ -1,0 +1,192 @@
+//! Dead letters to an SQS queue.
+
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use shardflow_lambda::{DeadLetterSink, SinkError};
+use shardflow_runtime::DeadLetter;
+use tracing::{debug, info_span, Instrument};
+
+use crate::batching::chunks;
+use crate::error::{sdk_error, sink_error};
+use crate::retry::RetryPolicy;
+
+/// The message attribute that carries a dead letter's id ([`dead_letter_id`]) on every message.
+pub const DEAD_LETTER_ID_ATTRIBUTE: &str = "shardflow-dead-letter-id";
+
+/// SQS limits: entries per `SendMessageBatch` and bytes per batch.
+const MAX_ENTRIES: usize = 10;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The longest `MessageDeduplicationId` SQS accepts.
+const MAX_DEDUPLICATION_ID: usize = 128;
+
+/// A dead letter's identity, `{stage}/{shard}/{sequence}/{kind}` — the same record refused for
+/// the same reason is the same dead letter. When that is longer than the 128 characters of an SQS
+/// deduplication id (or holds characters SQS does not allow there), it is replaced by the 32 hex
+/// digits of its XXH3-128 hash, which is as deterministic.
+pub fn dead_letter_id(letter: &DeadLetter) -> String {
+    let kind = serde_json::to_value(letter.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let id = format!("{}/{}/{}/{kind}", letter.stage, letter.shard_id, letter.sequence_number);
+    if id.len() <= MAX_DEDUPLICATION_ID && id.chars().all(|c| c.is_ascii_graphic()) {
+        id
+    } else {
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(id.as_bytes()))
+    }
+}
+
+/// Where and how an [`SqsDeadLetterSink`] sends.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetterSinkConfig {
+    /// The sink's name in errors and spans.
+    pub name: String,
+    /// The queue; a FIFO queue's URL ends in `.fifo`.
+    pub queue_url: String,
+    /// Retries of entries SQS refused.
+    pub retry: RetryPolicy,
+}
+
+impl SqsDeadLetterSinkConfig {
+    /// Sending to `queue_url` with default retries.
+    pub fn new(queue_url: impl Into<String>) -> Self {
+        SqsDeadLetterSinkConfig {
+            name: "sqs-dead-letters".to_owned(),
+            queue_url: queue_url.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Whether the queue is a FIFO queue.
+    pub fn is_fifo(&self) -> bool {
+        self.queue_url.ends_with(".fifo")
+    }
+}
+
+/// Sends each dead letter as one JSON message body (the [`DeadLetter`]'s serde form: raw bytes
+/// in base64, stage, stream, shard, sequence number and reason) with `SendMessageBatch`, 10 per
+/// call, retrying only the entries SQS refused.
+///
+/// Idempotence contract: on a FIFO queue the `MessageDeduplicationId` is [`dead_letter_id`]
+/// (and the `MessageGroupId` is `{stage}/{shard}`, keeping a shard's dead letters in order), so
+/// SQS drops a resent dead letter within its 5-minute deduplication interval. On a standard queue
+/// every message carries the id in the attribute [`DEAD_LETTER_ID_ATTRIBUTE`] for consumers to
+/// deduplicate on.
+pub struct SqsDeadLetterSink {
+    client: aws_sdk_sqs::Client,
+    config: SqsDeadLetterSinkConfig,
+}
+
+impl SqsDeadLetterSink {
+    /// A sink sending with `client` as `config` says.
+    pub fn new(client: aws_sdk_sqs::Client, config: SqsDeadLetterSinkConfig) -> Self {
+        SqsDeadLetterSink { client, config }
+    }
+
+    fn entry(
+        &self,
+        index: usize,
+        letter: &DeadLetter,
+        body: String,
+    ) -> Result<SendMessageBatchRequestEntry, SinkError> {
+        let id = dead_letter_id(letter);
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(id.clone())
+            .build()
+            .map_err(|e| sink_error(&self.config.name, "building a message attribute", e))?;
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(index.to_string())
+            .message_body(body)
+            .message_attributes(DEAD_LETTER_ID_ATTRIBUTE, attribute);
+        if self.config.is_fifo() {
+            entry = entry
+                .message_deduplication_id(id)
+                .message_group_id(format!("{}/{}", letter.stage, letter.shard_id));
+        }
+        entry
+            .build()
+            .map_err(|e| sink_error(&self.config.name, "building a send entry", e))
+    }
+
+    async fn send_batch(&self, mut pending: Vec<SendMessageBatchRequestEntry>) -> Result<(), SinkError> {
+        let name = &self.config.name;
+        let mut attempt = 1;
+        loop {
+            let response = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.config.queue_url)
+                .set_entries(Some(pending.clone()))
+                .send()
+                .await
+                .map_err(|e| sdk_error(name, "SendMessageBatch", e))?;
+            let failed = response.failed();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if let Some(fault) = failed.iter().find(|f| f.sender_fault) {
+                return Err(sink_error(
+                    name,
+                    "SendMessageBatch refused an entry",
+                    format!("{}: {}", fault.code, fault.message.as_deref().unwrap_or("")),
+                ));
+            }
+            if !self.config.retry.may_retry(attempt) {
+                let f = &failed[0];
+                return Err(sink_error(
+                    name,
+                    &format!(
+                        "SendMessageBatch: {} entries still failing after {attempt} attempts",
+                        failed.len()
+                    ),
+                    format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                ));
+            }
+            let failed_ids: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
+            pending.retain(|e| failed_ids.contains(&e.id.as_str()));
+            debug!(sink = %name, retrying = pending.len(), attempt, "SQS refused entries; retrying them");
+            tokio::time::sleep(self.config.retry.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+impl DeadLetterSink for SqsDeadLetterSink {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        let span = info_span!("sqs_dead_letters", sink = %self.config.name, queue = %self.config.queue_url, letters = letters.len());
+        async {
+            let name = &self.config.name;
+            let bodies = letters
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sink_error(name, "serializing a dead letter", e))?;
+            let sizes: Vec<usize> = bodies
+                .iter()
+                .map(|b| b.len() + DEAD_LETTER_ID_ATTRIBUTE.len() + 160)
+                .collect();
+            let calls = chunks(&sizes, MAX_ENTRIES, MAX_BATCH_BYTES).map_err(|i| {
+                sink_error(
+                    name,
+                    "a dead letter is too large for SQS (use the S3 dead-letter sink)",
+                    format!(
+                        "{} is {} bytes (limit {MAX_BATCH_BYTES})",
+                        dead_letter_id(&letters[i]),
+                        sizes[i]
+                    ),
+                )
+            })?;
+            let mut bodies = bodies.into_iter();
+            for call in calls {
+                let mut entries = Vec::with_capacity(call.len());
+                for (i, body) in call.clone().zip(bodies.by_ref()) {
+                    entries.push(self.entry(i - call.start, &letters[i], body)?);
+                }
+                self.send_batch(entries).await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
