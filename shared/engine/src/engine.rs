@@ -22,6 +22,8 @@ pub struct EngineMetrics {
     pub late_records: u64,
     /// Results produced.
     pub results_out: u64,
+    /// Values dropped by `deduplicate` steps as repeats of an id already seen.
+    pub duplicates_dropped: u64,
     /// The combined watermark.
     pub watermark: Timestamp,
     /// The latest processing time.
@@ -64,6 +66,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             late: Vec::new(),
             late_total: 0,
             results_total: 0,
+            duplicates_total: 0,
             output: Box::new(Vec::<Output<Out>>::new()),
         };
         Engine {
@@ -181,6 +184,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             records_in: self.records_in,
             late_records: self.cx.late_total,
             results_out: self.cx.results_total,
+            duplicates_dropped: self.cx.duplicates_total,
             watermark: self.watermarks.current(),
             processing_time: self.cx.processing_time,
         }
@@ -250,6 +254,9 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         engine.records_in = state.records_in;
         engine.cx.late_total = state.late_total;
         engine.cx.results_total = state.results_total;
+        // Kept in the deduplicate operators' own state (the engine state's layout is fixed by
+        // format version 1).
+        engine.cx.duplicates_total = crate::operators::deduplicate::dropped_in(image);
         engine.epoch = image.epoch();
         Ok(engine)
     }

@@ -36,8 +36,8 @@ use serde::Serialize;
 use crate::combine::{CollectBySide, Combiner};
 use crate::engine::Engine;
 use crate::operators::{
-    Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, LookupJoin, LookupTable, Map, Operator, PairFn,
-    ResultFn, Sink, WindowAggregate,
+    Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, LookupJoin, LookupTable, Map, Operator,
+    PairFn, ResultFn, Sink, WindowAggregate,
 };
 use crate::state::{StateKey, DEFAULT_MAX_KEY_GROUPS};
 use crate::time::{DurationMs, Timestamp};
@@ -159,6 +159,24 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
                 join_fn: join_fn.clone(),
                 next,
             })
+        })
+    }
+
+    /// Drops every value whose id (`id_fn`) was already seen: makes an at-least-once input, such
+    /// as a Kinesis stream written by an upstream stage that may write a result twice, exactly
+    /// once. Ids are remembered until the watermark passes their first occurrence's event time
+    /// plus `horizon_ms`, which must cover how late a repeat can arrive (a redelivery of the
+    /// upstream stage). Dropped repeats are counted in [`crate::EngineMetrics::duplicates_dropped`];
+    /// a value too late to be checked goes to the late side output. See
+    /// [`crate::operators`] and the operator's module documentation.
+    pub fn deduplicate<I: StateKey>(
+        self,
+        id_fn: impl Fn(&T) -> I + Send + Sync + 'static,
+        horizon_ms: DurationMs,
+    ) -> Stream<In, T> {
+        let id_fn: Arc<dyn Fn(&T) -> I + Send + Sync> = Arc::new(id_fn);
+        self.then(crate::operators::deduplicate::KIND, move |id, max_kg, next| {
+            Box::new(Deduplicate::new(id, max_kg, id_fn.clone(), horizon_ms, next))
         })
     }
 

@@ -206,6 +206,13 @@ impl CheckpointImage {
         self.operators.get(id).map(|(m, g)| (m.as_slice(), g))
     }
 
+    /// Every operator's id and meta state.
+    pub fn operator_metas(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.operators
+            .iter()
+            .map(|(id, (meta, _))| (id.as_str(), meta.as_slice()))
+    }
+
     /// The image as one full checkpoint (a savepoint).
     pub fn to_checkpoint(&self) -> Checkpoint {
         Checkpoint {

@@ -5,6 +5,7 @@
 //! pushes its results into it. Stateless operators forward every hook; stateful operators keep
 //! keyed state in key groups, their own watermark, and timers derived from their state.
 
+pub(crate) mod deduplicate;
 mod filter;
 mod flat_map;
 mod interval_join;
@@ -20,6 +21,7 @@ use crate::error::StateError;
 use crate::record::{LateRecord, Record};
 use crate::time::Timestamp;
 
+pub(crate) use deduplicate::Deduplicate;
 pub(crate) use filter::{Filter, FilterMap};
 pub(crate) use flat_map::FlatMap;
 pub use interval_join::IntervalJoinSide;
@@ -44,6 +46,8 @@ pub struct Context {
     pub late_total: u64,
     /// Results produced, in total.
     pub results_total: u64,
+    /// Values dropped by `deduplicate` as repeats of an id already seen, in total.
+    pub duplicates_total: u64,
     /// The pipeline's output buffer (a `Vec<Output<Out>>` behind `Any`).
     pub(crate) output: Box<dyn Any + Send>,
 }
