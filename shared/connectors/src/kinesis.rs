@@ -7,12 +7,12 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde::Serialize;
 use shardflow_engine::Output;
 use shardflow_lambda::{ResultSink, SinkError};
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;
 use crate::error::{sdk_error, sink_error};
 use crate::message::KinesisEnvelope;
-use crate::retry::RetryPolicy;
+use crate::retry::{send_with_retries, EntryFailure, RetryPolicy};
 
 /// Kinesis limits: records per `PutRecords`, bytes per call and per record (data and partition key).
 const MAX_RECORDS: usize = 500;
@@ -73,46 +73,35 @@ impl<Out> KinesisSink<Out> {
         KinesisSink { client, config }
     }
 
-    /// Writes one call's records, retrying the refused ones.
-    async fn put(&self, mut pending: Vec<PutRecordsRequestEntry>) -> Result<(), SinkError> {
+    /// Writes one call's records, retrying the refused ones (every refusal of a record in a
+    /// `PutRecords` answer — throughput exceeded, internal failure — is worth retrying).
+    async fn put(&self, records: Vec<PutRecordsRequestEntry>) -> Result<(), SinkError> {
         let name = &self.config.name;
-        let mut attempt = 1;
-        loop {
+        send_with_retries(name, "PutRecords", &self.config.retry, records, |records| async {
             let response = self
                 .client
                 .put_records()
                 .stream_name(&self.config.stream_name)
-                .set_records(Some(pending.clone()))
+                .set_records(Some(records.clone()))
                 .send()
                 .await
                 .map_err(|e| sdk_error(name, "PutRecords", e))?;
-            if response.failed_record_count().unwrap_or(0) == 0 {
-                return Ok(());
-            }
             // The answer's records are in the order of the request's.
-            let mut first_error = None;
-            let mut retry = Vec::new();
-            for (entry, result) in pending.into_iter().zip(response.records()) {
-                if let Some(code) = result.error_code() {
-                    first_error.get_or_insert_with(|| format!("{code}: {}", result.error_message().unwrap_or("")));
-                    retry.push(entry);
-                }
-            }
-            if !self.config.retry.may_retry(attempt) {
-                return Err(sink_error(
-                    name,
-                    &format!(
-                        "PutRecords: {} records still failing after {attempt} attempts",
-                        retry.len()
-                    ),
-                    first_error.unwrap_or_default(),
-                ));
-            }
-            debug!(sink = %name, retrying = retry.len(), attempt, error = ?first_error, "Kinesis refused records; retrying them");
-            pending = retry;
-            tokio::time::sleep(self.config.retry.delay(attempt)).await;
-            attempt += 1;
-        }
+            let failures = response
+                .records()
+                .iter()
+                .enumerate()
+                .filter_map(|(index, r)| {
+                    r.error_code().map(|code| EntryFailure {
+                        index,
+                        retriable: true,
+                        message: format!("{code}: {}", r.error_message().unwrap_or("")),
+                    })
+                })
+                .collect();
+            Ok((records, failures))
+        })
+        .await
     }
 }
 

@@ -6,12 +6,12 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use serde::Serialize;
 use shardflow_engine::Output;
 use shardflow_lambda::{ResultSink, SinkError};
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;
 use crate::error::{sdk_error, sink_error};
 use crate::message::ResultMessage;
-use crate::retry::RetryPolicy;
+use crate::retry::{send_with_retries, EntryFailure, RetryPolicy};
 
 /// The message attribute that carries a result's id (32 hex digits) on every message.
 pub const RESULT_ID_ATTRIBUTE: &str = "shardflow-result-id";
@@ -101,46 +101,29 @@ impl<Out> SnsSink<Out> {
     }
 
     /// Publishes one call's entries, retrying the refused ones.
-    async fn publish(&self, mut pending: Vec<PublishBatchRequestEntry>) -> Result<(), SinkError> {
+    async fn publish(&self, entries: Vec<PublishBatchRequestEntry>) -> Result<(), SinkError> {
         let name = &self.config.name;
-        let mut attempt = 1;
-        loop {
+        send_with_retries(name, "PublishBatch", &self.config.retry, entries, |entries| async {
             let response = self
                 .client
                 .publish_batch()
                 .topic_arn(&self.config.topic_arn)
-                .set_publish_batch_request_entries(Some(pending.clone()))
+                .set_publish_batch_request_entries(Some(entries.clone()))
                 .send()
                 .await
                 .map_err(|e| sdk_error(name, "PublishBatch", e))?;
-            let failed = response.failed();
-            if failed.is_empty() {
-                return Ok(());
-            }
-            if let Some(fault) = failed.iter().find(|f| f.sender_fault) {
-                return Err(sink_error(
-                    name,
-                    "PublishBatch refused an entry",
-                    format!("{}: {}", fault.code, fault.message.as_deref().unwrap_or("")),
-                ));
-            }
-            if !self.config.retry.may_retry(attempt) {
-                let f = &failed[0];
-                return Err(sink_error(
-                    name,
-                    &format!(
-                        "PublishBatch: {} entries still failing after {attempt} attempts",
-                        failed.len()
-                    ),
-                    format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
-                ));
-            }
-            let failed_ids: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
-            pending.retain(|e| failed_ids.contains(&e.id.as_str()));
-            debug!(sink = %name, retrying = pending.len(), attempt, "SNS refused entries; retrying them");
-            tokio::time::sleep(self.config.retry.delay(attempt)).await;
-            attempt += 1;
-        }
+            let failures = response
+                .failed()
+                .iter()
+                .map(|f| EntryFailure {
+                    index: entries.iter().position(|e| e.id == f.id).unwrap_or(usize::MAX),
+                    retriable: !f.sender_fault,
+                    message: format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                })
+                .collect();
+            Ok((entries, failures))
+        })
+        .await
     }
 }
 

@@ -3,11 +3,11 @@
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use shardflow_lambda::{DeadLetterSink, SinkError};
 use shardflow_runtime::DeadLetter;
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;
 use crate::error::{sdk_error, sink_error};
-use crate::retry::RetryPolicy;
+use crate::retry::{send_with_retries, EntryFailure, RetryPolicy};
 
 /// The message attribute that carries a dead letter's id ([`dead_letter_id`]) on every message.
 pub const DEAD_LETTER_ID_ATTRIBUTE: &str = "shardflow-dead-letter-id";
@@ -108,46 +108,30 @@ impl SqsDeadLetterSink {
             .map_err(|e| sink_error(&self.config.name, "building a send entry", e))
     }
 
-    async fn send_batch(&self, mut pending: Vec<SendMessageBatchRequestEntry>) -> Result<(), SinkError> {
+    /// Sends one call's entries, retrying the refused ones.
+    async fn send_batch(&self, entries: Vec<SendMessageBatchRequestEntry>) -> Result<(), SinkError> {
         let name = &self.config.name;
-        let mut attempt = 1;
-        loop {
+        send_with_retries(name, "SendMessageBatch", &self.config.retry, entries, |entries| async {
             let response = self
                 .client
                 .send_message_batch()
                 .queue_url(&self.config.queue_url)
-                .set_entries(Some(pending.clone()))
+                .set_entries(Some(entries.clone()))
                 .send()
                 .await
                 .map_err(|e| sdk_error(name, "SendMessageBatch", e))?;
-            let failed = response.failed();
-            if failed.is_empty() {
-                return Ok(());
-            }
-            if let Some(fault) = failed.iter().find(|f| f.sender_fault) {
-                return Err(sink_error(
-                    name,
-                    "SendMessageBatch refused an entry",
-                    format!("{}: {}", fault.code, fault.message.as_deref().unwrap_or("")),
-                ));
-            }
-            if !self.config.retry.may_retry(attempt) {
-                let f = &failed[0];
-                return Err(sink_error(
-                    name,
-                    &format!(
-                        "SendMessageBatch: {} entries still failing after {attempt} attempts",
-                        failed.len()
-                    ),
-                    format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
-                ));
-            }
-            let failed_ids: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
-            pending.retain(|e| failed_ids.contains(&e.id.as_str()));
-            debug!(sink = %name, retrying = pending.len(), attempt, "SQS refused entries; retrying them");
-            tokio::time::sleep(self.config.retry.delay(attempt)).await;
-            attempt += 1;
-        }
+            let failures = response
+                .failed()
+                .iter()
+                .map(|f| EntryFailure {
+                    index: entries.iter().position(|e| e.id == f.id).unwrap_or(usize::MAX),
+                    retriable: !f.sender_fault,
+                    message: format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                })
+                .collect();
+            Ok((entries, failures))
+        })
+        .await
     }
 }
 
