@@ -61,3 +61,59 @@ impl<T> KinesisEnvelope<T> {
         u128::from_str_radix(&self.id, 16).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shardflow_engine::{PaneInfo, PaneTiming, ResultId, Window};
+
+    use super::*;
+
+    #[test]
+    fn the_wire_forms_are_pinned() {
+        let window = Window::new(60_000, 120_000);
+        let output = Output {
+            id: ResultId(0xabc),
+            timestamp: window.max_timestamp(),
+            pane: Some((
+                window,
+                PaneInfo {
+                    timing: PaneTiming::Late,
+                    index: 2,
+                },
+            )),
+            value: ("k", 3),
+        };
+        assert_eq!(
+            serde_json::to_string(&ResultMessage::of(&output)).ok(),
+            Some(
+                r#"{"id":"00000000000000000000000000000abc","timestamp_ms":119999,"window_start_ms":60000,"window_end_ms":120000,"pane_index":2,"pane_timing":"late","value":["k",3]}"#
+                    .to_owned()
+            )
+        );
+        let stateless = Output {
+            pane: None,
+            ..output.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&ResultMessage::of(&stateless)).ok(),
+            Some(r#"{"id":"00000000000000000000000000000abc","timestamp_ms":119999,"value":["k",3]}"#.to_owned())
+        );
+        let envelope = KinesisEnvelope {
+            id: output.id.to_hex(),
+            value: 5,
+        };
+        assert_eq!(
+            serde_json::to_string(&envelope).ok(),
+            Some(r#"{"id":"00000000000000000000000000000abc","value":5}"#.to_owned())
+        );
+        assert_eq!(envelope.id_u128(), Some(0xabc));
+        assert_eq!(
+            KinesisEnvelope {
+                id: "xyz".to_owned(),
+                value: 5
+            }
+            .id_u128(),
+            None
+        );
+    }
+}
