@@ -8,6 +8,7 @@
 mod filter;
 mod flat_map;
 mod interval_join;
+mod keyed_process;
 mod lookup_join;
 mod map;
 mod sink;
@@ -24,6 +25,8 @@ pub(crate) use filter::{Filter, FilterMap};
 pub(crate) use flat_map::FlatMap;
 pub use interval_join::IntervalJoinSide;
 pub(crate) use interval_join::{IntervalJoin, PairFn};
+pub(crate) use keyed_process::KeyedProcess;
+pub use keyed_process::{KeyedProcessFunction, ProcessContext, TimeDomain};
 pub(crate) use lookup_join::LookupJoin;
 pub use lookup_join::LookupTable;
 pub(crate) use map::Map;
