@@ -26,7 +26,7 @@ pub mod window;
 pub use checkpoint::{Checkpoint, CheckpointImage, StateStore};
 pub use engine::{Engine, EngineMetrics};
 pub use error::{PipelineError, StateError};
-pub use operators::{IntervalJoinSide, LookupTable};
+pub use operators::{IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain};
 pub use pipeline::{KeyedStream, Pipeline, PipelineBuilder, Stream, WindowedStream};
 pub use record::{LateRecord, Output, PartitionId, ResultId};
 pub use time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};

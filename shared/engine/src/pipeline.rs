@@ -36,8 +36,8 @@ use serde::Serialize;
 use crate::combine::{CollectBySide, Combiner};
 use crate::engine::Engine;
 use crate::operators::{
-    Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, LookupJoin, LookupTable, Map, Operator,
-    PairFn, ResultFn, Sink, WindowAggregate,
+    Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
+    LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, Sink, WindowAggregate,
 };
 use crate::state::{StateKey, DEFAULT_MAX_KEY_GROUPS};
 use crate::time::{DurationMs, Timestamp};
@@ -216,6 +216,20 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
             windowing,
             trigger: Trigger::default(),
         }
+    }
+
+    /// Runs user code with per-key state `S` and timers on every value (Flink's
+    /// `KeyedProcessFunction`); see [`crate::operators::KeyedProcessFunction`].
+    pub fn process<S, O>(self, function: impl KeyedProcessFunction<K, T, S, O>) -> Stream<In, O>
+    where
+        S: Serialize + DeserializeOwned + Send + 'static,
+        O: Send + 'static,
+    {
+        let key_fn = self.key_fn;
+        let function: Arc<dyn KeyedProcessFunction<K, T, S, O>> = Arc::new(function);
+        self.stream.then("keyed_process", move |id, max_kg, next| {
+            Box::new(KeyedProcess::new(id, max_kg, key_fn.clone(), function.clone(), next))
+        })
     }
 
     /// Joins the `Left` and `Right` values of each key where

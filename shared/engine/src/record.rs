@@ -57,9 +57,10 @@ pub enum Origin {
         /// The pane.
         pane: PaneInfo,
     },
-    /// A match of an interval join.
-    Join {
-        /// The result's id (pipeline, operator, and both sides' ids).
+    /// A result of another stateful operator: an interval-join match, or a value a keyed
+    /// process function emitted.
+    Derived {
+        /// The result's id (pipeline, operator, and what produced it).
         id: ResultId,
     },
 }
@@ -82,7 +83,7 @@ impl Origin {
                 h.update(&index.to_le_bytes());
                 ResultId(h.digest128())
             }
-            Origin::Pane { id, .. } | Origin::Join { id } => id,
+            Origin::Pane { id, .. } | Origin::Derived { id } => id,
         }
     }
 
@@ -105,7 +106,7 @@ impl Origin {
                 window,
                 pane,
             },
-            Origin::Join { id } => Origin::Join {
+            Origin::Derived { id } => Origin::Derived {
                 id: ResultId(mix(id.0, i)),
             },
         }

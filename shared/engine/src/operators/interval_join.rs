@@ -198,7 +198,7 @@ where
                 cx,
                 Record {
                     timestamp: ts,
-                    origin: Origin::Join { id },
+                    origin: Origin::Derived { id },
                     value,
                 },
             );
