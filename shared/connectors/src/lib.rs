@@ -19,6 +19,8 @@
 //! with its id so that consumers can). Every failure is a [`shardflow_lambda::SinkError`] that
 //! carries the service's message; the stage then does not commit and the batch is redelivered.
 
+#![warn(missing_docs)]
+
 mod batching;
 mod error;
 mod kinesis;
