@@ -30,6 +30,56 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// An S3 client of the emulator, with static test credentials and path-style addressing (the
+/// emulator serves buckets under its one endpoint).
+pub fn s3() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "shardflow-testkit",
+        ))
+        .endpoint_url(endpoint("S3"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A Kinesis client of the emulator, with static test credentials.
+pub fn kinesis() -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "shardflow-testkit",
+        ))
+        .endpoint_url(endpoint("KINESIS"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// An S3 client and a fresh bucket (bucket names are lowercase and at most 63 characters).
+pub async fn bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
+    let client = s3();
+    let mut name = unique_name(prefix).to_lowercase();
+    name.truncate(63);
+    client
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create the bucket in the emulator");
+    (client, name)
+}
+
 /// A name unique to this run, for tables, buckets and streams of one test.
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
