@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shardflow_connectors::{PostgresRow, PostgresSink, PostgresSinkConfig, S3DeadLetterSink, S3DeadLetterSinkConfig};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Firing, Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{CrashPoint, Stage, StageError};
+use shardflow_lambda::{CrashPoint, Stage, StageConfig, StageError};
 use shardflow_runtime::{JsonDecoder, ShardBatch};
 use tokio_postgres::types::ToSql;
 
@@ -168,7 +168,9 @@ async fn run_seed(seed: u64, input: &[Vec<u8>]) -> usize {
         S3DeadLetterSink::new(s3.clone(), S3DeadLetterSinkConfig::new(&bucket)),
         dynamodb,
         &table,
+        StageConfig::default(),
     )
+    .expect("parallelization factor 1 is supported")
     .with_crash_hook(Arc::new(move |point: CrashPoint| {
         let p = match point {
             CrashPoint::AfterLoad => 0.05,

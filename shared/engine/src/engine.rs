@@ -222,6 +222,46 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         })
     }
 
+    /// An engine for `pipeline` that takes over the state of closed parent shards (after a
+    /// Kinesis split or merge): of each parent image, the keys whose postcard encoding passes
+    /// `keep`, every key group marked dirty. The parents' partitions become ended partitions, and
+    /// the combined and operator watermarks start at the largest of the parents', so they never
+    /// move back. Take a full snapshot ([`Engine::snapshot_full`]) as the first checkpoint.
+    pub fn adopt(
+        pipeline: &Pipeline<In, Out>,
+        parents: &[CheckpointImage],
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Self, StateError> {
+        let mut engine = pipeline.engine();
+        for image in parents {
+            if image.pipeline() != pipeline.name() || image.max_key_groups() != pipeline.max_key_groups() {
+                return Err(StateError::Mismatch(format!(
+                    "parent checkpoint of {}/{} key groups, this pipeline {}/{}",
+                    image.pipeline(),
+                    image.max_key_groups(),
+                    pipeline.name(),
+                    pipeline.max_key_groups()
+                )));
+            }
+            let state: EngineState =
+                postcard::from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
+            engine.head.adopt(image, keep)?;
+            engine.watermarks.adopt(&state.watermarks);
+            engine.records_in += state.records_in;
+            engine.cx.late_total += state.late_total;
+            engine.cx.results_total += state.results_total;
+            engine.epoch = engine.epoch.max(image.epoch());
+        }
+        engine.cx.processing_time = engine.watermarks.processing_time();
+        engine.sources = engine
+            .watermarks
+            .partitions()
+            .iter()
+            .map(|p| partition_source(&p.name))
+            .collect();
+        Ok(engine)
+    }
+
     /// An engine for `pipeline` in exactly the state `image` describes.
     pub fn restore(pipeline: &Pipeline<In, Out>, image: &CheckpointImage) -> Result<Self, StateError> {
         if image.pipeline() != pipeline.name() {

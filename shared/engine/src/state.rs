@@ -162,6 +162,37 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
         Ok(())
     }
 
+    /// Adds the entries of the decoded `bytes` whose key's encoding passes `keep` to one group
+    /// (keys already present are replaced) and marks it dirty.
+    pub fn adopt_group(
+        &mut self,
+        group: u16,
+        bytes: &[u8],
+        operator: &str,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(), StateError> {
+        let g = usize::from(group);
+        if g >= self.groups.len() {
+            return Err(StateError::Mismatch(format!(
+                "{operator}: key group {group} out of range (max key groups {})",
+                self.max_key_groups
+            )));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(K, V)> =
+            postcard::from_bytes(bytes).map_err(|e| StateError::codec(format!("{operator} key group {group}"), e))?;
+        for (k, v) in entries {
+            let encoded = postcard::to_allocvec(&k).map_err(|e| StateError::codec(format!("{operator} key"), e))?;
+            if keep(&encoded) {
+                self.groups[g].insert(k, v);
+            }
+        }
+        self.dirty[g] = true;
+        Ok(())
+    }
+
     /// Number of dirty groups.
     pub fn dirty_groups(&self) -> usize {
         self.dirty.iter().filter(|d| **d).count()

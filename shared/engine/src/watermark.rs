@@ -182,6 +182,28 @@ impl WatermarkTracker {
         self.recompute()
     }
 
+    /// Takes over the partitions of `parent` (the tracker of a closed parent shard) as ended
+    /// partitions, without recomputing: the combined watermark and processing time become the
+    /// larger of the two, so they never move back; the next record recomputes the combination.
+    pub fn adopt(&mut self, parent: &WatermarkTracker) {
+        for p in &parent.partitions {
+            match self.partitions.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => {
+                    q.max_timestamp = q.max_timestamp.max(p.max_timestamp);
+                    q.last_active = q.last_active.max(p.last_active);
+                    q.ended = true;
+                }
+                None => self.partitions.push(PartitionWatermark {
+                    ended: true,
+                    ..p.clone()
+                }),
+            }
+        }
+        self.combined = self.combined.max(parent.combined);
+        self.processing_time = self.processing_time.max(parent.processing_time);
+        self.clock_start = self.clock_start.max(parent.clock_start);
+    }
+
     /// Marks a partition as ended. Returns the new combined watermark if it advanced.
     pub fn end_partition(&mut self, partition: PartitionId) -> Option<Timestamp> {
         let p = self.partitions.get_mut(partition as usize)?;

@@ -20,10 +20,52 @@
 //! as the batch item failure (Lambda retries from it; bisect-compatible), and its attempts are
 //! counted in the checkpoint; after [`Stage::max_attempts`] it is dead-lettered as `poison`, so a
 //! poison record never blocks its shard.
+//!
+//! # Keys and shards
+//! Kinesis routes a record to the shard whose hash-key range holds MD5(partition key) (as a
+//! 128-bit big-endian number, [`hash_key`]); the engine places a key in the key group
+//! xxh3(postcard(key)) mod max key groups. Each shard runs its own engine and its state is stored
+//! per (key group, shard), so a stage is exact only if all records of a key are in one shard at a
+//! time: **every keyed operator's key must be a function of the record's partition key** (in the
+//! simplest case it *is* the partition key). Key groups are a storage unit, not an ownership
+//! unit: one group holds keys of many hash ranges, so nothing is shared between sibling shards.
+//!
+//! # Resharding
+//! A shard without a checkpoint item asks its [`ShardLineage`] ([`KinesisLineage`]: `ListShards`'
+//! `ParentShardId`/`AdjacentParentShardId` and hash-key ranges) for its parents and loads their
+//! committed checkpoints (through empty ancestors, up to 16 generations). Lambda processes a
+//! parent to its end before its children, so those checkpoints are final. The child builds its
+//! engine with `Engine::adopt`: the parents' watermarks become ended partitions and the child's
+//! watermark starts at the largest of the parents' (it never moves back, so no pane already
+//! emitted is emitted again with other content; after a merge of parents at different event-time
+//! progress, the lagging parent's keys may see records late that would not have been). Its first
+//! commit is a full snapshot, so it copies the adopted state into its own slots and never writes
+//! its parents' (which expire with the TTL).
+//! - **Merge** (the child's range covers its parents'): every key is adopted.
+//! - **Split**: each child keeps the keys whose partition key hashes into its own range, which it
+//!   can only tell if the stage declares [`PartitionKeying`] (`KeyIsPartitionKey`, or `Derived`
+//!   from the key's encoding). Undeclared, a split child refuses to start
+//!   ([`StageError::ReshardRefused`]) rather than emit its sibling's windows.
+//!
+//! # ParallelizationFactor
+//! With a factor above 1 Lambda runs several batches of one shard at once, ordered only per
+//! partition key. Exactness would then need state *and positions* per partition key (a
+//! record is a duplicate iff its sequence number is at or below its key's committed position) and
+//! commits per key rather than one fenced checkpoint per shard. This protocol keeps one position
+//! and one version per shard: a concurrent batch would either lose the fencing condition
+//! forever or, committed after a batch of higher sequence numbers, have its records skipped as
+//! duplicates — lost. A declared key = partition key is necessary but not sufficient, so
+//! [`Stage::new`] refuses every factor but 1 ([`StageError::Unsupported`]);
+//! [`StageConfig::from_env`] reads it from `SHARDFLOW_PARALLELIZATION_FACTOR`, which the
+//! template sets from the same parameter as the event source mapping.
 #![warn(missing_docs)]
 
+mod config;
+mod lineage;
 mod sink;
 mod stage;
 
+pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
+pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use sink::{DeadLetterSink, MemoryDeadLetters, MemorySink, ResultSink, SinkError};
 pub use stage::{run, CrashPoint, Stage, StageCrashHook, StageError};

@@ -5,16 +5,22 @@ use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
-use shardflow_engine::{Engine, Pipeline, StateError};
+use shardflow_engine::{CheckpointImage, Engine, Pipeline, StateError};
 use shardflow_runtime::{
     batch_response, process_batch, BatchError, BatchMetrics, BatchOutcome, RecordDecoder, ShardBatch,
 };
 use shardflow_state_dynamodb::{
-    CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, StoreError, MAX_TRANSACTION_ITEMS,
+    CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, SpillBucket, StoreError,
+    MAX_TRANSACTION_ITEMS,
 };
 use thiserror::Error;
 
+use crate::config::StageConfig;
+use crate::lineage::{hash_key, FixedLineage, LineageError, ShardInfo, ShardLineage};
 use crate::sink::{DeadLetterSink, ResultSink, SinkError};
+
+/// How many generations of empty ancestors a new shard looks through for state.
+const MAX_ANCESTRY: usize = 16;
 
 /// Why an invocation failed as a whole (Lambda then retries the batch).
 #[derive(Debug, Error)]
@@ -31,6 +37,23 @@ pub enum StageError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The shard lineage could not be read.
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    /// The configuration is one the protocol cannot make exact (see the crate documentation).
+    #[error("unsupported stage configuration: {0}")]
+    Unsupported(String),
+    /// A new shard cannot take over its parents' state exactly (see the crate documentation,
+    /// "Resharding").
+    #[error("shard {shard} cannot adopt the state of {parents:?}: {reason}")]
+    ReshardRefused {
+        /// The new shard.
+        shard: String,
+        /// Its parents.
+        parents: Vec<String>,
+        /// Why.
+        reason: String,
+    },
     /// A test hook made the invocation die here (see [`Stage::with_crash_hook`]).
     #[error("injected crash at {0:?}")]
     InjectedCrash(CrashPoint),
@@ -64,6 +87,17 @@ pub struct Stage<In, Out, D, S, L> {
     max_attempts: u32,
     max_transaction_items: usize,
     crash_hook: Option<StageCrashHook>,
+    config: StageConfig,
+    lineage: Arc<dyn ShardLineage>,
+    spill: Option<SpillBucket>,
+}
+
+/// Where a shard's engine starts from.
+struct Start {
+    /// The committed state, or the state adopted from parents.
+    image: Option<CheckpointImage>,
+    /// Whether the state was adopted (the first commit is then full).
+    adopted: bool,
 }
 
 impl<In, Out, D, S, L> Stage<In, Out, D, S, L>
@@ -74,7 +108,10 @@ where
     S: ResultSink<Out>,
     L: DeadLetterSink,
 {
-    /// A stage named `name` (its state lives under this name in `table`).
+    /// A stage named `name` (its state lives under this name in `table`), deployed as `config`
+    /// says. Refuses a `ParallelizationFactor` other than 1 ([`StageError::Unsupported`]; see the
+    /// crate documentation).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         pipeline: Pipeline<In, Out>,
@@ -83,8 +120,19 @@ where
         dead_letters: L,
         client: aws_sdk_dynamodb::Client,
         table: &str,
-    ) -> Self {
-        Stage {
+        config: StageConfig,
+    ) -> Result<Self, StageError> {
+        if config.parallelization_factor != 1 {
+            return Err(StageError::Unsupported(format!(
+                "ParallelizationFactor {} (only 1 is exact: the checkpoint holds one position per \
+                 shard, which concurrent batches of one shard would overtake)",
+                config.parallelization_factor
+            )));
+        }
+        Ok(Stage {
+            config,
+            lineage: Arc::new(FixedLineage::default()),
+            spill: None,
             name: name.to_owned(),
             pipeline,
             decoder,
@@ -95,7 +143,20 @@ where
             max_attempts: 3,
             max_transaction_items: MAX_TRANSACTION_ITEMS,
             crash_hook: None,
-        }
+        })
+    }
+
+    /// Where new shards learn their parents (default: a lineage that knows no shard, for streams
+    /// that are never resharded). Use [`crate::KinesisLineage`] in a deployed stage.
+    pub fn with_lineage(mut self, lineage: Arc<dyn ShardLineage>) -> Self {
+        self.lineage = lineage;
+        self
+    }
+
+    /// Spills key groups too large for an item to `bucket` (see `shardflow-state-dynamodb`).
+    pub fn with_spill_bucket(mut self, bucket: SpillBucket) -> Self {
+        self.spill = Some(bucket);
+        self
     }
 
     /// Limits the actions per DynamoDB transaction of a commit (tests use it to exercise
@@ -127,6 +188,7 @@ where
         DynamoDbCheckpointStore::new(self.client.clone(), &self.table, &self.name, shard)
             .with_max_transaction_items(self.max_transaction_items)
             .with_crash_hook(hook)
+            .with_spill_bucket(self.spill.clone())
     }
 
     /// How often a record on which user code fails is retried before it is dead-lettered as
@@ -161,11 +223,90 @@ where
         &self.dead_letters
     }
 
-    fn restore(&self, loaded: &LoadedCheckpoint) -> Result<Engine<In, Out>, StateError> {
-        match &loaded.image {
+    fn restore(&self, start: &Start) -> Result<Engine<In, Out>, StateError> {
+        match &start.image {
             Some(image) => Engine::restore(&self.pipeline, image),
             None => Ok(self.pipeline.engine()),
         }
+    }
+
+    /// The committed state of `shard`, or, for a shard that never committed, the state it takes
+    /// over from its parents (see the crate documentation, "Resharding").
+    async fn start(&self, shard: &str, loaded: &LoadedCheckpoint) -> Result<Start, StageError> {
+        if loaded.version > 0 {
+            return Ok(Start {
+                image: loaded.image.clone(),
+                adopted: false,
+            });
+        }
+        let Some(info) = self.lineage.shard(shard).await? else {
+            return Ok(Start {
+                image: None,
+                adopted: false,
+            });
+        };
+        let mut images = Vec::new();
+        let mut ranges = Vec::new();
+        let mut pending: Vec<(String, usize)> = info.parents.iter().map(|p| (p.clone(), 1)).collect();
+        while let Some((ancestor, depth)) = pending.pop() {
+            let parent = self.lineage.shard(&ancestor).await?;
+            let loaded = self.store(&ancestor).load().await?;
+            match (loaded.image, parent) {
+                (Some(image), parent) => {
+                    images.push(image);
+                    ranges.extend(parent.map(|p| p.hash_key_range));
+                }
+                // An ancestor that never committed: its state, if any, is still with its parents.
+                (None, Some(p)) if depth < MAX_ANCESTRY => {
+                    pending.extend(p.parents.into_iter().map(|g| (g, depth + 1)));
+                }
+                (None, _) => {}
+            }
+        }
+        if images.is_empty() {
+            return Ok(Start {
+                image: None,
+                adopted: false,
+            });
+        }
+        let engine = self.adopt(&info, &images, &ranges)?;
+        let mut engine = engine;
+        Ok(Start {
+            image: Some(CheckpointImage::new(engine.snapshot_full()?)),
+            adopted: true,
+        })
+    }
+
+    /// An engine holding the keys of `images` that `child` owns.
+    fn adopt(
+        &self,
+        child: &ShardInfo,
+        images: &[CheckpointImage],
+        parent_ranges: &[std::ops::RangeInclusive<u128>],
+    ) -> Result<Engine<In, Out>, StageError> {
+        let range = child.hash_key_range.clone();
+        let covers_parents = parent_ranges.len() == images.len()
+            && parent_ranges
+                .iter()
+                .all(|p| range.start() <= p.start() && p.end() <= range.end());
+        if covers_parents {
+            // A merge (or a shard that owns all its ancestors' hash keys): everything is its own.
+            return Ok(Engine::adopt(&self.pipeline, images, &|_| true)?);
+        }
+        if !self.config.keying.is_declared() {
+            return Err(StageError::ReshardRefused {
+                shard: child.shard_id.clone(),
+                parents: child.parents.clone(),
+                reason: "a split child must tell its keys from its sibling's; declare PartitionKeying".into(),
+            });
+        }
+        let keying = &self.config.keying;
+        let keep = move |key: &[u8]| {
+            keying
+                .partition_key_of(key)
+                .is_some_and(|pk| range.contains(&hash_key(&pk)))
+        };
+        Ok(Engine::adopt(&self.pipeline, images, &keep)?)
     }
 
     fn process(
@@ -211,11 +352,12 @@ where
         }
         let mut store = self.store(&batch.shard_id);
         let loaded = store.load().await?;
+        let start = self.start(&batch.shard_id, &loaded).await?;
         self.crash_at(CrashPoint::AfterLoad)?;
-        let mut engine = self.restore(&loaded)?;
+        let mut engine = self.restore(&start)?;
         let outcome = self.process(&mut engine, &batch, &loaded);
         if let Some((at, message)) = outcome.panicked_at.clone() {
-            return self.handle_failure(store, &loaded, &batch, at, message).await;
+            return self.handle_failure(store, &loaded, &start, &batch, at, message).await;
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
@@ -223,7 +365,11 @@ where
         }
         self.emit(&outcome).await?;
         self.crash_at(CrashPoint::AfterEmit)?;
-        let checkpoint = engine.snapshot()?;
+        let checkpoint = if start.adopted {
+            engine.snapshot_full()?
+        } else {
+            engine.snapshot()?
+        };
         let started = Instant::now();
         let stats = store
             .commit_with_failure(&checkpoint, outcome.last_sequence.as_ref(), None)
@@ -240,13 +386,14 @@ where
         &self,
         mut store: DynamoDbCheckpointStore,
         loaded: &LoadedCheckpoint,
+        start: &Start,
         batch: &ShardBatch,
         at: usize,
         message: String,
     ) -> Result<KinesisEventResponse, StageError> {
         let failed = &batch.records[at];
         tracing::error!(stage = %self.name, shard = %batch.shard_id, sequence = %failed.sequence, %message, "user code failed");
-        let mut engine = self.restore(loaded)?;
+        let mut engine = self.restore(start)?;
         let head = batch.truncated(at);
         let before = self.process(&mut engine, &head, loaded);
         self.emit(&before).await?;
@@ -261,8 +408,13 @@ where
             reason: message,
         };
         let position = before.last_sequence.clone().or_else(|| loaded.sequence_number.clone());
+        let checkpoint = if start.adopted {
+            engine.snapshot_full()?
+        } else {
+            engine.snapshot()?
+        };
         store
-            .commit_with_failure(&engine.snapshot()?, position.as_ref(), Some(&failure))
+            .commit_with_failure(&checkpoint, position.as_ref(), Some(&failure))
             .await?;
         Ok(batch_response(Some(&failed.sequence)))
     }

@@ -22,9 +22,10 @@ pub enum StoreError {
     /// `commit` was called before `load`.
     #[error("load the checkpoint before committing")]
     NotLoaded,
-    /// A key group's state is larger than an item can hold (spilling to S3 is not wired yet).
-    #[error("key group {group} of {operator} is {bytes} bytes, over the {limit}-byte inline limit")]
-    StateTooLarge {
+    /// A key group's state is larger than an item can hold and the store has no S3 bucket to
+    /// spill it to (see `DynamoDbCheckpointStore::with_spill_bucket`).
+    #[error("key group {group} of {operator} is {bytes} bytes, over the {limit}-byte inline limit, and no spill bucket is configured")]
+    SpillNotConfigured {
         /// The operator.
         operator: String,
         /// The key group.
@@ -33,6 +34,16 @@ pub enum StoreError {
         bytes: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A spilled key group's object is not the one its slot points to (another size or checksum).
+    #[error("state object {key} does not match its pointer: expected {expected}, found {found}")]
+    SpillChecksum {
+        /// The object key.
+        key: String,
+        /// Size and checksum in the slot item.
+        expected: String,
+        /// Size and checksum of the object read.
+        found: String,
     },
     /// The stored data is not what the manifest says (a slot missing or of another version).
     #[error("corrupt checkpoint of {stage}/{shard}: {reason}")]
@@ -47,6 +58,14 @@ pub enum StoreError {
     /// The checkpoint belongs to another pipeline or key-group count.
     #[error(transparent)]
     State(#[from] shardflow_engine::StateError),
+    /// S3 refused or failed a request (of a spilled key group).
+    #[error("S3 {operation} failed: {message}")]
+    S3 {
+        /// The API call.
+        operation: &'static str,
+        /// The SDK's error, displayed with its sources.
+        message: String,
+    },
     /// DynamoDB refused or failed a request.
     #[error("DynamoDB {operation} failed: {message}")]
     DynamoDb {
@@ -57,15 +76,30 @@ pub enum StoreError {
     },
 }
 
+/// An error displayed with its chain of sources.
+fn with_sources<E: std::error::Error>(e: E) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 impl StoreError {
     pub(crate) fn dynamodb<E: std::error::Error>(operation: &'static str, e: E) -> Self {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
+        StoreError::DynamoDb {
+            operation,
+            message: with_sources(e),
         }
-        StoreError::DynamoDb { operation, message }
+    }
+
+    pub(crate) fn s3<E: std::error::Error>(operation: &'static str, e: E) -> Self {
+        StoreError::S3 {
+            operation,
+            message: with_sources(e),
+        }
     }
 }

@@ -27,16 +27,54 @@
 //! Lambda redelivers the batch to a fresh invocation, which reloads and skips what is committed.
 //! Transactions carry a `ClientRequestToken` derived from their content, so an SDK retry of a
 //! transaction that did commit succeeds idempotently instead of reporting a conflict.
+//!
+//! # Large state
+//! A key group whose encoded state is over [`MAX_INLINE_STATE_BYTES`] (items are at most 400 KB)
+//! is written to S3 ([`SpillBucket`]) *before* any item of the commit, under
+//! `state/{stage}/{operator}/{group}/{shard}/v{version}-{xxh3}`; its slot item then holds the
+//! pointer (`s3_bucket`, `s3_key`, `s3_size`, `s3_xxh3`) instead of `state`, and `load` fetches
+//! the object and verifies size and checksum ([`StoreError::SpillChecksum`]). The version makes
+//! the key unique per commit, the checksum makes a stale invocation that loses the flip write its
+//! own object rather than overwrite a committed one; a retry of the same batch writes the same
+//! bytes to the same key. Nothing points to an object until the flip, so a crash before it leaves
+//! the previous version readable. After the flip the objects of superseded versions are deleted,
+//! best effort. Without a spill bucket such a group fails the commit
+//! ([`StoreError::SpillNotConfigured`]) before anything is written.
+//!
+//! Orphans (objects of commits that crashed before their flip, and deletes that failed) are
+//! removed by the bucket's lifecycle rule, which the infrastructure template declares: expire
+//! objects under `state/` after the state horizon plus one day (91 days with the default). That
+//! is safe for live state only because of the refresh below: a live object is rewritten under a
+//! new key at least every half horizon while its shard commits.
+//!
+//! # Expiry
+//! - A key group that the engine empties (windows past allowed lateness are dropped; an emptied
+//!   group arrives as empty bytes) leaves the manifest at the flip; after the flip both of its
+//!   slot items (conditioned on `ver <= ` the flipped version, so a re-creation by a later commit
+//!   is never deleted) and its object are deleted, best effort.
+//! - Safety net for abandoned stages: every item carries the TTL attribute [`TTL_ATTRIBUTE`]
+//!   (`expires_at`, epoch seconds) = write time + the state horizon ([`DEFAULT_STATE_TTL`], 90
+//!   days; `with_state_ttl`, `None` disables it), and [`create_state_table`] enables TTL on it. A
+//!   running stage never loses live state to TTL: the checkpoint item is rewritten by every
+//!   commit, and `load` notes live groups written more than half a horizon ago, which the next
+//!   commit rewrites (same bytes, new version and expiry; counted as `groups_refreshed`).
+//!   Caveat: a shard that commits nothing for more than half a horizon (no records at all) can
+//!   see groups it last wrote over a horizon ago expire; its next `load` then fails as
+//!   [`StoreError::Corrupt`] rather than resume from partial state. Choose a horizon longer than
+//!   twice the longest silence of a shard. Closed parent shards stop committing, so their items
+//!   expire one horizon after the reshard — after their children have copied their state.
 #![warn(missing_docs)]
 
 mod error;
 mod manifest;
+mod spill;
 mod store;
 mod table;
 
 pub use error::StoreError;
+pub use spill::SpillBucket;
 pub use store::{
-    CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure,
-    MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS,
+    CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, EpochClock, LoadedCheckpoint, RecordFailure,
+    DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS, TTL_ATTRIBUTE,
 };
 pub use table::create_state_table;

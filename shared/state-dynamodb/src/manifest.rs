@@ -4,13 +4,18 @@ use serde::{Deserialize, Serialize};
 use shardflow_engine::checkpoint::{Checkpoint, KeyGroupState, OperatorState};
 
 /// Where a key group's live state is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct GroupRef {
     pub key_group: u16,
     /// 0 or 1.
     pub slot: u8,
     /// The checkpoint version the slot was written for.
     pub version: u64,
+    /// When the slot was written (epoch seconds): a group not rewritten for half the state
+    /// horizon is rewritten by the next commit, so that TTL never removes live state.
+    pub written_at: u64,
+    /// The S3 object key, when the group is spilled (the slot item holds the full pointer).
+    pub object: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +95,17 @@ impl OperatorManifest {
         }
     }
 
-    pub fn remove(&mut self, group: u16) {
-        if let Ok(i) = self.groups.binary_search_by_key(&group, |g| g.key_group) {
-            self.groups.remove(i);
+    pub fn remove(&mut self, group: u16) -> Option<GroupRef> {
+        match self.groups.binary_search_by_key(&group, |g| g.key_group) {
+            Ok(i) => Some(self.groups.remove(i)),
+            Err(_) => None,
         }
+    }
+
+    pub fn get(&self, group: u16) -> Option<&GroupRef> {
+        self.groups
+            .binary_search_by_key(&group, |g| g.key_group)
+            .ok()
+            .map(|i| &self.groups[i])
     }
 }

@@ -1,6 +1,8 @@
 //! The store: load and commit one shard's checkpoint (see the crate documentation).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -12,6 +14,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::StoreError;
 use crate::manifest::{GroupRef, Manifest};
+use crate::spill::{self, SpillBucket, SpillPointer};
 
 /// The largest key-group state kept inline in an item (DynamoDB items are at most 400 KB).
 pub const MAX_INLINE_STATE_BYTES: usize = 350 * 1024;
@@ -21,6 +24,10 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Keys per `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
+/// The default state horizon (see the crate documentation, "Expiry"): 90 days.
+pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The TTL attribute of every item the store writes (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// A record on which user code failed, and how often (kept with the checkpoint so that a poison
 /// record is retried a bounded number of times across invocations).
@@ -52,10 +59,16 @@ pub struct LoadedCheckpoint {
 pub struct CommitStats {
     /// Items written (key-group slots plus the checkpoint item).
     pub items_written: usize,
-    /// Bytes of state written.
+    /// Bytes of state written (inline and spilled).
     pub bytes_written: usize,
     /// Transactions used (1 when the commit fits one).
     pub transactions: usize,
+    /// Key groups spilled to S3 (objects written).
+    pub objects_written: usize,
+    /// Key groups rewritten unchanged because they neared the end of the state horizon.
+    pub groups_refreshed: usize,
+    /// Slot items of removed key groups deleted after the flip.
+    pub items_deleted: usize,
 }
 
 /// A step inside a commit, where a test can inject a crash (see
@@ -67,12 +80,37 @@ pub enum CommitStep {
     /// After the `n`-th transaction of key-group slots, before the next one (multi-transaction
     /// commits only).
     AfterSlotTransaction(usize),
+    /// After the spilled key groups are in S3, before any item is written (commits that spill only).
+    AfterSpill,
     /// After every slot is written, before the checkpoint flip (multi-transaction commits only).
     BeforeFlip,
+    /// After the flip, before superseded objects and removed groups' items are deleted.
+    AfterFlip,
+}
+
+/// Seconds since the Unix epoch (the clock of the TTL attribute; replaceable in tests).
+pub type EpochClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Decides whether to crash at a commit step (test hook).
 pub type CrashHook = std::sync::Arc<dyn Fn(CommitStep) -> bool + Send + Sync>;
+
+/// A key group to write in a commit, before its item is built.
+struct GroupWrite {
+    operator: String,
+    group: u16,
+    slot: u8,
+    bytes: Vec<u8>,
+    /// Set once the group is in S3.
+    pointer: Option<SpillPointer>,
+    /// The object of the live version this write supersedes (deleted after the flip).
+    replaces: Option<String>,
+}
 
 /// One write of a transaction, with its approximate size and a digest of its content.
 struct SlotPut {
@@ -98,6 +136,11 @@ pub struct DynamoDbCheckpointStore {
     committed: Option<Committed>,
     max_transaction_items: usize,
     crash_hook: Option<CrashHook>,
+    spill: Option<SpillBucket>,
+    ttl: Option<Duration>,
+    clock: EpochClock,
+    /// Bytes of live groups that the next commit rewrites (read by `load`: they near the horizon).
+    refresh: HashMap<(String, u16), Vec<u8>>,
 }
 
 impl std::fmt::Debug for DynamoDbCheckpointStore {
@@ -130,7 +173,36 @@ impl DynamoDbCheckpointStore {
             committed: None,
             max_transaction_items: MAX_TRANSACTION_ITEMS,
             crash_hook: None,
+            spill: None,
+            ttl: Some(DEFAULT_STATE_TTL),
+            clock: Arc::new(system_clock),
+            refresh: HashMap::new(),
         }
+    }
+
+    /// Spills key groups over [`MAX_INLINE_STATE_BYTES`] to `bucket` (without one, such a group
+    /// fails the commit with [`StoreError::SpillNotConfigured`]).
+    pub fn with_spill_bucket(mut self, bucket: Option<SpillBucket>) -> Self {
+        self.spill = bucket;
+        self
+    }
+
+    /// The state horizon: every item is written with `expires_at` = now + `ttl`, and a live group
+    /// not rewritten for `ttl / 2` is rewritten by the next commit. `None` writes no TTL.
+    /// Default [`DEFAULT_STATE_TTL`].
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl.filter(|t| t.as_secs() >= 2);
+        self
+    }
+
+    /// Replaces the clock of the TTL attribute (tests).
+    pub fn with_clock(mut self, clock: EpochClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn expires_at(&self, now: u64) -> Option<AttributeValue> {
+        self.ttl.map(|t| n(now.saturating_add(t.as_secs())))
     }
 
     /// Limits the actions per transaction (default and maximum 100), e.g. to exercise
@@ -168,6 +240,11 @@ impl DynamoDbCheckpointStore {
         ])
     }
 
+    /// The key of the state object of a spilled group written for `version`.
+    fn object_key(&self, operator: &str, group: u16, version: u64, checksum: &str) -> String {
+        spill::object_key(&self.stage, operator, group, &self.shard, version, checksum)
+    }
+
     fn corrupt(&self, reason: impl Into<String>) -> StoreError {
         StoreError::Corrupt {
             stage: self.stage.clone(),
@@ -189,6 +266,7 @@ impl DynamoDbCheckpointStore {
             .map_err(|e| StoreError::dynamodb("GetItem", e))?
             .item;
         let Some(item) = item else {
+            self.refresh.clear();
             self.committed = Some(Committed {
                 version: 0,
                 sequence_number: None,
@@ -238,6 +316,17 @@ impl DynamoDbCheckpointStore {
         if !missing.is_empty() {
             return Err(self.corrupt(format!("live slots missing or of another version: {missing:?}")));
         }
+        self.refresh.clear();
+        if let Some(ttl) = self.ttl {
+            let due = (self.clock)().saturating_sub(ttl.as_secs() / 2);
+            for o in &manifest.operators {
+                for g in o.groups.iter().filter(|g| g.written_at <= due) {
+                    if let Some(bytes) = slots.get(&(o.id.clone(), g.key_group)) {
+                        self.refresh.insert((o.id.clone(), g.key_group), bytes.clone());
+                    }
+                }
+            }
+        }
         self.committed = Some(Committed {
             version,
             sequence_number: sequence_number.clone(),
@@ -251,15 +340,15 @@ impl DynamoDbCheckpointStore {
         })
     }
 
-    /// Reads the live slot of every key group in the manifest; only slots written for the version
-    /// the manifest names are returned.
+    /// Reads the live slot of every key group in the manifest (and the S3 objects of spilled
+    /// ones); only slots written for the version the manifest names are returned.
     async fn read_slots(&self, manifest: &Manifest) -> Result<HashMap<(String, u16), Vec<u8>>, StoreError> {
         let mut wanted: HashMap<(String, String), (String, GroupRef)> = HashMap::new();
         for o in &manifest.operators {
             for g in &o.groups {
                 let key = self.slot_key(&o.id, g.key_group, g.slot);
                 if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (key.get("pk"), key.get("sk")) {
-                    wanted.insert((pk.clone(), sk.clone()), (o.id.clone(), *g));
+                    wanted.insert((pk.clone(), sk.clone()), (o.id.clone(), g.clone()));
                 }
             }
         }
@@ -268,6 +357,7 @@ impl DynamoDbCheckpointStore {
             .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
             .collect();
         let mut found = HashMap::new();
+        let mut spilled = Vec::new();
         while !keys.is_empty() {
             let chunk: Vec<_> = keys.drain(..keys.len().min(MAX_BATCH_GET)).collect();
             let request = KeysAndAttributes::builder()
@@ -303,13 +393,45 @@ impl DynamoDbCheckpointStore {
                 }
                 if let Some(AttributeValue::B(b)) = item.get("state") {
                     found.insert((op.clone(), g.key_group), b.clone().into_inner());
+                } else if let Some(pointer) = self.pointer_of(&item)? {
+                    spilled.push((op.clone(), g.key_group, pointer));
                 }
             }
             if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                 keys.extend(unprocessed.keys);
             }
         }
+        for (op, group, pointer) in spilled {
+            let bucket = self.spill.as_ref().ok_or_else(|| {
+                self.corrupt(format!(
+                    "{op}/{group} is spilled to s3://{}/{} but the store has no spill bucket",
+                    pointer.bucket, pointer.key
+                ))
+            })?;
+            found.insert((op, group), bucket.get(&pointer).await?);
+        }
         Ok(found)
+    }
+
+    /// The S3 pointer of a slot item of a spilled group, if it is one.
+    fn pointer_of(&self, item: &HashMap<String, AttributeValue>) -> Result<Option<SpillPointer>, StoreError> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let (Some(bucket), Some(key), Some(checksum)) = (text("s3_bucket"), text("s3_key"), text("s3_xxh3")) else {
+            return Ok(None);
+        };
+        let size = match item.get("s3_size") {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt("s3_size is not a number"))?,
+            _ => return Err(self.corrupt("spilled slot without s3_size")),
+        };
+        Ok(Some(SpillPointer {
+            bucket,
+            key,
+            size,
+            checksum,
+        }))
     }
 
     /// Commits `checkpoint` (incremental or full) as the state of the shard after `sequence`,
@@ -349,15 +471,53 @@ impl DynamoDbCheckpointStore {
         };
         manifest.epoch = checkpoint.epoch;
         manifest.engine = checkpoint.engine.clone();
+        let now = (self.clock)();
         let mut stats = CommitStats::default();
-        let mut puts: Vec<SlotPut> = Vec::new();
+        let mut superseded: Vec<String> = Vec::new();
+        let mut removed: Vec<(String, GroupRef)> = Vec::new();
+        let mut writes: Vec<GroupWrite> = Vec::new();
         for op in &checkpoint.operators {
-            let slot_items = self.slot_puts(&mut manifest, op, checkpoint.full, new_version, &mut stats)?;
-            puts.extend(slot_items);
+            self.plan_operator(&mut manifest, op, checkpoint.full, &mut writes, &mut removed);
         }
+        self.plan_refresh(&manifest, &mut writes, &mut stats);
+        // Spill first: the objects exist before any item points to them.
+        self.crash_at(CommitStep::BeforeWrite)?;
+        let spills = writes.iter().any(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES);
+        for w in writes.iter_mut().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES) {
+            let Some(bucket) = &self.spill else {
+                return Err(StoreError::SpillNotConfigured {
+                    operator: w.operator.clone(),
+                    group: w.group,
+                    bytes: w.bytes.len(),
+                    limit: MAX_INLINE_STATE_BYTES,
+                });
+            };
+            let key = self.object_key(&w.operator, w.group, new_version, &spill::checksum(&w.bytes));
+            w.pointer = Some(bucket.put(&key, &w.bytes).await?);
+            stats.objects_written += 1;
+        }
+        if spills {
+            self.crash_at(CommitStep::AfterSpill)?;
+        }
+        let mut puts: Vec<SlotPut> = Vec::with_capacity(writes.len());
+        for w in writes {
+            superseded.extend(w.replaces.clone());
+            puts.push(self.slot_put(&w, new_version, now, &mut stats)?);
+            manifest.operator_mut(&w.operator).set(GroupRef {
+                key_group: w.group,
+                slot: w.slot,
+                version: new_version,
+                written_at: now,
+                object: w.pointer.map(|p| p.key),
+            });
+        }
+        superseded.extend(removed.iter().filter_map(|(_, g)| g.object.clone()));
         let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|e| self.corrupt(format!("manifest: {e}")))?;
         let mut item = self.checkpoint_key();
         item.insert("ver".into(), n(new_version));
+        if let Some(at) = self.expires_at(now) {
+            item.insert(TTL_ATTRIBUTE.into(), at);
+        }
         let position = sequence.cloned().or(committed.sequence_number.clone());
         if let Some(p) = &position {
             item.insert("sequence_number".into(), s(p.as_str()));
@@ -395,7 +555,6 @@ impl DynamoDbCheckpointStore {
             put: flip,
         };
         let total_bytes: usize = puts.iter().map(|p| p.bytes).sum::<usize>() + flip.bytes;
-        self.crash_at(CommitStep::BeforeWrite)?;
         let max_items = self.max_transaction_items;
         if puts.len() < max_items && total_bytes <= MAX_TRANSACTION_BYTES {
             puts.push(flip);
@@ -419,77 +578,178 @@ impl DynamoDbCheckpointStore {
             self.transact(vec![flip], new_version, &mut stats).await?;
         }
         stats.items_written += 1;
+        self.refresh.clear();
         self.committed = Some(Committed {
             version: new_version,
             sequence_number: position,
             manifest: Some(manifest),
         });
+        self.crash_at(CommitStep::AfterFlip)?;
+        self.clean_up(new_version, &superseded, &removed, &mut stats).await;
         Ok(stats)
     }
 
-    /// The slot writes of one operator's changed key groups, updating the manifest.
-    fn slot_puts(
+    /// Plans the writes of one operator's changed key groups and records its removed ones.
+    fn plan_operator(
         &self,
         manifest: &mut Manifest,
         op: &shardflow_engine::checkpoint::OperatorState,
         full: bool,
-        new_version: u64,
-        stats: &mut CommitStats,
-    ) -> Result<Vec<SlotPut>, StoreError> {
+        writes: &mut Vec<GroupWrite>,
+        removed: &mut Vec<(String, GroupRef)>,
+    ) {
         let om = manifest.operator_mut(&op.operator);
         om.meta = op.meta.clone();
         let previous = std::mem::take(&mut om.groups);
         if !full {
             om.groups = previous.clone();
         }
-        let mut puts = Vec::new();
+        let present: std::collections::HashSet<u16> = op.key_groups.iter().map(|g| g.key_group).collect();
+        if full {
+            // A full checkpoint drops every group it does not list.
+            removed.extend(
+                previous
+                    .iter()
+                    .filter(|g| !present.contains(&g.key_group))
+                    .map(|g| (op.operator.clone(), g.clone())),
+            );
+        }
         for g in &op.key_groups {
-            if g.bytes.is_empty() {
-                om.remove(g.key_group);
-                continue;
-            }
-            if g.bytes.len() > MAX_INLINE_STATE_BYTES {
-                return Err(StoreError::StateTooLarge {
-                    operator: op.operator.clone(),
-                    group: g.key_group,
-                    bytes: g.bytes.len(),
-                    limit: MAX_INLINE_STATE_BYTES,
-                });
-            }
             let live = previous
                 .binary_search_by_key(&g.key_group, |r| r.key_group)
                 .ok()
-                .map(|i| previous[i].slot);
-            let slot = live.map_or(0, |l| 1 - l);
-            let mut item = self.slot_key(&op.operator, g.key_group, slot);
-            item.insert("ver".into(), n(new_version));
-            item.insert("state".into(), AttributeValue::B(Blob::new(g.bytes.clone())));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(ver) OR ver < :new")
-                .expression_attribute_values(":new", n(new_version))
-                .build()
-                .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
-            stats.bytes_written += g.bytes.len();
-            stats.items_written += 1;
-            let mut digest = Xxh3::new();
-            digest.update(op.operator.as_bytes());
-            digest.update(&g.key_group.to_le_bytes());
-            digest.update(&[slot]);
-            digest.update(&g.bytes);
-            puts.push(SlotPut {
-                put,
-                bytes: g.bytes.len() + 256,
-                digest: digest.digest(),
-            });
-            om.set(GroupRef {
-                key_group: g.key_group,
-                slot,
-                version: new_version,
+                .map(|i| &previous[i]);
+            if g.bytes.is_empty() {
+                if let Some(r) = om.remove(g.key_group).or_else(|| live.cloned()) {
+                    removed.push((op.operator.clone(), r));
+                }
+                continue;
+            }
+            // The manifest entry is set once the write is built.
+            writes.push(GroupWrite {
+                operator: op.operator.clone(),
+                group: g.key_group,
+                slot: live.map_or(0, |l| 1 - l.slot),
+                bytes: g.bytes.clone(),
+                pointer: None,
+                replaces: live.and_then(|l| l.object.clone()),
             });
         }
-        Ok(puts)
+    }
+
+    /// Adds rewrites of the live groups that `load` found near the end of the state horizon and
+    /// that this commit neither writes nor removes.
+    fn plan_refresh(&mut self, manifest: &Manifest, writes: &mut Vec<GroupWrite>, stats: &mut CommitStats) {
+        for ((operator, group), bytes) in std::mem::take(&mut self.refresh) {
+            if writes.iter().any(|w| w.operator == operator && w.group == group) {
+                continue;
+            }
+            let Some(live) = manifest
+                .operators
+                .iter()
+                .find(|o| o.id == operator)
+                .and_then(|o| o.get(group))
+            else {
+                continue; // removed by this commit
+            };
+            writes.push(GroupWrite {
+                slot: 1 - live.slot,
+                replaces: live.object.clone(),
+                operator,
+                group,
+                bytes,
+                pointer: None,
+            });
+            stats.groups_refreshed += 1;
+        }
+    }
+
+    /// The conditional write of one key group's slot item (inline, or the pointer to its object).
+    fn slot_put(
+        &self,
+        w: &GroupWrite,
+        new_version: u64,
+        now: u64,
+        stats: &mut CommitStats,
+    ) -> Result<SlotPut, StoreError> {
+        let mut item = self.slot_key(&w.operator, w.group, w.slot);
+        item.insert("ver".into(), n(new_version));
+        if let Some(at) = self.expires_at(now) {
+            item.insert(TTL_ATTRIBUTE.into(), at);
+        }
+        let mut digest = Xxh3::new();
+        digest.update(w.operator.as_bytes());
+        digest.update(&w.group.to_le_bytes());
+        digest.update(&[w.slot]);
+        digest.update(&w.bytes);
+        let item_bytes = match &w.pointer {
+            Some(p) => {
+                item.insert("s3_bucket".into(), s(&p.bucket));
+                item.insert("s3_key".into(), s(&p.key));
+                item.insert("s3_size".into(), n(p.size));
+                item.insert("s3_xxh3".into(), s(&p.checksum));
+                p.key.len() + p.bucket.len() + 64
+            }
+            None => {
+                item.insert("state".into(), AttributeValue::B(Blob::new(w.bytes.clone())));
+                w.bytes.len()
+            }
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(ver) OR ver < :new")
+            .expression_attribute_values(":new", n(new_version))
+            .build()
+            .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
+        stats.bytes_written += w.bytes.len();
+        stats.items_written += 1;
+        Ok(SlotPut {
+            put,
+            bytes: item_bytes + 256,
+            digest: digest.digest(),
+        })
+    }
+
+    /// After the flip: deletes the objects of superseded and removed groups and both slot items of
+    /// removed groups. Best effort — what a crash leaves behind expires (TTL on items, the bucket's
+    /// lifecycle rule on objects).
+    async fn clean_up(
+        &self,
+        flipped: u64,
+        superseded: &[String],
+        removed: &[(String, GroupRef)],
+        stats: &mut CommitStats,
+    ) {
+        if let Some(bucket) = &self.spill {
+            for key in superseded {
+                bucket.delete(key).await;
+            }
+        }
+        for (operator, g) in removed {
+            for slot in [0, 1] {
+                // Only items of this or an older version: a newer commit may have re-created it.
+                let result = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(self.slot_key(operator, g.key_group, slot)))
+                    .condition_expression("attribute_exists(pk) AND ver <= :flipped")
+                    .expression_attribute_values(":flipped", n(flipped))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => stats.items_deleted += 1,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(e) => {
+                        tracing::warn!(stage = %self.stage, shard = %self.shard, %operator, group = g.key_group,
+                            error = %StoreError::dynamodb("DeleteItem", e), "slot of a removed key group not deleted");
+                    }
+                }
+            }
+        }
     }
 
     /// Writes `puts` in one transaction whose request token is derived from its content, so that

@@ -1,12 +1,16 @@
 //! The state table's schema.
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
 use aws_sdk_dynamodb::Client;
 
 use crate::error::StoreError;
 
 /// Creates the state table (`pk` hash key, `sk` range key, both strings, on-demand billing) if it
-/// does not exist. The infrastructure templates declare the same schema.
+/// does not exist, and enables TTL on [`crate::TTL_ATTRIBUTE`] (`expires_at`). The infrastructure
+/// templates declare the same schema and TTL specification.
 pub async fn create_state_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -33,8 +37,41 @@ pub async fn create_state_table(client: &Client, table: &str) -> Result<(), Stor
         .send()
         .await;
     match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-        Err(e) => Err(StoreError::dynamodb("CreateTable", e)),
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(StoreError::dynamodb("CreateTable", e)),
     }
+    enable_ttl(client, table).await
+}
+
+/// Enables TTL on `expires_at` unless it is enabled (or being enabled) already.
+async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
+    let described = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamodb("DescribeTimeToLive", e))?;
+    if let Some(d) = described.time_to_live_description() {
+        if matches!(
+            d.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && d.attribute_name() == Some(crate::TTL_ATTRIBUTE)
+        {
+            return Ok(());
+        }
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(crate::TTL_ATTRIBUTE)
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::dynamodb("UpdateTimeToLive", e))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamodb("UpdateTimeToLive", e))?;
+    Ok(())
 }

@@ -100,6 +100,20 @@ fn test_credentials() -> Credentials {
     Credentials::new("test", "test", None, None, "shardflow-testkit")
 }
 
+/// An S3 client and a fresh bucket (bucket names are lowercase and at most 63 characters).
+pub async fn bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
+    let client = s3();
+    let mut name = unique_name(prefix).to_lowercase();
+    name.truncate(63);
+    client
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create the bucket in the emulator");
+    (client, name)
+}
+
 /// A name unique to this run, for tables, buckets and streams of one test.
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

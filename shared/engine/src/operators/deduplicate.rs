@@ -87,6 +87,22 @@ pub(crate) fn dropped_in(image: &CheckpointImage) -> u64 {
         .sum()
 }
 
+impl<I: StateKey, T> Deduplicate<I, T> {
+    /// Rebuilds the expiry index from the seen ids.
+    fn rebuild_expiry(&mut self) {
+        self.expiry.clear();
+        let mut timers: Vec<(Timestamp, I)> = self
+            .seen
+            .iter()
+            .map(|(_, id, ts)| (ts.saturating_add(self.horizon), id.clone()))
+            .collect();
+        timers.sort_unstable();
+        for (t, id) in timers {
+            self.expiry.entry(t).or_default().push(id);
+        }
+    }
+}
+
 impl<I: StateKey, T: Send> Operator<T> for Deduplicate<I, T> {
     fn process(&mut self, cx: &mut Context, r: Record<T>) {
         let forget_at = self.forget_at(r.timestamp);
@@ -159,17 +175,24 @@ impl<I: StateKey, T: Send> Operator<T> for Deduplicate<I, T> {
             for (g, bytes) in groups {
                 self.seen.restore_group(*g, bytes, &self.id)?;
             }
-            self.expiry.clear();
-            let mut timers: Vec<(Timestamp, I)> = self
-                .seen
-                .iter()
-                .map(|(_, id, ts)| (ts.saturating_add(self.horizon), id.clone()))
-                .collect();
-            timers.sort_unstable();
-            for (t, id) in timers {
-                self.expiry.entry(t).or_default().push(id);
-            }
+            self.rebuild_expiry();
         }
         self.next.restore(image)
+    }
+
+    /// Takes over every id a parent shard has seen, whatever `keep` says: the seen ids are keyed
+    /// by result id, not by the partition key, and remembering an id in both children of a split
+    /// only drops a repeat a little longer — it never produces or loses a result.
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        if let Some((meta, groups)) = image.operator(&self.id) {
+            let (watermark, _) =
+                decode_meta(meta).ok_or_else(|| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
+            self.watermark = self.watermark.max(watermark);
+            for (g, bytes) in groups {
+                self.seen.adopt_group(*g, bytes, &self.id, &|_| true)?;
+            }
+            self.rebuild_expiry();
+        }
+        self.next.adopt(image, keep)
     }
 }

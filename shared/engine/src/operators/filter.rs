@@ -39,6 +39,9 @@ impl<T> Operator<T> for Filter<T> {
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
         self.next.restore(image)
     }
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        self.next.adopt(image, keep)
+    }
 }
 
 impl<T, U> Operator<T> for FilterMap<T, U> {
@@ -66,5 +69,8 @@ impl<T, U> Operator<T> for FilterMap<T, U> {
     }
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
         self.next.restore(image)
+    }
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        self.next.adopt(image, keep)
     }
 }

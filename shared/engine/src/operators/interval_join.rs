@@ -260,4 +260,19 @@ where
         }
         self.next.restore(image)
     }
+
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        if let Some((meta, groups)) = image.operator(&self.id) {
+            let watermark = meta
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
+            self.watermark = self.watermark.max(watermark);
+            for (g, bytes) in groups {
+                self.state.adopt_group(*g, bytes, &self.id, keep)?;
+            }
+            self.rebuild_cleanup();
+        }
+        self.next.adopt(image, keep)
+    }
 }

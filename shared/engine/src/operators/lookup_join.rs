@@ -66,4 +66,7 @@ impl<K, V, T, O> Operator<T> for LookupJoin<K, V, T, O> {
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
         self.next.restore(image)
     }
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        self.next.adopt(image, keep)
+    }
 }

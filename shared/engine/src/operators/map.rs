@@ -39,4 +39,7 @@ impl<T, U> Operator<T> for Map<T, U> {
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
         self.next.restore(image)
     }
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        self.next.adopt(image, keep)
+    }
 }

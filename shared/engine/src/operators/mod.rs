@@ -68,4 +68,8 @@ pub trait Operator<In>: Send {
     fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError>;
     /// Replaces the state of this operator and the ones after it with `image`'s.
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
+    /// Adds to this operator's state (and the ones after it) the keys of `image` for which
+    /// `keep(postcard(key))` holds, marking their groups dirty; the operator watermark becomes the
+    /// larger of the two. Used to take over the state of closed parent shards.
+    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError>;
 }

@@ -41,4 +41,7 @@ impl<T: Send + 'static> Operator<T> for Sink<T> {
     fn restore(&mut self, _: &CheckpointImage) -> Result<(), StateError> {
         Ok(())
     }
+    fn adopt(&mut self, _: &CheckpointImage, _: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+        Ok(())
+    }
 }

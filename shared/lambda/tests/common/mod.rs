@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage};
+use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
 use shardflow_runtime::{JsonDecoder, ShardBatch};
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -46,7 +46,9 @@ pub async fn stage(name: &str, panic_on: Option<u32>) -> TestStage {
         MemoryDeadLetters::default(),
         client,
         &table,
+        StageConfig::default(),
     )
+    .unwrap()
 }
 
 /// Purchase `i`: product `i % 3`, one per second.
