@@ -198,3 +198,41 @@ fn results_of_timers_and_records_have_deterministic_distinct_ids() {
     let distinct: std::collections::BTreeSet<_> = a.iter().collect();
     assert_eq!(distinct.len(), a.len());
 }
+
+#[test]
+fn a_child_shard_adopts_its_parents_state_and_timers_keeping_only_its_keys() {
+    let p = pipeline();
+    let image_of = |clicks: &[Click]| {
+        let mut e = p.engine();
+        feed(&mut e, clicks, 0);
+        CheckpointImage::new(Checkpoint::decode(&e.snapshot_full().unwrap().encode().unwrap()).unwrap())
+    };
+    // Two parents (a merge): ann and bob on one, zed on the other, sessions still open.
+    let left = image_of(&[("ann".into(), 1_000), ("bob".into(), 1_500), ("ann".into(), 2_000)]);
+    let right = image_of(&[("zed".into(), 3_000)]);
+    let mut merged = Engine::adopt(&p, &[left.clone(), right], &|_| true).unwrap();
+    merged.finish();
+    let mut got: Vec<Report> = merged.drain_output().into_iter().map(|o| o.value).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            report("ann", 2, 12_000),
+            report("bob", 1, 11_500),
+            report("zed", 1, 13_000)
+        ]
+    );
+    // A split: this child keeps only ann (the key's postcard encoding decides).
+    let ann = postcard_of("ann");
+    let mut child = Engine::adopt(&p, &[left], &move |k: &[u8]| k == ann.as_slice()).unwrap();
+    child.finish();
+    let got: Vec<Report> = child.drain_output().into_iter().map(|o| o.value).collect();
+    assert_eq!(got, vec![report("ann", 2, 12_000)]);
+}
+
+/// The postcard encoding of a string key (length prefix, then the bytes).
+fn postcard_of(s: &str) -> Vec<u8> {
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
