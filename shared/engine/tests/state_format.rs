@@ -354,3 +354,110 @@ fn an_interval_join_checkpoint_of_format_version_1_restores() {
         e.metrics()
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Corrupt state: a state store may hand back damaged bytes; decoding, folding and restoring them
+// returns an error (or an engine that keeps working), never a panic. `fuzz/` runs the same
+// property longer under cargo-fuzz (target `checkpoint`).
+
+fn committed_fixtures() -> Vec<Vec<u8>> {
+    [
+        "window_aggregate_v1.base.sfck",
+        "window_aggregate_v1.delta.sfck",
+        "interval_join_v1.sfck",
+    ]
+    .into_iter()
+    .map(|name| std::fs::read(fixture_path(name)).unwrap())
+    .collect()
+}
+
+/// Restores `image` into both fixture pipelines; an engine that restores then runs the rest of
+/// the fixture input to the end. Returns whether either restore succeeded.
+fn restore_and_run(image: &CheckpointImage) -> bool {
+    let input = fixture_input();
+    let mut restored = false;
+    if let Ok(mut e) = Engine::restore(&fixture_windows(), image) {
+        feed(&mut e, &input, 60, input.len());
+        e.advance_processing_time(100_000);
+        e.finish();
+        e.drain_output();
+        restored = true;
+    }
+    if let Ok(mut e) = Engine::restore(&fixture_interval_join(), image) {
+        feed(&mut e, &input, 60, input.len());
+        e.finish();
+        e.drain_output();
+        restored = true;
+    }
+    restored
+}
+
+fn overwrite(bytes: &mut Vec<u8>, edits: &[(usize, u8)], keep: usize) {
+    for &(at, b) in edits {
+        if !bytes.is_empty() {
+            let at = at % bytes.len();
+            bytes[at] = b;
+        }
+    }
+    bytes.truncate(keep);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    #[test]
+    fn arbitrary_bytes_after_the_header_are_refused_or_restored_never_a_panic(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
+        let mut bytes = b"SFCK".to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&body);
+        if let Ok(cp) = Checkpoint::decode(&bytes) {
+            restore_and_run(&CheckpointImage::new(cp));
+        }
+    }
+
+    #[test]
+    fn damaged_checkpoint_bytes_are_refused_or_restored_never_a_panic(
+        which in 0usize..3,
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4),
+        keep in proptest::prelude::any::<usize>(),
+    ) {
+        let original = &committed_fixtures()[which];
+        let mut bytes = original.clone();
+        overwrite(&mut bytes, &edits, 6 + keep % original.len());
+        let decoded = Checkpoint::decode(&bytes);
+        if &bytes == original {
+            proptest::prop_assert!(decoded.is_ok(), "an undamaged fixture decodes");
+        }
+        if let Ok(cp) = decoded {
+            restore_and_run(&CheckpointImage::new(cp));
+        }
+    }
+
+    /// The envelope decodes but a key group's, an operator's or the engine's own state is damaged:
+    /// this reaches the operators' restore code.
+    #[test]
+    fn damaged_state_inside_a_well_formed_checkpoint_is_refused_never_a_panic(
+        which in 0usize..3,
+        target in proptest::prelude::any::<usize>(),
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4),
+        keep in proptest::prelude::any::<usize>(),
+    ) {
+        let mut cp = Checkpoint::decode(&committed_fixtures()[which]).unwrap();
+        let mut blobs: Vec<&mut Vec<u8>> = vec![&mut cp.engine];
+        for op in &mut cp.operators {
+            blobs.push(&mut op.meta);
+            blobs.extend(op.key_groups.iter_mut().map(|g| &mut g.bytes));
+        }
+        let count = blobs.len();
+        let blob = &mut blobs[target % count];
+        let len = blob.len();
+        overwrite(blob, &edits, keep % (len + 1));
+        let untouched = edits.is_empty() && keep % (len + 1) == len;
+        let restored = restore_and_run(&CheckpointImage::new(cp));
+        if untouched && which != 1 {
+            proptest::prop_assert!(restored, "an undamaged base checkpoint restores");
+        }
+    }
+}

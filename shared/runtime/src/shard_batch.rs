@@ -52,6 +52,15 @@ pub enum BatchError {
         #[source]
         source: SequenceNumberError,
     },
+    /// A record's `approximateArrivalTimestamp` is not a non-negative number of seconds (with
+    /// at most millisecond precision kept) within the range of an `i64` of milliseconds.
+    #[error("record {index}: approximateArrivalTimestamp {found} is not a time in seconds")]
+    BadArrivalTime {
+        /// Position in the batch.
+        index: usize,
+        /// The value found, as JSON.
+        found: String,
+    },
     /// The payload is not a Kinesis event.
     #[error("not a Kinesis event: {0}")]
     NotAnEvent(String),
@@ -161,17 +170,34 @@ impl ShardBatch {
     }
 
     /// Like [`ShardBatch::from_json`], from an already parsed JSON value.
-    pub fn from_value(value: serde_json::Value) -> Result<Self, BatchError> {
-        let arrivals: Vec<Option<i64>> = value
-            .get("Records")
-            .and_then(serde_json::Value::as_array)
-            .map(|records| {
-                records
-                    .iter()
-                    .map(|r| exact_arrival_ms(&r["kinesis"]["approximateArrivalTimestamp"]))
-                    .collect()
-            })
-            .unwrap_or_default();
+    ///
+    /// Each record's `approximateArrivalTimestamp` is read here and replaced by its whole seconds
+    /// before `aws_lambda_events` sees it: its own parser multiplies the fractional digits
+    /// unchecked (`1.04224376450473525252` overflows a `u64`, a panic in debug builds and a
+    /// wrong time in release ones). An arrival time that is not a non-negative number of
+    /// seconds is refused.
+    pub fn from_value(mut value: serde_json::Value) -> Result<Self, BatchError> {
+        let mut arrivals = Vec::new();
+        if let Some(records) = value.get_mut("Records").and_then(serde_json::Value::as_array_mut) {
+            for (index, record) in records.iter_mut().enumerate() {
+                let Some(field) = record
+                    .get_mut("kinesis")
+                    .and_then(serde_json::Value::as_object_mut)
+                    .and_then(|k| k.get_mut("approximateArrivalTimestamp"))
+                else {
+                    arrivals.push(None);
+                    continue;
+                };
+                let ms = exact_arrival_ms(field)
+                    .filter(|ms| *ms >= 0)
+                    .ok_or_else(|| BatchError::BadArrivalTime {
+                        index,
+                        found: field.to_string(),
+                    })?;
+                *field = serde_json::Value::from(ms / 1000);
+                arrivals.push(Some(ms));
+            }
+        }
         let event: KinesisEvent = serde_json::from_value(value).map_err(|e| BatchError::NotAnEvent(e.to_string()))?;
         let mut batch = Self::from_event(event)?;
         for (record, exact) in batch.records.iter_mut().zip(arrivals) {

@@ -141,6 +141,32 @@ fn a_payload_that_is_not_an_event_is_refused() {
     assert!(matches!(ShardBatch::from_json(b"\xff"), Err(BatchError::NotAnEvent(_))));
 }
 
+/// Found by the `kinesis_event` fuzz target: `aws_lambda_events` multiplied the fractional
+/// digits of an arrival time unchecked (a panic in debug builds).
+#[test]
+fn an_arrival_time_with_many_fractional_digits_is_read_exactly_not_overflowed() {
+    let event = |arrival: &str| {
+        format!(
+            r#"{{"Records": [{{"kinesis": {{"kinesisSchemaVersion": "1.0", "partitionKey": "k",
+                "sequenceNumber": "1", "data": "", "approximateArrivalTimestamp": {arrival}}},
+                "eventSource": "aws:kinesis", "eventID": "shardId-000000000002:1"}}]}}"#
+        )
+    };
+    let batch = ShardBatch::from_json(event("\"00000000000.04224376450473525252\"").as_bytes()).unwrap();
+    assert_eq!(batch.records[0].arrival_ms, 42);
+    let batch = ShardBatch::from_json(event("1700000000.04224376450473525252").as_bytes()).unwrap();
+    assert_eq!(batch.records[0].arrival_ms, 1_700_000_000_042);
+    for bad in ["-1.5", "\"soon\"", "null", "99999999999999999999"] {
+        assert!(
+            matches!(
+                ShardBatch::from_json(event(bad).as_bytes()),
+                Err(BatchError::BadArrivalTime { index: 0, .. })
+            ),
+            "{bad}"
+        );
+    }
+}
+
 #[test]
 fn a_batch_mixing_shards_is_refused() {
     let mut e = event();
