@@ -56,7 +56,6 @@ pub mod error;
 pub mod event;
 pub mod lsn;
 pub mod pgoutput;
-pub mod put_records;
 pub mod reader;
 pub mod setup;
 pub mod sink;
