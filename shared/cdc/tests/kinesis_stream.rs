@@ -91,6 +91,7 @@ async fn changes_reach_kinesis_in_commit_order_per_row() {
         assert!(changes.iter().all(|c| c.1 == id));
     }
     fx.cleanup().await;
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }
 
 /// Hands events to the Kinesis sink but never acknowledges them, like a process killed between
@@ -162,4 +163,5 @@ async fn a_reader_dropped_before_its_flush_loses_nothing_after_a_restart() {
         assert!(firsts[0].1 < firsts[1].1);
     }
     fx.cleanup().await;
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }

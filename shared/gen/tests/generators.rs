@@ -104,6 +104,7 @@ async fn shop_into_kinesis_keeps_each_rows_changes_in_generator_order() {
             .push(e.source.as_ref().map_or(0, |s| s.lsn));
     }
     assert_eq!(got, expected);
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -124,4 +125,5 @@ async fn nexmark_into_kinesis_is_readable_by_the_nexmark_decoder() {
     let events = decode_lines(&text);
     assert_eq!(events.len(), 1_000);
     assert_eq!(events.iter().filter(|e| matches!(e, Event::Bid(_))).count(), 920);
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }

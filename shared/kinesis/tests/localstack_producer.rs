@@ -41,6 +41,7 @@ async fn flushed_records_are_all_in_the_stream_in_order_per_partition_key() {
         );
     }
     assert_eq!(last.len(), keys);
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -67,6 +68,7 @@ async fn a_record_over_one_megabyte_is_refused_before_it_reaches_the_stream() {
     let records = shardflow_testkit::read_stream(&client, &stream, 1, Duration::from_secs(30)).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].data.len(), (1 << 20) - 3);
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }
 
 #[tokio::test(flavor = "current_thread")]

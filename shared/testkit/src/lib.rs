@@ -187,3 +187,14 @@ async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec
     }
     out
 }
+
+/// Deletes a test stream (best effort: the emulator keeps every record of a stream in memory,
+/// so tests delete theirs when done).
+pub async fn delete_stream(client: &aws_sdk_kinesis::Client, stream: &str) {
+    let _ = client
+        .delete_stream()
+        .stream_name(stream)
+        .enforce_consumer_deletion(true)
+        .send()
+        .await;
+}
