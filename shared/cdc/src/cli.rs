@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::kinesis_sink::KinesisSink;
 use crate::reader::CdcReader;
 use crate::setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
 use crate::sink::{ChangeSink, JsonLinesSink};
@@ -27,8 +28,13 @@ pub struct CdcArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     pub tables: Vec<TableName>,
     /// Where change events go as JSON lines: a file (appended to) or `-` for stdout.
-    #[arg(long, default_value = "-")]
+    #[arg(long, default_value = "-", conflicts_with = "stream")]
     pub out: String,
+    /// Put change events into this Kinesis stream instead (one JSON record per event, partition
+    /// key `schema.table|primary key`); the endpoint, region and credentials come from the
+    /// environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), as for the AWS CLI.
+    #[arg(long)]
+    pub stream: Option<String>,
     /// Create the replication slot if it does not exist.
     #[arg(long)]
     pub create_slot: bool,
@@ -66,7 +72,13 @@ pub fn run(args: CdcArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime
         .block_on(async move {
-            if args.out == "-" {
+            if let Some(stream) = &args.stream {
+                let client = shardflow_kinesis::client_from_env().await;
+                let transport = shardflow_kinesis::KinesisTransport::new(client, stream);
+                let producer = shardflow_kinesis::KinesisProducer::new(transport, Default::default());
+                let sink = KinesisSink::new(producer);
+                run_with_sink(&args, sink).await
+            } else if args.out == "-" {
                 run_with_sink(&args, JsonLinesSink::stdout()).await
             } else {
                 let sink = JsonLinesSink::append_to_file(&PathBuf::from(&args.out))

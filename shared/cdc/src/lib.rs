@@ -3,7 +3,8 @@
 //! Change data capture from Postgres: reads the changes of configured tables from a logical
 //! replication slot (plugin `pgoutput`, filtered by a publication), turns them into
 //! Debezium-style change events ([`ChangeEvent`]: `op`, `before`, `after`, `source`, `ts_ms`),
-//! and delivers them to a [`ChangeSink`], confirming the slot's position only after the sink
+//! and delivers them to a [`ChangeSink`] (a JSON-lines file, or a Kinesis stream through the
+//! shared producer of `shardflow-kinesis`: [`KinesisSink`]), confirming the slot's position only after the sink
 //! acknowledged everything up to it (at-least-once: a crash may repeat, never lose, changes).
 //!
 //! ## How changes are read, and why
@@ -54,9 +55,9 @@ pub mod assembler;
 pub mod cli;
 pub mod error;
 pub mod event;
+pub mod kinesis_sink;
 pub mod lsn;
 pub mod pgoutput;
-pub mod put_records;
 pub mod reader;
 pub mod setup;
 pub mod sink;
@@ -66,6 +67,7 @@ pub mod value;
 
 pub use error::CdcError;
 pub use event::{ChangeEvent, Op, Source};
+pub use kinesis_sink::KinesisSink;
 pub use lsn::Lsn;
 pub use reader::{CdcReader, PollOutcome};
 pub use setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};

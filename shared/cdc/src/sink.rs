@@ -16,9 +16,12 @@ pub enum SinkError {
     /// An event could not be encoded.
     #[error("sink encoding: {0}")]
     Encode(#[from] serde_json::Error),
-    /// The destination refused events (e.g. a producer gave up retrying).
+    /// The destination refused events.
     #[error("sink rejected events: {0}")]
     Rejected(String),
+    /// The Kinesis producer refused an event or stopped (e.g. gave up retrying).
+    #[error("kinesis: {0}")]
+    Kinesis(#[from] shardflow_kinesis::ProducerError),
 }
 
 /// A destination of change events with an explicit acknowledgement point.

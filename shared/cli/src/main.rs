@@ -19,8 +19,11 @@ enum Command {
     Demo(shardflow_shop::demo::DemoArgs),
     /// Run a Nexmark query over a JSON-lines file of the bench generator.
     Nexmark(shardflow_nexmark::cli::NexmarkArgs),
-    /// Stream the changes of Postgres tables (logical decoding) as Debezium-style JSON events.
+    /// Stream the changes of Postgres tables (logical decoding) as Debezium-style JSON events, to a
+    /// file or a Kinesis stream.
     Cdc(shardflow_cdc::cli::CdcArgs),
+    /// Generate a workload (the online shop's CDC stream, Nexmark) into a Kinesis stream or a file.
+    Gen(shardflow_gen::cli::GenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => shardflow_shop::demo::run(args),
         Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
+        Command::Gen(args) => shardflow_gen::cli::run(args),
     }
 }

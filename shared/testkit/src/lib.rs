@@ -132,3 +132,136 @@ pub async fn state_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
         .expect("create the state table in the emulator");
     (client, table)
 }
+
+/// A Kinesis client and a fresh stream of `shards` shards, waited for until it is active.
+pub async fn kinesis_stream(prefix: &str, shards: i32) -> (aws_sdk_kinesis::Client, String) {
+    let client = kinesis();
+    let name = unique_name(prefix);
+    client
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "create stream {name}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            )
+        });
+    for _ in 0..300 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "describe stream {name}: {}",
+                    aws_sdk_kinesis::error::DisplayErrorContext(e)
+                )
+            });
+        let active = summary
+            .stream_description_summary()
+            .is_some_and(|s| s.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active);
+        if active {
+            return (client, name);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("stream {name} did not become active within 30 s");
+}
+
+/// A record read back from a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// The shard it was stored in.
+    pub shard_id: String,
+    /// Its partition key.
+    pub partition_key: String,
+    /// Its payload.
+    pub data: Vec<u8>,
+}
+
+/// Reads every shard of `stream` from the start (each shard's records in stored order, shards one
+/// after another) until at least `expected` records were read, or panics after `timeout`.
+pub async fn read_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    expected: usize,
+    timeout: std::time::Duration,
+) -> Vec<ReadRecord> {
+    let started = std::time::Instant::now();
+    loop {
+        let records = read_stream_once(client, stream).await;
+        if records.len() >= expected {
+            return records;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "read {} of {expected} records from {stream} within {timeout:?}",
+            records.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<ReadRecord> {
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "list shards of {stream}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            )
+        });
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("shard iterator: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)))
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(it) = iterator {
+            let page = client
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get records: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)));
+            let n = page.records().len();
+            out.extend(page.records().iter().map(|r| ReadRecord {
+                shard_id: shard.shard_id().to_owned(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                data: r.data().as_ref().to_vec(),
+            }));
+            // Caught up with the shard (an empty page can also mean "behind, try on").
+            let caught_up = page.millis_behind_latest().is_none_or(|ms| ms == 0);
+            if caught_up && n < 10_000 {
+                break;
+            }
+            iterator = page.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    out
+}
+
+/// Deletes a test stream (best effort: the emulator keeps every record of a stream in memory,
+/// so tests delete theirs when done).
+pub async fn delete_stream(client: &aws_sdk_kinesis::Client, stream: &str) {
+    let _ = client
+        .delete_stream()
+        .stream_name(stream)
+        .enforce_consumer_deletion(true)
+        .send()
+        .await;
+}
