@@ -154,6 +154,13 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         self.outputs().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Takes the results produced so far, one by one, keeping the output buffer's capacity
+    /// for the next results (no allocation per drain, unlike [`Engine::drain_output`]). Results
+    /// the iterator does not yield before it is dropped are dropped too.
+    pub fn drain_output_iter(&mut self) -> impl Iterator<Item = Output<Out>> + '_ {
+        self.outputs().into_iter().flat_map(|v| v.drain(..))
+    }
+
     /// Number of results waiting to be drained.
     pub fn pending_output(&mut self) -> usize {
         self.outputs().map_or(0, |v| v.len())

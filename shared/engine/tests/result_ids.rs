@@ -179,3 +179,29 @@ fn interval_join_pairs_of_records_from_different_partitions_get_distinct_ids() {
     assert_eq!(values(&out), vec![(1, 3), (2, 3)]);
     assert_ne!(out[0].id, out[1].id);
 }
+
+#[test]
+fn draining_one_by_one_after_every_record_gives_the_results_of_one_final_drain() {
+    let p = panes_pipeline("drain-iter");
+    let once = run(&p, &["a", "b"], &input());
+    let mut e = p.engine();
+    let ids_by_partition: Vec<_> = ["a", "b"].iter().map(|n| e.partition(n)).collect();
+    let mut offsets = [0u64; 2];
+    let mut one_by_one = Vec::new();
+    for (p, x) in input() {
+        e.process(ids_by_partition[p], offsets[p], 0, x);
+        offsets[p] += 1;
+        one_by_one.extend(e.drain_output_iter());
+        assert_eq!(
+            e.drain_output_iter().count(),
+            0,
+            "a drained result is not yielded twice"
+        );
+    }
+    e.finish();
+    one_by_one.extend(e.drain_output_iter());
+    assert!(once.len() > 30);
+    assert_eq!(ids(&one_by_one), ids(&once));
+    let values = |out: &[Output<(u32, u64, i64)>]| out.iter().map(|o| o.value).collect::<Vec<_>>();
+    assert_eq!(values(&one_by_one), values(&once));
+}
