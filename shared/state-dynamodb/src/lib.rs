@@ -6,25 +6,31 @@
 //! One table (string keys `pk`, `sk`) holds, per stage:
 //! - a **checkpoint item** per shard (`pk = {stage}#shard#{shard}`, `sk = checkpoint`): the last
 //!   committed sequence number, a `ver` counter (the fencing token), and the manifest — engine
-//!   state (watermarks, counters), each operator's meta state, and for each key group which of
-//!   its two slots is live and at which version;
-//! - two **slot items** per key group of each operator (`pk = {stage}#kg#{operator}#{group}`,
-//!   `sk = {shard}#slot0|slot1`), each holding a key group's encoded state and the checkpoint
-//!   version it was written for.
+//!   state (watermarks, counters), each operator's meta state, and for each key group the slot
+//!   item holding its live state and the version it was written for;
+//! - **slot items** (`pk = {stage}#kg#{operator}#{group}`, `sk = {shard}#slot{id}`), each holding
+//!   one key group's encoded state and the checkpoint version it was written for. The slot id is
+//!   a fresh random id of the commit attempt that wrote it: no two attempts ever write the same
+//!   item.
 //!
-//! A commit of checkpoint version `v + 1` (read at `v`) writes every changed key group into the
-//! slot that is *not* live, conditioned on that slot having been written for a version `< v + 1`,
-//! then replaces the checkpoint item conditioned on `ver = v` (or on its absence for `v = 0`).
-//! The checkpoint item is the commit point: until it flips, readers see version `v` and its live
-//! slots, which the commit never touches; after it flips they see `v + 1`. When the whole commit
-//! fits in one `TransactWriteItems` (100 actions, 4 MB) it is one transaction; larger commits write
-//! the slots in transactions of up to 100 items and flip the checkpoint last, which keeps it atomic
-//! beyond DynamoDB's transaction limits.
+//! A commit of checkpoint version `v + 1` (read at `v`) writes every changed key group into a new
+//! slot item of its own attempt (`attribute_not_exists`), then replaces the checkpoint item
+//! conditioned on `ver = v` (or on its absence for `v = 0`). The checkpoint item is the commit
+//! point: until it flips, readers see version `v` and the slot items it names, which no commit
+//! touches; after it flips they see `v + 1`. When the whole commit fits in one
+//! `TransactWriteItems` (100 actions, 4 MB) it is one transaction; larger commits write the slot
+//! items in transactions of up to 100 items and flip the checkpoint last, which keeps it atomic
+//! beyond DynamoDB's transaction limits. After the flip the superseded slot items are deleted
+//! (best effort); the items of attempts that crashed or lost the flip are never referenced and
+//! expire by TTL.
 //!
-//! Fencing: a stale or concurrent invocation of the same shard read an older `ver`; its slot
-//! writes fail the `< v + 1` condition once a newer commit wrote that slot, and its flip fails the
-//! `ver = v` condition. Either way it gets [`StoreError::Conflict`] and fails the invocation, and
-//! Lambda redelivers the batch to a fresh invocation, which reloads and skips what is committed.
+//! Fencing: a stale or concurrent invocation of the same shard read an older `ver`; whatever slot
+//! items it wrote are its own and unreferenced, and its flip fails the `ver = v` condition. It gets
+//! [`StoreError::Conflict`] and fails the invocation, and Lambda redelivers the batch to a fresh
+//! invocation, which reloads and skips what is committed. A retry after a crash in the middle of a
+//! commit — with the same or different content — writes new items of its own and is never blocked
+//! by what the crashed attempt left. (An earlier design with two fixed slots per group conditioned
+//! on `ver < v + 1` livelocked exactly there; the crash-injection test caught it.)
 //! Transactions carry a `ClientRequestToken` derived from their content, so an SDK retry of a
 //! transaction that did commit succeeds idempotently instead of reporting a conflict.
 //!

@@ -7,8 +7,8 @@ use shardflow_engine::checkpoint::{Checkpoint, KeyGroupState, OperatorState};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct GroupRef {
     pub key_group: u16,
-    /// 0 or 1.
-    pub slot: u8,
+    /// The slot item's id: the random id of the commit attempt that wrote it.
+    pub slot: u64,
     /// The checkpoint version the slot was written for.
     pub version: u64,
     /// When the slot was written (epoch seconds): a group not rewritten for half the state

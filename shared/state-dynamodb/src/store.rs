@@ -104,12 +104,34 @@ pub type CrashHook = std::sync::Arc<dyn Fn(CommitStep) -> bool + Send + Sync>;
 struct GroupWrite {
     operator: String,
     group: u16,
-    slot: u8,
+    /// The slot id of this commit attempt.
+    slot: u64,
+    /// The slot this write supersedes (its item is deleted after the flip).
+    replaces_slot: Option<u64>,
     bytes: Vec<u8>,
     /// Set once the group is in S3.
     pointer: Option<SpillPointer>,
     /// The object of the live version this write supersedes (deleted after the flip).
     replaces: Option<String>,
+}
+
+/// A fresh slot id for one commit attempt: unique per attempt (version, clock, process, counter),
+/// so that the items of an attempt that crashed or lost the flip never collide with another's.
+fn attempt_id(stage: &str, shard: &str, version: u64) -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = Xxh3::new();
+    h.update(stage.as_bytes());
+    h.update(&[0]);
+    h.update(shard.as_bytes());
+    h.update(&version.to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+    h.digest()
 }
 
 /// One write of a transaction, with its approximate size and a digest of its content.
@@ -141,6 +163,8 @@ pub struct DynamoDbCheckpointStore {
     clock: EpochClock,
     /// Bytes of live groups that the next commit rewrites (read by `load`: they near the horizon).
     refresh: HashMap<(String, u16), Vec<u8>>,
+    /// The slot id of the commit in progress (fresh for every attempt).
+    attempt: u64,
 }
 
 impl std::fmt::Debug for DynamoDbCheckpointStore {
@@ -177,6 +201,7 @@ impl DynamoDbCheckpointStore {
             ttl: Some(DEFAULT_STATE_TTL),
             clock: Arc::new(system_clock),
             refresh: HashMap::new(),
+            attempt: 0,
         }
     }
 
@@ -233,10 +258,10 @@ impl DynamoDbCheckpointStore {
         ])
     }
 
-    fn slot_key(&self, operator: &str, group: u16, slot: u8) -> HashMap<String, AttributeValue> {
+    fn slot_key(&self, operator: &str, group: u16, slot: u64) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".to_owned(), s(format!("{}#kg#{operator}#{group}", self.stage))),
-            ("sk".to_owned(), s(format!("{}#slot{slot}", self.shard))),
+            ("sk".to_owned(), s(format!("{}#slot{slot:016x}", self.shard))),
         ])
     }
 
@@ -472,8 +497,10 @@ impl DynamoDbCheckpointStore {
         manifest.epoch = checkpoint.epoch;
         manifest.engine = checkpoint.engine.clone();
         let now = (self.clock)();
+        self.attempt = attempt_id(&self.stage, &self.shard, new_version);
         let mut stats = CommitStats::default();
         let mut superseded: Vec<String> = Vec::new();
+        let mut superseded_slots: Vec<(String, u16, u64)> = Vec::new();
         let mut removed: Vec<(String, GroupRef)> = Vec::new();
         let mut writes: Vec<GroupWrite> = Vec::new();
         for op in &checkpoint.operators {
@@ -502,6 +529,7 @@ impl DynamoDbCheckpointStore {
         let mut puts: Vec<SlotPut> = Vec::with_capacity(writes.len());
         for w in writes {
             superseded.extend(w.replaces.clone());
+            superseded_slots.extend(w.replaces_slot.map(|slot| (w.operator.clone(), w.group, slot)));
             puts.push(self.slot_put(&w, new_version, now, &mut stats)?);
             manifest.operator_mut(&w.operator).set(GroupRef {
                 key_group: w.group,
@@ -585,7 +613,9 @@ impl DynamoDbCheckpointStore {
             manifest: Some(manifest),
         });
         self.crash_at(CommitStep::AfterFlip)?;
-        self.clean_up(new_version, &superseded, &removed, &mut stats).await;
+        let mut stale_slots = superseded_slots;
+        stale_slots.extend(removed.iter().map(|(op, g)| (op.clone(), g.key_group, g.slot)));
+        self.clean_up(new_version, &superseded, &stale_slots, &mut stats).await;
         Ok(stats)
     }
 
@@ -629,7 +659,8 @@ impl DynamoDbCheckpointStore {
             writes.push(GroupWrite {
                 operator: op.operator.clone(),
                 group: g.key_group,
-                slot: live.map_or(0, |l| 1 - l.slot),
+                slot: self.attempt,
+                replaces_slot: live.map(|l| l.slot),
                 bytes: g.bytes.clone(),
                 pointer: None,
                 replaces: live.and_then(|l| l.object.clone()),
@@ -653,7 +684,8 @@ impl DynamoDbCheckpointStore {
                 continue; // removed by this commit
             };
             writes.push(GroupWrite {
-                slot: 1 - live.slot,
+                slot: self.attempt,
+                replaces_slot: Some(live.slot),
                 replaces: live.object.clone(),
                 operator,
                 group,
@@ -680,7 +712,7 @@ impl DynamoDbCheckpointStore {
         let mut digest = Xxh3::new();
         digest.update(w.operator.as_bytes());
         digest.update(&w.group.to_le_bytes());
-        digest.update(&[w.slot]);
+        digest.update(&w.slot.to_le_bytes());
         digest.update(&w.bytes);
         let item_bytes = match &w.pointer {
             Some(p) => {
@@ -698,8 +730,8 @@ impl DynamoDbCheckpointStore {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(ver) OR ver < :new")
-            .expression_attribute_values(":new", n(new_version))
+            // A fresh item of this attempt: nothing else ever writes it.
+            .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
         stats.bytes_written += w.bytes.len();
@@ -711,14 +743,14 @@ impl DynamoDbCheckpointStore {
         })
     }
 
-    /// After the flip: deletes the objects of superseded and removed groups and both slot items of
-    /// removed groups. Best effort — what a crash leaves behind expires (TTL on items, the bucket's
-    /// lifecycle rule on objects).
+    /// After the flip: deletes the objects of superseded and removed groups and the slot items
+    /// they lived in. Best effort — what a crash leaves behind (including the items of attempts
+    /// that never flipped) expires (TTL on items, the bucket's lifecycle rule on objects).
     async fn clean_up(
         &self,
         flipped: u64,
         superseded: &[String],
-        removed: &[(String, GroupRef)],
+        stale_slots: &[(String, u16, u64)],
         stats: &mut CommitStats,
     ) {
         if let Some(bucket) = &self.spill {
@@ -726,14 +758,13 @@ impl DynamoDbCheckpointStore {
                 bucket.delete(key).await;
             }
         }
-        for (operator, g) in removed {
-            for slot in [0, 1] {
-                // Only items of this or an older version: a newer commit may have re-created it.
+        for (operator, group, slot) in stale_slots {
+            {
                 let result = self
                     .client
                     .delete_item()
                     .table_name(&self.table)
-                    .set_key(Some(self.slot_key(operator, g.key_group, slot)))
+                    .set_key(Some(self.slot_key(operator, *group, *slot)))
                     .condition_expression("attribute_exists(pk) AND ver <= :flipped")
                     .expression_attribute_values(":flipped", n(flipped))
                     .send()
@@ -744,8 +775,8 @@ impl DynamoDbCheckpointStore {
                         if e.as_service_error()
                             .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
                     Err(e) => {
-                        tracing::warn!(stage = %self.stage, shard = %self.shard, %operator, group = g.key_group,
-                            error = %StoreError::dynamodb("DeleteItem", e), "slot of a removed key group not deleted");
+                        tracing::warn!(stage = %self.stage, shard = %self.shard, %operator, group,
+                            error = %StoreError::dynamodb("DeleteItem", e), "superseded slot item not deleted");
                     }
                 }
             }

@@ -257,7 +257,7 @@ async fn a_key_group_emptied_by_a_fired_window_has_its_items_and_object_deleted(
     let mut store = f.store(shard);
     store.load().await.unwrap();
     let mut engine = p.engine();
-    // Key a: a spilled group (written twice, so both of its slots exist).
+    // Key a: a spilled group, written twice (the second commit deletes the first slot item).
     feed(&mut engine, &events(a, 0, 200));
     store.commit(&engine.snapshot().unwrap(), &seq(1)).await.unwrap();
     feed(&mut engine, &events(a, 200, 300));
@@ -265,14 +265,18 @@ async fn a_key_group_emptied_by_a_fired_window_has_its_items_and_object_deleted(
     let operator = engine.snapshot().unwrap().operators[0].operator.clone();
     store.commit(&engine.snapshot().unwrap(), &seq(3)).await.unwrap();
     let group_a = key_group(&a, KEY_GROUPS);
-    assert_eq!(slot_items(&f.client, &f.table, &operator, group_a).await.len(), 2);
+    assert_eq!(
+        slot_items(&f.client, &f.table, &operator, group_a).await.len(),
+        1,
+        "only the live slot item is left"
+    );
     assert_eq!(objects(&f.s3, &f.bucket).await.len(), 1);
 
     // Key b far in the future: the watermark passes a's window, which fires and empties a's group.
     let fired = feed(&mut engine, &[(b, 5_000_000, "x".into())]);
     assert_eq!(fired, vec![(a, 0, 500, 512_000)]);
     let stats = store.commit(&engine.snapshot().unwrap(), &seq(4)).await.unwrap();
-    assert_eq!(stats.items_deleted, 2, "{stats:?}");
+    assert_eq!(stats.items_deleted, 1, "{stats:?}");
     assert!(slot_items(&f.client, &f.table, &operator, group_a).await.is_empty());
     assert!(objects(&f.s3, &f.bucket).await.is_empty());
     let group_b = key_group(&b, KEY_GROUPS);
@@ -348,8 +352,8 @@ async fn items_carry_expires_at_and_groups_near_the_horizon_are_rewritten() {
     items.sort();
     assert_eq!(
         items,
-        vec![1_000_100, 1_000_160],
-        "the old slot is superseded, the new one live"
+        vec![1_000_160],
+        "the superseded slot item is deleted; the new one carries the new expiry"
     );
     let checkpoint = client
         .get_item()
