@@ -18,7 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
 use crate::error::StateError;
+use crate::time::Timestamp;
 
 /// The default number of key groups (Flink's default lower bound for max parallelism).
 pub const DEFAULT_MAX_KEY_GROUPS: u16 = 128;
@@ -193,10 +195,71 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
         Ok(())
     }
 
+    /// The checkpoint of operator `operator`: its `meta` and its changed key groups (all, if
+    /// `full`). Clears the dirty marks.
+    pub fn operator_state(&mut self, operator: &str, meta: Vec<u8>, full: bool) -> Result<OperatorState, StateError> {
+        let key_groups = self
+            .snapshot(full, operator)?
+            .into_iter()
+            .map(|(key_group, bytes)| KeyGroupState { key_group, bytes })
+            .collect();
+        Ok(OperatorState {
+            operator: operator.to_owned(),
+            meta,
+            key_groups,
+        })
+    }
+
+    /// Replaces this state with operator `operator`'s key groups in `image`; returns the
+    /// operator's meta, or `None` (state untouched) if the image holds no such operator.
+    pub fn restore_from<'a>(
+        &mut self,
+        operator: &str,
+        image: &'a CheckpointImage,
+    ) -> Result<Option<&'a [u8]>, StateError> {
+        let Some((meta, groups)) = image.operator(operator) else {
+            return Ok(None);
+        };
+        for (g, bytes) in groups {
+            self.restore_group(*g, bytes, operator)?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// Adds the keys of operator `operator`'s key groups in `image` that pass `keep` (see
+    /// [`KeyedState::adopt_group`]); returns the operator's meta, or `None` if the image holds no
+    /// such operator.
+    pub fn adopt_from<'a>(
+        &mut self,
+        operator: &str,
+        image: &'a CheckpointImage,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Option<&'a [u8]>, StateError> {
+        let Some((meta, groups)) = image.operator(operator) else {
+            return Ok(None);
+        };
+        for (g, bytes) in groups {
+            self.adopt_group(*g, bytes, operator, keep)?;
+        }
+        Ok(Some(meta))
+    }
+
     /// Number of dirty groups.
     pub fn dirty_groups(&self) -> usize {
         self.dirty.iter().filter(|d| **d).count()
     }
+}
+
+/// The meta state of a keyed operator whose only operator-level state is its watermark.
+pub(crate) fn watermark_meta(watermark: Timestamp) -> Vec<u8> {
+    watermark.to_le_bytes().to_vec()
+}
+
+/// Reads [`watermark_meta`].
+pub(crate) fn read_watermark_meta(operator: &str, meta: &[u8]) -> Result<Timestamp, StateError> {
+    meta.try_into()
+        .map(i64::from_le_bytes)
+        .map_err(|_| StateError::Mismatch(format!("{operator}: bad operator meta")))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
+use crate::checkpoint::{CheckpointImage, OperatorState};
 use crate::error::StateError;
 use crate::record::{LateRecord, Origin, Record};
 use crate::state::{KeyedState, StateKey};
@@ -88,6 +88,10 @@ pub(crate) fn dropped_in(image: &CheckpointImage) -> u64 {
 }
 
 impl<I: StateKey, T> Deduplicate<I, T> {
+    fn read_meta(&self, meta: &[u8]) -> Result<(Timestamp, u64), StateError> {
+        decode_meta(meta).ok_or_else(|| StateError::Mismatch(format!("{}: bad operator meta", self.id)))
+    }
+
     /// Rebuilds the expiry index from the seen ids.
     fn rebuild_expiry(&mut self) {
         self.expiry.clear();
@@ -156,25 +160,16 @@ impl<I: StateKey, T: Send> Operator<T> for Deduplicate<I, T> {
     }
 
     fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        let groups = self.seen.snapshot(full, &self.id)?;
-        out.push(OperatorState {
-            operator: self.id.clone(),
-            meta: encode_meta(self.watermark, self.dropped),
-            key_groups: groups
-                .into_iter()
-                .map(|(key_group, bytes)| KeyGroupState { key_group, bytes })
-                .collect(),
-        });
+        out.push(
+            self.seen
+                .operator_state(&self.id, encode_meta(self.watermark, self.dropped), full)?,
+        );
         self.next.snapshot(full, out)
     }
 
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        if let Some((meta, groups)) = image.operator(&self.id) {
-            (self.watermark, self.dropped) =
-                decode_meta(meta).ok_or_else(|| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
-            for (g, bytes) in groups {
-                self.seen.restore_group(*g, bytes, &self.id)?;
-            }
+        if let Some(meta) = self.seen.restore_from(&self.id, image)? {
+            (self.watermark, self.dropped) = self.read_meta(meta)?;
             self.rebuild_expiry();
         }
         self.next.restore(image)
@@ -184,13 +179,8 @@ impl<I: StateKey, T: Send> Operator<T> for Deduplicate<I, T> {
     /// by result id, not by the partition key, and remembering an id in both children of a split
     /// only drops a repeat a little longer — it never produces or loses a result.
     fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        if let Some((meta, groups)) = image.operator(&self.id) {
-            let (watermark, _) =
-                decode_meta(meta).ok_or_else(|| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
-            self.watermark = self.watermark.max(watermark);
-            for (g, bytes) in groups {
-                self.seen.adopt_group(*g, bytes, &self.id, &|_| true)?;
-            }
+        if let Some(meta) = self.seen.adopt_from(&self.id, image, &|_| true)? {
+            self.watermark = self.watermark.max(self.read_meta(meta)?.0);
             self.rebuild_expiry();
         }
         self.next.adopt(image, keep)

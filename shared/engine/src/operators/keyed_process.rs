@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
+use crate::checkpoint::{CheckpointImage, OperatorState};
 use crate::error::StateError;
 use crate::record::{Origin, Record, ResultId};
-use crate::state::{hash_into, KeyedState, StateKey};
+use crate::state::{hash_into, read_watermark_meta, watermark_meta, KeyedState, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 
 /// Which clock a timer is on.
@@ -291,42 +291,24 @@ where
     }
 
     fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        let groups = self.state.snapshot(full, &self.id)?;
-        out.push(OperatorState {
-            operator: self.id.clone(),
-            meta: self.watermark.to_le_bytes().to_vec(),
-            key_groups: groups
-                .into_iter()
-                .map(|(key_group, bytes)| KeyGroupState { key_group, bytes })
-                .collect(),
-        });
+        out.push(
+            self.state
+                .operator_state(&self.id, watermark_meta(self.watermark), full)?,
+        );
         self.next.snapshot(full, out)
     }
 
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        if let Some((meta, groups)) = image.operator(&self.id) {
-            self.watermark = meta
-                .try_into()
-                .map(i64::from_le_bytes)
-                .map_err(|_| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
-            for (g, bytes) in groups {
-                self.state.restore_group(*g, bytes, &self.id)?;
-            }
+        if let Some(meta) = self.state.restore_from(&self.id, image)? {
+            self.watermark = read_watermark_meta(&self.id, meta)?;
             self.rebuild_timers();
         }
         self.next.restore(image)
     }
 
     fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        if let Some((meta, groups)) = image.operator(&self.id) {
-            let watermark = meta
-                .try_into()
-                .map(i64::from_le_bytes)
-                .map_err(|_| StateError::Mismatch(format!("{}: bad operator meta", self.id)))?;
-            self.watermark = self.watermark.max(watermark);
-            for (g, bytes) in groups {
-                self.state.adopt_group(*g, bytes, &self.id, keep)?;
-            }
+        if let Some(meta) = self.state.adopt_from(&self.id, image, keep)? {
+            self.watermark = self.watermark.max(read_watermark_meta(&self.id, meta)?);
             self.rebuild_timers();
         }
         self.next.adopt(image, keep)
