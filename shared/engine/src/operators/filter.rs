@@ -3,10 +3,7 @@
 use std::sync::Arc;
 
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, OperatorState};
-use crate::error::StateError;
 use crate::record::Record;
-use crate::time::Timestamp;
 
 /// Keeps the values for which `f` is true.
 pub(crate) struct Filter<T> {
@@ -27,21 +24,7 @@ impl<T> Operator<T> for Filter<T> {
             self.next.process(cx, r);
         }
     }
-    fn on_watermark(&mut self, cx: &mut Context, wm: Timestamp) {
-        self.next.on_watermark(cx, wm);
-    }
-    fn on_processing_time(&mut self, cx: &mut Context) {
-        self.next.on_processing_time(cx);
-    }
-    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        self.next.snapshot(full, out)
-    }
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        self.next.restore(image)
-    }
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        self.next.adopt(image, keep)
-    }
+    stateless_hooks!();
 }
 
 impl<T, U> Operator<T> for FilterMap<T, U> {
@@ -58,19 +41,5 @@ impl<T, U> Operator<T> for FilterMap<T, U> {
             );
         }
     }
-    fn on_watermark(&mut self, cx: &mut Context, wm: Timestamp) {
-        self.next.on_watermark(cx, wm);
-    }
-    fn on_processing_time(&mut self, cx: &mut Context) {
-        self.next.on_processing_time(cx);
-    }
-    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        self.next.snapshot(full, out)
-    }
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        self.next.restore(image)
-    }
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        self.next.adopt(image, keep)
-    }
+    stateless_hooks!();
 }

@@ -6,6 +6,35 @@
 //! keyed state in key groups, their own watermark, and timers derived from their state.
 
 pub(crate) mod deduplicate;
+/// The hooks of a stateless operator other than `process`: each goes straight to `self.next`.
+macro_rules! stateless_hooks {
+    () => {
+        fn on_watermark(&mut self, cx: &mut $crate::operators::Context, wm: $crate::time::Timestamp) {
+            self.next.on_watermark(cx, wm);
+        }
+        fn on_processing_time(&mut self, cx: &mut $crate::operators::Context) {
+            self.next.on_processing_time(cx);
+        }
+        fn snapshot(
+            &mut self,
+            full: bool,
+            out: &mut Vec<$crate::checkpoint::OperatorState>,
+        ) -> Result<(), $crate::error::StateError> {
+            self.next.snapshot(full, out)
+        }
+        fn restore(&mut self, image: &$crate::checkpoint::CheckpointImage) -> Result<(), $crate::error::StateError> {
+            self.next.restore(image)
+        }
+        fn adopt(
+            &mut self,
+            image: &$crate::checkpoint::CheckpointImage,
+            keep: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<(), $crate::error::StateError> {
+            self.next.adopt(image, keep)
+        }
+    };
+}
+
 mod filter;
 mod flat_map;
 mod interval_join;
