@@ -107,6 +107,17 @@ impl<Out: PostgresRow> PostgresSink<Out> {
         Ok(PostgresSink::new(client, config))
     }
 
+    /// Runs `sql` (one or more statements, no parameters) on the sink's connection: DDL a stage
+    /// runs at start, such as `CREATE TABLE IF NOT EXISTS`.
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), SinkError> {
+        self.client
+            .lock()
+            .await
+            .batch_execute(sql)
+            .await
+            .map_err(|e| postgres_error(&self.config.name, "running the setup statements", e))
+    }
+
     /// The upsert statement the sink runs per row.
     pub fn statement(&self) -> &str {
         &self.statement

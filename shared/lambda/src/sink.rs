@@ -103,3 +103,90 @@ impl DeadLetterSink for MemoryDeadLetters {
         Ok(())
     }
 }
+
+/// Two sinks fed the same results, the first before the second (a stage that writes its results
+/// to, say, the next stage's stream and an S3 archive). Idempotent because both are; an emit
+/// that fails in either fails as a whole, and the redelivery writes both again.
+#[derive(Debug)]
+pub struct BothSinks<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A, B> BothSinks<A, B> {
+    /// `first`, then `second`.
+    pub fn new(first: A, second: B) -> Self {
+        BothSinks { first, second }
+    }
+}
+
+impl<Out: Sync, A: ResultSink<Out>, B: ResultSink<Out>> ResultSink<Out> for BothSinks<A, B> {
+    async fn emit(&self, outputs: &[Output<Out>]) -> Result<(), SinkError> {
+        self.first.emit(outputs).await?;
+        self.second.emit(outputs).await
+    }
+}
+
+/// A sink of `To` values fed a pipeline's `From` results through a conversion (a table row type
+/// of the sink's crate made of a result type of the pipeline's crate, say). Ids, timestamps and
+/// panes are kept.
+pub struct MapSink<S, F> {
+    inner: S,
+    convert: F,
+}
+
+impl<S, F> MapSink<S, F> {
+    /// `inner` fed `convert(value)` for every result.
+    pub fn new(inner: S, convert: F) -> Self {
+        MapSink { inner, convert }
+    }
+}
+
+impl<From, To, S, F> ResultSink<From> for MapSink<S, F>
+where
+    From: Sync,
+    To: Send + Sync,
+    S: ResultSink<To>,
+    F: Fn(&From) -> To + Send + Sync,
+{
+    async fn emit(&self, outputs: &[Output<From>]) -> Result<(), SinkError> {
+        let converted: Vec<Output<To>> = outputs
+            .iter()
+            .map(|o| Output {
+                id: o.id,
+                timestamp: o.timestamp,
+                pane: o.pane,
+                value: (self.convert)(&o.value),
+            })
+            .collect();
+        self.inner.emit(&converted).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardflow_engine::ResultId;
+
+    fn output(value: u32) -> Output<u32> {
+        Output {
+            id: ResultId(u128::from(value)),
+            timestamp: i64::from(value),
+            pane: None,
+            value,
+        }
+    }
+
+    #[tokio::test]
+    async fn both_sinks_receive_every_result_and_a_map_sink_converts_values() {
+        let both = BothSinks::new(
+            MemorySink::new(),
+            MapSink::new(MemorySink::new(), |v: &u32| v.to_string()),
+        );
+        both.emit(&[output(1), output(2)]).await.unwrap();
+        assert_eq!(both.first.writes().iter().map(|o| o.value).collect::<Vec<_>>(), [1, 2]);
+        let mapped = both.second.inner.writes();
+        assert_eq!(mapped.iter().map(|o| o.value.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(mapped[1].id, output(2).id);
+    }
+}

@@ -103,7 +103,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
             ));
             continue;
         }
-        match decoder.decode(&record.data) {
+        match decoder.decode_record(batch, record) {
             Ok(value) => {
                 let offset = record.sequence.digest();
                 by_offset.insert(offset, i);

@@ -8,6 +8,8 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::shard_batch::{InputRecord, ShardBatch};
+
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{format} decode error: {reason}")]
@@ -22,6 +24,14 @@ pub struct DecodeError {
 pub trait RecordDecoder<In>: Send + Sync {
     /// Decodes one record's payload.
     fn decode(&self, data: &[u8]) -> Result<In, DecodeError>;
+
+    /// Decodes one record of `batch`, with its metadata (shard, sequence number, partition key,
+    /// arrival time) at hand. The default decodes the payload alone ([`RecordDecoder::decode`]);
+    /// decoders whose input carries the record's position (an archive, say) override it.
+    fn decode_record(&self, batch: &ShardBatch, record: &InputRecord) -> Result<In, DecodeError> {
+        let _ = batch;
+        self.decode(&record.data)
+    }
 }
 
 impl<In, F> RecordDecoder<In> for F

@@ -1,0 +1,71 @@
+//! # shardflow-shop-stages
+//!
+//! The seed platform's pipelines ([`shardflow_shop::pipelines`]) as Lambda stages: for each, the
+//! decoder, the sinks and the dead-letter destination its function's environment names. A
+//! function's `main` is one call:
+//!
+//! ```no_run
+//! # async fn main_of_receipts() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! shardflow_lambda::run(shardflow_shop_stages::receipts().await?).await
+//! # }
+//! ```
+//!
+//! Besides the stage variables of [`shardflow_lambda::StageEnv`] and the dead-letter destination
+//! of [`shardflow_connectors::DeadLetterDestination`]:
+//!
+//! | stage | input | variables | output |
+//! |---|---|---|---|
+//! | [`receipts()`] | shop CDC (Protobuf `ChangeEvent`) | `SHARDFLOW_TOPIC_ARN` | one SNS message per completed purchase |
+//! | [`revenue()`] | shop CDC | `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
+//! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
+//! | [`archive()`] | any stream | `SHARDFLOW_ARCHIVE_BUCKET`, `SHARDFLOW_ARCHIVE_PREFIX` (default `archive`) | gzip NDJSON objects ([`shardflow_archive`]) |
+//!
+//! # Keys and shards
+//! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
+//! order's changes carry in their partition key, so it is exact on any number of shards.
+//! `revenue` (per product) and `order-enrich` (per customer) key by other columns: they are exact
+//! when their input stream has one shard, or is partitioned by their key (a repartitioning stage,
+//! Flink's `keyBy` shuffle, is not part of this release); the template gives their input one shard.
+
+#![warn(missing_docs)]
+
+mod archive;
+mod database;
+mod order_enrich;
+mod receipts;
+mod revenue;
+
+use shardflow_lambda::{EnvError, StageError};
+use thiserror::Error;
+
+pub use archive::{archive, ArchiveStage, ARCHIVE_BUCKET_ENV, ARCHIVE_PREFIX_ENV};
+pub use database::{database_url, DATABASE_SECRET_ARN_ENV, DATABASE_URL_ENV};
+pub use order_enrich::{
+    order_enrich, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
+};
+pub use receipts::{receipts, ReceiptsStage, TOPIC_ARN_ENV};
+pub use revenue::{
+    revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
+};
+
+/// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.
+pub type ShopDecoder = shardflow_runtime::ProtobufDecoder<shardflow_schemas::ChangeEvent>;
+
+/// Why a stage could not be set up (the function then fails its init, which Lambda reports).
+#[derive(Debug, Error)]
+pub enum StageSetupError {
+    /// The environment lacks a variable or holds an invalid one.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The stage refused its configuration.
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// A resource the stage needs at start could not be reached or prepared.
+    #[error("{what}: {message}")]
+    Resource {
+        /// What was being prepared.
+        what: &'static str,
+        /// The error.
+        message: String,
+    },
+}

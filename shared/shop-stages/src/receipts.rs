@@ -1,0 +1,52 @@
+//! The `receipts` stage: completed purchases to one SNS message each.
+
+use shardflow_connectors::{DeadLetterDestination, SnsSink, SnsSinkConfig};
+use shardflow_lambda::{required_var, PartitionKeying, Stage, StageEnv};
+use shardflow_schemas::ChangeEvent;
+use shardflow_shop::pipelines::Receipt;
+
+use crate::{ShopDecoder, StageSetupError};
+
+/// The topic receipts are published to.
+pub const TOPIC_ARN_ENV: &str = "SHARDFLOW_TOPIC_ARN";
+
+/// The `receipts` stage as deployed.
+pub type ReceiptsStage = Stage<ChangeEvent, Receipt, ShopDecoder, SnsSink<Receipt>, DeadLetterDestination>;
+
+/// The `receipts` stage of this function's environment. On a FIFO topic a receipt's message group
+/// is its customer, so one customer's receipts stay in order.
+pub async fn receipts() -> Result<ReceiptsStage, StageSetupError> {
+    let env = StageEnv::load().await?;
+    let topic = required_var(TOPIC_ARN_ENV)?;
+    let sink = SnsSink::new(
+        aws_sdk_sns::Client::new(&env.sdk),
+        SnsSinkConfig::<Receipt>::new(topic).message_group(|o| format!("customer-{}", o.value.customer_id)),
+    );
+    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
+    Ok(env.stage(
+        shardflow_shop::pipelines::receipts(),
+        ShopDecoder::new(),
+        sink,
+        dead_letters,
+        keying(),
+    )?)
+}
+
+/// The pipeline keys by order id, and an order's changes have the partition key `orders:<id>`:
+/// after a split each child finds its own orders.
+fn keying() -> PartitionKeying {
+    PartitionKeying::Derived(std::sync::Arc::new(|key: &[u8]| {
+        postcard::from_bytes::<i64>(key).ok().map(|id| format!("orders:{id}"))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_key_maps_to_its_changes_partition_key() {
+        let key = postcard::to_allocvec(&42_i64).unwrap();
+        assert_eq!(keying().partition_key_of(&key).as_deref(), Some("orders:42"));
+    }
+}

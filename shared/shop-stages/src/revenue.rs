@@ -1,0 +1,120 @@
+//! The `revenue` stage: revenue per product and minute, upserted into Postgres.
+
+use shardflow_connectors::{DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
+use shardflow_lambda::{optional_var, MapSink, PartitionKeying, Stage, StageEnv};
+use shardflow_schemas::ChangeEvent;
+use shardflow_shop::pipelines::RevenueRow;
+use tokio_postgres::types::ToSql;
+
+use crate::database::database_url;
+use crate::{ShopDecoder, StageSetupError};
+
+/// The table (default [`RevenueTableRow::TABLE`]).
+pub const REVENUE_TABLE_ENV: &str = "SHARDFLOW_REVENUE_TABLE";
+
+/// The DDL of the revenue table `shop_revenue` (`CREATE TABLE IF NOT EXISTS`).
+pub const REVENUE_TABLE_SQL: &str = include_str!("../sql/revenue.sql");
+
+/// [`REVENUE_TABLE_SQL`] for a table named `table` (`table` or `schema.table`), which the stage
+/// runs at start.
+pub fn revenue_table_sql(table: &str) -> String {
+    let quoted: Vec<String> = table
+        .split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect();
+    REVENUE_TABLE_SQL.replace("shop_revenue", &quoted.join("."))
+}
+
+/// A [`RevenueRow`] as a row of [`REVENUE_TABLE_SQL`]'s table: one per (product, currency,
+/// window), holding the latest pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueTableRow {
+    product_id: i64,
+    currency: String,
+    window_start_ms: i64,
+    window_end_ms: i64,
+    revenue_cents: i64,
+    order_count: i64,
+    pane: String,
+}
+
+impl From<&RevenueRow> for RevenueTableRow {
+    fn from(r: &RevenueRow) -> Self {
+        RevenueTableRow {
+            product_id: r.product_id,
+            currency: r.currency.clone(),
+            window_start_ms: r.window_start_ms,
+            window_end_ms: r.window_end_ms,
+            revenue_cents: r.revenue_cents,
+            order_count: i64::try_from(r.order_count).unwrap_or(i64::MAX),
+            pane: r.pane.clone(),
+        }
+    }
+}
+
+impl PostgresRow for RevenueTableRow {
+    const TABLE: &'static str = "shop_revenue";
+    const KEY_COLUMNS: &'static [&'static str] = &["product_id", "currency", "window_start_ms"];
+    const COLUMNS: &'static [&'static str] = &["window_end_ms", "revenue_cents", "order_count", "pane"];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.product_id,
+            &self.currency,
+            &self.window_start_ms,
+            &self.window_end_ms,
+            &self.revenue_cents,
+            &self.order_count,
+            &self.pane,
+        ]
+    }
+}
+
+/// The sink of the `revenue` stage.
+pub type RevenueSink = MapSink<PostgresSink<RevenueTableRow>, fn(&RevenueRow) -> RevenueTableRow>;
+
+/// The `revenue` stage as deployed.
+pub type RevenueStage = Stage<ChangeEvent, RevenueRow, ShopDecoder, RevenueSink, DeadLetterDestination>;
+
+/// The `revenue` stage of this function's environment: connects to Postgres, creates the table if
+/// it does not exist, and upserts each window's latest pane.
+pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
+    let env = StageEnv::load().await?;
+    let url = database_url(&env.sdk).await?;
+    let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
+    let config = PostgresSinkConfig::for_row::<RevenueTableRow>().table(table.clone());
+    let postgres = PostgresSink::<RevenueTableRow>::connect(&url, config)
+        .await
+        .map_err(|e| StageSetupError::Resource {
+            what: "connecting to Postgres",
+            message: e.to_string(),
+        })?;
+    postgres
+        .batch_execute(&revenue_table_sql(&table))
+        .await
+        .map_err(|e| StageSetupError::Resource {
+            what: "creating the revenue table",
+            message: e.to_string(),
+        })?;
+    let convert: fn(&RevenueRow) -> RevenueTableRow = |r| RevenueTableRow::from(r);
+    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
+    Ok(env.stage(
+        shardflow_shop::pipelines::revenue(),
+        ShopDecoder::new(),
+        MapSink::new(postgres, convert),
+        dead_letters,
+        PartitionKeying::Undeclared,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_ddl_names_the_configured_table_quoted() {
+        let sql = revenue_table_sql("app.rev");
+        assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "app"."rev" ("#), "{sql}");
+        assert!(!sql.contains("shop_revenue"));
+    }
+}
