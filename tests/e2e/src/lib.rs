@@ -1,0 +1,117 @@
+//! Helpers of the end-to-end tests: deploying the infrastructure template to the running
+//! LocalStack with the project's own deploy command, and invoking functions through the AWS CLI
+//! of LocalStack's venv (the same tools a person uses).
+//!
+//! The tests need LocalStack up (`localstack/up`, `source localstack/env`) and the function zips
+//! built (`functions/package --all`); `scripts/test` does both.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Panics with the command to run unless every function zip the template references exists.
+pub fn require_function_zips(functions: &[&str]) {
+    for f in functions {
+        let zip = repo_root().join("out/lambda").join(format!("{f}.zip"));
+        assert!(
+            zip.is_file(),
+            "{} is missing: build the functions first (functions/package --all, which scripts/test runs)",
+            zip.display()
+        );
+    }
+}
+
+/// Deploys `template` (relative to the repository) as stack `stack` with `parameters` through
+/// `localstack/deploy`, and returns the stack's outputs.
+pub fn deploy(stack: &str, template: &str, parameters: &[(&str, &str)]) -> HashMap<String, String> {
+    let root = repo_root();
+    let output = Command::new(root.join("localstack/deploy"))
+        .arg(stack)
+        .arg(root.join(template))
+        .args(parameters.iter().map(|(k, v)| format!("{k}={v}")))
+        .current_dir(&root)
+        .output()
+        .expect("run localstack/deploy");
+    assert!(
+        output.status.success(),
+        "localstack/deploy {stack} {template} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the deploy command's outputs are not a JSON object ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// Runs the AWS CLI of LocalStack's venv with `args` (against `AWS_ENDPOINT_URL`) and returns
+/// its standard output.
+pub fn aws(args: &[&str]) -> String {
+    let root = repo_root();
+    let venv = root.join("localstack/.venv/bin");
+    let output = Command::new(venv.join("python"))
+        .arg(venv.join("aws"))
+        .args(args)
+        .env("AWS_PAGER", "")
+        .output()
+        .expect("run the AWS CLI of localstack/.venv");
+    assert!(
+        output.status.success(),
+        "aws {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Deletes a stack, best effort (the emulator keeps its streams' records in memory).
+pub fn delete_stack(stack: &str) {
+    let root = repo_root();
+    let venv = root.join("localstack/.venv/bin");
+    let _ = Command::new(venv.join("python"))
+        .arg(venv.join("aws"))
+        .args(["cloudformation", "delete-stack", "--stack-name", stack])
+        .output();
+}
+
+/// Invokes `function` synchronously with `payload` and returns its response (the function's
+/// JSON answer, or the error document of a failed invocation).
+pub fn invoke(function: &str, payload: &serde_json::Value) -> serde_json::Value {
+    let dir = tempfile_dir();
+    let request = dir.join("request.json");
+    let response = dir.join("response.json");
+    std::fs::write(&request, payload.to_string()).expect("write the request");
+    let request_arg = format!("fileb://{}", request.display());
+    aws(&[
+        "lambda",
+        "invoke",
+        "--function-name",
+        function,
+        "--payload",
+        &request_arg,
+        &response.to_string_lossy(),
+    ]);
+    let body = std::fs::read(&response).expect("read the response");
+    let _ = std::fs::remove_dir_all(&dir);
+    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+}
+
+fn tempfile_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("shardflow-e2e-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
