@@ -24,6 +24,9 @@ enum Command {
     Cdc(shardflow_cdc::cli::CdcArgs),
     /// Generate a workload (the online shop's CDC stream, Nexmark) into a Kinesis stream or a file.
     Gen(shardflow_gen::cli::GenArgs),
+    /// Replay a stream's archive (written by the `archive` stage to S3) through the shop's
+    /// pipelines as a bounded stream, with the live stages' code path.
+    Replay(shardflow_shop_stages::replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
         Command::Gen(args) => shardflow_gen::cli::run(args),
+        Command::Replay(args) => shardflow_shop_stages::replay::run(args),
     }
 }

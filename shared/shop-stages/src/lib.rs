@@ -20,6 +20,8 @@
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
 //! | [`archive()`] | any stream | `SHARDFLOW_ARCHIVE_BUCKET`, `SHARDFLOW_ARCHIVE_PREFIX` (default `archive`) | gzip NDJSON objects ([`shardflow_archive`]) |
 //!
+//! [`replay`] runs the archive through the same pipelines and per-batch code path (`shardflow replay`).
+//!
 //! # Keys and shards
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
@@ -33,6 +35,7 @@ mod archive;
 mod database;
 mod order_enrich;
 mod receipts;
+pub mod replay;
 mod revenue;
 
 use shardflow_lambda::{EnvError, StageError};

@@ -12,6 +12,7 @@
 //! - bad input: a malformed record lands in the dead-letter queue once per decoding stage, with the
 //!   reason and its bytes, and everything after it flows; records later than the allowed lateness
 //!   are dead-lettered as `late`, as many as the embedded runner's late side output counts;
+//! - replay: the archive run as a bounded stream through the same code gives the live results;
 //! - a redelivered batch (the same records invoked again, as Lambda does after a timeout) changes
 //!   no output.
 
@@ -32,6 +33,8 @@ use shardflow_runtime::{DeadLetter, DeadLetterKind};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Row};
 use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, RevenueRow};
 use shardflow_shop::{ShopConfig, ShopGenerator};
+use shardflow_shop_stages::replay::replay;
+use shardflow_shop_stages::ShopDecoder;
 
 /// Change events generated (`SHARDFLOW_E2E_EVENTS` overrides).
 const EVENTS: u64 = 3_000;
@@ -450,14 +453,14 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     // receipts: the embedded runner's, each once
     let sqs = shardflow_testkit::sqs();
     let got = drain_until(&sqs, &receipts_queue, expected.receipts.len(), "every receipt", started).await;
-    let receipts: Vec<ResultMessage<Receipt>> = got
+    let receipts_got: Vec<ResultMessage<Receipt>> = got
         .iter()
         .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("a receipt message: {e}: {b}")))
         .collect();
-    let ids: BTreeSet<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids.len(), receipts.len(), "no receipt is published twice");
+    let ids: BTreeSet<&str> = receipts_got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), receipts_got.len(), "no receipt is published twice");
     assert_eq!(
-        by_id(receipts.iter().map(|r| (r.id.clone(), r.value.clone()))),
+        by_id(receipts_got.iter().map(|r| (r.id.clone(), r.value.clone()))),
         by_id(expected.receipts.iter().map(|l| (l.id.clone(), l.value.clone()))),
         "the receipts are the embedded runner's"
     );
@@ -546,6 +549,51 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
             "late records of {pipeline} are dead-lettered as the embedded runner counts them"
         );
     }
+
+    // the archive replayed as a bounded stream through the same code gives the live results
+    let (archived_records, _) = archive
+        .read_stream(Some(&changes), None)
+        .await
+        .expect("read the archive");
+    let replayed =
+        replay(&receipts(), &ShopDecoder::new(), "receipts", &archived_records, 500).expect("replay receipts");
+    assert_eq!(
+        by_id(replayed.outputs.iter().map(|o| (o.id.to_hex(), o.value.clone()))),
+        by_id(receipts_got.iter().map(|r| (r.id.clone(), r.value.clone()))),
+        "the replayed receipts are the live ones"
+    );
+    let replayed = replay(&revenue(), &ShopDecoder::new(), "revenue", &archived_records, 500).expect("replay revenue");
+    let mut replayed_revenue = BTreeMap::new();
+    for o in &replayed.outputs {
+        let r = &o.value;
+        replayed_revenue.insert(
+            (r.product_id, r.currency.clone(), r.window_start_ms),
+            (r.revenue_cents, r.order_count),
+        );
+    }
+    assert_eq!(replayed_revenue, rows, "the replayed revenue is the live one");
+    let late = |letters: &[DeadLetter]| letters.iter().filter(|l| l.kind == DeadLetterKind::Late).count() as u64;
+    assert_eq!(late(&replayed.dead_letters), expected.late["revenue"]);
+    let replayed = replay(
+        &order_enrich(),
+        &ShopDecoder::new(),
+        "order-enrich",
+        &archived_records,
+        500,
+    )
+    .expect("replay order-enrich");
+    assert_eq!(
+        by_id(replayed.outputs.iter().map(|o| (o.id.to_hex(), o.value.clone()))),
+        want_enriched,
+        "the replayed enriched orders are the live ones"
+    );
+    assert_eq!(late(&replayed.dead_letters), expected.late["order_enrich"]);
+    let undecodable = replayed
+        .dead_letters
+        .iter()
+        .filter(|l| l.kind == DeadLetterKind::Undecodable)
+        .count();
+    assert_eq!(undecodable, 1, "the replay dead-letters the malformed record");
 
     // a redelivered batch changes nothing
     let (shard, first) = first_records(&changes, 100).await;
