@@ -70,10 +70,13 @@ fn batch(range: std::ops::Range<u64>) -> ShardBatch {
     }
 }
 
+/// A write to the live output: who wrote which result.
+type LiveWrite = (Colour, Output<Row>);
+
 /// The live output shared by both colours, remembering who wrote what.
 #[derive(Clone, Default)]
 struct LiveOutput {
-    writes: Arc<Mutex<Vec<(Colour, Output<Row>)>>>,
+    writes: Arc<Mutex<Vec<LiveWrite>>>,
 }
 
 struct LiveWriter {
