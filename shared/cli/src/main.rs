@@ -27,6 +27,13 @@ enum Command {
     /// Replay a stream's archive (written by the `archive` stage to S3) through the shop's
     /// pipelines as a bounded stream, with the live stages' code path.
     Replay(shardflow_shop_stages::replay::ReplayArgs),
+    /// Blue/green: make a colour the live writer from a cut on (results of windows starting at
+    /// or after it).
+    Switch(shardflow_shop_stages::bluegreen::SwitchArgs),
+    /// Blue/green: make the colour live before the last switch live again.
+    Rollback(shardflow_shop_stages::bluegreen::RollbackArgs),
+    /// Blue/green: compare a colour's shadow revenue with the live revenue over closed windows.
+    Validate(shardflow_shop_stages::bluegreen::ValidateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +48,8 @@ fn main() -> anyhow::Result<()> {
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
         Command::Gen(args) => shardflow_gen::cli::run(args),
         Command::Replay(args) => shardflow_shop_stages::replay::run(args),
+        Command::Switch(args) => shardflow_shop_stages::bluegreen::switch(args),
+        Command::Rollback(args) => shardflow_shop_stages::bluegreen::rollback(args),
+        Command::Validate(args) => shardflow_shop_stages::bluegreen::validate(args),
     }
 }

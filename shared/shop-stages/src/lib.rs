@@ -22,6 +22,14 @@
 //!
 //! [`replay`] runs the archive through the same pipelines and per-batch code path (`shardflow replay`).
 //!
+//! # Blue/green
+//! With `SHARDFLOW_CONTROL_TABLE` set, every stage but `archive` writes through a
+//! [`shardflow_connectors::ColourGate`] ([`colour`]): the results its colour (`SHARDFLOW_COLOUR`)
+//! owns go live, the others to its shadow outputs — the shadow topic
+//! (`SHARDFLOW_SHADOW_TOPIC_ARN`), the table `{table}_shadow_{colour}`, the prefix
+//! `shadow/{colour}/enriched-orders/`. `shardflow switch` and `shardflow rollback` move the cut;
+//! `shardflow validate` compares a colour's shadow revenue with the live one.
+//!
 //! # Keys and shards
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
@@ -32,6 +40,8 @@
 #![warn(missing_docs)]
 
 mod archive;
+pub mod bluegreen;
+pub mod colour;
 mod database;
 mod order_enrich;
 mod receipts;
@@ -46,7 +56,7 @@ pub use database::{database_url, DATABASE_SECRET_ARN_ENV, DATABASE_URL_ENV};
 pub use order_enrich::{
     order_enrich, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
 };
-pub use receipts::{receipts, ReceiptsStage, TOPIC_ARN_ENV};
+pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use revenue::{
     revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
 };

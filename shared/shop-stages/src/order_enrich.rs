@@ -1,11 +1,12 @@
 //! The `order-enrich` stage: orders joined with their payment, shipment and customer, to the next
 //! stage's Kinesis stream and to S3.
 
-use shardflow_connectors::{DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
+use shardflow_connectors::{ColourGate, DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
 use shardflow_lambda::{required_var, BothSinks, PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::EnrichedOrder;
 
+use crate::colour::{colour, gate};
 use crate::{ShopDecoder, StageSetupError};
 
 /// The stream enriched orders go to.
@@ -19,10 +20,17 @@ pub const ENRICHED_ORDERS_PREFIX: &str = "enriched-orders";
 pub type OrderEnrichSink = BothSinks<KinesisSink<EnrichedOrder>, S3Sink<EnrichedOrder>>;
 
 /// The `order-enrich` stage as deployed.
-pub type OrderEnrichStage = Stage<ChangeEvent, EnrichedOrder, ShopDecoder, OrderEnrichSink, DeadLetterDestination>;
+pub type OrderEnrichStage = Stage<
+    ChangeEvent,
+    EnrichedOrder,
+    ShopDecoder,
+    ColourGate<OrderEnrichSink, S3Sink<EnrichedOrder>>,
+    DeadLetterDestination,
+>;
 
 /// The `order-enrich` stage of this function's environment. Records to the stream are partitioned
-/// by order id; S3 holds one object per result (`enriched-orders/{date}/{id}.json`).
+/// by order id; S3 holds one object per result (`enriched-orders/{date}/{id}.json`). Results its
+/// colour does not own (blue/green) go to S3 only, under `shadow/{colour}/enriched-orders/`.
 pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let stream = KinesisSink::new(
@@ -30,15 +38,24 @@ pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
         KinesisSinkConfig::<EnrichedOrder>::new(required_var(OUTPUT_STREAM_ENV)?)
             .partition_key(|o| format!("orders:{}", o.value.order_id)),
     );
-    let bucket = S3Sink::new(
-        aws_sdk_s3::Client::new(&env.sdk),
-        S3SinkConfig::new(required_var(OUTPUT_BUCKET_ENV)?, ENRICHED_ORDERS_PREFIX),
-    );
+    let bucket_name = required_var(OUTPUT_BUCKET_ENV)?;
+    let s3 = |prefix: String| {
+        S3Sink::new(
+            aws_sdk_s3::Client::new(&env.sdk),
+            S3SinkConfig::new(bucket_name.clone(), prefix),
+        )
+    };
+    let shadow_prefix = format!("shadow/{}/{ENRICHED_ORDERS_PREFIX}", colour()?.as_str());
+    let sink = gate(
+        &env,
+        BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned())),
+        s3(shadow_prefix),
+    )?;
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::order_enrich(),
         ShopDecoder::new(),
-        BothSinks::new(stream, bucket),
+        sink,
         dead_letters,
         PartitionKeying::Undeclared,
     )?)

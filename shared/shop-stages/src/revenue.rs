@@ -1,11 +1,12 @@
 //! The `revenue` stage: revenue per product and minute, upserted into Postgres.
 
-use shardflow_connectors::{DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
+use shardflow_connectors::{Colour, ColourGate, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
 use shardflow_lambda::{optional_var, MapSink, PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::RevenueRow;
 use tokio_postgres::types::ToSql;
 
+use crate::colour::{colour, gate};
 use crate::database::database_url;
 use crate::{ShopDecoder, StageSetupError};
 
@@ -18,11 +19,16 @@ pub const REVENUE_TABLE_SQL: &str = include_str!("../sql/revenue.sql");
 /// [`REVENUE_TABLE_SQL`] for a table named `table` (`table` or `schema.table`), which the stage
 /// runs at start.
 pub fn revenue_table_sql(table: &str) -> String {
-    let quoted: Vec<String> = table
+    REVENUE_TABLE_SQL.replace("shop_revenue", &quote_table(table))
+}
+
+/// `table` (or `schema.table`) as a quoted SQL identifier.
+pub(crate) fn quote_table(table: &str) -> String {
+    table
         .split('.')
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect();
-    REVENUE_TABLE_SQL.replace("shop_revenue", &quoted.join("."))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A [`RevenueRow`] as a row of [`REVENUE_TABLE_SQL`]'s table: one per (product, currency,
@@ -74,37 +80,49 @@ impl PostgresRow for RevenueTableRow {
 pub type RevenueSink = MapSink<PostgresSink<RevenueTableRow>, fn(&RevenueRow) -> RevenueTableRow>;
 
 /// The `revenue` stage as deployed.
-pub type RevenueStage = Stage<ChangeEvent, RevenueRow, ShopDecoder, RevenueSink, DeadLetterDestination>;
+pub type RevenueStage =
+    Stage<ChangeEvent, RevenueRow, ShopDecoder, ColourGate<RevenueSink, RevenueSink>, DeadLetterDestination>;
 
-/// The `revenue` stage of this function's environment: connects to Postgres, creates the table if
-/// it does not exist, and upserts each window's latest pane.
+/// The table a colour's shadow results go to: `{table}_shadow_{colour}`.
+pub fn shadow_table(table: &str, colour: Colour) -> String {
+    format!("{table}_shadow_{}", colour.as_str())
+}
+
+/// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and
+/// the colour's shadow table, [`shadow_table`]) if missing, and upserts each window's latest pane.
 pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let url = database_url(&env.sdk).await?;
     let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
-    let config = PostgresSinkConfig::for_row::<RevenueTableRow>().table(table.clone());
-    let postgres = PostgresSink::<RevenueTableRow>::connect(&url, config)
+    let live = postgres(&url, &table).await?;
+    let shadow = postgres(&url, &shadow_table(&table, colour()?)).await?;
+    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
+    Ok(env.stage(
+        shardflow_shop::pipelines::revenue(),
+        ShopDecoder::new(),
+        gate(&env, live, shadow)?,
+        dead_letters,
+        PartitionKeying::Undeclared,
+    )?)
+}
+
+/// A sink upserting into `table`, which it creates if missing.
+async fn postgres(url: &str, table: &str) -> Result<RevenueSink, StageSetupError> {
+    let config = PostgresSinkConfig::for_row::<RevenueTableRow>().table(table);
+    let sink = PostgresSink::<RevenueTableRow>::connect(url, config)
         .await
         .map_err(|e| StageSetupError::Resource {
             what: "connecting to Postgres",
             message: e.to_string(),
         })?;
-    postgres
-        .batch_execute(&revenue_table_sql(&table))
+    sink.batch_execute(&revenue_table_sql(table))
         .await
         .map_err(|e| StageSetupError::Resource {
             what: "creating the revenue table",
             message: e.to_string(),
         })?;
     let convert: fn(&RevenueRow) -> RevenueTableRow = |r| RevenueTableRow::from(r);
-    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
-    Ok(env.stage(
-        shardflow_shop::pipelines::revenue(),
-        ShopDecoder::new(),
-        MapSink::new(postgres, convert),
-        dead_letters,
-        PartitionKeying::Undeclared,
-    )?)
+    Ok(MapSink::new(sink, convert))
 }
 
 #[cfg(test)]
