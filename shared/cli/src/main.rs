@@ -2,6 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod aws;
+mod savepoint;
+mod status;
+
 /// Event-time streaming pipelines on AWS Lambda and Kinesis, runnable embedded.
 #[derive(Debug, Parser)]
 #[command(name = "shardflow", version, about)]
@@ -24,6 +28,10 @@ enum Command {
     Cdc(shardflow_cdc::cli::CdcArgs),
     /// Generate a workload (the online shop's CDC stream, Nexmark) into a Kinesis stream or a file.
     Gen(shardflow_gen::cli::GenArgs),
+    /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage.
+    Savepoint(savepoint::SavepointArgs),
+    /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
+    Status(status::StatusArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
         Command::Gen(args) => shardflow_gen::cli::run(args),
+        Command::Savepoint(args) => savepoint::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
