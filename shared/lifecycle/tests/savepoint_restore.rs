@@ -54,9 +54,13 @@ fn values(stages: &[&TestStage]) -> Vec<Row> {
 
 async fn save(stage: &str, table: &str, s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> SavepointReport {
     let dynamodb = shardflow_testkit::dynamodb();
-    create_savepoint(&dynamodb, s3, &SavepointOptions::new(stage, table, S3Location::new(bucket, prefix)))
-        .await
-        .unwrap()
+    create_savepoint(
+        &dynamodb,
+        s3,
+        &SavepointOptions::new(stage, table, S3Location::new(bucket, prefix)),
+    )
+    .await
+    .unwrap()
 }
 
 /// The first part of the input: shard A's purchases 0..70 in two batches, shard B's 200..255.
@@ -75,7 +79,10 @@ async fn a_restored_stage_continues_exactly_where_the_savepoint_stopped() {
     let uninterrupted = stage_named("revenue", &client, &table_u);
     run_first_part(&uninterrupted).await;
     uninterrupted.handle(event(SHARD_A, &purchases(70..130))).await.unwrap();
-    uninterrupted.handle(event(SHARD_B, &purchases(255..330))).await.unwrap();
+    uninterrupted
+        .handle(event(SHARD_B, &purchases(255..330)))
+        .await
+        .unwrap();
 
     // The same input, saved after the first part and continued on another stage.
     let (client, table_blue) = shardflow_testkit::state_table("sp-blue").await;
@@ -83,7 +90,10 @@ async fn a_restored_stage_continues_exactly_where_the_savepoint_stopped() {
     run_first_part(&blue).await;
     let report = save("revenue", &table_blue, &s3, &bucket, "sp/1").await;
     let m = &report.manifest;
-    assert_eq!((m.pipeline.as_str(), m.max_key_groups, m.stage.as_str()), ("revenue", 128, "revenue"));
+    assert_eq!(
+        (m.pipeline.as_str(), m.max_key_groups, m.stage.as_str()),
+        ("revenue", 128, "revenue")
+    );
     assert!(m.consistency.single_cut, "nothing ran during the read");
     let shards: Vec<(&str, Option<&str>, u64)> = m
         .shards
@@ -97,7 +107,10 @@ async fn a_restored_stage_continues_exactly_where_the_savepoint_stopped() {
             (SHARD_B, Some("496500000000000000000254"), 1)
         ]
     );
-    assert!(m.shards.iter().all(|s| s.key_groups > 0 && s.state_bytes > 0 && s.size > 0));
+    assert!(m
+        .shards
+        .iter()
+        .all(|s| s.key_groups > 0 && s.state_bytes > 0 && s.size > 0));
     // Shard A's watermark is the one of an engine over the same records.
     let p = revenue(None);
     let mut e = p.engine();
@@ -117,7 +130,9 @@ async fn a_restored_stage_continues_exactly_where_the_savepoint_stopped() {
     };
     let restored = restore_savepoint(&client_green, &s3, &options).await.unwrap();
     assert_eq!(restored.manifest.shards.len(), 2);
-    let seeded = stage_checkpoints(&client_green, &table_green, "revenue-green").await.unwrap();
+    let seeded = stage_checkpoints(&client_green, &table_green, "revenue-green")
+        .await
+        .unwrap();
     assert_eq!(seeded.len(), 2);
     assert!(seeded.iter().all(|c| c.version == 1), "{seeded:?}");
     assert_eq!(seeded[0].sequence_number.as_deref(), Some("496500000000000000000069"));
@@ -266,7 +281,11 @@ async fn restores_refuse_mismatches_damage_and_occupied_stages() {
         .await
         .unwrap_err();
     assert!(refused(e).contains("pipeline version None, expected \"v2\""));
-    assert_eq!(stage_has_state(&target, &table2, "green").await.unwrap(), 0, "refusals write nothing");
+    assert_eq!(
+        stage_has_state(&target, &table2, "green").await.unwrap(),
+        0,
+        "refusals write nothing"
+    );
 
     // Not a savepoint, or an incomplete one.
     let mut o = restore(RestoreExpectations::default(), "green", false);
