@@ -375,6 +375,12 @@ fn bytes(n: u64) -> String {
     format!("{v:.1}{}", UNITS[unit])
 }
 
+/// Epoch ms as UTC `2023-11-14T22:13:20.000Z` (the raw number outside chrono's range).
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
 /// A sequence number shortened for the table (the JSON output has it whole).
 fn short_sequence(seq: &str) -> String {
     if seq.len() <= 20 {
@@ -411,7 +417,7 @@ pub fn render_table(status: &StageStatus) -> String {
             shard,
             s.sequence_number.as_deref().map_or_else(dash, short_sequence),
             s.version.to_string(),
-            s.watermark_ms.map_or_else(dash, |w| w.to_string()),
+            s.watermark_ms.map_or_else(dash, timestamp),
             s.watermark_lag_ms.map_or_else(dash, duration),
             s.millis_behind_latest.map_or_else(dash, duration),
             s.pending_records.map_or_else(dash, |p| {
@@ -485,6 +491,7 @@ mod tests {
         assert_eq!(duration(245_000), "4m05s");
         assert_eq!(duration(12_000_000), "3h20m");
         assert_eq!(duration(-1500), "-1.5s");
+        assert_eq!(timestamp(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
         assert_eq!(bytes(512), "512B");
         assert_eq!(bytes(3 * 1024 + 400), "3.4KiB");
         assert_eq!(bytes(12 * 1024 * 1024), "12.0MiB");
