@@ -74,7 +74,9 @@
 //! lag behind the wall clock, how far the stream is ahead of the checkpoint (the
 //! `MillisBehindLatest` of a `GetRecords` after the checkpointed sequence number, and the age of
 //! the oldest unprocessed record — the iterator age), the live state's key groups and bytes, and
-//! the dead-letter queue's depth.
+//! the dead-letter queue's depth. It reads every shard's live state the way the stage loads it
+//! (slot items and spilled objects), so its cost grows with the state: with `--watch` on a large
+//! stage, refresh less often.
 #![warn(missing_docs)]
 
 mod barrier;
