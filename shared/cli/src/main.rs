@@ -2,6 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod aws;
+mod savepoint;
+mod status;
+
 /// Event-time streaming pipelines on AWS Lambda and Kinesis, runnable embedded.
 #[derive(Debug, Parser)]
 #[command(name = "shardflow", version, about)]
@@ -34,6 +38,10 @@ enum Command {
     Rollback(shardflow_shop_stages::bluegreen::RollbackArgs),
     /// Blue/green: compare a colour's shadow revenue with the live revenue over closed windows.
     Validate(shardflow_shop_stages::bluegreen::ValidateArgs),
+    /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage.
+    Savepoint(savepoint::SavepointArgs),
+    /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
+    Status(status::StatusArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Switch(args) => shardflow_shop_stages::bluegreen::switch(args),
         Command::Rollback(args) => shardflow_shop_stages::bluegreen::rollback(args),
         Command::Validate(args) => shardflow_shop_stages::bluegreen::validate(args),
+        Command::Savepoint(args) => savepoint::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -38,6 +38,26 @@ struct EngineState {
     results_total: u64,
 }
 
+impl EngineMetrics {
+    /// The counters, watermark and processing time stored in `image` (a shard's committed
+    /// state), read without the pipeline — for tools that inspect checkpoints (`shardflow
+    /// status`, savepoints). Also returns every partition's watermark state. `duplicates_dropped`
+    /// is read from the deduplicate operators' state, as [`Engine::restore`] does.
+    pub fn of_checkpoint(image: &CheckpointImage) -> Result<(EngineMetrics, Vec<PartitionWatermark>), StateError> {
+        let state: EngineState =
+            postcard::from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
+        let metrics = EngineMetrics {
+            records_in: state.records_in,
+            late_records: state.late_total,
+            results_out: state.results_total,
+            duplicates_dropped: crate::operators::deduplicate::dropped_in(image),
+            watermark: state.watermarks.current(),
+            processing_time: state.watermarks.processing_time(),
+        };
+        Ok((metrics, state.watermarks.partitions().to_vec()))
+    }
+}
+
 /// A running instance of a [`Pipeline`].
 ///
 /// Feed it with [`Engine::process`] (one record of one partition), advance processing time with

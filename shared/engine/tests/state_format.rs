@@ -461,3 +461,27 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn metrics_and_watermarks_are_read_from_a_checkpoint_without_the_pipeline() {
+    let mut e = long_window("metrics", GROUPS).engine();
+    let (a, b) = (e.partition("s0"), e.partition("s1"));
+    for (off, key) in (0..40u32).enumerate() {
+        let part = if key % 2 == 0 { a } else { b };
+        e.process(
+            part,
+            off as u64,
+            5_000 + i64::from(key),
+            ev(key, 1_000 + i64::from(key), 1),
+        );
+    }
+    e.advance_processing_time(9_000);
+    let image = CheckpointImage::new(e.snapshot_full().unwrap());
+    let (metrics, partitions) = shardflow_engine::EngineMetrics::of_checkpoint(&image).unwrap();
+    assert_eq!(metrics, e.metrics());
+    assert_eq!(partitions, e.partitions());
+    assert!(metrics.watermark > 1_000 && metrics.records_in == 40);
+    let mut bad = image.to_checkpoint();
+    bad.engine = vec![0xff; 3];
+    assert!(shardflow_engine::EngineMetrics::of_checkpoint(&CheckpointImage::new(bad)).is_err());
+}

@@ -1,0 +1,190 @@
+//! The savepoint manifest (`manifest.json`) and S3 locations.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::error::LifecycleError;
+
+/// The `format` field of every savepoint manifest.
+pub const SAVEPOINT_FORMAT: &str = "shardflow-savepoint";
+/// The savepoint layout version this release writes and reads.
+pub const SAVEPOINT_FORMAT_VERSION: u32 = 1;
+/// The manifest's file name under the savepoint's prefix.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A record on which user code failed, with its attempts so far (kept so that a poison record
+/// is still dead-lettered after the same number of attempts once restored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureEntry {
+    /// The failing record's sequence number.
+    pub sequence_number: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last failure's message.
+    pub reason: String,
+}
+
+/// One shard of a savepoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// The Kinesis shard id.
+    pub shard: String,
+    /// The last sequence number the state covers (`None`: nothing of the shard committed yet
+    /// beyond a failure record).
+    pub sequence_number: Option<String>,
+    /// The checkpoint `ver` the state was read at.
+    pub version: u64,
+    /// The engine checkpoint's epoch.
+    pub epoch: u64,
+    /// The shard engine's combined watermark (epoch ms; `i64::MIN` before any record).
+    pub watermark: i64,
+    /// Key groups holding state, over all operators.
+    pub key_groups: usize,
+    /// Bytes of key-group state.
+    pub state_bytes: u64,
+    /// The record that failed last and its attempts, if any.
+    pub failure: Option<FailureEntry>,
+    /// The state file, relative to the savepoint's prefix.
+    pub file: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// XXH3-128 of the file, 32 hex digits.
+    pub xxh3: String,
+}
+
+/// The barrier under which a savepoint was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyInfo {
+    /// The function whose event source mappings were disabled, if any.
+    pub paused_function: Option<String>,
+    /// The mappings disabled for the read.
+    pub paused_mappings: Vec<String>,
+    /// Whether every shard's `ver` was also unchanged from before the first shard was read until
+    /// after the last: the savepoint is then the state of the whole stage at one instant.
+    pub single_cut: bool,
+}
+
+/// `manifest.json`: what a savepoint holds (see the crate documentation, "Savepoint layout").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointManifest {
+    /// Always [`SAVEPOINT_FORMAT`].
+    pub format: String,
+    /// The layout version, [`SAVEPOINT_FORMAT_VERSION`] for this release.
+    pub format_version: u32,
+    /// The engine checkpoint format version of the files (`SFCK` header).
+    pub state_format_version: u16,
+    /// When the savepoint was completed (epoch ms).
+    pub created_at_ms: i64,
+    /// The stage it was taken of.
+    pub stage: String,
+    /// The state table it was read from.
+    pub table: String,
+    /// The pipeline's name (from the checkpoints).
+    pub pipeline: String,
+    /// A version label of the pipeline's code given by the operator (e.g. a release or commit).
+    pub pipeline_version: Option<String>,
+    /// The pipeline's key-group count.
+    pub max_key_groups: u16,
+    /// How the savepoint was made consistent.
+    pub consistency: ConsistencyInfo,
+    /// Every shard, sorted by shard id.
+    pub shards: Vec<ShardEntry>,
+}
+
+impl SavepointManifest {
+    /// Total key-group state bytes.
+    pub fn state_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.state_bytes).sum()
+    }
+}
+
+/// The checksum of a savepoint file (XXH3-128, 32 hex digits).
+pub(crate) fn checksum(bytes: &[u8]) -> String {
+    format!("{:032x}", xxh3_128(bytes))
+}
+
+/// The file name of a shard's state (shard ids are `shardId-` and digits; anything else is
+/// escaped so that a name never leaves the prefix).
+pub(crate) fn shard_file(shard: &str) -> String {
+    let safe: String = shard
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("shards/{safe}-{:08x}.sfck", xxh3_128(shard.as_bytes()) as u32)
+}
+
+/// An S3 location: a bucket and a key prefix (without trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix (may be empty).
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// A location from its parts; slashes around the prefix are trimmed.
+    pub fn new(bucket: &str, prefix: &str) -> Self {
+        S3Location {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        }
+    }
+
+    /// Parses `s3://bucket/prefix` (the prefix may be empty).
+    pub fn parse(url: &str) -> Result<Self, LifecycleError> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| LifecycleError::Invalid(format!("{url:?} is not an s3:// URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(LifecycleError::Invalid(format!("{url:?} names no bucket")));
+        }
+        Ok(S3Location::new(bucket, prefix))
+    }
+
+    /// The key of `name` under the prefix.
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_parse_with_and_without_prefix() {
+        let l = S3Location::parse("s3://b/savepoints/x/").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("b", "savepoints/x"));
+        assert_eq!(l.key(MANIFEST_FILE), "savepoints/x/manifest.json");
+        let l = S3Location::parse("s3://b").unwrap();
+        assert_eq!(l.key(MANIFEST_FILE), "manifest.json");
+        assert!(S3Location::parse("b/x").is_err());
+        assert!(S3Location::parse("s3:///x").is_err());
+    }
+
+    #[test]
+    fn shard_files_stay_under_the_prefix_and_are_distinct() {
+        assert!(shard_file("shardId-000000000001").starts_with("shards/shardId-000000000001-"));
+        let odd = shard_file("../../x");
+        assert!(!odd.contains(".."), "{odd}");
+        assert_ne!(shard_file("a/b"), shard_file("a_b"));
+    }
+}

@@ -1,0 +1,407 @@
+//! `restore_savepoint`: seeds a stage's state from a savepoint, in the store's own format (see
+//! the crate documentation, "Restore").
+
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use shardflow_engine::checkpoint::{FORMAT_VERSION, MIN_FORMAT_VERSION};
+use shardflow_engine::Checkpoint;
+use shardflow_runtime::SequenceNumber;
+use shardflow_state_dynamodb::{DynamoDbCheckpointStore, RecordFailure, SpillBucket, MAX_INLINE_STATE_BYTES};
+
+use crate::error::LifecycleError;
+use crate::manifest::{
+    checksum, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
+};
+use crate::shards::{check_stage_name, delete_stage, stage_has_state};
+
+/// What the caller requires of the savepoint; `None` accepts any value. The formats are always
+/// checked against what this release reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreExpectations {
+    /// The pipeline's name.
+    pub pipeline: Option<String>,
+    /// The pipeline's version label.
+    pub pipeline_version: Option<String>,
+    /// The key-group count.
+    pub max_key_groups: Option<u16>,
+}
+
+/// What to restore where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The savepoint.
+    pub savepoint: S3Location,
+    /// The stage to seed.
+    pub stage: String,
+    /// Its state table.
+    pub table: String,
+    /// Where key groups too large for an item go (needed only if the savepoint has such groups).
+    pub spill_bucket: Option<String>,
+    /// Refusals.
+    pub expect: RestoreExpectations,
+    /// Delete the stage's existing state first instead of refusing.
+    pub force: bool,
+    /// Shards written at once (default 8).
+    pub concurrency: usize,
+}
+
+impl RestoreOptions {
+    /// Options with no expectations, no spill bucket, not forced.
+    pub fn new(savepoint: S3Location, stage: &str, table: &str) -> Self {
+        RestoreOptions {
+            savepoint,
+            stage: stage.to_owned(),
+            table: table.to_owned(),
+            spill_bucket: None,
+            expect: RestoreExpectations::default(),
+            force: false,
+            concurrency: 8,
+        }
+    }
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    /// The savepoint's manifest.
+    pub manifest: SavepointManifest,
+    /// Items deleted first (with `force`).
+    pub items_deleted: usize,
+    /// Items written (slot items and checkpoint items).
+    pub items_written: usize,
+    /// Bytes of key-group state written.
+    pub bytes_written: usize,
+    /// Key groups spilled to S3.
+    pub objects_written: usize,
+    /// Time from the start to the last shard committed.
+    pub elapsed: Duration,
+}
+
+/// One shard read back and verified.
+struct ShardState {
+    entry: ShardEntry,
+    checkpoint: Checkpoint,
+    sequence_number: Option<SequenceNumber>,
+    failure: Option<RecordFailure>,
+}
+
+/// Reads `options.savepoint` and seeds `options.stage` in `options.table` with it.
+pub async fn restore_savepoint(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    s3: &aws_sdk_s3::Client,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, LifecycleError> {
+    check_stage_name(&options.stage)?;
+    let started = Instant::now();
+    let manifest = read_manifest(s3, &options.savepoint).await?;
+    check_manifest(&options.savepoint, &manifest, &options.expect)?;
+    let shards: Vec<ShardState> = stream::iter(
+        manifest
+            .shards
+            .iter()
+            .map(|entry| read_shard(s3, &options.savepoint, &manifest, entry)),
+    )
+    .buffered(options.concurrency.max(1))
+    .try_collect()
+    .await?;
+    if options.spill_bucket.is_none() {
+        let large = shards.iter().find_map(|s| {
+            s.checkpoint
+                .operators
+                .iter()
+                .flat_map(|o| o.key_groups.iter().map(move |g| (&o.operator, g)))
+                .find(|(_, g)| g.bytes.len() > MAX_INLINE_STATE_BYTES)
+                .map(|(op, g)| (s.entry.shard.clone(), op.clone(), g.key_group, g.bytes.len()))
+        });
+        if let Some((shard, operator, group, bytes)) = large {
+            return Err(LifecycleError::Invalid(format!(
+                "key group {group} of {operator} (shard {shard}) is {bytes} bytes, over the inline limit of \
+                 {MAX_INLINE_STATE_BYTES}: give a spill bucket (--bucket)"
+            )));
+        }
+    }
+    let existing = stage_has_state(dynamodb, &options.table, &options.stage).await?;
+    let mut items_deleted = 0;
+    if existing > 0 {
+        if !options.force {
+            return Err(LifecycleError::TargetNotEmpty {
+                stage: options.stage.clone(),
+                table: options.table.clone(),
+                items: existing,
+            });
+        }
+        items_deleted = delete_stage(dynamodb, s3, &options.table, &options.stage).await?;
+        tracing::warn!(stage = %options.stage, table = %options.table, items = items_deleted, "existing state deleted (--force)");
+    }
+    let spill = options.spill_bucket.as_deref().map(|b| SpillBucket::new(s3.clone(), b));
+    let stats: Vec<shardflow_state_dynamodb::CommitStats> = stream::iter(shards.iter().map(|s| {
+        let spill = spill.clone();
+        async move {
+            let mut store =
+                DynamoDbCheckpointStore::new(dynamodb.clone(), &options.table, &options.stage, &s.entry.shard)
+                    .with_spill_bucket(spill);
+            let loaded = store.load().await?;
+            if loaded.version != 0 {
+                return Err(LifecycleError::TargetNotEmpty {
+                    stage: options.stage.clone(),
+                    table: options.table.clone(),
+                    items: 1,
+                });
+            }
+            let stats = store
+                .commit_with_failure(&s.checkpoint, s.sequence_number.as_ref(), s.failure.as_ref())
+                .await?;
+            Ok::<_, LifecycleError>(stats)
+        }
+    }))
+    .buffer_unordered(options.concurrency.max(1))
+    .try_collect()
+    .await?;
+    let report = RestoreReport {
+        items_deleted,
+        items_written: stats.iter().map(|s| s.items_written).sum(),
+        bytes_written: stats.iter().map(|s| s.bytes_written).sum(),
+        objects_written: stats.iter().map(|s| s.objects_written).sum(),
+        manifest,
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(stage = %options.stage, table = %options.table, shards = report.manifest.shards.len(),
+        items = report.items_written, "savepoint restored");
+    Ok(report)
+}
+
+async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, LifecycleError> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(LifecycleError::aws("S3", "GetObject", e)),
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| LifecycleError::aws("S3", "GetObject", e))?
+        .into_bytes()
+        .to_vec();
+    Ok(Some(bytes))
+}
+
+/// Reads and parses `manifest.json` of a savepoint.
+pub(crate) async fn read_manifest(
+    s3: &aws_sdk_s3::Client,
+    location: &S3Location,
+) -> Result<SavepointManifest, LifecycleError> {
+    let key = location.key(MANIFEST_FILE);
+    let Some(bytes) = get(s3, &location.bucket, &key).await? else {
+        return Err(LifecycleError::Refused {
+            location: location.to_string(),
+            reason: format!("no {MANIFEST_FILE}: not a savepoint, or an incomplete one"),
+        });
+    };
+    serde_json::from_slice(&bytes).map_err(|e| LifecycleError::Refused {
+        location: location.to_string(),
+        reason: format!("{MANIFEST_FILE} is not a savepoint manifest: {e}"),
+    })
+}
+
+/// Refuses a manifest of another format or another pipeline than expected.
+pub(crate) fn check_manifest(
+    location: &S3Location,
+    m: &SavepointManifest,
+    expect: &RestoreExpectations,
+) -> Result<(), LifecycleError> {
+    let refuse = |reason: String| {
+        Err(LifecycleError::Refused {
+            location: location.to_string(),
+            reason,
+        })
+    };
+    if m.format != SAVEPOINT_FORMAT {
+        return refuse(format!("format {:?}, not {SAVEPOINT_FORMAT:?}", m.format));
+    }
+    if m.format_version != SAVEPOINT_FORMAT_VERSION {
+        return refuse(format!(
+            "savepoint format version {}; this release reads version {SAVEPOINT_FORMAT_VERSION}",
+            m.format_version
+        ));
+    }
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&m.state_format_version) {
+        return refuse(format!(
+            "state format version {}; this release reads versions {MIN_FORMAT_VERSION} to {FORMAT_VERSION}",
+            m.state_format_version
+        ));
+    }
+    if let Some(p) = &expect.pipeline {
+        if &m.pipeline != p {
+            return refuse(format!("it is of pipeline {:?}, expected {p:?}", m.pipeline));
+        }
+    }
+    if let Some(v) = &expect.pipeline_version {
+        if m.pipeline_version.as_ref() != Some(v) {
+            return refuse(format!(
+                "it is of pipeline version {:?}, expected {v:?}",
+                m.pipeline_version
+            ));
+        }
+    }
+    if let Some(k) = expect.max_key_groups {
+        if m.max_key_groups != k {
+            return refuse(format!(
+                "it has {} key groups, expected {k}; the key-group count is fixed for a pipeline's life \
+                 (state cannot be redistributed)",
+                m.max_key_groups
+            ));
+        }
+    }
+    if m.shards.is_empty() {
+        return refuse("it holds no shard".into());
+    }
+    Ok(())
+}
+
+/// Reads one shard's file and verifies it against the manifest.
+async fn read_shard(
+    s3: &aws_sdk_s3::Client,
+    location: &S3Location,
+    manifest: &SavepointManifest,
+    entry: &ShardEntry,
+) -> Result<ShardState, LifecycleError> {
+    let key = location.key(&entry.file);
+    let file = format!("s3://{}/{key}", location.bucket);
+    let corrupt = |reason: String| LifecycleError::Corrupt {
+        location: file.clone(),
+        reason,
+    };
+    let bytes = get(s3, &location.bucket, &key)
+        .await?
+        .ok_or_else(|| corrupt("missing".into()))?;
+    if bytes.len() as u64 != entry.size || checksum(&bytes) != entry.xxh3 {
+        return Err(corrupt(format!(
+            "expected {} bytes with xxh3 {}, found {} bytes with xxh3 {}",
+            entry.size,
+            entry.xxh3,
+            bytes.len(),
+            checksum(&bytes)
+        )));
+    }
+    let checkpoint = Checkpoint::decode(&bytes)?;
+    if checkpoint.pipeline != manifest.pipeline || checkpoint.max_key_groups != manifest.max_key_groups {
+        return Err(corrupt(format!(
+            "state of {}/{} key groups in a savepoint of {}/{}",
+            checkpoint.pipeline, checkpoint.max_key_groups, manifest.pipeline, manifest.max_key_groups
+        )));
+    }
+    if !checkpoint.full || checkpoint.epoch != entry.epoch {
+        return Err(corrupt(format!(
+            "not the full checkpoint of epoch {} the manifest names",
+            entry.epoch
+        )));
+    }
+    let sequence_number = entry
+        .sequence_number
+        .as_deref()
+        .map(SequenceNumber::parse)
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let failure = match &entry.failure {
+        Some(f) => Some(RecordFailure {
+            sequence_number: SequenceNumber::parse(&f.sequence_number).map_err(|e| corrupt(e.to_string()))?,
+            attempts: f.attempts,
+            reason: f.reason.clone(),
+        }),
+        None => None,
+    };
+    Ok(ShardState {
+        entry: entry.clone(),
+        checkpoint,
+        sequence_number,
+        failure,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ConsistencyInfo;
+
+    fn manifest() -> SavepointManifest {
+        SavepointManifest {
+            format: SAVEPOINT_FORMAT.into(),
+            format_version: SAVEPOINT_FORMAT_VERSION,
+            state_format_version: FORMAT_VERSION,
+            created_at_ms: 0,
+            stage: "s".into(),
+            table: "t".into(),
+            pipeline: "revenue".into(),
+            pipeline_version: Some("v1".into()),
+            max_key_groups: 128,
+            consistency: ConsistencyInfo {
+                paused_function: None,
+                paused_mappings: vec![],
+                single_cut: true,
+            },
+            shards: vec![ShardEntry {
+                shard: "shardId-0".into(),
+                sequence_number: Some("1".into()),
+                version: 1,
+                epoch: 1,
+                watermark: 0,
+                key_groups: 1,
+                state_bytes: 1,
+                failure: None,
+                file: "shards/x".into(),
+                size: 1,
+                xxh3: "0".into(),
+            }],
+        }
+    }
+
+    fn refused(m: &SavepointManifest, e: &RestoreExpectations) -> String {
+        match check_manifest(&S3Location::new("b", "p"), m, e) {
+            Err(LifecycleError::Refused { reason, .. }) => reason,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn manifests_are_checked_against_the_formats_and_the_expectations() {
+        let loc = S3Location::new("b", "p");
+        let any = RestoreExpectations::default();
+        check_manifest(&loc, &manifest(), &any).unwrap();
+        let exact = RestoreExpectations {
+            pipeline: Some("revenue".into()),
+            pipeline_version: Some("v1".into()),
+            max_key_groups: Some(128),
+        };
+        check_manifest(&loc, &manifest(), &exact).unwrap();
+
+        let mut m = manifest();
+        m.format_version = SAVEPOINT_FORMAT_VERSION + 1;
+        assert!(refused(&m, &any).contains("savepoint format version 2"));
+        let mut m = manifest();
+        m.state_format_version = FORMAT_VERSION + 1;
+        assert!(refused(&m, &any).contains("state format version"));
+        let mut m = manifest();
+        m.format = "other".into();
+        assert!(refused(&m, &any).contains("format \"other\""));
+        let e = RestoreExpectations {
+            max_key_groups: Some(64),
+            ..any.clone()
+        };
+        assert!(refused(&manifest(), &e).contains("128 key groups, expected 64"));
+        let e = RestoreExpectations {
+            pipeline: Some("orders".into()),
+            ..any.clone()
+        };
+        assert!(refused(&manifest(), &e).contains("pipeline \"revenue\", expected \"orders\""));
+        let e = RestoreExpectations {
+            pipeline_version: Some("v2".into()),
+            ..any.clone()
+        };
+        assert!(refused(&manifest(), &e).contains("expected \"v2\""));
+        let mut m = manifest();
+        m.shards.clear();
+        assert!(refused(&m, &any).contains("no shard"));
+    }
+}
