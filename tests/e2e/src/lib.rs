@@ -5,6 +5,8 @@
 //! The tests need LocalStack up (`localstack/up`, `source localstack/env`) and the function zips
 //! built (`functions/package --all`); `scripts/test` does both.
 
+pub mod shop;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,361 @@
+//! The shop's input, the embedded runner's expected results, and the clients' chores shared by
+//! the end-to-end tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use shardflow_connectors::ResultMessage;
+use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig, StreamRecord};
+use shardflow_local::{IterInput, LocalRunner};
+use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Row};
+use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, RevenueRow};
+use shardflow_shop::{ShopConfig, ShopGenerator};
+
+/// Change events generated (`SHARDFLOW_E2E_EVENTS` overrides).
+pub const EVENTS: u64 = 3_000;
+/// The generator's seed.
+pub const SEED: u64 = 7;
+/// The shop's order rate in event time (`SHARDFLOW_E2E_ORDERS_PER_SEC` overrides): slow enough
+/// that a short input spans several minutes, so orders complete and windows close within it.
+pub const ORDERS_PER_SEC: f64 = 1.0;
+/// The functions of the template.
+pub const FUNCTIONS: [&str; 4] = ["receipts", "revenue", "order-enrich", "archive"];
+/// How long outputs may take to appear.
+pub const DEADLINE: Duration = Duration::from_secs(240);
+/// The bytes of the malformed record (not a Protobuf `ChangeEvent`: field 1 with wire type 7).
+pub const MALFORMED: &[u8] = b"\x0f\xff\xffnot a change event";
+
+/// A line of the embedded runner's result files.
+#[derive(Debug, Deserialize)]
+pub struct ResultLine<T> {
+    /// The result's id.
+    pub id: String,
+    /// The result.
+    pub value: T,
+}
+
+/// What the embedded runner computed.
+pub struct Expected {
+    /// The receipts.
+    pub receipts: Vec<ResultLine<Receipt>>,
+    /// The final revenue per (product, currency, window start): (cents, orders).
+    pub revenue: BTreeMap<(i64, String, i64), (i64, u64)>,
+    /// The enriched orders.
+    pub enriched: Vec<ResultLine<EnrichedOrder>>,
+    /// Late records per pipeline.
+    pub late: HashMap<String, u64>,
+}
+
+/// The generated shop changes (one shard, in arrival order).
+pub fn generate() -> Vec<ChangeEvent> {
+    let events = std::env::var("SHARDFLOW_E2E_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(EVENTS);
+    let mut config = ShopConfig::new(SEED, events, 1);
+    config.orders_per_sec = std::env::var("SHARDFLOW_E2E_ORDERS_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ORDERS_PER_SEC);
+    let mut generator = ShopGenerator::new(config);
+    std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
+}
+
+/// A change far later in event time than the input, which moves every stage's watermark past
+/// every window of the input (a Lambda stage's windows close on data, not on the end of input).
+/// It is an update of a customer no order refers to, so it adds no result of its own.
+pub fn watermark_mover(events: &[ChangeEvent]) -> ChangeEvent {
+    let last = events.iter().map(ChangeEvent::event_time).max().unwrap_or(0);
+    let ts = last + 3 * 60 * 60_000;
+    let customer = Customer {
+        customer_id: 999_999_999,
+        name: "watermark".into(),
+        email: "watermark@example.com".into(),
+        country: "NL".into(),
+        created_at_ms: ts,
+        updated_at_ms: ts,
+        ..Default::default()
+    };
+    let row = Row::from(Entity::Customer(customer));
+    let mut source = events.last().and_then(|e| e.source.clone()).unwrap_or_default();
+    source.table = "customers".into();
+    source.ts_ms = ts;
+    ChangeEvent {
+        op: Op::Update as i32,
+        before: Some(row.clone()),
+        after: Some(row),
+        source: Some(source),
+        ts_ms: ts,
+    }
+}
+
+/// The lines of an embedded runner's result file.
+pub fn read_lines<T: DeserializeOwned>(path: &std::path::Path) -> Vec<ResultLine<T>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// The three pipelines over the input as one shard, in the embedded runner.
+pub fn embedded(events: &[ChangeEvent]) -> Expected {
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let mut input = IterInput::from_vecs(vec![events.to_vec()]);
+    let summary = LocalRunner::new(out.path())
+        .fsync(false)
+        .job(receipts())
+        .job(revenue())
+        .job(order_enrich())
+        .run(&mut input)
+        .expect("the embedded run");
+    let late = summary
+        .pipelines
+        .iter()
+        .map(|p| (p.pipeline.clone(), p.late_records))
+        .collect();
+    let mut revenue = BTreeMap::new();
+    for line in read_lines::<RevenueRow>(&out.path().join("revenue.jsonl")) {
+        let r = line.value;
+        // accumulating panes: the last pane of a window holds its totals
+        revenue.insert(
+            (r.product_id, r.currency, r.window_start_ms),
+            (r.revenue_cents, r.order_count),
+        );
+    }
+    Expected {
+        receipts: read_lines(&out.path().join("receipts.jsonl")),
+        revenue,
+        enriched: read_lines(&out.path().join("enriched_orders.jsonl")),
+        late,
+    }
+}
+
+/// Puts `records` (partition key, data) into `stream` and waits for their acknowledgement.
+pub async fn put_records(stream: &str, records: Vec<(String, Vec<u8>)>) {
+    let producer = KinesisProducer::new(
+        KinesisTransport::new(shardflow_testkit::kinesis(), stream),
+        ProducerConfig::default(),
+    );
+    for (key, data) in records {
+        producer.send(StreamRecord::new(key, data)).await.expect("put a record");
+    }
+    producer.flush().await.expect("flush the producer");
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, started: Instant, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(state) if started.elapsed() > DEADLINE => {
+                panic!("{what} did not happen within {DEADLINE:?}; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// Every message in `queue` so far (received and deleted), appended to `into`.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str, into: &mut Vec<String>) {
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive messages");
+        if out.messages().is_empty() {
+            return;
+        }
+        for m in out.messages() {
+            into.push(m.body().unwrap_or_default().to_owned());
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete a message");
+            }
+        }
+    }
+}
+
+/// Drains `queue` until it gave at least `want` messages, or panics after the deadline.
+pub async fn drain_until(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    want: usize,
+    what: &str,
+    started: Instant,
+) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        drain_queue(sqs, queue, &mut bodies).await;
+        if bodies.len() >= want {
+            return bodies;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: {} of {want} messages within {DEADLINE:?}",
+            bodies.len()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A queue subscribed to `topic` with raw message delivery.
+pub async fn subscribe_queue(topic: &str) -> String {
+    let sqs = shardflow_testkit::sqs();
+    let name = shardflow_testkit::unique_name("receipts");
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("create the receipts queue")
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{name}");
+    shardflow_testkit::sns()
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe the queue to the topic");
+    url
+}
+
+/// The revenue table's rows: (product, currency, window start) -> (cents, orders); empty while the table does not exist.
+pub async fn revenue_rows(table: &str) -> BTreeMap<(i64, String, i64), (i64, u64)> {
+    let client = shardflow_testkit::postgres().await;
+    let sql = format!("SELECT product_id, currency, window_start_ms, revenue_cents, order_count FROM {table}");
+    match client.query(&sql, &[]).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| {
+                let count: i64 = r.get(4);
+                (
+                    (r.get(0), r.get(1), r.get(2)),
+                    (r.get(3), u64::try_from(count).unwrap_or_default()),
+                )
+            })
+            .collect(),
+        // the stage creates the table on its first start
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// The result messages stored under `prefix` of `bucket`.
+pub async fn s3_results<T: DeserializeOwned>(bucket: &str, prefix: &str) -> Vec<ResultMessage<T>> {
+    let s3 = shardflow_testkit::s3();
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list the output bucket");
+    let mut out = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap_or_default();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get an output object")
+            .body
+            .collect()
+            .await
+            .expect("read an output object")
+            .into_bytes();
+        out.push(serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{key}: {e}")));
+    }
+    out
+}
+
+/// A Kinesis event of the stored records `records` of `stream_arn`, as Lambda delivers them.
+pub fn kinesis_event(stream_arn: &str, shard: &str, records: &[aws_sdk_kinesis::types::Record]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let arrival = r.approximate_arrival_timestamp().map_or(0.0, |t| t.as_secs_f64());
+            serde_json::json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key(),
+                    "sequenceNumber": r.sequence_number(),
+                    "data": base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
+                    "approximateArrivalTimestamp": arrival,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard}:{}", r.sequence_number()),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::000000000000:role/e2e",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": stream_arn,
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+/// The first `n` stored records of the stream's only shard.
+pub async fn first_records(stream: &str, n: i32) -> (String, Vec<aws_sdk_kinesis::types::Record>) {
+    let kinesis = shardflow_testkit::kinesis();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
+    let shard = shards.shards()[0].shard_id().to_owned();
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(&shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("shard iterator")
+        .shard_iterator()
+        .unwrap_or_default()
+        .to_owned();
+    let page = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .limit(n)
+        .send()
+        .await
+        .expect("get records");
+    (shard, page.records().to_vec())
+}
+
+/// The records sorted (to compare multisets).
+pub fn sorted(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v = records.to_vec();
+    v.sort();
+    v
+}
+
+/// Results keyed by id.
+pub fn by_id<T: Clone>(lines: impl IntoIterator<Item = (String, T)>) -> BTreeMap<String, T> {
+    lines.into_iter().collect()
+}
