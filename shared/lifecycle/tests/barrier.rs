@@ -92,18 +92,6 @@ fn crc32_is_the_zip_checksum() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }
 
-fn lambda() -> aws_sdk_lambda::Client {
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(shardflow_testkit::endpoint("LAMBDA"))
-        .build();
-    aws_sdk_lambda::Client::from_conf(config)
-}
-
 /// A function (never invoked: its stream stays empty) with an enabled Kinesis mapping.
 async fn function_with_mapping(lambda: &aws_sdk_lambda::Client) -> (String, String, String) {
     let (kinesis, stream) = shardflow_testkit::kinesis_stream("barrier", 1).await;
@@ -164,7 +152,7 @@ async fn clean_up(lambda: &aws_sdk_lambda::Client, function: &str, uuid: &str, s
 
 #[tokio::test]
 async fn a_paused_savepoint_waits_for_commits_in_flight_and_enables_the_mapping_again() {
-    let lambda = lambda();
+    let lambda = shardflow_testkit::lambda();
     let (function, uuid, stream) = function_with_mapping(&lambda).await;
     let barrier = EventSourceBarrier::new(lambda.clone(), &function);
     let blue = Arc::new(stage("barrier", None).await);

@@ -64,6 +64,11 @@ pub struct ValidateArgs {
     /// The colour whose shadow table is compared (`{table}_shadow_{colour}`).
     #[arg(long)]
     pub colour: Colour,
+    /// Only windows that start at or after this time: a colour restored from a savepoint never
+    /// emits the windows closed before it (take a window boundary after the savepoint's
+    /// watermark).
+    #[arg(long, default_value_t = i64::MIN, allow_negative_numbers = true)]
+    pub from_ms: i64,
     /// Only windows that end at or before this time, which both colours have closed (see the
     /// watermarks in `shardflow status`).
     #[arg(long)]
@@ -140,13 +145,19 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
 
 type Windows = BTreeMap<(i64, String, i64), (i64, i64)>;
 
-async fn windows(client: &tokio_postgres::Client, table: &str, closed_before: i64) -> anyhow::Result<Windows> {
+async fn windows(
+    client: &tokio_postgres::Client,
+    table: &str,
+    from: i64,
+    closed_before: i64,
+) -> anyhow::Result<Windows> {
     let sql = format!(
-        "SELECT product_id, currency, window_start_ms, revenue_cents, order_count FROM {} WHERE window_end_ms <= $1",
+        "SELECT product_id, currency, window_start_ms, revenue_cents, order_count FROM {} \
+         WHERE window_start_ms >= $1 AND window_end_ms <= $2",
         crate::revenue::quote_table(table)
     );
     let rows = client
-        .query(&sql, &[&closed_before])
+        .query(&sql, &[&from, &closed_before])
         .await
         .with_context(|| format!("reading {table}"))?;
     Ok(rows
@@ -163,8 +174,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
             .await
             .context("connecting to Postgres")?;
         tokio::spawn(connection);
-        let live = windows(&client, &args.table, args.closed_before_ms).await?;
-        let shadow_rows = windows(&client, &shadow, args.closed_before_ms).await?;
+        let live = windows(&client, &args.table, args.from_ms, args.closed_before_ms).await?;
+        let shadow_rows = windows(&client, &shadow, args.from_ms, args.closed_before_ms).await?;
         anyhow::Ok(compare(&live, &shadow_rows))
     })?;
     for d in &differences {
@@ -172,8 +183,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     }
     if differences.is_empty() {
         println!(
-            "{shadow} matches {} for every window closed by {}",
-            args.table, args.closed_before_ms
+            "{shadow} matches {} for every window from {} closed by {}",
+            args.table, args.from_ms, args.closed_before_ms
         );
         Ok(())
     } else {

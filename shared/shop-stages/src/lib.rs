@@ -58,7 +58,8 @@ pub use order_enrich::{
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use revenue::{
-    revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
+    revenue, revenue_table_sql, shadow_table, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV,
+    REVENUE_TABLE_SQL,
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.

@@ -65,6 +65,17 @@ pub fn sqs() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
+/// A Lambda client of the emulator, with static test credentials.
+pub fn lambda() -> aws_sdk_lambda::Client {
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint("LAMBDA"))
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
+}
+
 /// A Kinesis client of the emulator, with static test credentials.
 pub fn kinesis() -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()

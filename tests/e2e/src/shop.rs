@@ -55,6 +55,11 @@ pub fn generate() -> Vec<ChangeEvent> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(EVENTS);
+    generate_events(events)
+}
+
+/// `events` generated shop changes (one shard, in arrival order).
+pub fn generate_events(events: u64) -> Vec<ChangeEvent> {
     let mut config = ShopConfig::new(SEED, events, 1);
     config.orders_per_sec = std::env::var("SHARDFLOW_E2E_ORDERS_PER_SEC")
         .ok()

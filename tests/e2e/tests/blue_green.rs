@@ -1,0 +1,247 @@
+//! Blue/green on LocalStack with the real stage binaries: blue runs; its `revenue` and `receipts`
+//! stages are savepointed (mappings paused, then resumed); green is deployed beside it without
+//! consuming, restored from the savepoints, and enabled; it catches up and `validate` finds no
+//! difference between green's shadow revenue and the live revenue; the live output is switched to
+//! green, more data flows, it is rolled back to blue, the rest flows. The live outputs hold every
+//! result exactly once: the revenue table equals the embedded runner's results on the same
+//! stream, and the live topic carries each receipt once.
+//!
+//! Ignored for now (see the attribute): the protocol itself is proven in-process by
+//! `shared/connectors/tests/blue_green.rs`; this deployed scenario does not pass yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use shardflow_connectors::{Colour, ColourControl, ResultMessage};
+use shardflow_e2e::shop::*;
+use shardflow_e2e::{delete_stack, deploy, require_function_zips};
+use shardflow_gen::shop::{encode, ShopFormat};
+use shardflow_lifecycle::{
+    create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location, SavepointOptions,
+};
+use shardflow_schemas::ChangeEvent;
+use shardflow_shop::pipelines::Receipt;
+
+/// The first minute boundary after every event time of `events`: beyond every result position
+/// (window start, windows of one minute) either colour has emitted having seen them.
+fn cut_after(events: &[ChangeEvent]) -> i64 {
+    let max = events.iter().map(ChangeEvent::event_time).max().unwrap_or(0);
+    (max / 60_000 + 1) * 60_000
+}
+
+fn encoded(events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| encode(e, ShopFormat::Protobuf).expect("encode"))
+        .collect()
+}
+
+async fn savepoint_and_restore(blue: &Outputs, green: &Outputs, stage: &str, function: &str) {
+    let dynamodb = shardflow_testkit::dynamodb();
+    let s3 = shardflow_testkit::s3();
+    let location = S3Location::new(&blue.get("StateBucketName"), &format!("savepoints/{stage}"));
+    let mut options = SavepointOptions::new(stage, &blue.get("StateTableName"), location.clone());
+    options.barrier = Some(EventSourceBarrier::new(shardflow_testkit::lambda(), function));
+    options.quiet_period = Duration::from_secs(3);
+    let saved = create_savepoint(&dynamodb, &s3, &options).await.expect("savepoint");
+    assert!(
+        !saved.manifest.shards.is_empty(),
+        "the savepoint of {stage} holds its shard"
+    );
+    let mut restore = RestoreOptions::new(location, stage, &green.get("StateTableName"));
+    restore.spill_bucket = Some(green.get("StateBucketName"));
+    restore.expect.pipeline = Some(stage.replace('-', "_"));
+    restore_savepoint(&dynamodb, &s3, &restore).await.expect("restore");
+}
+
+struct Outputs(std::collections::HashMap<String, String>);
+
+impl Outputs {
+    fn get(&self, k: &str) -> String {
+        self.0.get(k).cloned().unwrap_or_else(|| panic!("stack output {k}"))
+    }
+}
+
+async fn live_revenue_eventually(table: &str, want: &BTreeMap<(i64, String, i64), (i64, u64)>, started: Instant) {
+    loop {
+        let rows = revenue_rows(table).await;
+        if &rows == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the live revenue did not become the expected one ({} of {} windows)",
+            rows.len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "work in progress: on LocalStack green's re-enabled revenue mapping stalls after its first batches, \
+            so the catch-up check times out; run it on purpose while investigating"]
+async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
+    require_function_zips(&FUNCTIONS);
+    let events = generate();
+    let parts = [
+        &events[..1200],
+        &events[1200..2000],
+        &events[2000..2600],
+        &events[2600..],
+    ];
+    let name = shardflow_testkit::unique_name("bg");
+    let table = name.replace('-', "_");
+    let db = shardflow_testkit::postgres_url();
+
+    let control_stack = format!("{name}-control");
+    let control_table = deploy(&control_stack, "infra/control.yaml", &[])["ControlTableName"].clone();
+    let common = |colour: &'static str| {
+        vec![
+            ("Architecture", "x86_64".to_owned()),
+            ("DatabaseUrl", db.clone()),
+            ("RevenueTable", table.clone()),
+            ("ControlTable", control_table.clone()),
+            ("Colour", colour.to_owned()),
+        ]
+    };
+    let as_refs = |v: &[(&'static str, String)]| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let blue_stack = format!("{name}-blue");
+    let blue_params = as_refs(&common("blue"));
+    let blue_params: Vec<(&str, &str)> = blue_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let blue = Outputs(deploy(&blue_stack, "infra/template.yaml", &blue_params));
+    let receipts_queue = subscribe_queue(&blue.get("ReceiptsTopicArn")).await;
+    let stream = blue.get("ChangesStreamName");
+
+    // blue consumes the first part; its stages are savepointed while it runs
+    put_records(&stream, encoded(parts[0])).await;
+    let green_stack = format!("{name}-green");
+    let mut green_params = as_refs(&common("green"));
+    green_params.push(("PrimaryStack", blue_stack.clone()));
+    green_params.push(("EventSourceMappingsEnabled", "false".to_owned()));
+    let green_params: Vec<(&str, &str)> = green_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let green = Outputs(deploy(&green_stack, "infra/template.yaml", &green_params));
+    savepoint_and_restore(&blue, &green, "revenue", &blue.get("RevenueFunctionName")).await;
+    savepoint_and_restore(&blue, &green, "receipts", &blue.get("ReceiptsFunctionName")).await;
+    for function in [
+        "RevenueFunctionName",
+        "ReceiptsFunctionName",
+        "OrderEnrichFunctionName",
+        "ArchiveFunctionName",
+    ] {
+        let barrier = EventSourceBarrier::new(shardflow_testkit::lambda(), &green.get(function));
+        let mappings: Vec<MappingState> = barrier
+            .kinesis_mappings()
+            .await
+            .expect("green's mappings")
+            .into_iter()
+            .map(|m| MappingState { was_enabled: true, ..m })
+            .collect();
+        barrier.resume(&mappings).await.expect("enable green's mapping");
+    }
+
+    // green catches up on the second part; its shadow revenue equals the live one
+    put_records(&stream, encoded(parts[1])).await;
+    let started = Instant::now();
+    let seen: Vec<ChangeEvent> = [parts[0], parts[1]].concat();
+    let closed_before = seen.iter().map(ChangeEvent::event_time).max().unwrap_or(0) - 5_000;
+    // windows blue closed before the savepoint are in the live table only: compare the later ones
+    let from = cut_after(parts[0]);
+    let shadow = shardflow_shop_stages::shadow_table(&table, Colour::Green);
+    loop {
+        let (live, green_rows) = (revenue_rows(&table).await, revenue_rows(&shadow).await);
+        let closed = |rows: &BTreeMap<(i64, String, i64), (i64, u64)>| -> BTreeMap<_, _> {
+            rows.iter()
+                .filter(|((_, _, start), _)| *start >= from && start + 60_000 <= closed_before)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        if !closed(&live).is_empty() && closed(&live) == closed(&green_rows) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "green did not catch up with blue");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let validate = shardflow_shop_stages::bluegreen::ValidateArgs {
+        database_url: db.clone(),
+        table: table.clone(),
+        colour: Colour::Green,
+        from_ms: from,
+        closed_before_ms: closed_before,
+    };
+    tokio::task::spawn_blocking(move || shardflow_shop_stages::bluegreen::validate(validate))
+        .await
+        .expect("validate ran")
+        .expect("validate finds no difference");
+
+    // switch to green, keep writing, roll back to blue, write the rest
+    let control = ColourControl::new(shardflow_testkit::dynamodb(), &control_table, "shop");
+    let current = control.load().await.expect("cutover");
+    control
+        .switch(&current, Colour::Green, cut_after(&seen))
+        .await
+        .expect("switch");
+    put_records(&stream, encoded(parts[2])).await;
+    let seen: Vec<ChangeEvent> = [parts[0], parts[1], parts[2]].concat();
+    let current = control.load().await.expect("cutover");
+    let back = control
+        .switch(&current, Colour::Blue, cut_after(&seen))
+        .await
+        .expect("rollback");
+    assert_eq!(back.segments.len(), 3);
+    let mut rest = encoded(parts[3]);
+    rest.push(encode(&watermark_mover(&events), ShopFormat::Protobuf).expect("encode"));
+    put_records(&stream, rest).await;
+
+    // what one run computes on the stream as stored
+    let stored: Vec<ChangeEvent> =
+        shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &stream, events.len() + 1, DEADLINE)
+            .await
+            .iter()
+            .map(|r| ChangeEvent::decode(r.data.as_slice()).expect("a change"))
+            .collect();
+    let expected = embedded(&stored);
+    let started = Instant::now();
+    live_revenue_eventually(&table, &expected.revenue, started).await;
+    let sqs = shardflow_testkit::sqs();
+    let bodies = drain_until(
+        &sqs,
+        &receipts_queue,
+        expected.receipts.len(),
+        "every live receipt",
+        started,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut late = Vec::new();
+    drain_queue(&sqs, &receipts_queue, &mut late).await;
+    let receipts: Vec<ResultMessage<Receipt>> = bodies
+        .iter()
+        .chain(&late)
+        .map(|b| serde_json::from_str(b).expect("a receipt"))
+        .collect();
+    let ids: BTreeSet<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        receipts.len(),
+        "no receipt is published live twice across the colours"
+    );
+    assert_eq!(
+        by_id(receipts.iter().map(|r| (r.id.clone(), r.value.clone()))),
+        by_id(expected.receipts.iter().map(|l| (l.id.clone(), l.value.clone()))),
+        "the live receipts are one run's"
+    );
+
+    for stack in [green_stack, blue_stack, control_stack] {
+        delete_stack(&stack);
+    }
+    let client = shardflow_testkit::postgres().await;
+    for t in [
+        table.clone(),
+        shadow,
+        shardflow_shop_stages::shadow_table(&table, Colour::Blue),
+    ] {
+        let _ = client.batch_execute(&format!("DROP TABLE IF EXISTS {t}")).await;
+    }
+}
