@@ -77,15 +77,21 @@ pub struct CommitStats {
 pub enum CommitStep {
     /// Before anything is written.
     BeforeWrite,
-    /// After the `n`-th transaction of key-group slots, before the next one (multi-transaction
-    /// commits only).
+    /// After the `n`-th transaction of key-group slots (counted from 1), before the next one
+    /// (or, after the last, before [`CommitStep::BeforeFlip`]; multi-transaction commits only).
     AfterSlotTransaction(usize),
+    /// After the `n`-th spilled key group of the commit is in S3 (counted from 1), before the next
+    /// one (commits that spill more than one group only).
+    AfterSpillObject(usize),
     /// After the spilled key groups are in S3, before any item is written (commits that spill only).
     AfterSpill,
     /// After every slot is written, before the checkpoint flip (multi-transaction commits only).
     BeforeFlip,
     /// After the flip, before superseded objects and removed groups' items are deleted.
     AfterFlip,
+    /// After the flip, after the `n`-th delete of the clean-up (objects first, then slot items;
+    /// counted from 1), before the next one.
+    AfterCleanUpDelete(usize),
 }
 
 /// Seconds since the Unix epoch (the clock of the TTL attribute; replaceable in tests).
@@ -509,8 +515,11 @@ impl DynamoDbCheckpointStore {
         self.plan_refresh(&manifest, &mut writes, &mut stats);
         // Spill first: the objects exist before any item points to them.
         self.crash_at(CommitStep::BeforeWrite)?;
-        let spills = writes.iter().any(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES);
+        let spills = writes.iter().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES).count();
         for w in writes.iter_mut().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES) {
+            if stats.objects_written > 0 {
+                self.crash_at(CommitStep::AfterSpillObject(stats.objects_written))?;
+            }
             let Some(bucket) = &self.spill else {
                 return Err(StoreError::SpillNotConfigured {
                     operator: w.operator.clone(),
@@ -523,7 +532,7 @@ impl DynamoDbCheckpointStore {
             w.pointer = Some(bucket.put(&key, &w.bytes).await?);
             stats.objects_written += 1;
         }
-        if spills {
+        if spills > 0 {
             self.crash_at(CommitStep::AfterSpill)?;
         }
         let mut puts: Vec<SlotPut> = Vec::with_capacity(writes.len());
@@ -588,19 +597,23 @@ impl DynamoDbCheckpointStore {
             puts.push(flip);
             self.transact(puts, new_version, &mut stats).await?;
         } else {
-            let mut chunk = Vec::new();
+            let mut chunks: Vec<Vec<SlotPut>> = Vec::new();
             let mut chunk_bytes = 0;
             for put in puts {
-                if chunk.len() == MAX_TRANSACTION_ITEMS || chunk_bytes + put.bytes > MAX_TRANSACTION_BYTES {
-                    self.transact(std::mem::take(&mut chunk), new_version, &mut stats)
-                        .await?;
-                    chunk_bytes = 0;
+                match chunks.last_mut() {
+                    Some(chunk) if chunk.len() < max_items && chunk_bytes + put.bytes <= MAX_TRANSACTION_BYTES => {
+                        chunk_bytes += put.bytes;
+                        chunk.push(put);
+                    }
+                    _ => {
+                        chunk_bytes = put.bytes;
+                        chunks.push(vec![put]);
+                    }
                 }
-                chunk_bytes += put.bytes;
-                chunk.push(put);
             }
-            if !chunk.is_empty() {
+            for (i, chunk) in chunks.into_iter().enumerate() {
                 self.transact(chunk, new_version, &mut stats).await?;
+                self.crash_at(CommitStep::AfterSlotTransaction(i + 1))?;
             }
             self.crash_at(CommitStep::BeforeFlip)?;
             self.transact(vec![flip], new_version, &mut stats).await?;
@@ -615,7 +628,8 @@ impl DynamoDbCheckpointStore {
         self.crash_at(CommitStep::AfterFlip)?;
         let mut stale_slots = superseded_slots;
         stale_slots.extend(removed.iter().map(|(op, g)| (op.clone(), g.key_group, g.slot)));
-        self.clean_up(new_version, &superseded, &stale_slots, &mut stats).await;
+        self.clean_up(new_version, &superseded, &stale_slots, &mut stats)
+            .await?;
         Ok(stats)
     }
 
@@ -745,20 +759,30 @@ impl DynamoDbCheckpointStore {
 
     /// After the flip: deletes the objects of superseded and removed groups and the slot items
     /// they lived in. Best effort — what a crash leaves behind (including the items of attempts
-    /// that never flipped) expires (TTL on items, the bucket's lifecycle rule on objects).
+    /// that never flipped) expires (TTL on items, the bucket's lifecycle rule on objects). Fails
+    /// only with an injected crash.
     async fn clean_up(
         &self,
         flipped: u64,
         superseded: &[String],
         stale_slots: &[(String, u16, u64)],
         stats: &mut CommitStats,
-    ) {
+    ) -> Result<(), StoreError> {
+        let mut deletes = 0;
         if let Some(bucket) = &self.spill {
             for key in superseded {
+                if deletes > 0 {
+                    self.crash_at(CommitStep::AfterCleanUpDelete(deletes))?;
+                }
                 bucket.delete(key).await;
+                deletes += 1;
             }
         }
         for (operator, group, slot) in stale_slots {
+            if deletes > 0 {
+                self.crash_at(CommitStep::AfterCleanUpDelete(deletes))?;
+            }
+            deletes += 1;
             {
                 let result = self
                     .client
@@ -781,6 +805,7 @@ impl DynamoDbCheckpointStore {
                 }
             }
         }
+        Ok(())
     }
 
     /// Writes `puts` in one transaction whose request token is derived from its content, so that
