@@ -239,6 +239,55 @@ async fn transactions_hold_at_most_the_configured_items_and_a_crash_between_them
 }
 
 #[tokio::test]
+async fn superseded_slot_items_are_deleted_in_batches_after_the_flip() {
+    let (client, table) = client_and_table("batchdelete").await;
+    let p = pipeline(128);
+    let shard = "shardId-000000000006";
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    store.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    for i in 0..400u64 {
+        engine.process(part, i, 0, (i, 10));
+    }
+    let first = store.commit(&engine.snapshot().unwrap(), &seq(1)).await.unwrap();
+    let groups = first.items_written - 1;
+    assert!(groups > 50, "the test needs more than two batches of deletes: {groups}");
+    assert_eq!(first.items_deleted, 0);
+    // Every group changes again: each new slot item supersedes one, which is deleted.
+    for i in 0..400u64 {
+        engine.process(part, 400 + i, 0, (i, 20));
+    }
+    let second = store.commit(&engine.snapshot().unwrap(), &seq(2)).await.unwrap();
+    assert_eq!(
+        (second.items_written, second.items_deleted),
+        (groups + 1, groups),
+        "{second:?}"
+    );
+    let items = client
+        .scan()
+        .table_name(&table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    let slots = items
+        .iter()
+        .filter(|i| matches!(i.get("sk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) if sk.contains("#slot")))
+        .count();
+    assert_eq!(slots, groups, "one slot item per live key group is left");
+    let loaded = DynamoDbCheckpointStore::new(client, &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(restored.drain_output().len(), 400);
+}
+
+#[tokio::test]
 async fn a_checkpoint_of_another_pipeline_is_refused() {
     let (client, table) = client_and_table("mismatch").await;
     let mut store = DynamoDbCheckpointStore::new(client, &table, "counts", "shardId-000000000004");
