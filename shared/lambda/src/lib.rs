@@ -14,7 +14,11 @@
 //!    idempotent by id, so a crash after this step and a redelivery repeat nothing visible.
 //! 4. Commit the engine's changed state and the new position in one conditional commit; a
 //!    stale or concurrent invocation loses the condition and fails, so Lambda redelivers.
-//! 5. Answer with the partial batch response and print one EMF metrics line.
+//! 5. Answer with the partial batch response and print one EMF metrics line (also for a batch
+//!    skipped whole as already committed): records in, records skipped as redelivered, values
+//!    the pipeline's `deduplicate` steps dropped as repeats of an upstream result, late and
+//!    dead-lettered records, results out, watermark lag, state bytes and items written, commit
+//!    duration.
 //!
 //! If user code panics on a record, the records before it are committed, the record is reported
 //! as the batch item failure (Lambda retries from it; bisect-compatible), and its attempts are
@@ -73,4 +77,4 @@ pub use env::{
 };
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use sink::{BothSinks, DeadLetterSink, MapSink, MemoryDeadLetters, MemorySink, ResultSink, SinkError};
-pub use stage::{run, CrashPoint, Stage, StageCrashHook, StageError};
+pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

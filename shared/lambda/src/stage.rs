@@ -75,6 +75,9 @@ pub enum CrashPoint {
 /// Decides whether to die at a crash point (test hook).
 pub type StageCrashHook = Arc<dyn Fn(CrashPoint) -> bool + Send + Sync>;
 
+/// Where the EMF metrics line of each batch goes (see [`Stage::with_metrics_writer`]).
+pub type MetricsWriter = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A pipeline run as a Lambda stage. See the crate documentation for the protocol.
 pub struct Stage<In, Out, D, S, L> {
     name: String,
@@ -90,6 +93,7 @@ pub struct Stage<In, Out, D, S, L> {
     config: StageConfig,
     lineage: Arc<dyn ShardLineage>,
     spill: Option<SpillBucket>,
+    metrics_writer: Option<MetricsWriter>,
 }
 
 /// Where a shard's engine starts from.
@@ -143,6 +147,7 @@ where
             max_attempts: 3,
             max_transaction_items: MAX_TRANSACTION_ITEMS,
             crash_hook: None,
+            metrics_writer: None,
         })
     }
 
@@ -170,6 +175,13 @@ where
     /// [`StageError::InjectedCrash`].
     pub fn with_crash_hook(mut self, hook: StageCrashHook) -> Self {
         self.crash_hook = Some(hook);
+        self
+    }
+
+    /// Sends each batch's EMF metrics line to `writer` instead of stdout (where a deployed
+    /// function prints it for CloudWatch Logs to extract).
+    pub fn with_metrics_writer(mut self, writer: MetricsWriter) -> Self {
+        self.metrics_writer = Some(writer);
         self
     }
 
@@ -361,6 +373,7 @@ where
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
+            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0);
             return Ok(batch_response(None));
         }
         self.emit(&outcome).await?;
@@ -432,6 +445,7 @@ where
         let metrics = BatchMetrics {
             records_in: outcome.records_in as u64,
             duplicates_skipped: outcome.skipped_duplicates as u64,
+            duplicates_dropped: outcome.duplicates_dropped as u64,
             late_records: outcome.late as u64,
             dead_letter_records: outcome.dead_letters.len() as u64,
             results_out: outcome.outputs.len() as u64,
@@ -444,7 +458,11 @@ where
             state_items_written: stats.items_written as u64,
             commit_ms,
         };
-        println!("{}", metrics.to_emf_line(&self.name, &batch.shard_id, now));
+        let line = metrics.to_emf_line(&self.name, &batch.shard_id, now);
+        match &self.metrics_writer {
+            Some(write) => write(&line),
+            None => println!("{line}"),
+        }
     }
 }
 

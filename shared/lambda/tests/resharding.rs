@@ -1,5 +1,7 @@
-//! A stage across a Kinesis split, against the Kinesis and DynamoDB of LocalStack: the children
-//! take over their keys of the parent's state, and the results equal one engine over the input.
+//! A stage across Kinesis splits and merges, against the Kinesis and DynamoDB of LocalStack: the
+//! children take over their keys of the parents' state, the results equal one engine over the
+//! input, and no shard's watermark ever goes back — also when a parent's batches are still being
+//! redelivered around the split.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at LocalStack (`source localstack/env`).
 
@@ -9,11 +11,13 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
+use shardflow_engine::{Engine, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
 use shardflow_lambda::{
-    hash_key, KinesisLineage, MemoryDeadLetters, MemorySink, PartitionKeying, Stage, StageConfig, StageError,
+    hash_key, CrashPoint, KinesisLineage, MemoryDeadLetters, MemorySink, PartitionKeying, Stage, StageConfig,
+    StageError,
 };
 use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 struct Purchase {
@@ -160,6 +164,74 @@ fn key_on_side(prefix: &str, upper: bool, split: u128) -> String {
         .unwrap_or_default()
 }
 
+/// A new stream of `shards` shards, active.
+async fn create_stream(kinesis: &aws_sdk_kinesis::Client, prefix: &str, shards: i32) -> String {
+    let stream = shardflow_testkit::unique_name(prefix);
+    kinesis
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(kinesis, &stream).await;
+    stream
+}
+
+/// Every shard of `stream`: id, parents, and the first hash key it owns.
+async fn shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Vec<String>, u128)> {
+    let out = kinesis.list_shards().stream_name(stream).send().await.unwrap();
+    out.shards()
+        .iter()
+        .map(|s| {
+            let parents = s
+                .parent_shard_id()
+                .into_iter()
+                .chain(s.adjacent_parent_shard_id())
+                .map(str::to_owned)
+                .collect();
+            let start = s.hash_key_range().unwrap().starting_hash_key().parse().unwrap();
+            (s.shard_id().to_owned(), parents, start)
+        })
+        .collect()
+}
+
+/// The committed version and watermark of `shard` (`None` before its first commit).
+async fn committed(stage: &TestStage, shard: &str) -> Option<(u64, i64)> {
+    let mut store = DynamoDbCheckpointStore::new(stage.client().clone(), stage.table(), "revenue", shard);
+    let loaded = store.load().await.unwrap();
+    let image = loaded.image?;
+    let engine: Engine<Purchase, Row> = Engine::restore(&revenue(), &image).unwrap();
+    Some((loaded.version, engine.watermark()))
+}
+
+/// The records `range` of `batch`, as a batch of their own.
+fn part(batch: &ShardBatch, range: std::ops::Range<usize>) -> ShardBatch {
+    ShardBatch {
+        stream: batch.stream.clone(),
+        shard_id: batch.shard_id.clone(),
+        records: batch.records[range].to_vec(),
+    }
+}
+
+/// Handles `batch` in batches of `size` records, checking after each that the shard's committed
+/// watermark is at least `floor` and never goes back.
+async fn handle_in_parts(stage: &TestStage, batch: &ShardBatch, size: usize, floor: i64) {
+    let mut last = floor;
+    for start in (0..batch.records.len()).step_by(size) {
+        let end = (start + size).min(batch.records.len());
+        let r = stage.handle(part(batch, start..end)).await.unwrap();
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let (_, watermark) = committed(stage, &batch.shard_id).await.unwrap();
+        assert!(
+            watermark >= last,
+            "{}: watermark went back from {last} to {watermark}",
+            batch.shard_id
+        );
+        last = watermark;
+    }
+}
+
 const CUSTOMERS: [&str; 8] = ["ann", "bob", "cid", "dee", "eve", "fay", "gus", "hal"];
 
 #[tokio::test]
@@ -234,6 +306,220 @@ async fn split_children_adopt_their_keys_and_finish_like_one_engine() {
         "a window open at the split"
     );
     assert_eq!(results(&stage), expected);
+}
+
+#[tokio::test]
+async fn a_merged_child_adopts_both_parents_and_its_watermark_never_goes_back() {
+    let kinesis = shardflow_testkit::kinesis();
+    let stream = create_stream(&kinesis, "merge", 2).await;
+    // A merge needs no declared keying: the child owns every key of both parents.
+    let stage = stage(PartitionKeying::Undeclared, &kinesis, &stream).await;
+    let mut originals = shards(&kinesis, &stream).await;
+    originals.sort_by_key(|s| s.2);
+    assert_eq!(originals.len(), 2);
+    let (lower, upper) = (originals[0].0.clone(), originals[1].0.clone());
+    let boundary = originals[1].2;
+    let lo: Vec<String> = (0..4)
+        .map(|n| key_on_side(&format!("lo{n}-"), false, boundary))
+        .collect();
+    let hi: Vec<String> = (0..4)
+        .map(|n| key_on_side(&format!("hi{n}-"), true, boundary))
+        .collect();
+
+    // The lower shard is at 44 s, the upper one lags at 29 s: its window [20 s, 30 s) is open.
+    let mut input = Vec::new();
+    for i in 0..45 {
+        let p = purchase(i, &lo[i as usize % lo.len()]);
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    for i in 0..30 {
+        let p = purchase(i, &hi[i as usize % hi.len()]);
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    for (shard, n) in [(&lower, 45), (&upper, 30)] {
+        let batch = read_shard(&kinesis, &stream, shard).await;
+        assert_eq!(batch.records.len(), n, "{shard}");
+        handle_in_parts(&stage, &batch, 16, i64::MIN).await;
+    }
+    let (_, lower_watermark) = committed(&stage, &lower).await.unwrap();
+    let (_, upper_watermark) = committed(&stage, &upper).await.unwrap();
+    assert!(lower_watermark > upper_watermark, "{lower_watermark} {upper_watermark}");
+    let before_merge = results(&stage).len();
+    assert!(before_merge > 0);
+
+    kinesis
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&lower)
+        .adjacent_shard_to_merge(&upper)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &stream).await;
+    for i in 45..85 {
+        let keys = if i % 2 == 0 { &lo } else { &hi };
+        let p = purchase(i, &keys[i as usize % keys.len()]);
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    let p = purchase(200, "flush");
+    put(&kinesis, &stream, &p).await;
+    input.push(p);
+
+    let child: Vec<_> = shards(&kinesis, &stream)
+        .await
+        .into_iter()
+        .filter(|(_, parents, _)| parents.len() == 2)
+        .collect();
+    assert_eq!(child.len(), 1, "one merged child");
+    let (child, parents, _) = child.into_iter().next().unwrap();
+    assert!(parents.contains(&lower) && parents.contains(&upper), "{parents:?}");
+    let batch = read_shard(&kinesis, &stream, &child).await;
+    assert_eq!(batch.records.len(), 41);
+    // The child starts at the larger parent watermark and never goes below it.
+    handle_in_parts(&stage, &batch, 7, lower_watermark).await;
+
+    let expected = one_engine(input);
+    assert!(
+        expected
+            .iter()
+            .any(|(_, r)| hi.contains(&r.0) && r.1 == 1_700_000_020_000),
+        "the lagging parent's open window is in the expected results"
+    );
+    assert_eq!(results(&stage), expected);
+    assert!(stage.dead_letters().letters().is_empty(), "nothing late, nothing lost");
+    // Both parents' state is in the child: the parents' checkpoints are untouched by it.
+    assert_eq!(committed(&stage, &lower).await.unwrap().1, lower_watermark);
+    assert_eq!(committed(&stage, &upper).await.unwrap().1, upper_watermark);
+}
+
+#[tokio::test]
+async fn a_split_during_redelivery_and_a_late_parent_redelivery_change_nothing() {
+    let kinesis = shardflow_testkit::kinesis();
+    let stream = create_stream(&kinesis, "splitredo", 1).await;
+    let crash_at: Arc<std::sync::Mutex<Option<CrashPoint>>> = Arc::default();
+    let hook = crash_at.clone();
+    let stage = stage(PartitionKeying::KeyIsPartitionKey, &kinesis, &stream)
+        .await
+        .with_crash_hook(Arc::new(move |point| {
+            let mut at = hook.lock().unwrap();
+            if *at == Some(point) {
+                *at = None;
+                true
+            } else {
+                false
+            }
+        }));
+    let crash_once = |point: CrashPoint| *crash_at.lock().unwrap() = Some(point);
+    let parent = "shardId-000000000000";
+    let mut input = Vec::new();
+    for i in 0..45 {
+        let p = purchase(i, CUSTOMERS[i as usize % CUSTOMERS.len()]);
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    let parent_batch = read_shard(&kinesis, &stream, parent).await;
+    assert_eq!(parent_batch.records.len(), 45);
+    stage.handle(part(&parent_batch, 0..20)).await.unwrap();
+    // The next batch dies after its results went out, before its commit ...
+    crash_once(CrashPoint::AfterEmit);
+    assert!(matches!(
+        stage.handle(part(&parent_batch, 10..45)).await,
+        Err(StageError::InjectedCrash(CrashPoint::AfterEmit))
+    ));
+    // ... the shard is split while that batch waits for its redelivery ...
+    let split = 1u128 << 127;
+    kinesis
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(parent)
+        .new_starting_hash_key(split.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &stream).await;
+    // ... whose redelivery dies once more, after the load, then goes through.
+    crash_once(CrashPoint::AfterLoad);
+    assert!(stage.handle(part(&parent_batch, 20..45)).await.is_err());
+    stage.handle(part(&parent_batch, 20..45)).await.unwrap();
+    let (parent_version, parent_watermark) = committed(&stage, parent).await.unwrap();
+
+    for i in 45..85 {
+        let p = purchase(i, CUSTOMERS[i as usize % CUSTOMERS.len()]);
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    for upper in [false, true] {
+        let p = purchase(200, &key_on_side("flush", upper, split));
+        put(&kinesis, &stream, &p).await;
+        input.push(p);
+    }
+    let children: Vec<String> = shards(&kinesis, &stream)
+        .await
+        .into_iter()
+        .filter(|(_, parents, _)| parents.iter().any(|p| p == parent))
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(children.len(), 2);
+    let mut child_batches = Vec::new();
+    for child in &children {
+        let batch = read_shard(&kinesis, &stream, child).await;
+        assert!(batch.records.len() > 4, "{child}: {}", batch.records.len());
+        // The children start: their first half is committed.
+        handle_in_parts(&stage, &part(&batch, 0..batch.records.len() / 2), 5, parent_watermark).await;
+        child_batches.push(batch);
+    }
+    let writes = stage.sink().writes().len();
+    let mut child_state = Vec::new();
+    for child in &children {
+        child_state.push(committed(&stage, child).await);
+    }
+
+    // A parent batch redelivered now (a stale retry) is skipped record by record: nothing is
+    // emitted, the parent's checkpoint does not move, the children's state is untouched.
+    for range in [0..45, 20..45, 44..45] {
+        let r = stage.handle(part(&parent_batch, range)).await.unwrap();
+        assert!(r.batch_item_failures.is_empty());
+    }
+    assert_eq!(
+        stage.sink().writes().len(),
+        writes,
+        "a redelivered parent batch emits nothing"
+    );
+    assert_eq!(
+        committed(&stage, parent).await,
+        Some((parent_version, parent_watermark)),
+        "a redelivered parent batch commits nothing"
+    );
+    for (child, state) in children.iter().zip(&child_state) {
+        assert_eq!(&committed(&stage, child).await, state, "{child} untouched");
+    }
+
+    // The children go on, from an overlapping redelivery of their own.
+    for batch in &child_batches {
+        let floor = committed(&stage, &batch.shard_id).await.unwrap().1;
+        handle_in_parts(
+            &stage,
+            &part(batch, batch.records.len() / 3..batch.records.len()),
+            6,
+            floor,
+        )
+        .await;
+    }
+    assert_eq!(results(&stage), one_engine(input));
+    assert!(stage.dead_letters().letters().is_empty());
+    // The idempotent sink saw repeats (the crashed batch's emit) but never two values for one id.
+    let mut by_id = std::collections::BTreeMap::new();
+    for o in stage.sink().writes() {
+        assert_eq!(
+            *by_id.entry(o.id).or_insert_with(|| o.value.clone()),
+            o.value,
+            "{:?}",
+            o.id
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,6 +3,10 @@
 //! encoding). `restore` adds rebuilding the engine from the committed image, as a cold
 //! invocation does.
 //!
+//! After the timings (wall clock) it reports the CPU time per batch, from the process's user and
+//! system time over many batches (`/proc/self/stat`; Linux only), which a busy machine does not
+//! inflate, and what the commit would write.
+//!
 //! `cargo bench -p shardflow-runtime --bench batch`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -107,5 +111,57 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+/// User plus system CPU time of this process, ms (`None` where `/proc/self/stat` is missing).
+fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name: state is field 3, utime 14 and stime 15 (clock ticks of
+    // 1/100 s, USER_HZ).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * 10.0)
+}
+
+/// CPU ms per batch of `f` over `n` runs.
+fn cpu_per_run(n: u32, mut f: impl FnMut()) -> Option<f64> {
+    let start = process_cpu_ms()?;
+    for _ in 0..n {
+        f();
+    }
+    Some((process_cpu_ms()? - start) / f64::from(n))
+}
+
+fn cpu_time() {
+    let pipeline = revenue();
+    let decoder = JsonDecoder::<Purchase>::new();
+    let mut warm = pipeline.engine();
+    for n in 0..5 {
+        let _ = process_batch(&mut warm, "revenue", &batch(n), &decoder, None, None);
+    }
+    let image = CheckpointImage::new(warm.snapshot_full().unwrap());
+    let next = batch(5);
+    let runs = 300;
+    let restore = cpu_per_run(runs, || {
+        std::hint::black_box(Engine::restore(&pipeline, &image).unwrap());
+    });
+    let all = cpu_per_run(runs, || {
+        let mut engine = Engine::restore(&pipeline, &image).unwrap();
+        let out = process_batch(&mut engine, "revenue", &next, &decoder, None, None);
+        let cp = engine.snapshot().unwrap();
+        std::hint::black_box((out.outputs.len(), cp.encode().unwrap().len()));
+    });
+    if let (Some(restore), Some(all)) = (restore, all) {
+        eprintln!(
+            "CPU per 10k batch over {runs} runs: restore {restore:.2} ms, decode+process+prepare commit {:.2} ms \
+             (with restore {all:.2} ms)",
+            all - restore
+        );
+    }
+}
+
+fn bench_and_cpu_time(c: &mut Criterion) {
+    bench(c);
+    cpu_time();
+}
+
+criterion_group!(benches, bench_and_cpu_time);
 criterion_main!(benches);

@@ -34,6 +34,10 @@ pub struct BatchOutcome<Out> {
     pub records_in: usize,
     /// Records skipped as already committed (redelivery).
     pub skipped_duplicates: usize,
+    /// Values the pipeline's `deduplicate` steps dropped as repeats of an id already seen — e.g.
+    /// results an upstream stage's Kinesis sink wrote twice (the engine's
+    /// `EngineMetrics::duplicates_dropped` over this batch).
+    pub duplicates_dropped: usize,
     /// Records the engine processed.
     pub processed: usize,
     /// Records that failed to decode.
@@ -75,11 +79,16 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
     poison: Option<(&SequenceNumber, &str)>,
 ) -> BatchOutcome<Out> {
     let partition = engine.partition(&partition_name(&batch.stream, &batch.shard_id));
+    let dropped_before = engine.metrics().duplicates_dropped;
+    let dropped_since = |engine: &Engine<In, Out>| {
+        usize::try_from(engine.metrics().duplicates_dropped.saturating_sub(dropped_before)).unwrap_or(usize::MAX)
+    };
     let mut outcome = BatchOutcome {
         outputs: Vec::new(),
         dead_letters: Vec::new(),
         records_in: batch.records.len(),
         skipped_duplicates: 0,
+        duplicates_dropped: 0,
         processed: 0,
         undecodable: 0,
         late: 0,
@@ -113,6 +122,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
                 if let Err(panic) = step {
                     outcome.panicked_at = Some((i, panic_message(panic.as_ref())));
                     outcome.last_sequence = i.checked_sub(1).map(|p| batch.records[p].sequence.clone());
+                    outcome.duplicates_dropped = dropped_since(engine);
                     return outcome;
                 }
                 outcome.processed += 1;
@@ -157,5 +167,6 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
         }
     }
     outcome.outputs = engine.drain_output();
+    outcome.duplicates_dropped = dropped_since(engine);
     outcome
 }

@@ -12,6 +12,9 @@ pub struct BatchMetrics {
     pub records_in: u64,
     /// Records skipped as already committed.
     pub duplicates_skipped: u64,
+    /// Values the pipeline's `deduplicate` steps dropped as repeats of an id already seen (an
+    /// upstream stage's result written twice to this stage's input).
+    pub duplicates_dropped: u64,
     /// Records later than the allowed lateness.
     pub late_records: u64,
     /// Records sent to the dead-letter destination (undecodable or late).
@@ -28,9 +31,10 @@ pub struct BatchMetrics {
     pub commit_ms: u64,
 }
 
-const METRICS: [(&str, &str); 9] = [
+const METRICS: [(&str, &str); 10] = [
     ("RecordsIn", "Count"),
     ("DuplicatesSkipped", "Count"),
+    ("DuplicatesDropped", "Count"),
     ("LateRecords", "Count"),
     ("DeadLetterRecords", "Count"),
     ("ResultsOut", "Count"),
@@ -41,10 +45,11 @@ const METRICS: [(&str, &str); 9] = [
 ];
 
 impl BatchMetrics {
-    fn values(&self) -> [u64; 9] {
+    fn values(&self) -> [u64; 10] {
         [
             self.records_in,
             self.duplicates_skipped,
+            self.duplicates_dropped,
             self.late_records,
             self.dead_letter_records,
             self.results_out,
@@ -95,6 +100,8 @@ mod tests {
     fn emf_line_declares_every_metric_it_carries() {
         let m = BatchMetrics {
             records_in: 100,
+            duplicates_skipped: 4,
+            duplicates_dropped: 3,
             late_records: 2,
             commit_ms: 7,
             ..Default::default()
@@ -102,12 +109,19 @@ mod tests {
         let v: Value =
             serde_json::from_str(&m.to_emf_line("revenue", "shardId-000000000001", 1_700_000_000_000)).unwrap();
         let defs = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
-        assert_eq!(defs.len(), 9);
+        assert_eq!(defs.len(), 10);
         for d in defs {
             let name = d["Name"].as_str().unwrap();
             assert!(v[name].is_u64(), "{name} has a value");
         }
         assert_eq!(v["RecordsIn"], 100);
+        assert_eq!(v["DuplicatesSkipped"], 4);
+        assert_eq!(v["DuplicatesDropped"], 3);
+        assert!(
+            defs.iter()
+                .any(|d| d["Name"] == "DuplicatesDropped" && d["Unit"] == "Count"),
+            "{defs:?}"
+        );
         assert_eq!(v["LateRecords"], 2);
         assert_eq!(v["Stage"], "revenue");
         assert_eq!(

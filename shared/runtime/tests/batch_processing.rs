@@ -3,9 +3,9 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
+use shardflow_engine::{CheckpointImage, Engine, Pipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_runtime::{
-    batch_response, process_batch, BatchError, DeadLetterKind, JsonDecoder, SequenceNumber, ShardBatch,
+    batch_response, process_batch, BatchError, DeadLetterKind, InputRecord, JsonDecoder, SequenceNumber, ShardBatch,
 };
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -258,4 +258,64 @@ fn a_poison_record_is_dead_lettered_and_the_rest_goes_on() {
     assert_eq!(poisoned.len(), 1);
     assert_eq!(poisoned[0].sequence_number, poison.as_str());
     assert_eq!(out.outputs.len(), 3);
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Envelope {
+    id: String,
+    ts_ms: i64,
+}
+
+/// Drops envelopes whose id was already seen (what a stage reading another's Kinesis sink does).
+fn deduplicated() -> Pipeline<Envelope, String> {
+    Pipeline::builder("next")
+        .event_time(|e: &Envelope| e.ts_ms)
+        .deduplicate(|e: &Envelope| e.id.clone(), 3_600_000)
+        .map(|e: Envelope| e.id)
+        .sink("ids")
+}
+
+/// A batch of envelopes with the given ids, at sequence numbers `first..`.
+fn envelopes(first: u64, ids: &[&str]) -> ShardBatch {
+    let records = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let n = first + i as u64;
+            InputRecord {
+                sequence: SequenceNumber::parse(&format!("4965{n:020}")).unwrap(),
+                partition_key: (*id).to_owned(),
+                arrival_ms: 1_700_000_000_000 + n as i64,
+                data: format!(r#"{{"id":"{id}","ts_ms":{}}}"#, 1_700_000_000_000 + n as i64).into_bytes(),
+            }
+        })
+        .collect();
+    ShardBatch {
+        stream: "results".into(),
+        shard_id: "shardId-000000000000".into(),
+        records,
+    }
+}
+
+#[test]
+fn repeats_dropped_by_deduplicate_are_counted_per_batch() {
+    let pipeline = deduplicated();
+    let decoder = JsonDecoder::<Envelope>::new();
+    let mut engine = pipeline.engine();
+    let first = envelopes(0, &["a", "b", "a"]);
+    let out = process_batch(&mut engine, "next", &first, &decoder, None, None);
+    assert_eq!((out.processed, out.duplicates_dropped, out.outputs.len()), (3, 1, 2));
+
+    // The next invocation restores the committed state: only this batch's repeats are counted.
+    let image = CheckpointImage::new(engine.snapshot().unwrap());
+    let mut engine = Engine::restore(&pipeline, &image).unwrap();
+    assert_eq!(engine.metrics().duplicates_dropped, 1, "the engine's total survives");
+    let second = envelopes(3, &["b", "c"]);
+    let out = process_batch(&mut engine, "next", &second, &decoder, None, None);
+    assert_eq!((out.duplicates_dropped, out.outputs.len()), (1, 1));
+
+    // A redelivered batch is skipped before the engine: nothing is dropped by deduplicate.
+    let committed = second.last_sequence().cloned();
+    let out = process_batch(&mut engine, "next", &second, &decoder, committed.as_ref(), None);
+    assert_eq!((out.skipped_duplicates, out.duplicates_dropped), (2, 0));
 }

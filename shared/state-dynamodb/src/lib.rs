@@ -21,8 +21,10 @@
 //! `TransactWriteItems` (100 actions, 4 MB) it is one transaction; larger commits write the slot
 //! items in transactions of up to 100 items and flip the checkpoint last, which keeps it atomic
 //! beyond DynamoDB's transaction limits. After the flip the superseded slot items are deleted
-//! (best effort); the items of attempts that crashed or lost the flip are never referenced and
-//! expire by TTL.
+//! (best effort, in `BatchWriteItem`s of 25 deletes; unconditionally, since no later commit
+//! writes an item of another attempt's slot id); the items of attempts that crashed or lost the
+//! flip are never referenced and expire by TTL. A commit thus costs one write per dirty key
+//! group plus the checkpoint item, and one delete per superseded slot.
 //!
 //! Fencing: a stale or concurrent invocation of the same shard read an older `ver`; whatever slot
 //! items it wrote are its own and unreferenced, and its flip fails the `ver = v` condition. It gets
@@ -55,9 +57,9 @@
 //!
 //! # Expiry
 //! - A key group that the engine empties (windows past allowed lateness are dropped; an emptied
-//!   group arrives as empty bytes) leaves the manifest at the flip; after the flip both of its
-//!   slot items (conditioned on `ver <= ` the flipped version, so a re-creation by a later commit
-//!   is never deleted) and its object are deleted, best effort.
+//!   group arrives as empty bytes) leaves the manifest at the flip; after the flip its slot item
+//!   and its object are deleted, best effort (a later re-creation of the group is written to a
+//!   slot of its own attempt, which this delete never names).
 //! - Safety net for abandoned stages: every item carries the TTL attribute [`TTL_ATTRIBUTE`]
 //!   (`expires_at`, epoch seconds) = write time + the state horizon ([`DEFAULT_STATE_TTL`], 90
 //!   days; `with_state_ttl`, `None` disables it), and [`create_state_table`] enables TTL on it. A

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use shardflow_engine::{Checkpoint, CheckpointImage};
 use shardflow_runtime::SequenceNumber;
@@ -24,6 +24,8 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Keys per `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
+/// Deletes per `BatchWriteItem`.
+const MAX_BATCH_DELETE: usize = 25;
 /// The default state horizon (see the crate documentation, "Expiry"): 90 days.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The TTL attribute of every item the store writes (epoch seconds).
@@ -67,7 +69,7 @@ pub struct CommitStats {
     pub objects_written: usize,
     /// Key groups rewritten unchanged because they neared the end of the state horizon.
     pub groups_refreshed: usize,
-    /// Slot items of removed key groups deleted after the flip.
+    /// Slot items deleted after the flip (superseded slots and those of removed key groups).
     pub items_deleted: usize,
 }
 
@@ -77,15 +79,21 @@ pub struct CommitStats {
 pub enum CommitStep {
     /// Before anything is written.
     BeforeWrite,
-    /// After the `n`-th transaction of key-group slots, before the next one (multi-transaction
-    /// commits only).
+    /// After the `n`-th transaction of key-group slots (counted from 1), before the next one
+    /// (or, after the last, before [`CommitStep::BeforeFlip`]; multi-transaction commits only).
     AfterSlotTransaction(usize),
+    /// After the `n`-th spilled key group of the commit is in S3 (counted from 1), before the next
+    /// one (commits that spill more than one group only).
+    AfterSpillObject(usize),
     /// After the spilled key groups are in S3, before any item is written (commits that spill only).
     AfterSpill,
     /// After every slot is written, before the checkpoint flip (multi-transaction commits only).
     BeforeFlip,
     /// After the flip, before superseded objects and removed groups' items are deleted.
     AfterFlip,
+    /// After the flip, after the `n`-th delete request of the clean-up (objects one by one, then
+    /// slot items in batches; counted from 1), before the next one.
+    AfterCleanUpDelete(usize),
 }
 
 /// Seconds since the Unix epoch (the clock of the TTL attribute; replaceable in tests).
@@ -509,8 +517,11 @@ impl DynamoDbCheckpointStore {
         self.plan_refresh(&manifest, &mut writes, &mut stats);
         // Spill first: the objects exist before any item points to them.
         self.crash_at(CommitStep::BeforeWrite)?;
-        let spills = writes.iter().any(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES);
+        let spills = writes.iter().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES).count();
         for w in writes.iter_mut().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES) {
+            if stats.objects_written > 0 {
+                self.crash_at(CommitStep::AfterSpillObject(stats.objects_written))?;
+            }
             let Some(bucket) = &self.spill else {
                 return Err(StoreError::SpillNotConfigured {
                     operator: w.operator.clone(),
@@ -523,7 +534,7 @@ impl DynamoDbCheckpointStore {
             w.pointer = Some(bucket.put(&key, &w.bytes).await?);
             stats.objects_written += 1;
         }
-        if spills {
+        if spills > 0 {
             self.crash_at(CommitStep::AfterSpill)?;
         }
         let mut puts: Vec<SlotPut> = Vec::with_capacity(writes.len());
@@ -588,19 +599,23 @@ impl DynamoDbCheckpointStore {
             puts.push(flip);
             self.transact(puts, new_version, &mut stats).await?;
         } else {
-            let mut chunk = Vec::new();
+            let mut chunks: Vec<Vec<SlotPut>> = Vec::new();
             let mut chunk_bytes = 0;
             for put in puts {
-                if chunk.len() == MAX_TRANSACTION_ITEMS || chunk_bytes + put.bytes > MAX_TRANSACTION_BYTES {
-                    self.transact(std::mem::take(&mut chunk), new_version, &mut stats)
-                        .await?;
-                    chunk_bytes = 0;
+                match chunks.last_mut() {
+                    Some(chunk) if chunk.len() < max_items && chunk_bytes + put.bytes <= MAX_TRANSACTION_BYTES => {
+                        chunk_bytes += put.bytes;
+                        chunk.push(put);
+                    }
+                    _ => {
+                        chunk_bytes = put.bytes;
+                        chunks.push(vec![put]);
+                    }
                 }
-                chunk_bytes += put.bytes;
-                chunk.push(put);
             }
-            if !chunk.is_empty() {
+            for (i, chunk) in chunks.into_iter().enumerate() {
                 self.transact(chunk, new_version, &mut stats).await?;
+                self.crash_at(CommitStep::AfterSlotTransaction(i + 1))?;
             }
             self.crash_at(CommitStep::BeforeFlip)?;
             self.transact(vec![flip], new_version, &mut stats).await?;
@@ -615,7 +630,7 @@ impl DynamoDbCheckpointStore {
         self.crash_at(CommitStep::AfterFlip)?;
         let mut stale_slots = superseded_slots;
         stale_slots.extend(removed.iter().map(|(op, g)| (op.clone(), g.key_group, g.slot)));
-        self.clean_up(new_version, &superseded, &stale_slots, &mut stats).await;
+        self.clean_up(&superseded, &stale_slots, &mut stats).await?;
         Ok(stats)
     }
 
@@ -744,43 +759,81 @@ impl DynamoDbCheckpointStore {
     }
 
     /// After the flip: deletes the objects of superseded and removed groups and the slot items
-    /// they lived in. Best effort — what a crash leaves behind (including the items of attempts
-    /// that never flipped) expires (TTL on items, the bucket's lifecycle rule on objects).
+    /// they lived in, the items in `BatchWriteItem`s of [`MAX_BATCH_DELETE`] (unconditionally: a
+    /// slot id belongs to one commit attempt, so no later commit ever writes a deleted item
+    /// again). Best effort — what a crash leaves behind (including the items of attempts that
+    /// never flipped) expires (TTL on items, the bucket's lifecycle rule on objects). Fails only
+    /// with an injected crash.
     async fn clean_up(
         &self,
-        flipped: u64,
         superseded: &[String],
         stale_slots: &[(String, u16, u64)],
         stats: &mut CommitStats,
-    ) {
+    ) -> Result<(), StoreError> {
+        let mut deletes = 0;
         if let Some(bucket) = &self.spill {
             for key in superseded {
+                if deletes > 0 {
+                    self.crash_at(CommitStep::AfterCleanUpDelete(deletes))?;
+                }
                 bucket.delete(key).await;
+                deletes += 1;
             }
         }
-        for (operator, group, slot) in stale_slots {
-            {
-                let result = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.table)
+        for chunk in stale_slots.chunks(MAX_BATCH_DELETE) {
+            if deletes > 0 {
+                self.crash_at(CommitStep::AfterCleanUpDelete(deletes))?;
+            }
+            deletes += 1;
+            let mut requests = Vec::with_capacity(chunk.len());
+            for (operator, group, slot) in chunk {
+                let request = DeleteRequest::builder()
                     .set_key(Some(self.slot_key(operator, *group, *slot)))
-                    .condition_expression("attribute_exists(pk) AND ver <= :flipped")
-                    .expression_attribute_values(":flipped", n(flipped))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => stats.items_deleted += 1,
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                    Err(e) => {
-                        tracing::warn!(stage = %self.stage, shard = %self.shard, %operator, group,
-                            error = %StoreError::dynamodb("DeleteItem", e), "superseded slot item not deleted");
-                    }
+                    .build()
+                    .map_err(|e| StoreError::dynamodb("BatchWriteItem", e))?;
+                requests.push(WriteRequest::builder().delete_request(request).build());
+            }
+            stats.items_deleted += self.delete_items(requests).await;
+        }
+        Ok(())
+    }
+
+    /// Sends `requests` (deletes) in one `BatchWriteItem`, resending what DynamoDB leaves
+    /// unprocessed a few times. Returns how many were processed; failures are logged.
+    async fn delete_items(&self, mut requests: Vec<WriteRequest>) -> usize {
+        let total = requests.len();
+        for attempt in 0..4u32 {
+            if requests.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
+            let result = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, std::mem::take(&mut requests))
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    requests = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&self.table))
+                        .unwrap_or_default();
+                }
+                Err(e) => {
+                    tracing::warn!(stage = %self.stage, shard = %self.shard,
+                        error = %StoreError::dynamodb("BatchWriteItem", e), "superseded slot items not deleted");
+                    return 0;
                 }
             }
         }
+        if !requests.is_empty() {
+            tracing::warn!(stage = %self.stage, shard = %self.shard, left = requests.len(),
+                "superseded slot items left unprocessed; they expire by TTL");
+        }
+        total - requests.len()
     }
 
     /// Writes `puts` in one transaction whose request token is derived from its content, so that

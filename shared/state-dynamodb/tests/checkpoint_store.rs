@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::Client;
 use shardflow_engine::combine::Count;
 use shardflow_engine::{Output, Pipeline, Trigger, Windowing};
 use shardflow_runtime::SequenceNumber;
-use shardflow_state_dynamodb::{DynamoDbCheckpointStore, StoreError};
+use std::sync::{Arc, Mutex};
+
+use shardflow_state_dynamodb::{CommitStep, CrashHook, DynamoDbCheckpointStore, StoreError};
 
 type Event = (u64, i64);
 type Row = (u64, i64, u64);
@@ -167,6 +169,122 @@ async fn a_commit_larger_than_one_transaction_is_atomic_at_the_flip() {
     restored.finish();
     out.extend(restored.drain_output());
     assert_eq!(values(out), uninterrupted(&p, &input));
+}
+
+#[tokio::test]
+async fn transactions_hold_at_most_the_configured_items_and_a_crash_between_them_changes_nothing() {
+    let (client, table) = client_and_table("chunks").await;
+    let p = pipeline(64);
+    let shard = "shardId-000000000005";
+    let store = |hook: Option<CrashHook>| {
+        DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard)
+            .with_max_transaction_items(4)
+            .with_crash_hook(hook)
+    };
+    let input = events(40, 40);
+    let mut first = store(None);
+    first.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    engine.process(part, 0, 0, input[0]);
+    first.commit(&engine.snapshot().unwrap(), &seq(1)).await.unwrap();
+
+    // Every step the commit passes, and a crash after its second slot transaction.
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let seen = steps.clone();
+    let crash: CrashHook = Arc::new(move |step| {
+        seen.lock().unwrap().push(step);
+        step == CommitStep::AfterSlotTransaction(2)
+    });
+    let mut crashing = store(Some(crash));
+    let loaded = crashing.load().await.unwrap();
+    let mut resumed = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    let part = resumed.partition("s");
+    for (i, ev) in input.iter().enumerate().skip(1) {
+        resumed.process(part, i as u64, 0, *ev);
+    }
+    let cp = resumed.snapshot().unwrap();
+    let groups = cp.key_groups_written();
+    assert!(
+        groups > 8,
+        "the test needs more than two transactions of slots: {groups}"
+    );
+    assert!(matches!(
+        crashing.commit(&cp, &seq(40)).await,
+        Err(StoreError::InjectedCrash(_))
+    ));
+    assert_eq!(
+        *steps.lock().unwrap(),
+        vec![
+            CommitStep::BeforeWrite,
+            CommitStep::AfterSlotTransaction(1),
+            CommitStep::AfterSlotTransaction(2)
+        ]
+    );
+    // Eight slot items are written, none is visible: the shard is still at version 1.
+    let mut reader = store(None);
+    let loaded = reader.load().await.unwrap();
+    assert_eq!((loaded.version, loaded.sequence_number.clone()), (1, Some(seq(1))));
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(values(restored.drain_output()), uninterrupted(&p, &input[..1]));
+
+    // The retry commits in transactions of at most 4 items: ceil(groups / 4) of slots, then the flip.
+    let stats = reader.commit(&cp, &seq(40)).await.unwrap();
+    assert_eq!(stats.transactions, groups.div_ceil(4) + 1, "{stats:?}");
+    let loaded = store(None).load().await.unwrap();
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(values(restored.drain_output()), uninterrupted(&p, &input));
+}
+
+#[tokio::test]
+async fn superseded_slot_items_are_deleted_in_batches_after_the_flip() {
+    let (client, table) = client_and_table("batchdelete").await;
+    let p = pipeline(128);
+    let shard = "shardId-000000000006";
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    store.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    for i in 0..400u64 {
+        engine.process(part, i, 0, (i, 10));
+    }
+    let first = store.commit(&engine.snapshot().unwrap(), &seq(1)).await.unwrap();
+    let groups = first.items_written - 1;
+    assert!(groups > 50, "the test needs more than two batches of deletes: {groups}");
+    assert_eq!(first.items_deleted, 0);
+    // Every group changes again: each new slot item supersedes one, which is deleted.
+    for i in 0..400u64 {
+        engine.process(part, 400 + i, 0, (i, 20));
+    }
+    let second = store.commit(&engine.snapshot().unwrap(), &seq(2)).await.unwrap();
+    assert_eq!(
+        (second.items_written, second.items_deleted),
+        (groups + 1, groups),
+        "{second:?}"
+    );
+    let items = client
+        .scan()
+        .table_name(&table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    let slots = items
+        .iter()
+        .filter(|i| matches!(i.get("sk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) if sk.contains("#slot")))
+        .count();
+    assert_eq!(slots, groups, "one slot item per live key group is left");
+    let loaded = DynamoDbCheckpointStore::new(client, &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    let mut restored = shardflow_engine::Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(restored.drain_output().len(), 400);
 }
 
 #[tokio::test]

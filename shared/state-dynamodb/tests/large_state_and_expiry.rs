@@ -287,6 +287,82 @@ async fn a_key_group_emptied_by_a_fired_window_has_its_items_and_object_deleted(
     assert_eq!(finished(restored), vec![(b, 5_000_000, 1, 1)]);
 }
 
+#[tokio::test]
+async fn a_crash_between_spill_writes_or_clean_up_deletes_leaves_a_readable_state() {
+    let f = Fixture::new("spillsteps").await;
+    let p = pipeline();
+    let shard = "shardId-000000000005";
+    let (a, b) = keys_in_two_groups();
+    let steps = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let crash_at = Arc::new(std::sync::Mutex::new(None::<CommitStep>));
+    let (seen, at) = (steps.clone(), crash_at.clone());
+    let hook: CrashHook = Arc::new(move |step| {
+        seen.lock().unwrap().push(step);
+        *at.lock().unwrap() == Some(step)
+    });
+    let store = || f.store(shard).with_crash_hook(Some(hook.clone()));
+    let mut first = [events(a, 0, 400), events(b, 0, 400)].concat();
+    first.sort_by_key(|e| e.1);
+
+    // Two spilled groups: a crash after the first object leaves nothing committed.
+    *crash_at.lock().unwrap() = Some(CommitStep::AfterSpillObject(1));
+    let mut s = store();
+    s.load().await.unwrap();
+    let mut engine = p.engine();
+    feed(&mut engine, &first);
+    let cp = engine.snapshot().unwrap();
+    assert!(matches!(
+        s.commit(&cp, &seq(1)).await,
+        Err(StoreError::InjectedCrash(_))
+    ));
+    assert_eq!(objects(&f.s3, &f.bucket).await.len(), 1);
+    assert_eq!(f.store(shard).load().await.unwrap().version, 0);
+    *crash_at.lock().unwrap() = None;
+    let mut s = store();
+    s.load().await.unwrap();
+    steps.lock().unwrap().clear();
+    s.commit(&cp, &seq(1)).await.unwrap();
+    assert_eq!(
+        *steps.lock().unwrap(),
+        vec![
+            CommitStep::BeforeWrite,
+            CommitStep::AfterSpillObject(1),
+            CommitStep::AfterSpill,
+            CommitStep::AfterFlip
+        ]
+    );
+    let v1 = objects(&f.s3, &f.bucket).await;
+    assert_eq!(v1.len(), 2, "the retry rewrote the crashed attempt's object: {v1:?}");
+
+    // Both groups grow: the clean-up deletes two objects and two slot items; a crash after the
+    // first delete leaves the committed version whole.
+    *crash_at.lock().unwrap() = Some(CommitStep::AfterCleanUpDelete(1));
+    let mut s = store();
+    let loaded = s.load().await.unwrap();
+    let mut engine = Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    let mut second = [events(a, 400, 100), events(b, 400, 100)].concat();
+    second.sort_by_key(|e| e.1);
+    feed(&mut engine, &second);
+    steps.lock().unwrap().clear();
+    assert!(matches!(
+        s.commit(&engine.snapshot().unwrap(), &seq(2)).await,
+        Err(StoreError::InjectedCrash(_))
+    ));
+    assert_eq!(steps.lock().unwrap().last(), Some(&CommitStep::AfterCleanUpDelete(1)));
+    let left = objects(&f.s3, &f.bucket).await;
+    assert_eq!(
+        left.len(),
+        3,
+        "two new objects and one superseded one not yet deleted: {left:?}"
+    );
+    let loaded = f.store(shard).load().await.unwrap();
+    assert_eq!(loaded.version, 2);
+    let restored = Engine::restore(&p, loaded.image.as_ref().unwrap()).unwrap();
+    let mut want = vec![(a, 0, 500, 500 * 1_024), (b, 0, 500, 500 * 1_024)];
+    want.sort();
+    assert_eq!(finished(restored), want);
+}
+
 fn expires_at(item: &HashMap<String, AttributeValue>) -> Option<u64> {
     match item.get("expires_at") {
         Some(AttributeValue::N(v)) => v.parse().ok(),

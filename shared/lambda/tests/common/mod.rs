@@ -109,3 +109,119 @@ pub fn results(stage: &TestStage) -> Vec<Row> {
     v.sort();
     v
 }
+
+/// Crash injection shared by the crash tests: a seeded die decides at every crash point, and the
+/// crashes are counted by kind of point (step numbers left out, e.g. `Commit(AfterSpillObject)`).
+pub mod crash {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use shardflow_lambda::{CrashPoint, Stage, StageCrashHook, StageError};
+    use shardflow_runtime::{InputRecord, RecordDecoder, ShardBatch};
+    use shardflow_state_dynamodb::StoreError;
+
+    /// The kind of a crash point: its name without step numbers.
+    pub fn kind(point: CrashPoint) -> String {
+        let name: String = format!("{point:?}").chars().filter(|c| !c.is_ascii_digit()).collect();
+        name.replace("()", "")
+    }
+
+    /// A seeded die shared by the crash hook and the Lambda simulation, and the crashes so far.
+    #[derive(Clone)]
+    pub struct Dice {
+        pub rng: Arc<Mutex<SmallRng>>,
+        pub crashes: Arc<Mutex<BTreeMap<String, usize>>>,
+    }
+
+    impl Dice {
+        pub fn new(seed: u64) -> Self {
+            Dice {
+                rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
+                crashes: Arc::default(),
+            }
+        }
+
+        /// A hook that crashes at `point` with probability `p(point)`.
+        pub fn hook(&self, p: fn(CrashPoint) -> f64) -> StageCrashHook {
+            let dice = self.clone();
+            Arc::new(move |point| {
+                let crash = dice.rng.lock().unwrap().random_bool(p(point));
+                if crash {
+                    *dice.crashes.lock().unwrap().entry(kind(point)).or_default() += 1;
+                }
+                crash
+            })
+        }
+
+        pub fn range(&self, r: std::ops::Range<usize>) -> usize {
+            self.rng.lock().unwrap().random_range(r)
+        }
+
+        pub fn chance(&self, p: f64) -> bool {
+            self.rng.lock().unwrap().random_bool(p)
+        }
+
+        pub fn total(&self) -> usize {
+            self.crashes.lock().unwrap().values().sum()
+        }
+    }
+
+    /// One shard as Lambda feeds it: batches from the position after the last acknowledged one
+    /// (now and then from an older one: a redelivery), each retried until it is acknowledged.
+    pub struct LambdaShard {
+        pub stream: String,
+        pub shard: String,
+        pub records: Vec<InputRecord>,
+        /// Records acknowledged so far.
+        pub position: usize,
+    }
+
+    impl LambdaShard {
+        pub fn done(&self) -> bool {
+            self.position >= self.records.len()
+        }
+
+        /// Records `range` as a batch.
+        pub fn batch(&self, range: std::ops::Range<usize>) -> ShardBatch {
+            ShardBatch {
+                stream: self.stream.clone(),
+                shard_id: self.shard.clone(),
+                records: self.records[range].to_vec(),
+            }
+        }
+
+        /// One invocation with a batch of at most `max_batch` records. Only injected crashes may
+        /// fail it: any other error (a dangling spill pointer, a checksum mismatch, a conflict in
+        /// this sequential run) fails the test.
+        pub async fn invoke<In, Out, D, S, L>(
+            &mut self,
+            stage: &Stage<In, Out, D, S, L>,
+            dice: &Dice,
+            max_batch: usize,
+            context: &str,
+        ) where
+            In: Send + 'static,
+            Out: Send + 'static,
+            D: RecordDecoder<In>,
+            S: shardflow_lambda::ResultSink<Out>,
+            L: shardflow_lambda::DeadLetterSink,
+        {
+            let start = if dice.chance(0.1) {
+                self.position.saturating_sub(dice.range(0..30))
+            } else {
+                self.position
+            };
+            let end = (start + dice.range(1..max_batch + 1)).min(self.records.len());
+            match stage.handle(self.batch(start..end)).await {
+                Ok(r) => {
+                    assert!(r.batch_item_failures.is_empty(), "{context}: {r:?}");
+                    self.position = self.position.max(end);
+                }
+                Err(StageError::InjectedCrash(_)) | Err(StageError::Store(StoreError::InjectedCrash(_))) => {}
+                Err(e) => panic!("{context}: {} {start}..{end}: unexpected error {e}", self.shard),
+            }
+        }
+    }
+}
