@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::encode::Format;
 use crate::kinesis_sink::KinesisSink;
 use crate::reader::CdcReader;
 use crate::setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
-use crate::sink::{ChangeSink, JsonLinesSink};
+use crate::sink::{ChangeSink, FileSink};
 use crate::table::TableName;
 
 /// Arguments of `shardflow cdc`.
@@ -27,14 +28,20 @@ pub struct CdcArgs {
     /// Tables to capture, comma-separated (`orders` or `shop.orders`).
     #[arg(long, value_delimiter = ',', required = true)]
     pub tables: Vec<TableName>,
-    /// Where change events go as JSON lines: a file (appended to) or `-` for stdout.
+    /// Where change events go: a file (appended to) or `-` for stdout; JSON one per line, the
+    /// Protobuf formats length-delimited.
     #[arg(long, default_value = "-", conflicts_with = "stream")]
     pub out: String,
-    /// Put change events into this Kinesis stream instead (one JSON record per event, partition
-    /// key `schema.table|primary key`); the endpoint, region and credentials come from the
-    /// environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), as for the AWS CLI.
+    /// Put change events into this Kinesis stream instead (one record per event, partition key
+    /// `schema.table|primary key`, or `table:primary key` for `--format shop`); the endpoint,
+    /// region and credentials come from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...),
+    /// as for the AWS CLI.
     #[arg(long)]
     pub stream: Option<String>,
+    /// Encoding of each change: the generic Protobuf envelope `shardflow.cdc.v1.ChangeEvent`,
+    /// Debezium JSON, or the shop's typed envelope `shardflow.shop.v1.ChangeEvent` (shop tables only).
+    #[arg(long, value_enum, default_value = "protobuf")]
+    pub format: Format,
     /// Create the replication slot if it does not exist.
     #[arg(long)]
     pub create_slot: bool,
@@ -76,12 +83,12 @@ pub fn run(args: CdcArgs) -> anyhow::Result<()> {
                 let client = shardflow_kinesis::client_from_env().await;
                 let transport = shardflow_kinesis::KinesisTransport::new(client, stream);
                 let producer = shardflow_kinesis::KinesisProducer::new(transport, Default::default());
-                let sink = KinesisSink::new(producer);
+                let sink = KinesisSink::new(producer, args.format);
                 run_with_sink(&args, sink).await
             } else if args.out == "-" {
-                run_with_sink(&args, JsonLinesSink::stdout()).await
+                run_with_sink(&args, FileSink::stdout(args.format)).await
             } else {
-                let sink = JsonLinesSink::append_to_file(&PathBuf::from(&args.out))
+                let sink = FileSink::append_to_file(&PathBuf::from(&args.out), args.format)
                     .await
                     .with_context(|| format!("opening {}", args.out))?;
                 run_with_sink(&args, sink).await

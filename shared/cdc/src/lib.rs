@@ -48,29 +48,36 @@
 //!
 //! ## Envelope
 //!
-//! Events serialize as Debezium JSON. [`ChangeEvent`] holds typed values ([`ColumnValue`]) so a
-//! conversion into the Protobuf envelope of `shardflow-schemas` can be added as a `From` impl.
+//! [`ChangeEvent`] holds typed values ([`ColumnValue`]); a sink encodes it in a [`Format`]: the
+//! pipeline's generic Protobuf envelope `shardflow.cdc.v1.ChangeEvent` (default, [`proto`]),
+//! Debezium JSON, or, for the online shop's tables, the shop's typed envelope
+//! `shardflow.shop.v1.ChangeEvent` ([`shop`]) that the shop pipelines read.
 
 pub mod assembler;
 pub mod cli;
+pub mod encode;
 pub mod error;
 pub mod event;
 pub mod kinesis_sink;
 pub mod lsn;
 pub mod pgoutput;
+pub mod proto;
 pub mod reader;
 pub mod setup;
+pub mod shop;
 pub mod sink;
 pub mod snapshot;
 pub mod table;
 pub mod value;
 
+pub use encode::{EncodeError, Encoded, Format};
 pub use error::CdcError;
 pub use event::{ChangeEvent, Op, Source};
 pub use kinesis_sink::KinesisSink;
 pub use lsn::Lsn;
 pub use reader::{CdcReader, PollOutcome};
 pub use setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
-pub use sink::{ChangeSink, JsonLinesSink, MemorySink, SinkError};
+pub use shop::ShopMapError;
+pub use sink::{ChangeSink, FileSink, MemorySink, SinkError};
 pub use table::TableName;
 pub use value::{ColumnValue, Row};
