@@ -51,9 +51,17 @@ pub struct CdcArgs {
     /// What to do about tables whose replica identity is not FULL.
     #[arg(long, value_enum, default_value = "warn")]
     pub replica_identity: ReplicaIdentityPolicy,
-    /// When to emit existing rows as `op = r` events.
+    /// When to emit existing rows as `op = r` events (in primary-key chunks between watermarks,
+    /// interleaved with the stream).
     #[arg(long, value_enum, default_value = "initial")]
     pub snapshot: SnapshotMode,
+    /// Rows per snapshot chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_chunk_rows: usize,
+    /// The table the snapshot's watermarks and progress go to (created if missing and added to
+    /// the publication; one row per slot and table).
+    #[arg(long, default_value = "public.shardflow_cdc_signal")]
+    pub signal_table: TableName,
     /// Changes per peek of the slot (whole transactions are always read).
     #[arg(long, default_value_t = 10_000)]
     pub batch_changes: i32,
@@ -116,15 +124,27 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
     config.replica_identity = args.replica_identity;
     config.snapshot = args.snapshot;
     config.batch_changes = args.batch_changes;
+    config.snapshot_chunk_rows = args.snapshot_chunk_rows;
+    config.signal_table = args.signal_table.clone();
     let mut reader = CdcReader::connect(&args.database_url, config).await?;
     for warning in &reader.prepared().warnings {
         eprintln!("cdc: warning: {warning}");
     }
-    let snapshot_rows = reader.snapshot(&mut sink).await?;
-    if snapshot_rows > 0 {
-        eprintln!("cdc: snapshot emitted {snapshot_rows} rows (op = r)");
+    let mut snapshotting = reader.snapshot_in_progress();
+    if snapshotting {
+        let tables: Vec<String> = reader
+            .prepared()
+            .snapshot_tables
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        eprintln!(
+            "cdc: snapshot of {} (op = r, interleaved with the stream)",
+            tables.join(", ")
+        );
     }
 
+    let mut snapshot_rows = 0u64;
     let mut changes = 0u64;
     let mut first_change: Option<Instant> = None;
     let mut last_ack = Instant::now();
@@ -138,17 +158,29 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
         }
         let started = Instant::now();
         let outcome = reader.poll(&mut sink).await?;
-        if outcome.events > 0 {
+        snapshot_rows += outcome.snapshot_rows as u64;
+        let streamed = outcome.events - outcome.snapshot_rows;
+        if streamed > 0 {
             first_change.get_or_insert(started);
-            changes += outcome.events as u64;
+            changes += streamed as u64;
+        }
+        if outcome.events > 0 {
             last_change = Instant::now();
             last_ack = last_change;
+        }
+        if snapshotting && !reader.snapshot_in_progress() {
+            snapshotting = false;
+            let stats = reader.snapshot_stats();
+            eprintln!(
+                "cdc: snapshot done: {} rows in {} chunks ({} rows left to the stream: changed while read)",
+                stats.rows, stats.chunks, stats.dropped
+            );
         }
         if progress.is_some_and(|every| last_report.elapsed() >= every) {
             let secs = last_report.elapsed().as_secs_f64();
             let lag = reader.lag_bytes().await?;
             eprintln!(
-                "cdc: {changes} changes ({:.0}/s), confirmed {}, lag {lag} bytes",
+                "cdc: {changes} changes ({:.0}/s), {snapshot_rows} snapshot rows, confirmed {}, lag {lag} bytes",
                 (changes - changes_at_report) as f64 / secs,
                 reader.confirmed()
             );
@@ -157,7 +189,7 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
         }
         if args
             .until_idle
-            .is_some_and(|idle| last_change.elapsed().as_secs_f64() >= idle)
+            .is_some_and(|idle| !reader.snapshot_in_progress() && last_change.elapsed().as_secs_f64() >= idle)
         {
             break;
         }

@@ -43,9 +43,14 @@
 //!
 //! ## Snapshot
 //!
-//! Existing rows are emitted as `op = r` events when a table is added (see [`snapshot`] for the
-//! at-least-once overlap between snapshot and stream).
-//!
+//! Existing rows are emitted as `op = r` events when a table is added, in primary-key chunks
+//! interleaved with the stream: each chunk is selected between a low and a high watermark written
+//! to a signal table in the publication, rows whose key changes between the two are left to the
+//! stream, and the rest are emitted where the stream reaches the high watermark (DBLog, as
+//! Debezium's incremental snapshot). No duplicate window, no stale row, writers never paused, and
+//! an interrupted snapshot resumes after its last confirmed chunk. See [`watermark`] (protocol
+//! and proof) and [`snapshot`] (SQL side, signal table).
+
 //! ## Envelope
 //!
 //! [`ChangeEvent`] holds typed values ([`ColumnValue`]); a sink encodes it in a [`Format`]: the
@@ -69,13 +74,14 @@ pub mod sink;
 pub mod snapshot;
 pub mod table;
 pub mod value;
+pub mod watermark;
 
 pub use encode::{EncodeError, Encoded, Format};
 pub use error::CdcError;
 pub use event::{ChangeEvent, Op, Source};
 pub use kinesis_sink::KinesisSink;
 pub use lsn::Lsn;
-pub use reader::{CdcReader, PollOutcome};
+pub use reader::{CdcReader, PollOutcome, SnapshotStats};
 pub use setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
 pub use shop::ShopMapError;
 pub use sink::{ChangeSink, FileSink, MemorySink, SinkError};
