@@ -53,10 +53,14 @@ impl Format {
     /// Encodes `event` as one record of this format.
     pub fn encode(self, event: &ChangeEvent) -> Result<Encoded, EncodeError> {
         match self {
-            Format::Protobuf => Ok(Encoded {
-                partition_key: partition_key(event),
-                data: crate::proto::to_proto(event).encode_to_vec(),
-            }),
+            Format::Protobuf => {
+                let mut data = Vec::with_capacity(256);
+                crate::proto::encode(event, &mut data);
+                Ok(Encoded {
+                    partition_key: partition_key(event),
+                    data,
+                })
+            }
             Format::Json => Ok(Encoded {
                 partition_key: partition_key(event),
                 data: serde_json::to_vec(event)?,
