@@ -1,5 +1,6 @@
 //! Compiles the Protobuf schemas with the vendored `protoc` (no system install needed), and
-//! derives serde on the generated types so that the same types read and write JSON.
+//! derives serde on the shop's generated types so that the same types read and write JSON (the
+//! generic CDC envelope `shardflow.cdc.v1` has its JSON form in `shardflow-cdc`).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         proto_dir.join("shardflow/shop/v1/entities.proto"),
         proto_dir.join("shardflow/shop/v1/change.proto"),
+        proto_dir.join("shardflow/cdc/v1/change.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::encode::Format;
 use crate::kinesis_sink::KinesisSink;
 use crate::reader::CdcReader;
 use crate::setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
-use crate::sink::{ChangeSink, JsonLinesSink};
+use crate::sink::{ChangeSink, FileSink};
 use crate::table::TableName;
 
 /// Arguments of `shardflow cdc`.
@@ -27,14 +28,20 @@ pub struct CdcArgs {
     /// Tables to capture, comma-separated (`orders` or `shop.orders`).
     #[arg(long, value_delimiter = ',', required = true)]
     pub tables: Vec<TableName>,
-    /// Where change events go as JSON lines: a file (appended to) or `-` for stdout.
+    /// Where change events go: a file (appended to) or `-` for stdout; JSON one per line, the
+    /// Protobuf formats length-delimited.
     #[arg(long, default_value = "-", conflicts_with = "stream")]
     pub out: String,
-    /// Put change events into this Kinesis stream instead (one JSON record per event, partition
-    /// key `schema.table|primary key`); the endpoint, region and credentials come from the
-    /// environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), as for the AWS CLI.
+    /// Put change events into this Kinesis stream instead (one record per event, partition key
+    /// `schema.table|primary key`, or `table:primary key` for `--format shop`); the endpoint,
+    /// region and credentials come from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...),
+    /// as for the AWS CLI.
     #[arg(long)]
     pub stream: Option<String>,
+    /// Encoding of each change: the generic Protobuf envelope `shardflow.cdc.v1.ChangeEvent`,
+    /// Debezium JSON, or the shop's typed envelope `shardflow.shop.v1.ChangeEvent` (shop tables only).
+    #[arg(long, value_enum, default_value = "protobuf")]
+    pub format: Format,
     /// Create the replication slot if it does not exist.
     #[arg(long)]
     pub create_slot: bool,
@@ -44,9 +51,17 @@ pub struct CdcArgs {
     /// What to do about tables whose replica identity is not FULL.
     #[arg(long, value_enum, default_value = "warn")]
     pub replica_identity: ReplicaIdentityPolicy,
-    /// When to emit existing rows as `op = r` events.
+    /// When to emit existing rows as `op = r` events (in primary-key chunks between watermarks,
+    /// interleaved with the stream).
     #[arg(long, value_enum, default_value = "initial")]
     pub snapshot: SnapshotMode,
+    /// Rows per snapshot chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_chunk_rows: usize,
+    /// The table the snapshot's watermarks and progress go to (created if missing and added to
+    /// the publication; one row per slot and table).
+    #[arg(long, default_value = "public.shardflow_cdc_signal")]
+    pub signal_table: TableName,
     /// Changes per peek of the slot (whole transactions are always read).
     #[arg(long, default_value_t = 10_000)]
     pub batch_changes: i32,
@@ -76,12 +91,12 @@ pub fn run(args: CdcArgs) -> anyhow::Result<()> {
                 let client = shardflow_kinesis::client_from_env().await;
                 let transport = shardflow_kinesis::KinesisTransport::new(client, stream);
                 let producer = shardflow_kinesis::KinesisProducer::new(transport, Default::default());
-                let sink = KinesisSink::new(producer);
+                let sink = KinesisSink::new(producer, args.format);
                 run_with_sink(&args, sink).await
             } else if args.out == "-" {
-                run_with_sink(&args, JsonLinesSink::stdout()).await
+                run_with_sink(&args, FileSink::stdout(args.format)).await
             } else {
-                let sink = JsonLinesSink::append_to_file(&PathBuf::from(&args.out))
+                let sink = FileSink::append_to_file(&PathBuf::from(&args.out), args.format)
                     .await
                     .with_context(|| format!("opening {}", args.out))?;
                 run_with_sink(&args, sink).await
@@ -109,15 +124,27 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
     config.replica_identity = args.replica_identity;
     config.snapshot = args.snapshot;
     config.batch_changes = args.batch_changes;
+    config.snapshot_chunk_rows = args.snapshot_chunk_rows;
+    config.signal_table = args.signal_table.clone();
     let mut reader = CdcReader::connect(&args.database_url, config).await?;
     for warning in &reader.prepared().warnings {
         eprintln!("cdc: warning: {warning}");
     }
-    let snapshot_rows = reader.snapshot(&mut sink).await?;
-    if snapshot_rows > 0 {
-        eprintln!("cdc: snapshot emitted {snapshot_rows} rows (op = r)");
+    let mut snapshotting = reader.snapshot_in_progress();
+    if snapshotting {
+        let tables: Vec<String> = reader
+            .prepared()
+            .snapshot_tables
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        eprintln!(
+            "cdc: snapshot of {} (op = r, interleaved with the stream)",
+            tables.join(", ")
+        );
     }
 
+    let mut snapshot_rows = 0u64;
     let mut changes = 0u64;
     let mut first_change: Option<Instant> = None;
     let mut last_ack = Instant::now();
@@ -131,17 +158,29 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
         }
         let started = Instant::now();
         let outcome = reader.poll(&mut sink).await?;
-        if outcome.events > 0 {
+        snapshot_rows += outcome.snapshot_rows as u64;
+        let streamed = outcome.events - outcome.snapshot_rows;
+        if streamed > 0 {
             first_change.get_or_insert(started);
-            changes += outcome.events as u64;
+            changes += streamed as u64;
+        }
+        if outcome.events > 0 {
             last_change = Instant::now();
             last_ack = last_change;
+        }
+        if snapshotting && !reader.snapshot_in_progress() {
+            snapshotting = false;
+            let stats = reader.snapshot_stats();
+            eprintln!(
+                "cdc: snapshot done: {} rows in {} chunks ({} rows left to the stream: changed while read)",
+                stats.rows, stats.chunks, stats.dropped
+            );
         }
         if progress.is_some_and(|every| last_report.elapsed() >= every) {
             let secs = last_report.elapsed().as_secs_f64();
             let lag = reader.lag_bytes().await?;
             eprintln!(
-                "cdc: {changes} changes ({:.0}/s), confirmed {}, lag {lag} bytes",
+                "cdc: {changes} changes ({:.0}/s), {snapshot_rows} snapshot rows, confirmed {}, lag {lag} bytes",
                 (changes - changes_at_report) as f64 / secs,
                 reader.confirmed()
             );
@@ -150,7 +189,7 @@ pub async fn run_with_sink<S: ChangeSink>(args: &CdcArgs, mut sink: S) -> anyhow
         }
         if args
             .until_idle
-            .is_some_and(|idle| last_change.elapsed().as_secs_f64() >= idle)
+            .is_some_and(|idle| !reader.snapshot_in_progress() && last_change.elapsed().as_secs_f64() >= idle)
         {
             break;
         }

@@ -73,12 +73,31 @@ pub enum CdcError {
         /// The missing tables, comma-separated.
         tables: String,
     },
+    /// A snapshot is due but the publication does not publish the signal table its watermarks
+    /// go to.
+    #[error(
+        "a snapshot is due, but publication `{publication}` does not publish the snapshot signal table \
+         {table}: pass --create-publication to add it, or run ALTER PUBLICATION {publication} ADD TABLE \
+         {table}; (or pass --snapshot never)"
+    )]
+    SignalTableNotPublished {
+        /// The publication name.
+        publication: String,
+        /// The signal table.
+        table: String,
+    },
     /// A configured table does not exist.
     #[error("table {0} does not exist")]
     TableMissing(TableName),
     /// A configured table has no primary key, so its changes have no key to order and dedup by.
     #[error("table {0} has no primary key; the CDC reader needs one to key its changes (add a PRIMARY KEY)")]
     NoPrimaryKey(TableName),
+    /// The server cannot do what the configuration asks (e.g. too old for the snapshot).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Postgres answered something the reader cannot interpret.
+    #[error("unexpected answer from Postgres: {0}")]
+    Protocol(String),
     /// The slot's output was not valid pgoutput.
     #[error("undecodable pgoutput message at {lsn}: {source}")]
     Decode {

@@ -1,9 +1,8 @@
 //! Debezium-style change events.
 //!
 //! [`ChangeEvent`] serializes as the `payload` of a Debezium Postgres connector message
-//! (`op`, `before`, `after`, `source`, `ts_ms`). Its fields are plain typed values so that a
-//! conversion into the Protobuf envelope of `shardflow-schemas` can be added as a `From` impl
-//! without touching the reader.
+//! (`op`, `before`, `after`, `source`, `ts_ms`). Its fields are plain typed values; the Protobuf
+//! envelopes are in [`crate::proto`] (generic) and [`crate::shop`] (the shop's tables).
 
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 

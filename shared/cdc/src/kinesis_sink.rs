@@ -2,21 +2,28 @@
 
 use shardflow_kinesis::{KinesisProducer, ProducerStats, StreamRecord, MAX_PARTITION_KEY_CHARS};
 
+use crate::encode::Format;
 use crate::event::ChangeEvent;
 use crate::sink::{ChangeSink, SinkError};
 
-/// Puts each event as one record of Debezium JSON, keyed by [`partition_key`], so one row's
-/// changes land in one shard in commit order. `flush` resolves when the stream has stored every
-/// event sent so far — only then does the reader confirm the LSN.
+/// Puts each event as one record in a [`Format`], keyed by the format's partition key (for the
+/// generic formats [`partition_key`]), so one row's changes land in one shard in commit order.
+/// `flush` resolves when the stream has stored every event sent so far — only then does the
+/// reader confirm the LSN.
 pub struct KinesisSink {
     producer: KinesisProducer,
+    format: Format,
     sent: u64,
 }
 
 impl KinesisSink {
-    /// A sink sending through `producer`.
-    pub fn new(producer: KinesisProducer) -> Self {
-        KinesisSink { producer, sent: 0 }
+    /// A sink sending through `producer`, encoding events in `format`.
+    pub fn new(producer: KinesisProducer, format: Format) -> Self {
+        KinesisSink {
+            producer,
+            format,
+            sent: 0,
+        }
     }
 
     /// Events handed to the producer so far.
@@ -52,9 +59,9 @@ pub fn partition_key(event: &ChangeEvent) -> String {
 impl ChangeSink for KinesisSink {
     async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
         for event in events {
-            let data = serde_json::to_vec(event)?;
+            let record = self.format.encode(event)?;
             self.producer
-                .send(StreamRecord::new(partition_key(event), data))
+                .send(StreamRecord::new(record.partition_key, record.data))
                 .await?;
             self.sent += 1;
         }

@@ -43,34 +43,47 @@
 //!
 //! ## Snapshot
 //!
-//! Existing rows are emitted as `op = r` events when a table is added (see [`snapshot`] for the
-//! at-least-once overlap between snapshot and stream).
-//!
+//! Existing rows are emitted as `op = r` events when a table is added, in primary-key chunks
+//! interleaved with the stream: each chunk is selected between a low and a high watermark written
+//! to a signal table in the publication, rows whose key changes between the two are left to the
+//! stream, and the rest are emitted where the stream reaches the high watermark (DBLog, as
+//! Debezium's incremental snapshot). No duplicate window, no stale row, writers never paused, and
+//! an interrupted snapshot resumes after its last confirmed chunk. See [`watermark`] (protocol
+//! and proof) and [`snapshot`] (SQL side, signal table).
+
 //! ## Envelope
 //!
-//! Events serialize as Debezium JSON. [`ChangeEvent`] holds typed values ([`ColumnValue`]) so a
-//! conversion into the Protobuf envelope of `shardflow-schemas` can be added as a `From` impl.
+//! [`ChangeEvent`] holds typed values ([`ColumnValue`]); a sink encodes it in a [`Format`]: the
+//! pipeline's generic Protobuf envelope `shardflow.cdc.v1.ChangeEvent` (default, [`proto`]),
+//! Debezium JSON, or, for the online shop's tables, the shop's typed envelope
+//! `shardflow.shop.v1.ChangeEvent` ([`shop`]) that the shop pipelines read.
 
 pub mod assembler;
 pub mod cli;
+pub mod encode;
 pub mod error;
 pub mod event;
 pub mod kinesis_sink;
 pub mod lsn;
 pub mod pgoutput;
+pub mod proto;
 pub mod reader;
 pub mod setup;
+pub mod shop;
 pub mod sink;
 pub mod snapshot;
 pub mod table;
 pub mod value;
+pub mod watermark;
 
+pub use encode::{EncodeError, Encoded, Format};
 pub use error::CdcError;
 pub use event::{ChangeEvent, Op, Source};
 pub use kinesis_sink::KinesisSink;
 pub use lsn::Lsn;
-pub use reader::{CdcReader, PollOutcome};
+pub use reader::{CdcReader, PollOutcome, SnapshotStats};
 pub use setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
-pub use sink::{ChangeSink, JsonLinesSink, MemorySink, SinkError};
+pub use shop::ShopMapError;
+pub use sink::{ChangeSink, FileSink, MemorySink, SinkError};
 pub use table::TableName;
 pub use value::{ColumnValue, Row};

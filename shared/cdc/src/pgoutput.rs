@@ -421,9 +421,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Builders of well-formed messages, for tests of this crate.
-#[cfg(test)]
-pub(crate) mod build {
+/// Builders of well-formed messages (as Postgres encodes them), for tests and benchmarks.
+pub mod build {
     use super::TupleValue;
 
     /// Appends a NUL-terminated string.

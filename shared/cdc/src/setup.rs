@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use crate::error::CdcError;
 use crate::lsn::Lsn;
+use crate::snapshot::{self, default_signal_table};
 use crate::table::{quote_ident, TableName};
 
 /// What to do about a table whose replica identity is not `FULL` (updates then carry no
@@ -21,11 +22,13 @@ pub enum ReplicaIdentityPolicy {
     SetFull,
 }
 
-/// When to emit the existing rows of a table as `op = r` events before streaming.
+/// When to emit the existing rows of a table as `op = r` events (interleaved with the stream,
+/// see [`crate::snapshot`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SnapshotMode {
-    /// Tables newly added by this run: all tables when it created the slot or the publication,
-    /// else those it added to the publication.
+    /// Tables newly added by this run (all tables when it created the slot or the publication,
+    /// else those it added to the publication), and tables whose snapshot an earlier run left
+    /// unfinished (resumed after its last confirmed chunk).
     Initial,
     /// Every configured table on every start.
     Always,
@@ -52,11 +55,17 @@ pub struct CdcConfig {
     pub snapshot: SnapshotMode,
     /// `upto_nchanges` of each peek: decoding stops after the transaction that reaches it.
     pub batch_changes: i32,
+    /// The table the snapshot's watermarks and progress are written to (created if missing,
+    /// added to the publication); unused with [`SnapshotMode::Never`].
+    pub signal_table: TableName,
+    /// Rows per snapshot chunk (one watermark window each).
+    pub snapshot_chunk_rows: usize,
 }
 
 impl CdcConfig {
-    /// A configuration with defaults: create nothing, warn on replica identity, initial snapshot,
-    /// batches of 10 000 changes.
+    /// A configuration with defaults: create nothing, warn on replica identity, initial snapshot
+    /// in chunks of 10 000 rows with the signal table `public.shardflow_cdc_signal`, batches of
+    /// 10 000 changes.
     pub fn new(slot: impl Into<String>, publication: impl Into<String>, tables: Vec<TableName>) -> Self {
         CdcConfig {
             slot: slot.into(),
@@ -67,6 +76,8 @@ impl CdcConfig {
             replica_identity: ReplicaIdentityPolicy::Warn,
             snapshot: SnapshotMode::Initial,
             batch_changes: 10_000,
+            signal_table: default_signal_table(),
+            snapshot_chunk_rows: 10_000,
         }
     }
 }
@@ -95,8 +106,12 @@ pub struct Prepared {
     pub created_slot: bool,
     /// Whether this run created the publication.
     pub created_publication: bool,
-    /// Tables whose existing rows should be snapshotted now.
+    /// Tables whose existing rows should be snapshotted now (from the start, or resumed).
     pub snapshot_tables: Vec<TableName>,
+    /// Of those, the ones resumed, with the text of the last key an earlier run delivered.
+    pub snapshot_resume: Vec<(TableName, Vec<String>)>,
+    /// The signal table, if snapshots are enabled.
+    pub signal_table: Option<TableName>,
     /// The slot's confirmed position.
     pub confirmed: Lsn,
     /// Human-readable warnings (e.g. replica identity), also logged.
@@ -106,7 +121,10 @@ pub struct Prepared {
 /// Sets session settings the value conversion relies on (ISO dates, UTC time zone).
 pub async fn configure_session(client: &Client) -> Result<(), CdcError> {
     client
-        .batch_execute("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'iso_8601'")
+        .batch_execute(
+            "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'iso_8601'; \
+             SET standard_conforming_strings = on",
+        )
         .await
         .map_err(CdcError::pg("setting session DateStyle/TimeZone"))
 }
@@ -158,14 +176,42 @@ pub async fn prepare(client: &Client, config: &CdcConfig) -> Result<Prepared, Cd
         tables.push(info);
     }
 
-    let (created_publication, added) = ensure_publication(client, config).await?;
+    let (created_publication, added) = ensure_publication(client, config, &config.tables).await?;
     let (created_slot, confirmed) = ensure_slot(client, config, created_publication).await?;
 
-    let snapshot_tables = match config.snapshot {
+    let fresh = match config.snapshot {
         SnapshotMode::Never => Vec::new(),
         SnapshotMode::Always => config.tables.clone(),
         SnapshotMode::Initial if created_slot || created_publication => config.tables.clone(),
         SnapshotMode::Initial => added,
+    };
+    let signal = &config.signal_table;
+    let progress = if config.snapshot == SnapshotMode::Never || !snapshot::table_exists(client, signal).await? {
+        Vec::new()
+    } else {
+        snapshot::read_progress(client, signal, &config.slot).await?
+    };
+    let mut snapshot_tables = Vec::new();
+    let mut snapshot_resume = Vec::new();
+    for table in &config.tables {
+        let name = table.to_string();
+        if fresh.contains(table) {
+            snapshot_tables.push(table.clone());
+        } else if let Some(p) = progress.iter().find(|p| p.table == name && !p.done) {
+            snapshot_tables.push(table.clone());
+            if let Some(key) = &p.progress_key {
+                snapshot_resume.push((table.clone(), key.clone()));
+            }
+        }
+    }
+    let signal_table = if snapshot_tables.is_empty() {
+        None
+    } else {
+        prepare_signal_table(client, config).await?;
+        for table in &fresh {
+            snapshot::save_progress(client, signal, &config.slot, table, None, false).await?;
+        }
+        Some(signal.clone())
     };
     Ok(Prepared {
         database,
@@ -173,6 +219,8 @@ pub async fn prepare(client: &Client, config: &CdcConfig) -> Result<Prepared, Cd
         created_slot,
         created_publication,
         snapshot_tables,
+        snapshot_resume,
+        signal_table,
         confirmed,
         warnings,
     })
@@ -248,8 +296,49 @@ fn table_list(tables: &[TableName]) -> String {
     tables.iter().map(TableName::quoted).collect::<Vec<_>>().join(", ")
 }
 
-/// Returns (created, tables added to an existing publication).
-async fn ensure_publication(client: &Client, config: &CdcConfig) -> Result<(bool, Vec<TableName>), CdcError> {
+/// Creates the signal table if missing and makes the publication publish it (adding it only
+/// with `create_publication`), on a server that supports the snapshot.
+async fn prepare_signal_table(client: &Client, config: &CdcConfig) -> Result<(), CdcError> {
+    let version: i32 = show(client, "server_version_num").await?.parse().unwrap_or(0);
+    if version < 130_000 {
+        return Err(CdcError::Unsupported(format!(
+            "the snapshot needs Postgres 13 or later (server_version_num {version}); pass --snapshot never"
+        )));
+    }
+    let signal = &config.signal_table;
+    snapshot::ensure_signal_table(client, signal).await?;
+    let published = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+            &[&config.publication, &signal.schema, &signal.name],
+        )
+        .await
+        .map_err(CdcError::pg("reading the publication's tables"))?
+        .is_some();
+    if published {
+        return Ok(());
+    }
+    let pub_ident = quote_ident(&config.publication);
+    if !config.create_publication {
+        return Err(CdcError::SignalTableNotPublished {
+            publication: pub_ident,
+            table: signal.quoted(),
+        });
+    }
+    client
+        .batch_execute(&format!("ALTER PUBLICATION {pub_ident} ADD TABLE {}", signal.quoted()))
+        .await
+        .map_err(CdcError::pg("adding the signal table to the publication"))?;
+    tracing::info!(publication = %config.publication, table = %signal, "added the snapshot signal table to the publication");
+    Ok(())
+}
+
+/// Makes the publication publish `tables`. Returns (created, tables added to an existing publication).
+async fn ensure_publication(
+    client: &Client,
+    config: &CdcConfig,
+    tables: &[TableName],
+) -> Result<(bool, Vec<TableName>), CdcError> {
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
@@ -263,13 +352,13 @@ async fn ensure_publication(client: &Client, config: &CdcConfig) -> Result<(bool
         if !config.create_publication {
             return Err(CdcError::PublicationMissing {
                 publication: pub_ident,
-                tables: table_list(&config.tables),
+                tables: table_list(tables),
             });
         }
         client
             .batch_execute(&format!(
                 "CREATE PUBLICATION {pub_ident} FOR TABLE {}",
-                table_list(&config.tables)
+                table_list(tables)
             ))
             .await
             .map_err(CdcError::pg("creating the publication"))?;
@@ -286,12 +375,7 @@ async fn ensure_publication(client: &Client, config: &CdcConfig) -> Result<(bool
         .iter()
         .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
         .collect();
-    let missing: Vec<TableName> = config
-        .tables
-        .iter()
-        .filter(|t| !published.contains(t))
-        .cloned()
-        .collect();
+    let missing: Vec<TableName> = tables.iter().filter(|t| !published.contains(t)).cloned().collect();
     if missing.is_empty() {
         return Ok((false, missing));
     }

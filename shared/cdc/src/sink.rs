@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 
+use crate::encode::{EncodeError, Format};
 use crate::event::ChangeEvent;
 
 /// A sink failure. The reader stops without confirming anything past the last flushed batch.
@@ -14,8 +15,8 @@ pub enum SinkError {
     #[error("sink I/O: {0}")]
     Io(#[from] std::io::Error),
     /// An event could not be encoded.
-    #[error("sink encoding: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("cannot encode a change event: {0}")]
+    Encode(#[from] EncodeError),
     /// The destination refused events.
     #[error("sink rejected events: {0}")]
     Rejected(String),
@@ -43,34 +44,44 @@ enum Target {
     File(BufWriter<tokio::fs::File>),
 }
 
-/// Writes each event as one line of Debezium JSON to a file or stdout. `flush` flushes the
-/// buffer and, for regular files, `fsync`s the data, so an acknowledged event survives a crash.
-pub struct JsonLinesSink {
+/// Writes events to a file or stdout in a [`Format`]: JSON as one line per event, the Protobuf
+/// formats as length-delimited messages (each prefixed by its length as a varint, as the local
+/// runner's shard files are). `flush` flushes the buffer and, for regular files, `fsync`s the
+/// data, so an acknowledged event survives a crash.
+pub struct FileSink {
     target: Target,
-    line: Vec<u8>,
+    format: Format,
+    framed: Vec<u8>,
     written: u64,
 }
 
-impl JsonLinesSink {
+impl FileSink {
     /// A sink appending to `path` (created if missing).
-    pub async fn append_to_file(path: &Path) -> Result<Self, SinkError> {
+    pub async fn append_to_file(path: &Path, format: Format) -> Result<Self, SinkError> {
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .await?;
-        Ok(Self::with_target(Target::File(BufWriter::with_capacity(1 << 20, file))))
+        Ok(Self::with_target(
+            Target::File(BufWriter::with_capacity(1 << 20, file)),
+            format,
+        ))
     }
 
     /// A sink writing to standard output.
-    pub fn stdout() -> Self {
-        Self::with_target(Target::Stdout(BufWriter::with_capacity(1 << 16, tokio::io::stdout())))
+    pub fn stdout(format: Format) -> Self {
+        Self::with_target(
+            Target::Stdout(BufWriter::with_capacity(1 << 16, tokio::io::stdout())),
+            format,
+        )
     }
 
-    fn with_target(target: Target) -> Self {
-        JsonLinesSink {
+    fn with_target(target: Target, format: Format) -> Self {
+        FileSink {
             target,
-            line: Vec::with_capacity(512),
+            format,
+            framed: Vec::with_capacity(512),
             written: 0,
         }
     }
@@ -81,15 +92,21 @@ impl JsonLinesSink {
     }
 }
 
-impl ChangeSink for JsonLinesSink {
+impl ChangeSink for FileSink {
     async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
         for event in events {
-            self.line.clear();
-            serde_json::to_writer(&mut self.line, event)?;
-            self.line.push(b'\n');
+            let data = self.format.encode(event)?.data;
+            self.framed.clear();
+            if self.format.is_text() {
+                self.framed.extend_from_slice(&data);
+                self.framed.push(b'\n');
+            } else {
+                prost::encoding::encode_varint(data.len() as u64, &mut self.framed);
+                self.framed.extend_from_slice(&data);
+            }
             match &mut self.target {
-                Target::Stdout(w) => w.write_all(&self.line).await?,
-                Target::File(w) => w.write_all(&self.line).await?,
+                Target::Stdout(w) => w.write_all(&self.framed).await?,
+                Target::File(w) => w.write_all(&self.framed).await?,
             }
             self.written += 1;
         }
@@ -140,6 +157,7 @@ mod tests {
     use crate::lsn::Lsn;
     use crate::table::TableName;
     use crate::value::Row;
+    use prost::Message;
 
     fn event(i: u64) -> ChangeEvent {
         ChangeEvent {
@@ -164,7 +182,7 @@ mod tests {
     async fn file_sink_appends_one_json_line_per_event_and_flush_makes_them_visible() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut sink = JsonLinesSink::append_to_file(&path).await.unwrap();
+        let mut sink = FileSink::append_to_file(&path, Format::Json).await.unwrap();
         sink.send(&[event(1), event(2)]).await.unwrap();
         sink.flush().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -175,8 +193,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn file_sink_writes_protobuf_length_delimited() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.pb");
+        let mut sink = FileSink::append_to_file(&path, Format::Protobuf).await.unwrap();
+        sink.send(&[event(1), event(2)]).await.unwrap();
+        sink.flush().await.unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut rest = bytes.as_slice();
+        let mut back = Vec::new();
+        while !rest.is_empty() {
+            let pb = shardflow_schemas::cdc::v1::ChangeEvent::decode_length_delimited(&mut rest).unwrap();
+            back.push(crate::proto::from_proto(pb).unwrap());
+        }
+        assert_eq!(back, vec![event(1), event(2)]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn flushing_to_a_device_that_cannot_sync_succeeds() {
-        let mut sink = JsonLinesSink::append_to_file(Path::new("/dev/null")).await.unwrap();
+        let mut sink = FileSink::append_to_file(Path::new("/dev/null"), Format::Protobuf)
+            .await
+            .unwrap();
         sink.send(&[event(1)]).await.unwrap();
         sink.flush().await.unwrap();
     }

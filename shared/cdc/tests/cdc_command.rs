@@ -5,7 +5,7 @@ mod common;
 use clap::Parser;
 use common::Fixture;
 use shardflow_cdc::cli::{run_with_sink, CdcArgs};
-use shardflow_cdc::JsonLinesSink;
+use shardflow_cdc::{FileSink, Format};
 
 #[derive(Parser)]
 struct Wrapper {
@@ -38,6 +38,8 @@ async fn cdc_command_snapshots_streams_to_a_file_and_stops_when_idle() {
         &table,
         "--out",
         &out_arg,
+        "--format",
+        "json",
         "--create-slot",
         "--create-publication",
         "--replica-identity",
@@ -50,6 +52,7 @@ async fn cdc_command_snapshots_streams_to_a_file_and_stops_when_idle() {
         "0",
     ];
     let args = Wrapper::try_parse_from(argv).unwrap().args;
+    assert_eq!(args.format, Format::Json);
     let writer = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         fx.sql(&format!(
@@ -57,7 +60,7 @@ async fn cdc_command_snapshots_streams_to_a_file_and_stops_when_idle() {
         ))
         .await;
     };
-    let sink = JsonLinesSink::append_to_file(&out).await.unwrap();
+    let sink = FileSink::append_to_file(&out, args.format).await.unwrap();
     let (summary, ()) = tokio::join!(run_with_sink(&args, sink), writer);
     let summary = summary.unwrap();
     assert_eq!((summary.snapshot_rows, summary.changes), (1, 2));

@@ -8,14 +8,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::{poll_until, Fixture};
-use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, KinesisSink, SinkError, SnapshotMode};
+use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, Format, KinesisSink, SinkError, SnapshotMode};
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig};
 
 fn sink_into(client: &aws_sdk_kinesis::Client, stream: &str) -> KinesisSink {
-    KinesisSink::new(KinesisProducer::new(
-        KinesisTransport::new(client.clone(), stream),
-        ProducerConfig::default(),
-    ))
+    KinesisSink::new(
+        KinesisProducer::new(KinesisTransport::new(client.clone(), stream), ProducerConfig::default()),
+        Format::Json,
+    )
 }
 
 /// (op, id, lsn) of each record, grouped by partition key in stream order.

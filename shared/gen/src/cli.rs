@@ -41,24 +41,48 @@ pub struct Destination {
     pub out: Option<PathBuf>,
 }
 
+/// Where the shop's changes go: exactly one of a stream, a file and a database.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ShopDestination {
+    /// A Kinesis stream (endpoint, region and credentials from the environment, e.g.
+    /// `AWS_ENDPOINT_URL`, as for the AWS CLI).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// A file (created or replaced).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A Postgres database (URL or `key=value` form): each generated transaction is executed
+    /// there, in commit order, against the shop's tables (`shared/shop/sql/schema.sql`), for
+    /// `shardflow cdc --format shop` to capture.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
 /// Arguments of `shardflow gen shop`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShopArgs {
-    /// Change events to generate.
+    /// Change events to generate (with --database-url: whole transactions up to at least this many).
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
-    /// Records per second of wall-clock time (0: as fast as the destination takes them).
+    /// Records (changes) per second of wall-clock time (0: as fast as the destination takes them).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Encoding of each change.
+    /// Encoding of each change (stream and file).
     #[arg(long, value_enum, default_value = "protobuf")]
     pub format: ShopFormat,
+    /// With --database-url: the Postgres schema of the shop's tables (created if missing).
+    #[arg(long, default_value = "public")]
+    pub db_schema: String,
+    /// With --database-url: create the shop's tables first (`shared/shop/sql/schema.sql`).
+    #[arg(long)]
+    pub create_tables: bool,
     /// Where to write.
     #[command(flatten)]
-    pub to: Destination,
+    pub to: ShopDestination,
 }
 
 /// Arguments of `shardflow gen nexmark`.
@@ -118,6 +142,34 @@ fn print(workload: &str, target: &str, report: &GenReport) {
     println!("{line}");
 }
 
+async fn load_into_postgres(a: ShopArgs) -> anyhow::Result<()> {
+    let url = a.to.database_url.as_deref().unwrap_or_default();
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to Postgres")?;
+    let connection = tokio::spawn(connection);
+    crate::postgres::prepare_schema(&client, &a.db_schema, a.create_tables).await?;
+    let mut reported = 0;
+    let report = crate::postgres::load_shop(&mut client, ShopConfig::new(a.seed, a.events, 1), a.rate, |n| {
+        if n >= reported + 100_000 {
+            reported = n;
+            eprintln!("gen: {n} changes");
+        }
+    })
+    .await?;
+    drop(client);
+    let _ = connection.await;
+    println!(
+        "gen shop: {} changes in {} transactions into Postgres schema {} in {:.2} s = {:.0} changes/s (committed)",
+        report.changes,
+        report.transactions,
+        a.db_schema,
+        report.secs,
+        report.changes_per_sec()
+    );
+    Ok(())
+}
+
 /// Runs `shardflow gen`.
 pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -132,12 +184,17 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
             }
         };
         match args.workload {
+            Workload::Shop(a) if a.to.database_url.is_some() => load_into_postgres(a).await?,
             Workload::Shop(a) => {
                 let framing = match a.format {
                     ShopFormat::Protobuf => FileFraming::LengthDelimited,
                     ShopFormat::Json => FileFraming::Lines,
                 };
-                let (mut output, target) = open(&a.to, framing).await?;
+                let to = Destination {
+                    stream: a.to.stream.clone(),
+                    out: a.to.out.clone(),
+                };
+                let (mut output, target) = open(&to, framing).await?;
                 let config = ShopConfig::new(a.seed, a.events, 1);
                 let report = crate::shop::generate(config, a.format, a.rate, &mut output, progress).await?;
                 print("shop", &target, &report);

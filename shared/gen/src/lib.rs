@@ -9,11 +9,15 @@
 //!   (RisingWave's port of the Beam/Flink generator), written as the JSON lines that
 //!   `shardflow nexmark` reads.
 //!
+//! [`postgres`] executes the shop's workload against Postgres instead (`--database-url`), one
+//! database transaction per generated transaction, for `shardflow cdc --format shop` to capture.
+//!
 //! [`cli`] is `shardflow gen`.
 
 pub mod cli;
 pub mod nexmark;
 pub mod output;
+pub mod postgres;
 pub mod shop;
 
 pub use output::{GenReport, Output, OutputError, Pacer};

@@ -114,12 +114,12 @@ impl<T> SendQueue<T> {
             };
             scanned += 1;
             let key = &entry.record.partition_key;
-            let busy = self.in_flight_keys.contains(key) || skipped_keys.contains(key);
-            let backing_off = entry.not_before.filter(|t| *t > now);
-            if busy || backing_off.is_some() {
-                if let Some(t) = backing_off {
-                    wake = Some(wake.map_or(t, |w| w.min(t)));
-                }
+            if skipped_keys.contains(key) || self.in_flight_keys.contains(key) {
+                kept.push(entry);
+                continue;
+            }
+            if let Some(t) = entry.not_before.filter(|t| *t > now) {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
                 skipped_keys.insert(key.clone());
                 kept.push(entry);
                 continue;

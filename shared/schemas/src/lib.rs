@@ -1,10 +1,12 @@
 //! # shardflow-schemas
 //!
-//! Protobuf messages (prost) shared by stages: the Debezium-style change envelope
-//! ([`ChangeEvent`]) and the seed platform's online-shop entities ([`Customer`], [`Order`],
-//! [`OrderLine`], [`Payment`], [`Shipment`]). The `.proto` files are under `proto/` in this crate.
+//! Protobuf messages (prost) shared by stages: the shop's typed Debezium-style change envelope
+//! ([`ChangeEvent`]) and its online-shop entities ([`Customer`], [`Order`], [`OrderLine`],
+//! [`Payment`], [`Shipment`]), and the generic envelope of `shardflow cdc` for any table
+//! ([`cdc::v1::ChangeEvent`]: row images as typed column values). The `.proto` files are under
+//! `proto/` in this crate.
 //!
-//! Every message also derives serde, so the same types read and write JSON. The JSON form is
+//! Every shop message also derives serde, so the same types read and write JSON. The JSON form is
 //! Debezium's (snake_case fields, integers as numbers, `op` as `c`/`u`/`d`/`r`, enums as lower
 //! case names such as `"completed"`, a row image tagged by its table:
 //! `"after": {"order": {...}}`), not the canonical proto3 JSON mapping. The serde form is
@@ -27,7 +29,16 @@
 mod envelope;
 pub mod serde_enum;
 
-/// The generated Protobuf types, by package.
+/// The generic change envelope of `shardflow cdc` (any table, typed column values).
+pub mod cdc {
+    /// Package `shardflow.cdc.v1`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/shardflow.cdc.v1.rs"));
+    }
+}
+
+/// The generated Protobuf types of the shop, by package.
 pub mod shop {
     /// Package `shardflow.shop.v1`.
     #[allow(missing_docs, clippy::all)]

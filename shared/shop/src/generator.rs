@@ -169,6 +169,8 @@ pub struct ShopGenerator {
     next_payment_id: i64,
     next_shipment_id: i64,
     emitted: u64,
+    /// In commit-order mode ([`ShopGenerator::in_commit_order`]): committed transactions not yet taken.
+    committed: Option<VecDeque<Vec<ChangeEvent>>>,
 }
 
 impl ShopGenerator {
@@ -197,6 +199,34 @@ impl ShopGenerator {
             next_payment_id: 500_000,
             next_shipment_id: 900_000,
             emitted: 0,
+            committed: None,
+        }
+    }
+
+    /// A generator of the same workload that yields whole transactions in commit order
+    /// ([`ShopGenerator::next_transaction`]) instead of events in arrival order, e.g. to execute
+    /// them against a database. Its `n`-th transaction holds the same changes as the `n`-th
+    /// transaction of [`ShopGenerator::new`]'s stream; `ts_ms` (arrival) is meaningless here.
+    pub fn in_commit_order(config: ShopConfig) -> Self {
+        let mut generator = Self::new(config);
+        generator.committed = Some(VecDeque::new());
+        generator
+    }
+
+    /// The next transaction in commit order (its changes in statement order), until at least
+    /// `config.events` changes were returned (whole transactions: the last one may cross it).
+    /// Always `None` for a generator made with [`ShopGenerator::new`].
+    pub fn next_transaction(&mut self) -> Option<Vec<ChangeEvent>> {
+        loop {
+            let queue = self.committed.as_mut()?;
+            if let Some(tx) = queue.pop_front() {
+                self.emitted += tx.len() as u64;
+                return Some(tx);
+            }
+            if self.emitted >= self.config.events {
+                return None;
+            }
+            self.step();
         }
     }
 
@@ -211,8 +241,12 @@ impl ShopGenerator {
     }
 
     /// The next event in arrival order over all shards, with its shard; `None` after
-    /// `config.events` events.
+    /// `config.events` events, and always for a generator made with
+    /// [`ShopGenerator::in_commit_order`].
     pub fn next_event(&mut self) -> Option<(u32, ChangeEvent)> {
+        if self.committed.is_some() {
+            return None;
+        }
         loop {
             if let Some(Reverse(p)) = self.pending.peek() {
                 if p.arrival <= self.now {
@@ -464,6 +498,7 @@ impl ShopGenerator {
     /// One transaction committed at `t`: envelopes with consecutive LSNs and their delays.
     fn commit(&mut self, t: i64, changes: Vec<Change>) {
         self.tx_id += 1;
+        let mut transaction = Vec::with_capacity(changes.len());
         for (op, before, after) in changes {
             self.lsn += 56 + self.rng.random_range(0..200);
             let Some(entity) = after.as_ref().or(before.as_ref()) else {
@@ -509,12 +544,19 @@ impl ShopGenerator {
                 ts_ms: arrival,
             };
             self.seq += 1;
+            if self.committed.is_some() {
+                transaction.push(event);
+                continue;
+            }
             self.pending.push(Reverse(Pending {
                 arrival,
                 seq: self.seq,
                 shard: shard_of(&key, self.config.shards),
                 event,
             }));
+        }
+        if let Some(queue) = self.committed.as_mut() {
+            queue.push_back(transaction);
         }
     }
 }

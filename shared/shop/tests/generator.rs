@@ -100,3 +100,46 @@ fn as_an_input_each_shard_yields_its_events_in_order() {
         assert_eq!(got, want, "shard {shard}");
     }
 }
+
+#[test]
+fn commit_order_mode_yields_the_streams_changes_as_whole_transactions() {
+    // The workload of `events(3, 5_000)`, run further (the margin covers its arrival delays).
+    let mut config = ShopConfig::new(3, 5_000, 4);
+    config.events = 8_000;
+    let mut g = ShopGenerator::in_commit_order(config);
+    assert!(g.next_event().is_none(), "no arrival-order events in commit-order mode");
+    let txs: Vec<Vec<ChangeEvent>> = std::iter::from_fn(|| g.next_transaction()).collect();
+    let n: usize = txs.iter().map(Vec::len).sum();
+    assert!(
+        (8_000..8_010).contains(&n),
+        "whole transactions up to the requested count: {n}"
+    );
+    assert!(
+        txs.iter().any(|tx| tx.len() >= 4),
+        "checkouts are multi-row transactions"
+    );
+
+    let (mut last_tx, mut last_lsn, mut last_commit) = (0, 0, i64::MIN);
+    let mut by_lsn = HashMap::new();
+    for tx in &txs {
+        let src = |e: &ChangeEvent| e.source.clone().unwrap_or_default();
+        let first = src(&tx[0]);
+        assert!(first.tx_id > last_tx && first.ts_ms >= last_commit, "commit order");
+        (last_tx, last_commit) = (first.tx_id, first.ts_ms);
+        for e in tx {
+            let s = src(e);
+            assert_eq!((s.tx_id, s.ts_ms), (first.tx_id, first.ts_ms), "one transaction");
+            assert!(s.lsn > last_lsn);
+            last_lsn = s.lsn;
+            shardflow_shop::sql::statement(e).unwrap_or_else(|err| panic!("{e:?}: {err}"));
+            by_lsn.insert(s.lsn, e.clone());
+        }
+    }
+    // The arrival-order stream of the same seed holds the same changes (ts_ms aside).
+    for (_, mut e) in events(3, 5_000) {
+        let lsn = e.source.as_ref().map(|s| s.lsn).unwrap_or_default();
+        let mut c = by_lsn.get(&lsn).cloned().unwrap_or_else(|| panic!("lsn {lsn} missing"));
+        (e.ts_ms, c.ts_ms) = (0, 0);
+        assert_eq!(e, c);
+    }
+}

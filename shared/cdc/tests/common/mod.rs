@@ -110,6 +110,12 @@ impl Fixture {
         }
         self.sql(&format!("DROP PUBLICATION IF EXISTS {}", self.publication))
             .await;
+        self.sql(&format!(
+            "DO $$ BEGIN IF to_regclass('public.shardflow_cdc_signal') IS NOT NULL THEN \
+             DELETE FROM public.shardflow_cdc_signal WHERE slot = '{}'; END IF; END $$",
+            self.slot
+        ))
+        .await;
         self.sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
             .await;
     }
