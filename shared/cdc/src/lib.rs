@@ -58,6 +58,8 @@
 //! Debezium JSON, or, for the online shop's tables, the shop's typed envelope
 //! `shardflow.shop.v1.ChangeEvent` ([`shop`]) that the shop pipelines read.
 
+#![warn(missing_docs)]
+
 pub mod assembler;
 pub mod cli;
 pub mod encode;
