@@ -278,20 +278,33 @@ impl ColourControl {
 /// A stage's sink in a blue/green deployment: results its colour owns go to `live`, the others
 /// to `shadow` (see the module documentation). Idempotent because both sinks are.
 pub struct ColourGate<L, S> {
-    colour: Colour,
-    control: Option<ColourControl>,
     live: L,
+    blue_green: Option<BlueGreen<S>>,
+}
+
+/// What a gated stage needs besides its live sink: its colour, the cutover, its shadow sink.
+struct BlueGreen<S> {
+    colour: Colour,
+    control: ColourControl,
     shadow: S,
 }
 
 impl<L, S> ColourGate<L, S> {
-    /// The gate of a stage of `colour`; without `control` everything goes to `live`.
-    pub fn new(colour: Colour, control: Option<ColourControl>, live: L, shadow: S) -> Self {
+    /// A single-colour deployment: everything goes to `live`.
+    pub fn single(live: L) -> Self {
+        ColourGate { live, blue_green: None }
+    }
+
+    /// The gate of a stage of `colour`: what `control`'s cutover gives it goes to `live`, the rest
+    /// to `shadow`.
+    pub fn gated(colour: Colour, control: ColourControl, live: L, shadow: S) -> Self {
         ColourGate {
-            colour,
-            control,
             live,
-            shadow,
+            blue_green: Some(BlueGreen {
+                colour,
+                control,
+                shadow,
+            }),
         }
     }
 
@@ -300,9 +313,9 @@ impl<L, S> ColourGate<L, S> {
         &self.live
     }
 
-    /// The shadow sink.
-    pub fn shadow(&self) -> &S {
-        &self.shadow
+    /// The shadow sink (none for a single-colour deployment).
+    pub fn shadow(&self) -> Option<&S> {
+        self.blue_green.as_ref().map(|b| &b.shadow)
     }
 }
 
@@ -313,22 +326,22 @@ where
     S: ResultSink<Out>,
 {
     async fn emit(&self, outputs: &[Output<Out>]) -> Result<(), SinkError> {
-        let Some(control) = &self.control else {
+        let Some(bg) = &self.blue_green else {
             return self.live.emit(outputs).await;
         };
-        let cutover = control.load().await.map_err(|e| SinkError {
+        let cutover = bg.control.load().await.map_err(|e| SinkError {
             sink: "colour-gate".to_owned(),
             message: e.to_string(),
         })?;
         let (mine, others): (Vec<Output<Out>>, Vec<Output<Out>>) = outputs
             .iter()
             .cloned()
-            .partition(|o| cutover.owner(position(o)) == self.colour);
+            .partition(|o| cutover.owner(position(o)) == bg.colour);
         if !mine.is_empty() {
             self.live.emit(&mine).await?;
         }
         if !others.is_empty() {
-            self.shadow.emit(&others).await?;
+            bg.shadow.emit(&others).await?;
         }
         Ok(())
     }

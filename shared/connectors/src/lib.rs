@@ -38,7 +38,7 @@ pub use colour::{position, Colour, ColourControl, ColourError, ColourGate, Cutov
 pub use dead_letter_destination::{DeadLetterDestination, DLQ_BUCKET_ENV, DLQ_URL_ENV};
 pub use kinesis::{KinesisSink, KinesisSinkConfig, PartitionKeyFn};
 pub use message::{KinesisEnvelope, ResultMessage};
-pub use postgres::{PostgresRow, PostgresSink, PostgresSinkConfig};
+pub use postgres::{quote_identifier, PostgresRow, PostgresSink, PostgresSinkConfig};
 pub use retry::RetryPolicy;
 pub use s3::{S3KeyMode, S3Sink, S3SinkConfig};
 pub use s3_dead_letters::{S3DeadLetterSink, S3DeadLetterSinkConfig};

@@ -125,7 +125,7 @@ impl<Out: PostgresRow> PostgresSink<Out> {
 }
 
 /// `name` as a quoted SQL identifier; `schema.table` quotes each part.
-fn quote(name: &str) -> String {
+pub fn quote_identifier(name: &str) -> String {
     name.split('.')
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
         .collect::<Vec<_>>()
@@ -136,23 +136,23 @@ fn upsert_statement(table: &str, keys: &[&str], columns: &[&str]) -> String {
     let all: Vec<String> = keys
         .iter()
         .chain(columns)
-        .map(|c| quote(c))
+        .map(|c| quote_identifier(c))
         .chain(["result_id".to_owned(), "pane_index".to_owned()])
         .collect();
     let placeholders: Vec<String> = (1..=all.len()).map(|i| format!("${i}")).collect();
     let updates: Vec<String> = columns
         .iter()
-        .map(|c| quote(c))
+        .map(|c| quote_identifier(c))
         .chain(["result_id".to_owned(), "pane_index".to_owned()])
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
     format!(
         "INSERT INTO {} AS existing ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} \
          WHERE existing.pane_index < EXCLUDED.pane_index",
-        quote(table),
+        quote_identifier(table),
         all.join(", "),
         placeholders.join(", "),
-        keys.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
+        keys.iter().map(|c| quote_identifier(c)).collect::<Vec<_>>().join(", "),
         updates.join(", "),
     )
 }

@@ -154,7 +154,7 @@ async fn windows(
     let sql = format!(
         "SELECT product_id, currency, window_start_ms, revenue_cents, order_count FROM {} \
          WHERE window_start_ms >= $1 AND window_end_ms <= $2",
-        crate::revenue::quote_table(table)
+        shardflow_connectors::quote_identifier(table)
     );
     let rows = client
         .query(&sql, &[&from, &closed_before])

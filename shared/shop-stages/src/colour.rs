@@ -1,6 +1,6 @@
 //! The blue/green gate of a stage, from its function's environment.
 
-use shardflow_connectors::{Colour, ColourControl, ColourGate};
+use shardflow_connectors::{Colour, ColourControl};
 use shardflow_lambda::{optional_var, EnvError, StageEnv};
 
 /// The stage's colour (`blue` or `green`; default `blue`).
@@ -22,12 +22,13 @@ pub fn colour() -> Result<Colour, EnvError> {
     }
 }
 
-/// The gate between `live` and `shadow` the environment configures (see
-/// [`shardflow_connectors::ColourGate`]).
-pub fn gate<L, S>(env: &StageEnv, live: L, shadow: S) -> Result<ColourGate<L, S>, EnvError> {
-    let control = optional_var(CONTROL_TABLE_ENV).map(|table| {
-        let deployment = optional_var(DEPLOYMENT_ENV).unwrap_or_else(|| "shop".to_owned());
-        ColourControl::new(aws_sdk_dynamodb::Client::new(&env.sdk), &table, &deployment)
-    });
-    Ok(ColourGate::new(colour()?, control, live, shadow))
+/// The stage's colour and the cutover it reads, when the environment names a control table (see
+/// [`shardflow_connectors::ColourGate`]); `None`: a single-colour deployment.
+pub fn blue_green(env: &StageEnv) -> Result<Option<(Colour, ColourControl)>, EnvError> {
+    let Some(table) = optional_var(CONTROL_TABLE_ENV) else {
+        return Ok(None);
+    };
+    let deployment = optional_var(DEPLOYMENT_ENV).unwrap_or_else(|| "shop".to_owned());
+    let control = ColourControl::new(aws_sdk_dynamodb::Client::new(&env.sdk), &table, &deployment);
+    Ok(Some((colour()?, control)))
 }

@@ -6,7 +6,7 @@ use shardflow_lambda::{required_var, BothSinks, PartitionKeying, Stage, StageEnv
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::EnrichedOrder;
 
-use crate::colour::{colour, gate};
+use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};
 
 /// The stream enriched orders go to.
@@ -45,12 +45,14 @@ pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
             S3SinkConfig::new(bucket_name.clone(), prefix),
         )
     };
-    let shadow_prefix = format!("shadow/{}/{ENRICHED_ORDERS_PREFIX}", colour()?.as_str());
-    let sink = gate(
-        &env,
-        BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned())),
-        s3(shadow_prefix),
-    )?;
+    let live = BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned()));
+    let sink = match blue_green(&env)? {
+        Some((colour, control)) => {
+            let shadow = s3(format!("shadow/{}/{ENRICHED_ORDERS_PREFIX}", colour.as_str()));
+            ColourGate::gated(colour, control, live, shadow)
+        }
+        None => ColourGate::single(live),
+    };
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::order_enrich(),

@@ -1,17 +1,17 @@
 //! The `receipts` stage: completed purchases to one SNS message each.
 
 use shardflow_connectors::{ColourGate, DeadLetterDestination, SnsSink, SnsSinkConfig};
-use shardflow_lambda::{optional_var, required_var, EnvError, PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{required_var, PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::Receipt;
 
-use crate::colour::{gate, CONTROL_TABLE_ENV};
+use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};
 
 /// The topic receipts are published to.
 pub const TOPIC_ARN_ENV: &str = "SHARDFLOW_TOPIC_ARN";
-/// The topic the receipts this colour does not own are published to (blue/green: required when
-/// a control table is set, unused otherwise).
+/// The topic the receipts this colour does not own are published to (required with a control
+/// table).
 pub const SHADOW_TOPIC_ARN_ENV: &str = "SHARDFLOW_SHADOW_TOPIC_ARN";
 
 /// The `receipts` stage as deployed.
@@ -23,19 +23,18 @@ pub type ReceiptsStage =
 pub async fn receipts() -> Result<ReceiptsStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let topic = required_var(TOPIC_ARN_ENV)?;
-    let shadow_topic = match optional_var(SHADOW_TOPIC_ARN_ENV) {
-        Some(t) => t,
-        None if optional_var(CONTROL_TABLE_ENV).is_some() => return Err(EnvError::Missing(SHADOW_TOPIC_ARN_ENV).into()),
-        // without a control table every receipt goes live: the shadow is never written
-        None => topic.clone(),
-    };
     let sns = |topic: String| {
         SnsSink::new(
             aws_sdk_sns::Client::new(&env.sdk),
             SnsSinkConfig::<Receipt>::new(topic).message_group(|o| format!("customer-{}", o.value.customer_id)),
         )
     };
-    let sink = gate(&env, sns(topic), sns(shadow_topic))?;
+    let sink = match blue_green(&env)? {
+        Some((colour, control)) => {
+            ColourGate::gated(colour, control, sns(topic), sns(required_var(SHADOW_TOPIC_ARN_ENV)?))
+        }
+        None => ColourGate::single(sns(topic)),
+    };
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::receipts(),

@@ -1,12 +1,14 @@
 //! The `revenue` stage: revenue per product and minute, upserted into Postgres.
 
-use shardflow_connectors::{Colour, ColourGate, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
+use shardflow_connectors::{
+    quote_identifier, Colour, ColourGate, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig,
+};
 use shardflow_lambda::{optional_var, MapSink, PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::RevenueRow;
 use tokio_postgres::types::ToSql;
 
-use crate::colour::{colour, gate};
+use crate::colour::blue_green;
 use crate::database::database_url;
 use crate::{ShopDecoder, StageSetupError};
 
@@ -19,16 +21,7 @@ pub const REVENUE_TABLE_SQL: &str = include_str!("../sql/revenue.sql");
 /// [`REVENUE_TABLE_SQL`] for a table named `table` (`table` or `schema.table`), which the stage
 /// runs at start.
 pub fn revenue_table_sql(table: &str) -> String {
-    REVENUE_TABLE_SQL.replace("shop_revenue", &quote_table(table))
-}
-
-/// `table` (or `schema.table`) as a quoted SQL identifier.
-pub(crate) fn quote_table(table: &str) -> String {
-    table
-        .split('.')
-        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
+    REVENUE_TABLE_SQL.replace("shop_revenue", &quote_identifier(table))
 }
 
 /// A [`RevenueRow`] as a row of [`REVENUE_TABLE_SQL`]'s table: one per (product, currency,
@@ -88,19 +81,26 @@ pub fn shadow_table(table: &str, colour: Colour) -> String {
     format!("{table}_shadow_{}", colour.as_str())
 }
 
-/// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and
-/// the colour's shadow table, [`shadow_table`]) if missing, and upserts each window's latest pane.
+/// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and,
+/// in a blue/green deployment, the colour's shadow table, [`shadow_table`]) if missing, and upserts
+/// each window's latest pane.
 pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let url = database_url(&env.sdk).await?;
     let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
     let live = postgres(&url, &table).await?;
-    let shadow = postgres(&url, &shadow_table(&table, colour()?)).await?;
+    let sink = match blue_green(&env)? {
+        Some((colour, control)) => {
+            let shadow = postgres(&url, &shadow_table(&table, colour)).await?;
+            ColourGate::gated(colour, control, live, shadow)
+        }
+        None => ColourGate::single(live),
+    };
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::revenue(),
         ShopDecoder::new(),
-        gate(&env, live, shadow)?,
+        sink,
         dead_letters,
         PartitionKeying::Undeclared,
     )?)

@@ -89,9 +89,9 @@ pub fn delete_stack(stack: &str) {
 /// Invokes `function` synchronously with `payload` and returns its response (the function's
 /// JSON answer, or the error document of a failed invocation).
 pub fn invoke(function: &str, payload: &serde_json::Value) -> serde_json::Value {
-    let dir = tempfile_dir();
-    let request = dir.join("request.json");
-    let response = dir.join("response.json");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let request = dir.path().join("request.json");
+    let response = dir.path().join("response.json");
     std::fs::write(&request, payload.to_string()).expect("write the request");
     let request_arg = format!("fileb://{}", request.display());
     aws(&[
@@ -104,16 +104,5 @@ pub fn invoke(function: &str, payload: &serde_json::Value) -> serde_json::Value 
         &response.to_string_lossy(),
     ]);
     let body = std::fs::read(&response).expect("read the response");
-    let _ = std::fs::remove_dir_all(&dir);
     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
-}
-
-fn tempfile_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("shardflow-e2e-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
 }
