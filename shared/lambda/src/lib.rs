@@ -67,6 +67,7 @@
 mod config;
 mod env;
 mod lineage;
+pub mod request;
 mod sink;
 mod stage;
 
@@ -76,5 +77,6 @@ pub use env::{
     STATE_TABLE_ENV,
 };
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
+pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
 pub use sink::{BothSinks, DeadLetterSink, MapSink, MemoryDeadLetters, MemorySink, ResultSink, SinkError};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

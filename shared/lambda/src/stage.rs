@@ -7,7 +7,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
 use shardflow_engine::{CheckpointImage, Engine, Pipeline, StateError};
 use shardflow_runtime::{
-    batch_response, process_batch, BatchError, BatchMetrics, BatchOutcome, RecordDecoder, ShardBatch,
+    batch_response, partition_name, process_batch, BatchError, BatchMetrics, BatchOutcome, RecordDecoder, ShardBatch,
 };
 use shardflow_state_dynamodb::{
     CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, SpillBucket, StoreError,
@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::config::StageConfig;
 use crate::lineage::{hash_key, FixedLineage, LineageError, ShardInfo, ShardLineage};
+use crate::request::{EndOfInput, StageRequest};
 use crate::sink::{DeadLetterSink, ResultSink, SinkError};
 
 /// How many generations of empty ancestors a new shard looks through for state.
@@ -393,6 +394,42 @@ where
         Ok(batch_response(None))
     }
 
+    /// Ends the bounded input of one shard (see [`crate::request`]): restores its committed
+    /// state, moves its watermark to the end of time, emits every window still open and commits
+    /// the state at the same position. A shard that never committed has nothing open.
+    pub async fn end_of_input(&self, end: &EndOfInput) -> Result<KinesisEventResponse, StageError> {
+        let mut store = self.store(&end.shard_id);
+        let loaded = store.load().await?;
+        if loaded.version == 0 {
+            tracing::info!(stage = %self.name, shard = %end.shard_id, "end of input of a shard without state");
+            return Ok(batch_response(None));
+        }
+        let start = self.start(&end.shard_id, &loaded).await?;
+        let mut engine = self.restore(&start)?;
+        let partition = engine.partition(&partition_name(&end.stream, &end.shard_id));
+        engine.end_partition(partition);
+        engine.finish();
+        let outputs = engine.drain_output();
+        tracing::info!(stage = %self.name, shard = %end.shard_id, results = outputs.len(), "end of input");
+        if !outputs.is_empty() {
+            self.sink.emit(&outputs).await?;
+        }
+        let checkpoint = engine.snapshot()?;
+        store
+            .commit_with_failure(&checkpoint, loaded.sequence_number.as_ref(), loaded.failure.as_ref())
+            .await?;
+        Ok(batch_response(None))
+    }
+
+    /// Handles one invocation: a batch ([`Stage::handle`]) or an end of input
+    /// ([`Stage::end_of_input`]).
+    pub async fn serve(&self, request: StageRequest) -> Result<KinesisEventResponse, StageError> {
+        match request {
+            StageRequest::Batch(batch) => self.handle(batch).await,
+            StageRequest::EndOfInput(end) => self.end_of_input(&end).await,
+        }
+    }
+
     /// Commits the records before the one that panicked, counts the attempt, and reports the
     /// record as the batch item failure.
     async fn handle_failure(
@@ -479,8 +516,8 @@ where
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let stage = stage.clone();
         async move {
-            let batch = ShardBatch::from_value(event.payload)?;
-            let response = stage.handle(batch).await?;
+            let request = StageRequest::from_value(event.payload)?;
+            let response = stage.serve(request).await?;
             Ok::<_, lambda_runtime::Error>(response)
         }
     }))

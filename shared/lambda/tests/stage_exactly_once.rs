@@ -127,3 +127,48 @@ async fn concurrent_duplicate_invocations_commit_once() {
     s.handle(batch).await.unwrap();
     assert_eq!(results(&s), expected(0..80));
 }
+
+#[tokio::test]
+async fn end_of_input_fires_the_open_windows_once_and_later_records_are_late() {
+    let s = stage("end-of-input", None).await;
+    let shard = "shardId-000000000000";
+    // 0..25 s: windows [0,10) and [10,20) close on the watermark, [20,30) stays open.
+    s.handle(event(shard, &purchases(0..25))).await.unwrap();
+    let closed = results(&s);
+    assert_eq!(closed, expected(0..25));
+    let end = shardflow_lambda::EndOfInput {
+        stream: "purchases".into(),
+        shard_id: shard.into(),
+    };
+    let request = shardflow_lambda::StageRequest::from_value(end.to_json()).unwrap();
+    s.serve(request).await.unwrap();
+    let mut all: Vec<Row> = {
+        let p = revenue(None);
+        let mut e = p.engine();
+        let part = e.partition("x");
+        for i in 0..25 {
+            e.process(part, i, 0, serde_json::from_slice(&purchase(i)).unwrap());
+        }
+        e.finish();
+        e.drain_output().into_iter().map(|o| o.value).collect()
+    };
+    all.sort();
+    assert!(all.len() > closed.len(), "the open window fires at the end of input");
+    assert_eq!(results(&s), all);
+    let writes = s.sink().writes().len();
+    // A repeated end of input emits nothing; a record after it is late, not lost.
+    s.end_of_input(&end).await.unwrap();
+    assert_eq!(s.sink().writes().len(), writes);
+    s.handle(event(shard, &purchases(25..26))).await.unwrap();
+    assert_eq!(s.sink().writes().len(), writes);
+    let letters = s.dead_letters().letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind, DeadLetterKind::Late);
+    // A shard that never committed has nothing to end.
+    let other = shardflow_lambda::EndOfInput {
+        stream: "purchases".into(),
+        shard_id: "shardId-000000000009".into(),
+    };
+    s.end_of_input(&other).await.unwrap();
+    assert_eq!(s.sink().writes().len(), writes);
+}

@@ -96,6 +96,18 @@ pub enum LifecycleError {
         /// How long it waited.
         waited_secs: u64,
     },
+    /// A replay invocation kept failing.
+    #[error("replay into {function}: shard {shard} failed {attempts} times: {reason}")]
+    Replay {
+        /// The function.
+        function: String,
+        /// The shard.
+        shard: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
     /// A name or location argument is not usable.
     #[error("invalid argument: {0}")]
     Invalid(String),

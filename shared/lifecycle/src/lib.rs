@@ -69,6 +69,12 @@
 //! number) therefore continues exactly where the old stage stopped. A restore is atomic per
 //! shard, not across shards: if it fails part way, rerun it with `force`.
 //!
+//! # Replay as Lambda invocations
+//! [`invoke_replay`] sends archived records of each shard to a stage function as the Kinesis
+//! events its mapping would deliver (shards in parallel, each shard's batches in order), retrying
+//! as Lambda's poller does, and optionally ends each shard's input so that its open windows fire
+//! (see the `replay` module).
+//!
 //! # Status
 //! [`stage_status`] reports per shard the checkpointed sequence number, `ver`, watermark and its
 //! lag behind the wall clock, how far the stream is ahead of the checkpoint (the
@@ -82,6 +88,7 @@
 mod barrier;
 mod error;
 mod manifest;
+mod replay;
 mod restore;
 mod savepoint;
 mod shards;
@@ -93,6 +100,7 @@ pub use manifest::{
     ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, SAVEPOINT_FORMAT,
     SAVEPOINT_FORMAT_VERSION,
 };
+pub use replay::{invoke_replay, InvokeReplayOptions, InvokeReplayReport, MAX_REPLAY_PAYLOAD_BYTES};
 pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport};
 pub use savepoint::{create_savepoint, SavepointOptions, SavepointReport};
 pub use shards::{stage_checkpoints, stage_has_state, StoredCheckpoint};

@@ -1,6 +1,8 @@
 //! A Kinesis batch as the runtime sees it: one stream, one shard, records in sequence order.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use thiserror::Error;
 
 /// Seconds since the epoch (a JSON number or numeric string) as whole milliseconds.
@@ -221,12 +223,90 @@ impl ShardBatch {
     pub fn last_sequence(&self) -> Option<&SequenceNumber> {
         self.records.last().map(|r| &r.sequence)
     }
+
+    /// The batch as the JSON payload Lambda's Kinesis event source mapping delivers
+    /// (`{"Records": [...]}`), each record naming `event_source_arn` and the batch's shard, in
+    /// `region`. It is what [`ShardBatch::from_value`] reads back to an equal batch (arrival times
+    /// are whole milliseconds, written as seconds with up to three decimals); a replay of archived
+    /// records invokes a stage function with it.
+    pub fn to_event_json(&self, event_source_arn: &str, region: &str) -> serde_json::Value {
+        let records: Vec<serde_json::Value> = self
+            .records
+            .iter()
+            .map(|r| {
+                let sequence = r.sequence.to_string();
+                serde_json::json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key,
+                        "sequenceNumber": sequence,
+                        "data": BASE64.encode(&r.data),
+                        "approximateArrivalTimestamp": arrival_seconds(r.arrival_ms),
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{}:{sequence}", self.shard_id),
+                    "eventName": "aws:kinesis:record",
+                    "awsRegion": region,
+                    "eventSourceARN": event_source_arn,
+                })
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+}
+
+/// Milliseconds since the epoch as a JSON number of seconds, exact to the millisecond (the
+/// shortest decimal that reads back as the same `f64`, e.g. `1545084650.98`).
+fn arrival_seconds(ms: i64) -> serde_json::Value {
+    let text = format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+    text.parse::<serde_json::Number>()
+        .map(serde_json::Value::Number)
+        .unwrap_or_else(|_| serde_json::Value::from(ms / 1000))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::exact_arrival_ms;
+    use super::{exact_arrival_ms, InputRecord, SequenceNumber, ShardBatch};
     use serde_json::json;
+
+    #[test]
+    fn an_event_written_for_a_batch_reads_back_as_the_same_batch() {
+        let record = |seq: &str, arrival_ms: i64, data: &[u8]| InputRecord {
+            sequence: SequenceNumber::parse(seq).unwrap(),
+            partition_key: format!("orders:{arrival_ms}"),
+            arrival_ms,
+            data: data.to_vec(),
+        };
+        let batch = ShardBatch {
+            stream: "changes".into(),
+            shard_id: "shardId-000000000002".into(),
+            records: vec![
+                record(
+                    "49590338271490256608559692538361571095921575989136588898",
+                    1_545_084_650_980,
+                    b"a",
+                ),
+                record(
+                    "49590338271490256608559692538361571095921575989136588899",
+                    1_545_084_650_007,
+                    b"\x00\xff",
+                ),
+                record(
+                    "49590338271490256608559692538361571095921575989136588900",
+                    1_545_084_651_000,
+                    b"",
+                ),
+            ],
+        };
+        let json = batch.to_event_json("arn:aws:kinesis:eu-west-1:123456789012:stream/changes", "eu-west-1");
+        let text = json.to_string();
+        assert!(
+            text.contains("1545084650.98") && text.contains("1545084650.007"),
+            "{text}"
+        );
+        assert_eq!(ShardBatch::from_value(json).unwrap(), batch);
+    }
 
     #[test]
     fn arrival_seconds_become_exact_milliseconds() {

@@ -170,6 +170,22 @@ pub struct ReplayArgs {
     /// `dead_letters.jsonl`.
     #[arg(long, default_value = "./out/replay")]
     pub out: PathBuf,
+    /// Replay into this deployed stage function (name or ARN) instead of locally: each shard's
+    /// records as Kinesis events, shards in parallel, batches in order; the function's own sinks
+    /// write the results. Use a deployment that consumes no live stream (mappings disabled).
+    #[arg(long, conflicts_with = "pipeline")]
+    pub function: Option<String>,
+    /// The archived stream's ARN as the events name it (default: the stream's ARN looked up by
+    /// its name).
+    #[arg(long, requires = "function")]
+    pub stream_arn: Option<String>,
+    /// Shards replayed into the function at once.
+    #[arg(long, default_value_t = 4, requires = "function")]
+    pub concurrency: usize,
+    /// End each shard's input after its last record, so that the function fires every window
+    /// still open, as a local replay does.
+    #[arg(long, requires = "function")]
+    pub finish: bool,
 }
 
 /// Runs `shardflow replay` (reads S3 with the AWS SDK's configuration from the environment).
@@ -188,6 +204,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     if repeated > 0 {
         tracing::warn!(repeated, "positions archived more than once were read once");
     }
+    if let Some(function) = &args.function {
+        return runtime.block_on(invoke(&args, function, &records));
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut letters = Vec::new();
     let wanted = |p: ShopPipeline| args.pipeline == p || args.pipeline == ShopPipeline::All;
@@ -204,6 +223,53 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let path = args.out.join("dead_letters.jsonl");
     write_lines(&path, letters.iter())?;
     eprintln!("replay: {} dead letters -> {}", letters.len(), path.display());
+    Ok(())
+}
+
+/// Every shard's archived records as one batch per shard.
+pub fn shard_batches(records: &[ArchivedRecord]) -> Result<Vec<ShardBatch>, ReplayError> {
+    records
+        .chunk_by(|a, b| a.stream == b.stream && a.shard_id == b.shard_id)
+        .map(shard_batch)
+        .collect()
+}
+
+async fn invoke(args: &ReplayArgs, function: &str, records: &[ArchivedRecord]) -> anyhow::Result<()> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let event_source_arn = match &args.stream_arn {
+        Some(arn) => arn.clone(),
+        None => aws_sdk_kinesis::Client::new(&sdk)
+            .describe_stream_summary()
+            .stream_name(&args.stream)
+            .send()
+            .await
+            .with_context(|| format!("looking up the ARN of stream {} (or pass --stream-arn)", args.stream))?
+            .stream_description_summary()
+            .map(|d| d.stream_arn().to_owned())
+            .context("DescribeStreamSummary returned no description")?,
+    };
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "us-east-1".into());
+    let mut options = shardflow_lifecycle::InvokeReplayOptions::new(function, &event_source_arn, &region);
+    options.batch_size = args.batch_size;
+    options.concurrency = args.concurrency;
+    options.finish = args.finish;
+    let shards = shard_batches(records)?;
+    eprintln!(
+        "replay: {} archived records of {} shard(s) into function {function}",
+        records.len(),
+        shards.len()
+    );
+    let report = shardflow_lifecycle::invoke_replay(&aws_sdk_lambda::Client::new(&sdk), shards, &options).await?;
+    eprintln!(
+        "replay: {} invocations ({} retried), {} records{}",
+        report.invocations,
+        report.retries,
+        report.records,
+        if args.finish { ", every shard's input ended" } else { "" }
+    );
     Ok(())
 }
 

@@ -188,6 +188,8 @@ pub async fn kinesis_stream(prefix: &str, shards: i32) -> (aws_sdk_kinesis::Clie
 pub struct ReadRecord {
     /// The shard it was stored in.
     pub shard_id: String,
+    /// Its sequence number.
+    pub sequence_number: String,
     /// Its partition key.
     pub partition_key: String,
     /// Its payload.
@@ -252,6 +254,7 @@ async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec
             let n = page.records().len();
             out.extend(page.records().iter().map(|r| ReadRecord {
                 shard_id: shard.shard_id().to_owned(),
+                sequence_number: r.sequence_number().to_owned(),
                 partition_key: r.partition_key().unwrap_or_default().to_owned(),
                 data: r.data().as_ref().to_vec(),
             }));

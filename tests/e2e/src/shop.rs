@@ -60,11 +60,32 @@ pub fn generate() -> Vec<ChangeEvent> {
 
 /// `events` generated shop changes (one shard, in arrival order).
 pub fn generate_events(events: u64) -> Vec<ChangeEvent> {
-    let mut config = ShopConfig::new(SEED, events, 1);
-    config.orders_per_sec = std::env::var("SHARDFLOW_E2E_ORDERS_PER_SEC")
+    let rate = std::env::var("SHARDFLOW_E2E_ORDERS_PER_SEC")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ORDERS_PER_SEC);
+    generate_at(events, rate)
+}
+
+/// `events` generated shop changes at `orders_per_sec` orders per second of event time (one
+/// shard, in arrival order).
+pub fn generate_at(events: u64, orders_per_sec: f64) -> Vec<ChangeEvent> {
+    let mut config = ShopConfig::new(SEED, events, 1);
+    config.orders_per_sec = orders_per_sec;
+    let mut generator = ShopGenerator::new(config);
+    std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
+}
+
+/// `events` generated shop changes with no late change: no change is delayed beyond the
+/// generator's normal jitter (2 s), below the pipelines' out-of-orderness bound (5 s). Put in this
+/// order ([`put_records_in_order`]), every shard's records, under any sharding, are a
+/// subsequence of it, so no record is late in any shard and the results do not depend on how
+/// the stream is sharded.
+pub fn generate_on_time(events: u64) -> Vec<ChangeEvent> {
+    let mut config = ShopConfig::new(SEED, events, 1);
+    config.orders_per_sec = ORDERS_PER_SEC;
+    config.late_fraction = 0.0;
+    config.too_late_fraction = 0.0;
     let mut generator = ShopGenerator::new(config);
     std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
 }
@@ -145,6 +166,20 @@ pub async fn put_records(stream: &str, records: Vec<(String, Vec<u8>)>) {
         KinesisTransport::new(shardflow_testkit::kinesis(), stream),
         ProducerConfig::default(),
     );
+    for (key, data) in records {
+        producer.send(StreamRecord::new(key, data)).await.expect("put a record");
+    }
+    producer.flush().await.expect("flush the producer");
+}
+
+/// Puts `records` into `stream` one `PutRecords` call at a time, so that each shard stores its
+/// records in the order given.
+pub async fn put_records_in_order(stream: &str, records: Vec<(String, Vec<u8>)>) {
+    let config = ProducerConfig {
+        calls_in_flight: 1,
+        ..ProducerConfig::default()
+    };
+    let producer = KinesisProducer::new(KinesisTransport::new(shardflow_testkit::kinesis(), stream), config);
     for (key, data) in records {
         producer.send(StreamRecord::new(key, data)).await.expect("put a record");
     }
