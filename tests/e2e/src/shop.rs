@@ -76,11 +76,11 @@ pub fn generate_at(events: u64, orders_per_sec: f64) -> Vec<ChangeEvent> {
     std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
 }
 
-/// `events` generated shop changes with no late change: no change is delayed beyond the
-/// generator's normal jitter (2 s), below the pipelines' out-of-orderness bound (5 s). Put in this
-/// order ([`put_records_in_order`]), every shard's records, under any sharding, are a
-/// subsequence of it, so no record is late in any shard and the results do not depend on how
-/// the stream is sharded.
+/// `events` generated shop changes with no late change: none is delayed beyond the generator's
+/// normal jitter (2 s). Put a call at a time ([`put_records_in_order`]), each shard's records,
+/// under any sharding, come in nearly this order (a call's retried records trail it by at most a
+/// call), far within the receipts' allowed lateness, so no receipt depends on how the stream is
+/// sharded.
 pub fn generate_on_time(events: u64) -> Vec<ChangeEvent> {
     let mut config = ShopConfig::new(SEED, events, 1);
     config.orders_per_sec = ORDERS_PER_SEC;
@@ -172,8 +172,9 @@ pub async fn put_records(stream: &str, records: Vec<(String, Vec<u8>)>) {
     producer.flush().await.expect("flush the producer");
 }
 
-/// Puts `records` into `stream` one `PutRecords` call at a time, so that each shard stores its
-/// records in the order given.
+/// Puts `records` into `stream` one `PutRecords` call at a time, so that the records of one call
+/// are stored before the next call's (within a call, records the stream refused are retried after
+/// the others).
 pub async fn put_records_in_order(stream: &str, records: Vec<(String, Vec<u8>)>) {
     let config = ProducerConfig {
         calls_in_flight: 1,

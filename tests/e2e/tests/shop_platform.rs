@@ -12,7 +12,8 @@
 //! - bad input: a malformed record lands in the dead-letter queue once per decoding stage, with the
 //!   reason and its bytes, and everything after it flows; records later than the allowed lateness
 //!   are dead-lettered as `late`, as many as the embedded runner's late side output counts;
-//! - replay: the archive run as a bounded stream through the same code gives the live results;
+//! - replay: the archive run as a bounded stream through the same code gives the live results,
+//!   locally and fanned out as invocations of a second deployment's revenue function;
 //! - a redelivered batch (the same records invoked again, as Lambda does after a timeout) changes
 //!   no output.
 
@@ -25,10 +26,11 @@ use shardflow_connectors::{KinesisEnvelope, ResultMessage};
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{delete_stack, deploy, invoke, require_function_zips};
 use shardflow_gen::shop::{encode, ShopFormat};
+use shardflow_lifecycle::{invoke_replay, InvokeReplayOptions};
 use shardflow_runtime::{DeadLetter, DeadLetterKind};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt};
-use shardflow_shop_stages::replay::replay;
+use shardflow_shop_stages::replay::{replay, shard_batches};
 use shardflow_shop_stages::ShopDecoder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,6 +268,40 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         .count();
     assert_eq!(undecodable, 1, "the replay dead-letters the malformed record");
 
+    // the archive replayed as Lambda invocations into a deployment that consumes no stream (its
+    // own revenue table): the live revenue again
+    let backfill = format!("{stack}-backfill");
+    let backfill_table = backfill.replace('-', "_");
+    deploy(
+        &backfill,
+        "infra/template.yaml",
+        &[
+            ("Architecture", "x86_64"),
+            ("DatabaseUrl", &database_url),
+            ("RevenueTable", &backfill_table),
+            ("FunctionTimeout", "30"),
+            ("EventSourceMappingsEnabled", "false"),
+        ],
+    );
+    let mut options = InvokeReplayOptions::new(&format!("{backfill}-revenue"), &changes_arn, "us-east-1");
+    options.finish = true;
+    options.batch_size = 400;
+    let shards = shard_batches(&archived_records).expect("archived shards");
+    let report = invoke_replay(&shardflow_testkit::lambda(), shards, &options)
+        .await
+        .expect("replay into the backfill's revenue function");
+    assert_eq!(report.records, archived_records.len());
+    assert!(
+        report.invocations > archived_records.len() / 400,
+        "one invocation per batch and one end of input: {report:?}"
+    );
+    assert_eq!(
+        revenue_rows(&backfill_table).await,
+        rows,
+        "the revenue replayed through Lambda is the live one"
+    );
+    delete_stack(&backfill);
+
     // a redelivered batch changes nothing
     let (shard, first) = first_records(&changes, 100).await;
     let event = kinesis_event(&changes_arn, &shard, &first);
@@ -297,6 +333,8 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     delete_stack(&stack);
     let _ = shardflow_testkit::postgres()
         .await
-        .batch_execute(&format!("DROP TABLE IF EXISTS {revenue_table}"))
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {revenue_table}; DROP TABLE IF EXISTS {backfill_table}"
+        ))
         .await;
 }
