@@ -185,9 +185,18 @@ async fn restore(clients: &Clients, a: RestoreArgs) -> anyhow::Result<()> {
         report.items_deleted,
         report.elapsed.as_secs_f64()
     );
-    println!(
-        "start its event source mapping at TRIM_HORIZON, or AT_TIMESTAMP no later than the arrival of the first \
-         record after the savepoint in any shard: records the savepoint covers are skipped by sequence number"
-    );
+    match report.manifest.resume_at_ms() {
+        Some(ms) => println!(
+            "start its event source mappings AT_TIMESTAMP {} (template: StartingPosition=AT_TIMESTAMP \
+             StartingPositionTimestamp={}), or at TRIM_HORIZON: records the savepoint covers are skipped by \
+             sequence number",
+            chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339()),
+            ms / 1000
+        ),
+        None => println!(
+            "start its event source mappings at TRIM_HORIZON (the savepoint does not record its shards' arrival \
+             times): records the savepoint covers are skipped by sequence number"
+        ),
+    }
     Ok(())
 }

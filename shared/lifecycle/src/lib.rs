@@ -65,8 +65,9 @@
 //! bucket) — the target table holds exactly what a stage that processed the same records would
 //! have committed. `Stage::handle` of the new stage loads it, restores the engine, and skips by
 //! sequence number every record at or before the savepoint's position; an event source mapping
-//! started `AT_TIMESTAMP` slightly before the savepoint (mappings cannot start at a sequence
-//! number) therefore continues exactly where the old stage stopped. A restore is atomic per
+//! started `AT_TIMESTAMP` slightly before the savepoint
+//! ([`SavepointManifest::resume_at_ms`]: each shard's manifest entry records the arrival time of
+//! the last record its state covers; mappings cannot start at a sequence number) therefore continues exactly where the old stage stopped. A restore is atomic per
 //! shard, not across shards: if it fails part way, rerun it with `force`.
 //!
 //! # Replay as Lambda invocations
@@ -97,8 +98,8 @@ mod status;
 pub use barrier::{EventSourceBarrier, MappingState};
 pub use error::LifecycleError;
 pub use manifest::{
-    ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, SAVEPOINT_FORMAT,
-    SAVEPOINT_FORMAT_VERSION,
+    ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, RESUME_MARGIN_MS,
+    SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
 };
 pub use replay::{invoke_replay, InvokeReplayOptions, InvokeReplayReport, MAX_REPLAY_PAYLOAD_BYTES};
 pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport};

@@ -38,6 +38,11 @@ pub struct ShardEntry {
     pub epoch: u64,
     /// The shard engine's combined watermark (epoch ms; `i64::MIN` before any record).
     pub watermark: i64,
+    /// The shard engine's processing time: the latest arrival time (Kinesis'
+    /// `ApproximateArrivalTimestamp`, epoch ms) of a record the state covers; `i64::MIN` if
+    /// unknown (none yet, or a manifest written before this field).
+    #[serde(default = "unknown_time")]
+    pub processing_time: i64,
     /// Key groups holding state, over all operators.
     pub key_groups: usize,
     /// Bytes of key-group state.
@@ -91,10 +96,37 @@ pub struct SavepointManifest {
     pub shards: Vec<ShardEntry>,
 }
 
+fn unknown_time() -> i64 {
+    i64::MIN
+}
+
+/// How far before the savepoint a restored stage's mapping starts `AT_TIMESTAMP`
+/// ([`SavepointManifest::resume_at_ms`]): arrival times are approximate, so it starts a minute
+/// early and skips by sequence number what the savepoint covers.
+pub const RESUME_MARGIN_MS: i64 = 60_000;
+
 impl SavepointManifest {
     /// Total key-group state bytes.
     pub fn state_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.state_bytes).sum()
+    }
+
+    /// Where a restored stage's event source mapping can start `AT_TIMESTAMP` (epoch ms): the
+    /// earliest latest-arrival time over the shards the savepoint covers, less
+    /// [`RESUME_MARGIN_MS`]. Every record after the savepoint arrived at or after it (Kinesis'
+    /// `AT_TIMESTAMP` starts at the first record whose arrival time is at or after the time
+    /// given), and the stage skips the ones before by sequence number. `None` if a shard's time is
+    /// unknown: start at `TRIM_HORIZON` then.
+    pub fn resume_at_ms(&self) -> Option<i64> {
+        let covered = self.shards.iter().filter(|s| s.sequence_number.is_some());
+        let mut earliest: Option<i64> = None;
+        for shard in covered {
+            if shard.processing_time == i64::MIN {
+                return None;
+            }
+            earliest = Some(earliest.map_or(shard.processing_time, |e| e.min(shard.processing_time)));
+        }
+        earliest.map(|t| t.saturating_sub(RESUME_MARGIN_MS).max(0))
     }
 }
 
@@ -178,6 +210,43 @@ mod tests {
         assert_eq!(l.key(MANIFEST_FILE), "manifest.json");
         assert!(S3Location::parse("b/x").is_err());
         assert!(S3Location::parse("s3:///x").is_err());
+    }
+
+    #[test]
+    fn a_restored_stage_resumes_a_margin_before_the_earliest_shard_and_an_old_manifest_reads() {
+        let shard = |id: &str, seq: Option<&str>, processing_time: i64| {
+            serde_json::json!({
+                "shard": id, "sequence_number": seq, "version": 3, "epoch": 3, "watermark": 0,
+                "processing_time": processing_time, "key_groups": 1, "state_bytes": 1,
+                "failure": null, "file": "shards/x", "size": 1, "xxh3": "0"
+            })
+        };
+        let manifest = |shards: Vec<serde_json::Value>| -> SavepointManifest {
+            serde_json::from_value(serde_json::json!({
+                "format": SAVEPOINT_FORMAT, "format_version": 1, "state_format_version": 1,
+                "created_at_ms": 0, "stage": "s", "table": "t", "pipeline": "p", "pipeline_version": null,
+                "max_key_groups": 128,
+                "consistency": {"paused_function": null, "paused_mappings": [], "single_cut": true},
+                "shards": shards
+            }))
+            .unwrap()
+        };
+        let m = manifest(vec![
+            shard("shardId-0", Some("1"), 1_700_000_500_000),
+            shard("shardId-1", Some("2"), 1_700_000_100_000),
+            // a shard that never processed a record does not hold the start back
+            shard("shardId-2", None, i64::MIN),
+        ]);
+        assert_eq!(m.resume_at_ms(), Some(1_700_000_100_000 - RESUME_MARGIN_MS));
+        let unknown = manifest(vec![shard("shardId-0", Some("1"), i64::MIN)]);
+        assert_eq!(unknown.resume_at_ms(), None, "unknown: start at TRIM_HORIZON");
+        let mut old = serde_json::to_value(&m).unwrap();
+        for s in old["shards"].as_array_mut().unwrap() {
+            s.as_object_mut().unwrap().remove("processing_time");
+        }
+        let old: SavepointManifest = serde_json::from_value(old).unwrap();
+        assert_eq!(old.shards[0].processing_time, i64::MIN);
+        assert_eq!(old.resume_at_ms(), None);
     }
 
     #[test]

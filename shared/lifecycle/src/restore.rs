@@ -347,6 +347,7 @@ mod tests {
                 version: 1,
                 epoch: 1,
                 watermark: 0,
+                processing_time: 1_700_000_000_000,
                 key_groups: 1,
                 state_bytes: 1,
                 failure: None,

@@ -311,6 +311,7 @@ async fn save_shard(
         version: loaded.version,
         epoch: checkpoint.epoch,
         watermark: metrics.watermark,
+        processing_time: metrics.processing_time,
         key_groups: checkpoint.key_groups_written(),
         state_bytes: checkpoint
             .operators

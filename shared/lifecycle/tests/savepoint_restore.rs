@@ -120,6 +120,14 @@ async fn a_restored_stage_continues_exactly_where_the_savepoint_stopped() {
     }
     assert_eq!(m.shards[0].watermark, e.watermark());
     assert!(e.watermark() > 1_700_000_000_000);
+    // Each shard's processing time is its last record's arrival (record i arrives at
+    // 1,700,000,000.5 + i s); a restored mapping starts a margin before the earliest.
+    let arrivals: Vec<i64> = m.shards.iter().map(|s| s.processing_time).collect();
+    assert_eq!(arrivals, vec![1_700_000_069_500, 1_700_000_254_500]);
+    assert_eq!(
+        m.resume_at_ms(),
+        Some(1_700_000_069_500 - shardflow_lifecycle::RESUME_MARGIN_MS)
+    );
 
     let (client_green, table_green) = shardflow_testkit::state_table("sp-green").await;
     let mut options = RestoreOptions::new(report.location.clone(), "revenue-green", &table_green);
