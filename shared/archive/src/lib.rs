@@ -24,6 +24,7 @@
 mod key;
 mod reader;
 mod record;
+mod s3_error;
 mod sink;
 
 use shardflow_engine::Pipeline;

@@ -83,7 +83,7 @@ impl ArchiveReader {
                 operation: "ListObjectsV2",
                 bucket: self.bucket.clone(),
                 key: list_prefix.clone(),
-                message: format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)),
+                message: crate::s3_error::describe(e),
             })?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
@@ -115,7 +115,7 @@ impl ArchiveReader {
             .key(key)
             .send()
             .await
-            .map_err(|e| s3_error("GetObject", format!("{}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+            .map_err(|e| s3_error("GetObject", crate::s3_error::describe(e)))?;
         let body = out
             .body
             .collect()

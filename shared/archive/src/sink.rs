@@ -65,7 +65,7 @@ impl ArchiveSink {
                 message: format!(
                     "PutObject s3://{}/{key}: {}",
                     self.config.bucket,
-                    aws_sdk_s3::error::DisplayErrorContext(e)
+                    crate::s3_error::describe(e)
                 ),
             })
     }
