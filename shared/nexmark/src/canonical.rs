@@ -13,6 +13,7 @@
 
 use crate::decode::{Projection, TextField};
 use crate::model::{Auction, Bid, Event, Person};
+use crate::swar;
 
 /// At most this many digits in a number: every such number fits an `i64`.
 const MAX_DIGITS: usize = 18;
@@ -165,16 +166,20 @@ impl<'a> Cursor<'a> {
         };
         let mut value: i64 = 0;
         let mut len = 0;
-        for &b in digits.iter().take(MAX_DIGITS + 1) {
-            if !b.is_ascii_digit() {
+        while let Some(&b) = digits.get(len) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
                 break;
             }
-            // Cannot overflow for MAX_DIGITS digits; the 19th only leads to refusing the number.
-            value = value.wrapping_mul(10).wrapping_add(i64::from(b - b'0'));
+            if len == MAX_DIGITS {
+                return None;
+            }
+            // At most MAX_DIGITS digits: no overflow.
+            value = value * 10 + i64::from(digit);
             len += 1;
         }
         let first = *digits.first()?;
-        if len == 0 || len > MAX_DIGITS || (first == b'0' && (len > 1 || negative)) {
+        if len == 0 || (first == b'0' && (len > 1 || negative)) {
             return None;
         }
         self.rest = &digits[len..];
@@ -199,49 +204,30 @@ impl<'a> Cursor<'a> {
 fn plain_string_len(s: &[u8], non_ascii: &mut bool) -> Option<usize> {
     let mut high = 0u64;
     let mut start = 0;
-    // Eight bytes at a time: the first quote, backslash or control character is the lowest
-    // flagged byte of `stops` (a flag can only be wrong above a true one).
-    for word in s.chunks_exact(8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes);
-        let stops = (zero_bytes(x ^ (ONES * u64::from(b'"')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x))
-            & HIGH_BITS;
+    for bytes in s.chunks_exact(8) {
+        let x = swar::word(bytes);
+        let stops = swar::eq(x, b'"') | swar::eq(x, b'\\') | swar::less_than(x, 0x20);
         if stops != 0 {
-            let at = (stops.trailing_zeros() / 8) as usize;
-            // The bytes before the stop: shift out the stop and the bytes after it.
-            high |= if at == 0 { 0 } else { x << (64 - 8 * at) };
-            return finish_string(word[at], start + at, high, non_ascii);
+            let at = swar::first(stops);
+            high |= swar::non_ascii(swar::below(x, at));
+            return finish_string(bytes[at], start + at, high, non_ascii);
         }
-        high |= x;
+        high |= swar::non_ascii(x);
         start += 8;
     }
     for (i, &b) in s[start..].iter().enumerate() {
         if b == b'"' || b == b'\\' || b < 0x20 {
             return finish_string(b, start + i, high, non_ascii);
         }
-        high |= u64::from(b);
+        high |= u64::from(b & 0x80);
     }
     None
-}
-
-/// `0x01` in every byte.
-const ONES: u64 = 0x0101_0101_0101_0101;
-/// `0x80` in every byte.
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each zero byte of `x` is set (and maybe of bytes above the first zero one).
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x
 }
 
 /// The string ends at `len` with `stop`: a quote ends it, anything else refuses it.
 #[inline(always)]
 fn finish_string(stop: u8, len: usize, high: u64, non_ascii: &mut bool) -> Option<usize> {
-    *non_ascii |= high & HIGH_BITS != 0;
+    *non_ascii |= high != 0;
     (stop == b'"').then_some(len)
 }
 

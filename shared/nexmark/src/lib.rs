@@ -13,6 +13,7 @@ pub mod decode;
 pub mod model;
 pub mod queries;
 pub mod run;
+mod swar;
 
 pub use decode::{decode_event, decode_event_general, AllText, DecodeError, NumbersOnly, Projection, Skipped};
 pub use model::{Auction, Bid, Event, Person};
