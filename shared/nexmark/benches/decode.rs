@@ -1,13 +1,13 @@
 //! Decoding throughput of the JSON-lines Nexmark input, per projection: every string kept, the
-//! numbers only (agg, q5, q7), and q0's (a bid's `extra`). The batch mixes event kinds in the
-//! generator's proportions (1 person : 3 auctions : 46 bids) with lines of the generator's shape
-//! and sizes.
+//! numbers only (agg, q5, q7), and q0's (a bid's `extra`), the last also through the general
+//! (serde) decoder alone. The batch mixes event kinds in the generator's proportions (1 person :
+//! 3 auctions : 46 bids) with lines of the generator's shape and sizes.
 //!
 //! `cargo bench -p shardflow-nexmark --bench decode`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardflow_nexmark::queries::q0::Q0Text;
-use shardflow_nexmark::{decode_event, AllText, NumbersOnly, Projection};
+use shardflow_nexmark::{decode_event, decode_event_general, AllText, NumbersOnly, Projection};
 
 fn letters(n: usize, seed: usize) -> String {
     (0..n)
@@ -75,6 +75,15 @@ fn decode(c: &mut Criterion) {
     });
     group.bench_with_input(BenchmarkId::new("q0_text", bytes), &lines, |b, l| {
         b.iter(|| decode_all::<Q0Text>(l))
+    });
+    // The same lines through the general (serde) decoder only, without the fast path.
+    group.bench_with_input(BenchmarkId::new("q0_text_general", bytes), &lines, |b, l| {
+        b.iter(|| {
+            l.iter()
+                .enumerate()
+                .filter(|(i, line)| decode_event_general::<Q0Text>(*i as u64 + 1, line).is_ok())
+                .count()
+        })
     });
     group.finish();
 }

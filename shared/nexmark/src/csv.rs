@@ -50,9 +50,7 @@ impl<'a> CsvLine<'a> {
     pub fn text(&mut self, s: &str) -> &mut Self {
         self.separate();
         let bytes = s.as_bytes();
-        let needs_quotes =
-            memchr::memchr3(b',', b'"', b'\n', bytes).is_some() || memchr::memchr(b'\r', bytes).is_some();
-        if needs_quotes {
+        if needs_quotes(bytes) {
             self.buf.push(b'"');
             for &b in bytes {
                 if b == b'"' {
@@ -72,6 +70,12 @@ impl<'a> CsvLine<'a> {
     pub fn end(self) {
         self.buf.push(b'\n');
     }
+}
+
+/// Whether a field holds a comma, a quote or a line break (CR or LF).
+#[inline]
+fn needs_quotes(bytes: &[u8]) -> bool {
+    memchr::memchr3(b',', b'"', b'\n', bytes).is_some() || memchr::memchr(b'\r', bytes).is_some()
 }
 
 /// Appends `row` as one CSV line to `buf`.
@@ -100,5 +104,25 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             "-7,42,Vicky Shultz,\"a,b\",\"say \"\"hi\"\"\"\n"
         );
+    }
+
+    #[test]
+    fn line_breaks_anywhere_in_long_fields_are_quoted_and_other_control_bytes_are_not() {
+        for special in [",", "\"", "\n", "\r"] {
+            for at in 0..20 {
+                let field = format!("{}{special}{}", "a".repeat(at), "b".repeat(19 - at));
+                let mut buf = Vec::new();
+                let mut line = CsvLine::new(&mut buf);
+                line.text(&field);
+                assert_eq!(buf.first(), Some(&b'"'), "{field:?}");
+            }
+        }
+        let mut buf = Vec::new();
+        let mut line = CsvLine::new(&mut buf);
+        line.text("tab\there, no: \u{1}\u{b}\u{c}\u{e}-ok");
+        assert_eq!(buf, "\"tab\there, no: \u{1}\u{b}\u{c}\u{e}-ok\"".as_bytes());
+        let mut buf = Vec::new();
+        CsvLine::new(&mut buf).text("tab\tonly \u{1}\u{b}\u{c}\u{e} éü");
+        assert_eq!(buf, "tab\tonly \u{1}\u{b}\u{c}\u{e} éü".as_bytes());
     }
 }

@@ -74,12 +74,20 @@ impl DecodeError {
 pub trait TextField: DeserializeOwned {
     /// The field's value in the decoded [`Event`] (empty when skipped).
     fn into_string(self) -> String;
+    /// The field for a JSON string without escapes or control characters whose content is
+    /// `content` (the decoder's fast path), or `None` if the field must be UTF-8 and is not.
+    /// Equals what deserializing that string gives.
+    fn from_plain(content: &[u8]) -> Option<Self>;
 }
 
 impl TextField for String {
     #[inline]
     fn into_string(self) -> String {
         self
+    }
+    #[inline]
+    fn from_plain(content: &[u8]) -> Option<Self> {
+        std::str::from_utf8(content).ok().map(str::to_owned)
     }
 }
 
@@ -98,6 +106,10 @@ impl TextField for Skipped {
     #[inline]
     fn into_string(self) -> String {
         String::new()
+    }
+    #[inline]
+    fn from_plain(_: &[u8]) -> Option<Self> {
+        Some(Skipped)
     }
 }
 
@@ -205,8 +217,21 @@ type WireOf<P> = WireEvent<
 >;
 
 /// Decodes line number `line` (1-based, for errors), keeping the strings `P` asks for.
+///
+/// A line in the canonical compact layout (the bench generator's) is decoded by a fast path
+/// that matches its bytes directly; any other line by [`decode_event_general`]. Both give the
+/// same event, and errors are always [`decode_event_general`]'s.
 #[inline]
 pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
+    match crate::canonical::decode::<P>(bytes) {
+        Some(event) => Ok(event),
+        None => decode_event_general::<P>(line, bytes),
+    }
+}
+
+/// Decodes line number `line` with serde and sonic-rs, whatever its layout (any whitespace, key
+/// order, escapes and unknown keys): the decoder [`decode_event`] falls back to.
+pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
     let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| DecodeError::Json { line, source })?;
     let event_type = wire.event_type;
     let missing = |field| DecodeError::MissingPayload {

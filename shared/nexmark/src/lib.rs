@@ -5,6 +5,7 @@
 //! a runner that feeds a file through a query and writes CSV ([`run`]), and the
 //! `shardflow nexmark` command ([`cli`]).
 
+mod canonical;
 pub mod cli;
 pub mod combine;
 pub mod csv;
@@ -12,8 +13,9 @@ pub mod decode;
 pub mod model;
 pub mod queries;
 pub mod run;
+mod swar;
 
-pub use decode::{decode_event, AllText, DecodeError, NumbersOnly, Projection, Skipped};
+pub use decode::{decode_event, decode_event_general, AllText, DecodeError, NumbersOnly, Projection, Skipped};
 pub use model::{Auction, Bid, Event, Person};
 pub use queries::Query;
 pub use run::{run_query, RunError, RunReport};

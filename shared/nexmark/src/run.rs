@@ -12,8 +12,9 @@ use crate::decode::{decode_event, DecodeError, NumbersOnly, Projection};
 use crate::model::Event;
 use crate::queries::{agg, q0, q5, q7, q8, Query};
 
-/// Bytes read from the input at a time.
-const READ_BLOCK: usize = 1 << 20;
+/// Bytes read from the input at a time: small enough that the block, the lines decoded from it
+/// and the CSV being written stay in a core's L2 cache (1 MiB blocks measured 2-5 % slower).
+const READ_BLOCK: usize = 128 << 10;
 /// Lines longer than this are reported as malformed and skipped (memory stays bounded).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// How many malformed lines a report keeps (all are counted).
@@ -21,8 +22,8 @@ pub const KEPT_ERRORS: usize = 10;
 /// Lines between two drains of the engine's output: few enough that the pending results stay in
 /// the CPU's cache.
 const DRAIN_EVERY: u64 = 256;
-/// Output buffered before it is written.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Output buffered before it is written (like [`READ_BLOCK`], sized for the L2 cache).
+const WRITE_CHUNK: usize = 128 << 10;
 
 /// Why a run failed (malformed lines do not fail it: they are counted in the [`RunReport`]).
 #[derive(Debug, thiserror::Error)]
