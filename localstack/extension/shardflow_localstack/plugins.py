@@ -9,6 +9,10 @@ class HostRuntimeExecutorPlugin(RuntimeExecutorPlugin):
     name = "host"
 
     def load(self, *args, **kwargs):
+        from shardflow_localstack import esm_patches
         from shardflow_localstack.executor import HostRuntimeExecutor
+
+        # Loaded when the Lambda provider initialises, before it serves any event source mapping.
+        esm_patches.apply()
 
         return HostRuntimeExecutor

@@ -1,6 +1,7 @@
-//! Blue/green on LocalStack with the real stage binaries: blue runs; its `revenue` and `receipts`
-//! stages are savepointed (mappings paused, then resumed); green is deployed beside it without
-//! consuming, restored from the savepoints, and enabled; it catches up and `validate` finds no
+//! Blue/green on LocalStack with the real stage binaries: blue runs; its stateful stages are
+//! savepointed (mappings paused, then resumed); green is deployed beside it without consuming,
+//! its mappings to start `AT_TIMESTAMP` where the savepoints say, restored from the savepoints,
+//! and enabled; it catches up and `validate` finds no
 //! difference between green's shadow revenue and the live revenue; the live output is switched to
 //! green, more data flows, it is rolled back to blue, the rest flows. The live outputs hold every
 //! result exactly once: the revenue table equals the embedded runner's results on the same
@@ -17,7 +18,8 @@ use shardflow_e2e::shop::*;
 use shardflow_e2e::{delete_stack, deploy, require_function_zips};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{
-    create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location, SavepointOptions,
+    create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location,
+    SavepointManifest, SavepointOptions,
 };
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::Receipt;
@@ -36,22 +38,30 @@ fn encoded(events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn savepoint_and_restore(blue: &Outputs, green: &Outputs, stage: &str, function: &str) {
-    let dynamodb = shardflow_testkit::dynamodb();
-    let s3 = shardflow_testkit::s3();
+/// Savepoints `stage` of blue with its mappings paused (and resumed after).
+async fn savepoint(blue: &Outputs, stage: &str, function: &str) -> (S3Location, SavepointManifest) {
     let location = S3Location::new(&blue.get("StateBucketName"), &format!("savepoints/{stage}"));
     let mut options = SavepointOptions::new(stage, &blue.get("StateTableName"), location.clone());
     options.barrier = Some(EventSourceBarrier::new(shardflow_testkit::lambda(), function));
     options.quiet_period = Duration::from_secs(3);
-    let saved = create_savepoint(&dynamodb, &s3, &options).await.expect("savepoint");
+    let saved = create_savepoint(&shardflow_testkit::dynamodb(), &shardflow_testkit::s3(), &options)
+        .await
+        .expect("savepoint");
     assert!(
         !saved.manifest.shards.is_empty(),
         "the savepoint of {stage} holds its shard"
     );
+    (location, saved.manifest)
+}
+
+/// Seeds green's `stage` from a savepoint.
+async fn restore(green: &Outputs, stage: &str, location: S3Location) {
     let mut restore = RestoreOptions::new(location, stage, &green.get("StateTableName"));
     restore.spill_bucket = Some(green.get("StateBucketName"));
     restore.expect.pipeline = Some(stage.replace('-', "_"));
-    restore_savepoint(&dynamodb, &s3, &restore).await.expect("restore");
+    restore_savepoint(&shardflow_testkit::dynamodb(), &shardflow_testkit::s3(), &restore)
+        .await
+        .expect("restore");
 }
 
 struct Outputs(std::collections::HashMap<String, String>);
@@ -113,16 +123,40 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let receipts_queue = subscribe_queue(&blue.get("ReceiptsTopicArn")).await;
     let stream = blue.get("ChangesStreamName");
 
-    // blue consumes the first part; its stages are savepointed while it runs
+    // blue consumes the first part; its stateful stages are savepointed while it runs
     put_records(&stream, encoded(parts[0])).await;
+    let stages = [
+        ("revenue", "RevenueFunctionName"),
+        ("receipts", "ReceiptsFunctionName"),
+        ("order-enrich", "OrderEnrichFunctionName"),
+    ];
+    let mut savepoints = Vec::new();
+    for (stage, function) in stages {
+        savepoints.push((stage, savepoint(&blue, stage, &blue.get(function)).await));
+    }
+    // green is deployed beside blue without consuming; its mappings will start AT_TIMESTAMP a
+    // margin before the savepoints (a mapping cannot start at a sequence number), and its stages
+    // skip by sequence number what the savepoints cover
+    let resume_at_ms = savepoints
+        .iter()
+        .map(|(_, (_, manifest))| {
+            manifest
+                .resume_at_ms()
+                .expect("the savepoint knows its shards' arrival times")
+        })
+        .min()
+        .expect("savepoints");
     let green_stack = format!("{name}-green");
     let mut green_params = as_refs(&common("green"));
     green_params.push(("PrimaryStack", blue_stack.clone()));
     green_params.push(("EventSourceMappingsEnabled", "false".to_owned()));
+    green_params.push(("StartingPosition", "AT_TIMESTAMP".to_owned()));
+    green_params.push(("StartingPositionTimestamp", (resume_at_ms / 1000).to_string()));
     let green_params: Vec<(&str, &str)> = green_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let green = Outputs(deploy(&green_stack, "infra/template.yaml", &green_params));
-    savepoint_and_restore(&blue, &green, "revenue", &blue.get("RevenueFunctionName")).await;
-    savepoint_and_restore(&blue, &green, "receipts", &blue.get("ReceiptsFunctionName")).await;
+    for (stage, (location, _)) in savepoints {
+        restore(&green, stage, location).await;
+    }
     for function in [
         "RevenueFunctionName",
         "ReceiptsFunctionName",
