@@ -10,6 +10,12 @@
 //! retries from it; a record that keeps failing is dead-lettered by the stage itself after its
 //! attempts, so the replay moves on. With [`InvokeReplayOptions::finish`], each shard's input
 //! then ends ([`shardflow_lambda::EndOfInput`]): its open windows fire, as in a local replay.
+//!
+//! Each archived shard is replayed as a shard of its own, in parallel with the others: the
+//! archive does not keep the stream's lineage, so across a reshard of the live stream a key's
+//! state is not handed from a parent shard to its children as the live stage does. A window a
+//! key had open across a split or merge can then differ from the live result; replay an archive
+//! written before and after a reshard separately, or locally as one bounded stream.
 
 use std::time::Duration;
 

@@ -14,6 +14,10 @@
 //! Processing-time early panes depend on when records arrived, which the archive keeps, and on
 //! how batches fell, which it does not; their number can differ from the live stage's. Every
 //! on-time, late and element-count pane, and every window's final value, is the same.
+//!
+//! The archive does not keep the stream's shard lineage: after a reshard of the live stream,
+//! each child shard replays on an engine of its own rather than one that adopted its parents'
+//! state, so a window a key had open across the split or merge can differ from the live one.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
