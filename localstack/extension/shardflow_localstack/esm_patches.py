@@ -9,6 +9,16 @@ poller then fails on the missing key at every poll), and the Kinesis poller pass
 delivers a record. On AWS it starts at the first record that arrived at or after the
 timestamp; the two adapters below make the emulator do the same. A restored blue/green copy
 starts its mappings this way (see ``shardflow savepoint restore``).
+
+Resharding: LocalStack's Kinesis poller polls every shard of the stream round-robin, children
+before their parents have ended, and when it reaches the end of a closed shard it starts every
+shard over from the mapping's starting position (reading ``BatchSize`` records per call, so a
+shard with more records than that is never read past them). On AWS a parent shard is processed
+to its end before its children, which then start at their trim horizon, and the other shards
+keep their positions. :class:`LineageTracker` makes the poller do that: a shard whose
+``GetRecords`` returns no next iterator is finished (its records still in the batcher are sent
+first); the shards polled are the ones not finished whose parents (those still in the stream)
+are all finished; shards already polled keep their iterators.
 """
 
 from __future__ import annotations
@@ -41,6 +51,92 @@ def copy_starting_timestamp(esm_config: dict, stream_parameters: dict) -> None:
         stream_parameters.setdefault("StartingPositionTimestamp", esm_config["StartingPositionTimestamp"])
 
 
+class LineageTracker:
+    """Which shards of one mapping are finished, and which to poll next (see the module
+    documentation). Pure bookkeeping over ``DescribeStream``'s shard list."""
+
+    def __init__(self) -> None:
+        self.finished: set[str] = set()
+
+    def finish(self, shard_id: str) -> None:
+        """Marks a shard read to its end."""
+        self.finished.add(shard_id)
+
+    def plan(self, shards: list[dict], polled: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, bool]]]:
+        """The shards to poll: ``(kept, new)`` where ``kept`` maps the shards already polled (in
+        ``polled``, shard id -> iterator) that are not finished to their iterators, and ``new``
+        lists ``(shard id, is_child)`` for shards to start, ``is_child`` when it has a parent in
+        the stream (a child starts at its trim horizon)."""
+        present = {s["ShardId"] for s in shards}
+        kept: dict[str, str] = {}
+        new: list[tuple[str, bool]] = []
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id in self.finished:
+                continue
+            if shard_id in polled:
+                kept[shard_id] = polled[shard_id]
+                continue
+            parents = [
+                p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p and p in present
+            ]
+            if all(p in self.finished for p in parents):
+                new.append((shard_id, bool(parents)))
+        return kept, new
+
+
+def _patch_lineage(kinesis_poller) -> None:
+    """Makes ``kinesis_poller`` (LocalStack's ``KinesisPoller`` class) follow shard lineage."""
+    original_get_records = kinesis_poller.get_records
+    original_poll_shard = kinesis_poller.poll_events_from_shard
+    original_initialize = kinesis_poller.initialize_shards
+
+    def tracker(self) -> LineageTracker:
+        if not hasattr(self, "_shardflow_lineage"):
+            self._shardflow_lineage = LineageTracker()
+        return self._shardflow_lineage
+
+    def get_records(self, shard_iterator):
+        response = original_get_records(self, shard_iterator)
+        polling = getattr(self, "_shardflow_polling", None)
+        if polling is not None and not response.get("NextShardIterator"):
+            tracker(self).finish(polling)
+        return response
+
+    def poll_events_from_shard(self, shard_id, shard_iterator):
+        self._shardflow_polling = shard_id
+        try:
+            original_poll_shard(self, shard_id, shard_iterator)
+        finally:
+            self._shardflow_polling = None
+        if shard_id in tracker(self).finished:
+            # Send what the batcher still holds of the finished shard before it is dropped.
+            batcher = self.shard_batcher.get(shard_id)
+            rest = batcher.flush() if batcher is not None else []
+            size = max(1, int(self.stream_parameters.get("BatchSize") or 100))
+            for start in range(0, len(rest), size):
+                self.forward_events_to_target(shard_id, rest[start : start + size])
+
+    def initialize_shards(self):
+        description = self.source_client.describe_stream(StreamARN=self.source_arn)["StreamDescription"]
+        if description.get("StreamStatus") not in ("ACTIVE", "UPDATING"):
+            return original_initialize(self)
+        kept, new = tracker(self).plan(description.get("Shards", []), dict(self.shards or {}))
+        for shard_id, is_child in new:
+            position = "TRIM_HORIZON" if is_child else self.stream_parameters["StartingPosition"]
+            kwargs = {"StreamARN": self.source_arn, "ShardId": shard_id, "ShardIteratorType": position}
+            if position == "AT_TIMESTAMP":
+                kwargs["Timestamp"] = self.stream_parameters.get("StartingPositionTimestamp")
+            kept[shard_id] = self.source_client.get_shard_iterator(**kwargs)["ShardIterator"]
+        # Restart the round-robin over the new set of shards.
+        self.iterator_over_shards = None
+        return kept
+
+    kinesis_poller.get_records = get_records
+    kinesis_poller.poll_events_from_shard = poll_events_from_shard
+    kinesis_poller.initialize_shards = initialize_shards
+
+
 def apply() -> None:
     """Wraps the Kinesis poller's client so that its ``GetShardIterator`` calls go through
     :func:`at_timestamp_arguments`, and the worker factory so that Kinesis pollers get the
@@ -66,6 +162,7 @@ def apply() -> None:
         client.get_shard_iterator = fixed_get_shard_iterator
 
     KinesisPoller.__init__ = init
+    _patch_lineage(KinesisPoller)
 
     from localstack.services.lambda_.event_source_mapping.esm_worker_factory import EsmWorkerFactory
 

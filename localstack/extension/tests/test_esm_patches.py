@@ -1,7 +1,7 @@
 """The Kinesis poller correction (no LocalStack needed): an AT_TIMESTAMP position's time reaches
 GetShardIterator as ``Timestamp``; every other call is left alone."""
 
-from shardflow_localstack.esm_patches import at_timestamp_arguments, copy_starting_timestamp
+from shardflow_localstack.esm_patches import LineageTracker, at_timestamp_arguments, copy_starting_timestamp
 
 
 def test_an_at_timestamp_position_passes_its_time_as_timestamp():
@@ -33,3 +33,38 @@ def test_the_mappings_starting_timestamp_reaches_the_poller_only_for_at_timestam
     other = {"StartingPosition": "TRIM_HORIZON"}
     copy_starting_timestamp({"StartingPosition": "TRIM_HORIZON", "StartingPositionTimestamp": 1.0}, other)
     assert "StartingPositionTimestamp" not in other
+
+
+def shard(shard_id, parent=None, adjacent=None):
+    s = {"ShardId": shard_id}
+    if parent:
+        s["ParentShardId"] = parent
+    if adjacent:
+        s["AdjacentParentShardId"] = adjacent
+    return s
+
+
+def test_children_wait_for_their_parents_and_polled_shards_keep_their_iterators():
+    stream = [shard("s0"), shard("s1"), shard("s2", parent="s0"), shard("s3", parent="s0")]
+    t = LineageTracker()
+    kept, new = t.plan(stream, {})
+    assert kept == {} and new == [("s0", False), ("s1", False)], "only the roots start"
+    kept, new = t.plan(stream, {"s0": "it0", "s1": "it1"})
+    assert kept == {"s0": "it0", "s1": "it1"} and new == [], "the split's children wait for s0"
+    t.finish("s0")
+    kept, new = t.plan(stream, {"s0": "it0-end", "s1": "it1-later"})
+    assert kept == {"s1": "it1-later"}, "s1 keeps its position; s0 is not polled again"
+    assert new == [("s2", True), ("s3", True)], "the children start (at their trim horizon)"
+
+
+def test_a_merge_child_waits_for_both_parents_and_trimmed_parents_do_not_block():
+    stream = [shard("s2"), shard("s3"), shard("s4", parent="s2", adjacent="s3")]
+    t = LineageTracker()
+    t.finish("s2")
+    _, new = t.plan(stream, {"s3": "it3"})
+    assert new == [], "s4 waits for s3 too"
+    t.finish("s3")
+    kept, new = t.plan(stream, {"s3": "it3"})
+    assert kept == {} and new == [("s4", True)]
+    # parents no longer in the stream (trimmed) do not hold a shard back
+    assert LineageTracker().plan([shard("s9", parent="gone")], {}) == ({}, [("s9", False)])
