@@ -29,6 +29,8 @@ import logging
 LOG = logging.getLogger(__name__)
 
 _APPLIED = False
+#: The localstack-core release whose poller internals the corrections patch.
+PINNED_RELEASE = "2026.3.0"
 
 
 def at_timestamp_arguments(kwargs: dict) -> dict:
@@ -139,12 +141,26 @@ def _patch_lineage(kinesis_poller) -> None:
 
 def apply() -> None:
     """Wraps the Kinesis poller's client so that its ``GetShardIterator`` calls go through
-    :func:`at_timestamp_arguments`, and the worker factory so that Kinesis pollers get the
-    mapping's starting timestamp (:func:`copy_starting_timestamp`). Idempotent."""
+    :func:`at_timestamp_arguments`, the worker factory so that Kinesis pollers get the
+    mapping's starting timestamp (:func:`copy_starting_timestamp`), and the poller's shard
+    handling so that it follows lineage (:class:`LineageTracker`). Idempotent. The patched
+    methods are LocalStack's internals of the pinned release (``requirements.lock``); another
+    release fails here loudly rather than polling wrongly."""
     global _APPLIED
     if _APPLIED:
         return
     from localstack.services.lambda_.event_source_mapping.pollers.kinesis_poller import KinesisPoller
+
+    missing = [
+        name
+        for name in ("get_records", "poll_events_from_shard", "initialize_shards", "forward_events_to_target")
+        if not callable(getattr(KinesisPoller, name, None))
+    ]
+    if missing:
+        raise RuntimeError(
+            f"shardflow's LocalStack extension cannot correct this LocalStack's Kinesis poller "
+            f"(no {', '.join(missing)}); it was written for localstack-core {PINNED_RELEASE}"
+        )
 
     original_init = KinesisPoller.__init__
 
@@ -178,4 +194,4 @@ def apply() -> None:
 
     EsmWorkerFactory.get_esm_worker = get_esm_worker
     _APPLIED = True
-    LOG.debug("shardflow: Kinesis poller AT_TIMESTAMP correction applied")
+    LOG.debug("shardflow: Kinesis poller corrections applied (AT_TIMESTAMP, shard lineage)")

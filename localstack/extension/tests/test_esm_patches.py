@@ -68,3 +68,18 @@ def test_a_merge_child_waits_for_both_parents_and_trimmed_parents_do_not_block()
     assert kept == {} and new == [("s4", True)]
     # parents no longer in the stream (trimmed) do not hold a shard back
     assert LineageTracker().plan([shard("s9", parent="gone")], {}) == ({}, [("s9", False)])
+
+
+def test_apply_corrects_the_pinned_localstack_pollers():
+    from localstack.services.lambda_.event_source_mapping.esm_worker_factory import EsmWorkerFactory
+    from localstack.services.lambda_.event_source_mapping.pollers.kinesis_poller import KinesisPoller
+    from localstack.services.lambda_.event_source_mapping.pollers.stream_poller import StreamPoller
+
+    from shardflow_localstack import esm_patches
+
+    esm_patches.apply()
+    esm_patches.apply()  # idempotent
+    for name in ("get_records", "poll_events_from_shard"):
+        assert getattr(KinesisPoller, name) is not getattr(StreamPoller, name), name
+    assert KinesisPoller.initialize_shards.__module__ == esm_patches.__name__
+    assert EsmWorkerFactory.get_esm_worker.__wrapped__ is not None
