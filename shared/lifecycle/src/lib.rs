@@ -101,7 +101,7 @@ pub use manifest::{
     ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, RESUME_MARGIN_MS,
     SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
 };
-pub use replay::{invoke_replay, InvokeReplayOptions, InvokeReplayReport, MAX_REPLAY_PAYLOAD_BYTES};
+pub use replay::{invoke_replay, InvokeReplayOptions, InvokeReplayReport, ReplayProgress, MAX_REPLAY_PAYLOAD_BYTES};
 pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport};
 pub use savepoint::{create_savepoint, SavepointOptions, SavepointReport};
 pub use shards::{stage_checkpoints, stage_has_state, StoredCheckpoint};

@@ -97,12 +97,17 @@ impl std::ops::AddAssign for InvokeReplayReport {
     }
 }
 
+/// Called with the number of records of each batch the function has taken (for a progress bar).
+pub type ReplayProgress<'a> = &'a (dyn Fn(usize) + Send + Sync);
+
 /// Replays `shards` (each one shard's records in sequence order, e.g. read from the archive)
-/// into the function of `options` (see the module documentation).
+/// into the function of `options` (see the module documentation); `progress` hears of every
+/// batch done.
 pub async fn invoke_replay(
     client: &Client,
     shards: Vec<ShardBatch>,
     options: &InvokeReplayOptions,
+    progress: ReplayProgress<'_>,
 ) -> Result<InvokeReplayReport, LifecycleError> {
     if options.batch_size == 0 || options.concurrency == 0 || options.max_attempts == 0 {
         return Err(LifecycleError::Invalid(
@@ -110,7 +115,7 @@ pub async fn invoke_replay(
         ));
     }
     futures_util::stream::iter(shards)
-        .map(|shard| replay_shard(client, shard, options))
+        .map(|shard| replay_shard(client, shard, options, progress))
         .buffer_unordered(options.concurrency)
         .try_fold(InvokeReplayReport::default(), |mut total, one| async move {
             total += one;
@@ -123,6 +128,7 @@ async fn replay_shard(
     client: &Client,
     shard: ShardBatch,
     options: &InvokeReplayOptions,
+    progress: ReplayProgress<'_>,
 ) -> Result<InvokeReplayReport, LifecycleError> {
     let mut report = InvokeReplayReport {
         shards: 1,
@@ -150,6 +156,7 @@ async fn replay_shard(
         let Some((resume, reason)) = failure else {
             report.invocations += 1;
             attempts = 0;
+            progress(end - from);
             from = end;
             continue;
         };

@@ -266,7 +266,20 @@ async fn invoke(args: &ReplayArgs, function: &str, records: &[ArchivedRecord]) -
         records.len(),
         shards.len()
     );
-    let report = shardflow_lifecycle::invoke_replay(&aws_sdk_lambda::Client::new(&sdk), shards, &options).await?;
+    let bar = indicatif::ProgressBar::new(records.len() as u64);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("replay [{bar:40}] {human_pos}/{human_len} records, eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let progress = |n: usize| bar.inc(n as u64);
+    let report =
+        shardflow_lifecycle::invoke_replay(&aws_sdk_lambda::Client::new(&sdk), shards, &options, &progress).await;
+    bar.finish_and_clear();
+    let report = report?;
     eprintln!(
         "replay: {} invocations ({} retried), {} records{}",
         report.invocations,

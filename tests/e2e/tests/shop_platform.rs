@@ -287,10 +287,19 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     options.finish = true;
     options.batch_size = 400;
     let shards = shard_batches(&archived_records).expect("archived shards");
-    let report = invoke_replay(&shardflow_testkit::lambda(), shards, &options)
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |n: usize| {
+        taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    };
+    let report = invoke_replay(&shardflow_testkit::lambda(), shards, &options, &progress)
         .await
         .expect("replay into the backfill's revenue function");
     assert_eq!(report.records, archived_records.len());
+    assert_eq!(
+        taken.into_inner(),
+        archived_records.len(),
+        "progress hears of every record"
+    );
     assert!(
         report.invocations > archived_records.len() / 400,
         "one invocation per batch and one end of input: {report:?}"
