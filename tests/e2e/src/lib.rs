@@ -86,6 +86,17 @@ pub fn delete_stack(stack: &str) {
         .output();
 }
 
+/// Deletes its stack when dropped — at the end of a test and when it panics, so that a failed
+/// run does not leave functions polling in the emulator for the next tests.
+#[derive(Debug)]
+pub struct StackGuard(pub String);
+
+impl Drop for StackGuard {
+    fn drop(&mut self) {
+        delete_stack(&self.0);
+    }
+}
+
 /// Invokes `function` synchronously with `payload` and returns its response (the function's
 /// JSON answer, or the error document of a failed invocation).
 pub fn invoke(function: &str, payload: &serde_json::Value) -> serde_json::Value {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use shardflow_connectors::{Colour, ColourControl, ResultMessage};
 use shardflow_e2e::shop::*;
-use shardflow_e2e::{delete_stack, deploy, require_function_zips};
+use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location,
@@ -106,6 +106,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
 
     let control_stack = format!("{name}-control");
     let control_table = deploy(&control_stack, "infra/control.yaml", &[])["ControlTableName"].clone();
+    let _control_guard = StackGuard(control_stack.clone());
     let common = |colour: &'static str| {
         vec![
             ("Architecture", "x86_64".to_owned()),
@@ -120,6 +121,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let blue_params = as_refs(&common("blue"));
     let blue_params: Vec<(&str, &str)> = blue_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let blue = Outputs(deploy(&blue_stack, "infra/template.yaml", &blue_params));
+    let _blue_guard = StackGuard(blue_stack.clone());
     let receipts_queue = subscribe_queue(&blue.get("ReceiptsTopicArn")).await;
     let stream = blue.get("ChangesStreamName");
 
@@ -154,6 +156,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     green_params.push(("StartingPositionTimestamp", (resume_at_ms / 1000).to_string()));
     let green_params: Vec<(&str, &str)> = green_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let green = Outputs(deploy(&green_stack, "infra/template.yaml", &green_params));
+    let _green_guard = StackGuard(green_stack.clone());
     for (stage, (location, _)) in savepoints {
         restore(&green, stage, location).await;
     }
@@ -267,9 +270,6 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         "the live receipts are one run's"
     );
 
-    for stack in [green_stack, blue_stack, control_stack] {
-        delete_stack(&stack);
-    }
     let client = shardflow_testkit::postgres().await;
     for t in [
         table.clone(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use serde::Deserialize;
-use shardflow_e2e::{delete_stack, deploy, require_function_zips};
+use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig, StreamRecord};
 use shardflow_schemas::{ChangeEvent, Entity, Op, Order, OrderStatus, Row, Source};
 
@@ -90,6 +90,7 @@ async fn receipts_latency_at_a_steady_rate() {
             ("RevenueTable", &stack.replace('-', "_")),
         ],
     );
+    let _guard = StackGuard(stack.clone());
     let stream = outputs["ChangesStreamName"].clone();
     let sqs = shardflow_testkit::sqs();
     let queue_name = shardflow_testkit::unique_name("latency-receipts");
@@ -164,7 +165,6 @@ async fn receipts_latency_at_a_steady_rate() {
             }
         }
     }
-    delete_stack(&stack);
     assert!(acked.is_empty(), "{} orders got no receipt", acked.len());
     latencies.sort_unstable();
     println!(

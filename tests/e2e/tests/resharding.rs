@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use shardflow_connectors::ResultMessage;
 use shardflow_e2e::shop::*;
-use shardflow_e2e::{delete_stack, deploy, require_function_zips};
+use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lambda::hash_key;
 use shardflow_lifecycle::{stage_checkpoints, EventSourceBarrier};
@@ -128,6 +128,7 @@ async fn split_and_merge_while_the_stages_run_keep_every_receipt_once() {
             ("FunctionTimeout", "30"),
         ],
     );
+    let _guard = StackGuard(stack.clone());
     let output = |k: &str| outputs.get(k).cloned().unwrap_or_else(|| panic!("stack output {k}"));
     let (stream, table) = (output("ChangesStreamName"), output("StateTableName"));
     let receipts_queue = subscribe_queue(&output("ReceiptsTopicArn")).await;
@@ -254,6 +255,4 @@ async fn split_and_merge_while_the_stages_run_keep_every_receipt_once() {
     archived.sort();
     want.sort();
     assert_eq!(archived, want, "the archive holds every stored record once");
-
-    delete_stack(&stack);
 }

@@ -24,7 +24,7 @@ use prost::Message as _;
 use shardflow_archive::ArchiveReader;
 use shardflow_connectors::{KinesisEnvelope, ResultMessage};
 use shardflow_e2e::shop::*;
-use shardflow_e2e::{delete_stack, deploy, invoke, require_function_zips};
+use shardflow_e2e::{deploy, invoke, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{invoke_replay, InvokeReplayOptions};
 use shardflow_runtime::{DeadLetter, DeadLetterKind};
@@ -51,6 +51,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
             ("FunctionTimeout", "30"),
         ],
     );
+    let _guard = StackGuard(stack.clone());
     let output = |k: &str| outputs.get(k).cloned().unwrap_or_else(|| panic!("stack output {k}"));
     let (changes, changes_arn) = (output("ChangesStreamName"), output("ChangesStreamArn"));
     let receipts_queue = subscribe_queue(&output("ReceiptsTopicArn")).await;
@@ -283,6 +284,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
             ("EventSourceMappingsEnabled", "false"),
         ],
     );
+    let backfill_guard = StackGuard(backfill.clone());
     let mut options = InvokeReplayOptions::new(&format!("{backfill}-revenue"), &changes_arn, "us-east-1");
     options.finish = true;
     options.batch_size = 400;
@@ -309,7 +311,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         rows,
         "the revenue replayed through Lambda is the live one"
     );
-    delete_stack(&backfill);
+    drop(backfill_guard);
 
     // a redelivered batch changes nothing
     let (shard, first) = first_records(&changes, 100).await;
@@ -339,7 +341,6 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         "the archive is unchanged"
     );
 
-    delete_stack(&stack);
     let _ = shardflow_testkit::postgres()
         .await
         .batch_execute(&format!(
