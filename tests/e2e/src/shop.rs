@@ -400,3 +400,40 @@ pub fn sorted(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
 pub fn by_id<T: Clone>(lines: impl IntoIterator<Item = (String, T)>) -> BTreeMap<String, T> {
     lines.into_iter().collect()
 }
+
+/// Waits until `stage` committed the last record of every shard of `stream` (`records` put).
+pub async fn caught_up(
+    stage: &str,
+    table: &str,
+    stream: &str,
+    records: usize,
+    started: Instant,
+) -> Vec<shardflow_testkit::ReadRecord> {
+    let stored = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), stream, records, DEADLINE).await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &stored {
+        last.insert(r.shard_id.clone(), r.sequence_number.clone());
+    }
+    let dynamodb = shardflow_testkit::dynamodb();
+    eventually(&format!("{stage} catching up"), started, || async {
+        let committed: BTreeMap<String, Option<String>> =
+            shardflow_lifecycle::stage_checkpoints(&dynamodb, table, stage)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|c| (c.shard, c.sequence_number))
+                .collect();
+        let behind: Vec<&String> = last
+            .iter()
+            .filter(|(shard, seq)| committed.get(*shard).cloned().flatten().as_ref() != Some(*seq))
+            .map(|(shard, _)| shard)
+            .collect();
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("shards {behind:?} behind; committed {committed:?}"))
+        }
+    })
+    .await;
+    stored
+}

@@ -132,6 +132,12 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         ("receipts", "ReceiptsFunctionName"),
         ("order-enrich", "OrderEnrichFunctionName"),
     ];
+    // (a savepoint of a stage that has not committed yet would have nothing to save)
+    let blue_table = blue.get("StateTableName");
+    let since = Instant::now();
+    for (stage, _) in stages {
+        caught_up(stage, &blue_table, &stream, parts[0].len(), since).await;
+    }
     let mut savepoints = Vec::new();
     for (stage, function) in stages {
         savepoints.push((stage, savepoint(&blue, stage, &blue.get(function)).await));

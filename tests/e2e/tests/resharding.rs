@@ -13,7 +13,7 @@
 //! LocalStack the extension's lineage-aware poller, see `localstack/README.md`), and the child
 //! adopts its parents' committed state for its keys.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use shardflow_connectors::ResultMessage;
@@ -21,45 +21,14 @@ use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lambda::hash_key;
-use shardflow_lifecycle::{stage_checkpoints, EventSourceBarrier};
+use shardflow_lifecycle::EventSourceBarrier;
 use shardflow_shop::pipelines::Receipt;
-use shardflow_testkit::ReadRecord;
 
 fn encoded(events: &[shardflow_schemas::ChangeEvent]) -> Vec<(String, Vec<u8>)> {
     events
         .iter()
         .map(|e| encode(e, ShopFormat::Protobuf).expect("encode"))
         .collect()
-}
-
-/// Waits until `stage` committed the last record of every shard of `stream` (`records` put).
-async fn caught_up(stage: &str, table: &str, stream: &str, records: usize, started: Instant) -> Vec<ReadRecord> {
-    let stored = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), stream, records, DEADLINE).await;
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for r in &stored {
-        last.insert(r.shard_id.clone(), r.sequence_number.clone());
-    }
-    let dynamodb = shardflow_testkit::dynamodb();
-    eventually(&format!("{stage} catching up"), started, || async {
-        let committed: BTreeMap<String, Option<String>> = stage_checkpoints(&dynamodb, table, stage)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|c| (c.shard, c.sequence_number))
-            .collect();
-        let behind: Vec<&String> = last
-            .iter()
-            .filter(|(shard, seq)| committed.get(*shard).cloned().flatten().as_ref() != Some(*seq))
-            .map(|(shard, _)| shard)
-            .collect();
-        if behind.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("shards {behind:?} behind; committed {committed:?}"))
-        }
-    })
-    .await;
-    stored
 }
 
 async fn wait_active(stream: &str) {
