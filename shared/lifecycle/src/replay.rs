@@ -160,19 +160,8 @@ async fn replay_shard(
             from = end;
             continue;
         };
-        attempts += 1;
-        if attempts >= options.max_attempts {
-            return Err(LifecycleError::Replay {
-                function: options.function.clone(),
-                shard: shard.shard_id.clone(),
-                attempts,
-                reason,
-            });
-        }
-        tracing::warn!(shard = %shard.shard_id, attempts, %reason, "replay invocation failed; sending again");
-        report.retries += 1;
+        give_up_or_wait(options, &shard.shard_id, &mut attempts, reason, &mut report).await?;
         from = resume;
-        tokio::time::sleep(backoff(options.retry_delay, attempts)).await;
     }
     if options.finish {
         finish_shard(client, &shard, options, &mut report).await?;
@@ -199,20 +188,35 @@ async fn finish_shard(
                 return Ok(());
             }
             Err(reason) => {
-                attempts += 1;
-                if attempts >= options.max_attempts {
-                    return Err(LifecycleError::Replay {
-                        function: options.function.clone(),
-                        shard: shard.shard_id.clone(),
-                        attempts,
-                        reason: format!("end of input: {reason}"),
-                    });
-                }
-                report.retries += 1;
-                tokio::time::sleep(backoff(options.retry_delay, attempts)).await;
+                let reason = format!("end of input: {reason}");
+                give_up_or_wait(options, &shard.shard_id, &mut attempts, reason, report).await?;
             }
         }
     }
+}
+
+/// Counts a failed attempt: gives up after [`InvokeReplayOptions::max_attempts`], otherwise
+/// counts the retry and waits before it.
+async fn give_up_or_wait(
+    options: &InvokeReplayOptions,
+    shard: &str,
+    attempts: &mut u32,
+    reason: String,
+    report: &mut InvokeReplayReport,
+) -> Result<(), LifecycleError> {
+    *attempts += 1;
+    if *attempts >= options.max_attempts {
+        return Err(LifecycleError::Replay {
+            function: options.function.clone(),
+            shard: shard.to_owned(),
+            attempts: *attempts,
+            reason,
+        });
+    }
+    tracing::warn!(shard, attempts = *attempts, %reason, "replay invocation failed; sending again");
+    report.retries += 1;
+    tokio::time::sleep(backoff(options.retry_delay, *attempts)).await;
+    Ok(())
 }
 
 fn backoff(base: Duration, attempts: u32) -> Duration {
