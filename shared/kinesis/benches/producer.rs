@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardflow_kinesis::{CallError, KinesisProducer, ProducerConfig, PutRecordsTransport, RecordResult, StreamRecord};
+use shardflow_kinesis::{
+    request_entries, CallError, KinesisProducer, ProducerConfig, PutRecordsTransport, RecordResult, StreamRecord,
+};
 
 /// Stores every record at once.
 #[derive(Clone, Default)]
@@ -31,17 +31,7 @@ struct Discard {
 impl PutRecordsTransport for Discard {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<RecordResult>, CallError> {
         if self.build_entries {
-            let entries = records
-                .iter()
-                .map(|r| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(&r.partition_key)
-                        .data(Blob::new(r.data.clone()))
-                        .build()
-                        .map_err(|e| CallError::Fatal(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            std::hint::black_box(entries);
+            std::hint::black_box(request_entries(records)?);
         }
         self.stored.fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(vec![RecordResult::Stored; records.len()])

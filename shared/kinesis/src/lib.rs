@@ -30,4 +30,4 @@ pub mod transport;
 
 pub use batch::{Backoff, InvalidRecord, PutRecordsLimits, RecordResult, StreamRecord, MAX_PARTITION_KEY_CHARS};
 pub use producer::{KinesisProducer, ProducerConfig, ProducerError, ProducerStats};
-pub use transport::{client_from_env, CallError, KinesisTransport, PutRecordsTransport};
+pub use transport::{client_from_env, request_entries, CallError, KinesisTransport, PutRecordsTransport};

@@ -53,18 +53,23 @@ impl KinesisTransport {
     }
 }
 
+/// The `PutRecords` request entries of `records` (a copy of each payload, as the SDK takes it).
+pub fn request_entries(records: &[StreamRecord]) -> Result<Vec<PutRecordsRequestEntry>, CallError> {
+    records
+        .iter()
+        .map(|r| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(&r.partition_key)
+                .data(Blob::new(r.data.clone()))
+                .build()
+                .map_err(|e| CallError::Fatal(format!("building a PutRecords entry: {e}")))
+        })
+        .collect()
+}
+
 impl PutRecordsTransport for KinesisTransport {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<RecordResult>, CallError> {
-        let entries = records
-            .iter()
-            .map(|r| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&r.partition_key)
-                    .data(Blob::new(r.data.clone()))
-                    .build()
-                    .map_err(|e| CallError::Fatal(format!("building a PutRecords entry: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = request_entries(records)?;
         let output = self
             .client
             .put_records()
