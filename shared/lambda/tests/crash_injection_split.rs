@@ -16,9 +16,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::by_customer::{revenue, Purchase, Row};
 use common::crash::{Dice, LambdaShard};
-use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Engine, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
+use shardflow_engine::{Engine, ResultId};
 use shardflow_lambda::{
     hash_key, CrashPoint, FixedLineage, MemoryDeadLetters, MemorySink, PartitionKeying, ShardInfo, Stage, StageConfig,
 };
@@ -34,30 +34,6 @@ const SPLIT: u128 = 1 << 127;
 /// that windows open at the split hold records of the parent and of a child.
 const BEFORE_SPLIT: u64 = 95;
 const RECORDS: u64 = 200;
-
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-struct Purchase {
-    customer: String,
-    cents: i64,
-    ts_ms: i64,
-}
-
-type Row = (String, i64, u64, i64);
-
-/// Revenue per customer in 10-second windows; the key is the record's partition key.
-fn revenue() -> Pipeline<Purchase, Row> {
-    Pipeline::builder("revenue-by-customer")
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
-        .max_key_groups(16)
-        .event_time(|p: &Purchase| p.ts_ms)
-        .key_by(|p| p.customer.clone())
-        .window(Windowing::tumbling(10_000).unwrap())
-        .trigger(Trigger::at_watermark())
-        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
-            (k.clone(), w.start, n, c)
-        })
-        .sink("revenue")
-}
 
 fn lineage() -> FixedLineage {
     FixedLineage::new([

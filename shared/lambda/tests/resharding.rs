@@ -5,43 +5,21 @@
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at LocalStack (`source localstack/env`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
-use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Engine, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
+use common::by_customer::{revenue, Purchase, Row};
+use shardflow_engine::{Engine, ResultId};
 use shardflow_lambda::{
     hash_key, CrashPoint, KinesisLineage, MemoryDeadLetters, MemorySink, PartitionKeying, Stage, StageConfig,
     StageError,
 };
 use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
-
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-struct Purchase {
-    customer: String,
-    cents: i64,
-    ts_ms: i64,
-}
-
-type Row = (String, i64, u64, i64);
-
-/// Revenue per customer in 10-second windows; the key is the record's partition key.
-fn revenue() -> Pipeline<Purchase, Row> {
-    Pipeline::builder("revenue-by-customer")
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
-        .max_key_groups(16)
-        .event_time(|p: &Purchase| p.ts_ms)
-        .key_by(|p| p.customer.clone())
-        .window(Windowing::tumbling(10_000).unwrap())
-        .trigger(Trigger::at_watermark())
-        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
-            (k.clone(), w.start, n, c)
-        })
-        .sink("revenue")
-}
 
 type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
 

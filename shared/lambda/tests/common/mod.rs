@@ -225,3 +225,34 @@ pub mod crash {
         }
     }
 }
+
+/// Purchases keyed by customer, the key being the record's partition key: the pipeline of the
+/// resharding and split crash tests.
+pub mod by_customer {
+    use shardflow_engine::combine::{Count, Sum};
+    use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
+
+    #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+    pub struct Purchase {
+        pub customer: String,
+        pub cents: i64,
+        pub ts_ms: i64,
+    }
+
+    pub type Row = (String, i64, u64, i64);
+
+    /// Revenue per customer in 10-second windows; the key is the record's partition key.
+    pub fn revenue() -> Pipeline<Purchase, Row> {
+        Pipeline::builder("revenue-by-customer")
+            .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+            .max_key_groups(16)
+            .event_time(|p: &Purchase| p.ts_ms)
+            .key_by(|p| p.customer.clone())
+            .window(Windowing::tumbling(10_000).unwrap())
+            .trigger(Trigger::at_watermark())
+            .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
+                (k.clone(), w.start, n, c)
+            })
+            .sink("revenue")
+    }
+}
