@@ -437,3 +437,24 @@ pub async fn caught_up(
     .await;
     stored
 }
+
+/// Drains `queue` (subscribed to a receipts topic) until it held as many receipts as `expected`,
+/// and a few seconds more for any extra; asserts that no receipt id came twice and that the
+/// receipts are `expected`'s (`what` names them in the failure).
+pub async fn assert_receipts_once(queue: &str, expected: &[ResultLine<Receipt>], what: &str, started: Instant) {
+    let sqs = shardflow_testkit::sqs();
+    let mut bodies = drain_until(&sqs, queue, expected.len(), what, started).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drain_queue(&sqs, queue, &mut bodies).await;
+    let receipts: Vec<ResultMessage<Receipt>> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("a receipt: {e}: {b}")))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), receipts.len(), "{what}: no receipt is published twice");
+    assert_eq!(
+        by_id(receipts.iter().map(|r| (r.id.clone(), r.value.clone()))),
+        by_id(expected.iter().map(|l| (l.id.clone(), l.value.clone()))),
+        "{what}: the receipts are the embedded runner's"
+    );
+}

@@ -9,11 +9,11 @@
 //!
 //! The protocol itself is also proven in-process by `shared/connectors/tests/blue_green.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use shardflow_connectors::{Colour, ColourControl, ResultMessage};
+use shardflow_connectors::{Colour, ColourControl};
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
@@ -22,7 +22,6 @@ use shardflow_lifecycle::{
     SavepointManifest, SavepointOptions,
 };
 use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::Receipt;
 
 /// The first minute boundary after every event time of `events`: beyond every result position
 /// (window start, windows of one minute) either colour has emitted having seen them.
@@ -247,34 +246,13 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let expected = embedded(&stored);
     let started = Instant::now();
     live_revenue_eventually(&table, &expected.revenue, started).await;
-    let sqs = shardflow_testkit::sqs();
-    let bodies = drain_until(
-        &sqs,
+    assert_receipts_once(
         &receipts_queue,
-        expected.receipts.len(),
-        "every live receipt",
+        &expected.receipts,
+        "the live receipts across the colours",
         started,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut late = Vec::new();
-    drain_queue(&sqs, &receipts_queue, &mut late).await;
-    let receipts: Vec<ResultMessage<Receipt>> = bodies
-        .iter()
-        .chain(&late)
-        .map(|b| serde_json::from_str(b).expect("a receipt"))
-        .collect();
-    let ids: BTreeSet<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(
-        ids.len(),
-        receipts.len(),
-        "no receipt is published live twice across the colours"
-    );
-    assert_eq!(
-        by_id(receipts.iter().map(|r| (r.id.clone(), r.value.clone()))),
-        by_id(expected.receipts.iter().map(|l| (l.id.clone(), l.value.clone()))),
-        "the live receipts are one run's"
-    );
 
     let client = shardflow_testkit::postgres().await;
     for t in [

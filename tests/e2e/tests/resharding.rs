@@ -16,13 +16,11 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use shardflow_connectors::ResultMessage;
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lambda::hash_key;
 use shardflow_lifecycle::EventSourceBarrier;
-use shardflow_shop::pipelines::Receipt;
 
 fn encoded(events: &[shardflow_schemas::ChangeEvent]) -> Vec<(String, Vec<u8>)> {
     events
@@ -186,27 +184,13 @@ async fn split_and_merge_while_the_stages_run_keep_every_receipt_once() {
     // the receipts are the embedded runner's, each once
     let expected = embedded(&events);
     assert!(expected.late.values().all(|n| *n == 0), "the input has no late record");
-    let sqs = shardflow_testkit::sqs();
-    let got = drain_until(&sqs, &receipts_queue, expected.receipts.len(), "every receipt", started).await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let mut more = Vec::new();
-    drain_queue(&sqs, &receipts_queue, &mut more).await;
-    let receipts: Vec<ResultMessage<Receipt>> = got
-        .iter()
-        .chain(&more)
-        .map(|b| serde_json::from_str(b).expect("a receipt"))
-        .collect();
-    let ids: BTreeSet<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(
-        ids.len(),
-        receipts.len(),
-        "no receipt is published twice across the reshards"
-    );
-    assert_eq!(
-        by_id(receipts.iter().map(|r| (r.id.clone(), r.value.clone()))),
-        by_id(expected.receipts.iter().map(|l| (l.id.clone(), l.value.clone()))),
-        "the receipts are the embedded runner's"
-    );
+    assert_receipts_once(
+        &receipts_queue,
+        &expected.receipts,
+        "the receipts across the reshards",
+        started,
+    )
+    .await;
 
     // the archive holds every record once
     let archive =
