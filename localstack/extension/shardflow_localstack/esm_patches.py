@@ -7,7 +7,8 @@ poller then fails on the missing key at every poll), and the Kinesis poller pass
 ``GetShardIterator`` as ``StartingSequenceNumber``, which Kinesis (and kinesis-local) refuse
 ("Timestamp must be provided for ShardIteratorType AT_TIMESTAMP"). So such a mapping never
 delivers a record. On AWS it starts at the first record that arrived at or after the
-timestamp; the two adapters below make the emulator do the same. A restored blue/green copy
+timestamp; :func:`copy_starting_timestamp` and :func:`shard_iterator_arguments` make the
+emulator do the same. A restored blue/green copy
 starts its mappings this way (see ``shardflow savepoint restore``).
 
 Resharding: LocalStack's Kinesis poller polls every shard of the stream round-robin, children
@@ -33,15 +34,14 @@ _APPLIED = False
 PINNED_RELEASE = "2026.3.0"
 
 
-def at_timestamp_arguments(kwargs: dict) -> dict:
-    """The ``GetShardIterator`` arguments with an ``AT_TIMESTAMP`` position's time given as
-    ``Timestamp`` (other iterator types, and calls that already pass ``Timestamp``, unchanged)."""
-    if kwargs.get("ShardIteratorType") != "AT_TIMESTAMP" or "Timestamp" in kwargs:
-        return kwargs
-    fixed = dict(kwargs)
-    if "StartingSequenceNumber" in fixed:
-        fixed["Timestamp"] = fixed.pop("StartingSequenceNumber")
-    return fixed
+def shard_iterator_arguments(stream_arn: str, shard_id: str, position: str, timestamp=None) -> dict:
+    """The ``GetShardIterator`` arguments of a shard starting at ``position``; an
+    ``AT_TIMESTAMP`` position's time goes in ``Timestamp`` (LocalStack passed it as
+    ``StartingSequenceNumber``, which Kinesis refuses)."""
+    arguments = {"StreamARN": stream_arn, "ShardId": shard_id, "ShardIteratorType": position}
+    if position == "AT_TIMESTAMP":
+        arguments["Timestamp"] = timestamp
+    return arguments
 
 
 def copy_starting_timestamp(esm_config: dict, stream_parameters: dict) -> None:
@@ -91,7 +91,6 @@ def _patch_lineage(kinesis_poller) -> None:
     """Makes ``kinesis_poller`` (LocalStack's ``KinesisPoller`` class) follow shard lineage."""
     original_get_records = kinesis_poller.get_records
     original_poll_shard = kinesis_poller.poll_events_from_shard
-    original_initialize = kinesis_poller.initialize_shards
 
     def tracker(self) -> LineageTracker:
         if not hasattr(self, "_shardflow_lineage"):
@@ -122,14 +121,15 @@ def _patch_lineage(kinesis_poller) -> None:
     def initialize_shards(self):
         description = self.source_client.describe_stream(StreamARN=self.source_arn)["StreamDescription"]
         if description.get("StreamStatus") not in ("ACTIVE", "UPDATING"):
-            return original_initialize(self)
+            # Being created or deleted: nothing to poll yet (LocalStack's own answer too).
+            return {}
         kept, new = tracker(self).plan(description.get("Shards", []), dict(self.shards or {}))
         for shard_id, is_child in new:
             position = "TRIM_HORIZON" if is_child else self.stream_parameters["StartingPosition"]
-            kwargs = {"StreamARN": self.source_arn, "ShardId": shard_id, "ShardIteratorType": position}
-            if position == "AT_TIMESTAMP":
-                kwargs["Timestamp"] = self.stream_parameters.get("StartingPositionTimestamp")
-            kept[shard_id] = self.source_client.get_shard_iterator(**kwargs)["ShardIterator"]
+            arguments = shard_iterator_arguments(
+                self.source_arn, shard_id, position, self.stream_parameters.get("StartingPositionTimestamp")
+            )
+            kept[shard_id] = self.source_client.get_shard_iterator(**arguments)["ShardIterator"]
         # Restart the round-robin over the new set of shards.
         self.iterator_over_shards = None
         return kept
@@ -140,10 +140,10 @@ def _patch_lineage(kinesis_poller) -> None:
 
 
 def apply() -> None:
-    """Wraps the Kinesis poller's client so that its ``GetShardIterator`` calls go through
-    :func:`at_timestamp_arguments`, the worker factory so that Kinesis pollers get the
-    mapping's starting timestamp (:func:`copy_starting_timestamp`), and the poller's shard
-    handling so that it follows lineage (:class:`LineageTracker`). Idempotent. The patched
+    """Wraps the worker factory so that Kinesis pollers get the mapping's starting timestamp
+    (:func:`copy_starting_timestamp`), and replaces the poller's shard handling with one that
+    follows lineage (:class:`LineageTracker`) and asks for iterators with
+    :func:`shard_iterator_arguments`. Idempotent. The patched
     methods are LocalStack's internals of the pinned release (``requirements.lock``); another
     release fails here loudly rather than polling wrongly."""
     global _APPLIED
@@ -162,22 +162,6 @@ def apply() -> None:
             f"(no {', '.join(missing)}); it was written for localstack-core {PINNED_RELEASE}"
         )
 
-    original_init = KinesisPoller.__init__
-
-    @functools.wraps(original_init)
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        client = getattr(self, "source_client", None)
-        if client is None:
-            return
-        get_shard_iterator = client.get_shard_iterator
-
-        def fixed_get_shard_iterator(**call_kwargs):
-            return get_shard_iterator(**at_timestamp_arguments(call_kwargs))
-
-        client.get_shard_iterator = fixed_get_shard_iterator
-
-    KinesisPoller.__init__ = init
     _patch_lineage(KinesisPoller)
 
     from localstack.services.lambda_.event_source_mapping.esm_worker_factory import EsmWorkerFactory

@@ -1,29 +1,21 @@
 """The Kinesis poller correction (no LocalStack needed): an AT_TIMESTAMP position's time reaches
 GetShardIterator as ``Timestamp``; every other call is left alone."""
 
-from shardflow_localstack.esm_patches import LineageTracker, at_timestamp_arguments, copy_starting_timestamp
+from shardflow_localstack.esm_patches import LineageTracker, copy_starting_timestamp, shard_iterator_arguments
 
 
 def test_an_at_timestamp_position_passes_its_time_as_timestamp():
-    call = {
-        "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s",
-        "ShardId": "shardId-000000000000",
-        "ShardIteratorType": "AT_TIMESTAMP",
-        "StartingSequenceNumber": 1700000000.0,
-    }
-    fixed = at_timestamp_arguments(call)
-    assert fixed["Timestamp"] == 1700000000.0
-    assert "StartingSequenceNumber" not in fixed
-    assert call["StartingSequenceNumber"] == 1700000000.0, "the caller's arguments are not modified"
+    arn = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+    arguments = shard_iterator_arguments(arn, "shardId-000000000000", "AT_TIMESTAMP", 1700000000.0)
+    assert arguments["Timestamp"] == 1700000000.0
+    assert "StartingSequenceNumber" not in arguments
+    assert arguments["ShardIteratorType"] == "AT_TIMESTAMP"
 
 
-def test_other_positions_and_explicit_timestamps_are_unchanged():
-    for call in (
-        {"ShardIteratorType": "TRIM_HORIZON"},
-        {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": "4965"},
-        {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": 5},
-    ):
-        assert at_timestamp_arguments(call) == call
+def test_other_positions_carry_no_timestamp():
+    for position in ("TRIM_HORIZON", "LATEST"):
+        arguments = shard_iterator_arguments("arn", "shardId-000000000001", position, 5)
+        assert arguments == {"StreamARN": "arn", "ShardId": "shardId-000000000001", "ShardIteratorType": position}
 
 
 def test_the_mappings_starting_timestamp_reaches_the_poller_only_for_at_timestamp():
@@ -79,7 +71,7 @@ def test_apply_corrects_the_pinned_localstack_pollers():
 
     esm_patches.apply()
     esm_patches.apply()  # idempotent
-    for name in ("get_records", "poll_events_from_shard"):
+    for name in ("get_records", "poll_events_from_shard", "initialize_shards"):
         assert getattr(KinesisPoller, name) is not getattr(StreamPoller, name), name
     assert KinesisPoller.initialize_shards.__module__ == esm_patches.__name__
     assert EsmWorkerFactory.get_esm_worker.__wrapped__ is not None
