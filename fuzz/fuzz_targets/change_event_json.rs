@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardflow_runtime::{JsonDecoder, RecordDecoder};
+use shardflow_stage::{JsonDecoder, RecordDecoder};
 use shardflow_schemas::ChangeEvent;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardflow_runtime::{ProtobufDecoder, RecordDecoder};
+use shardflow_stage::{ProtobufDecoder, RecordDecoder};
 use shardflow_schemas::ChangeEvent;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardflow_runtime::ShardBatch;
+use shardflow_stage::ShardBatch;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(batch) = ShardBatch::from_json(data) {

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use flate2::read::GzDecoder;
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use thiserror::Error;
 
 use crate::key::ObjectKey;

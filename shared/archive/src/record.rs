@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use shardflow_runtime::{DecodeError, InputRecord, RecordDecoder, ShardBatch};
+use shardflow_stage::{DecodeError, InputRecord, RecordDecoder, ShardBatch};
 
 /// A Kinesis record as the archive keeps it: one NDJSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use futures_util::{StreamExt, TryStreamExt};
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::key::ObjectKey;

@@ -9,8 +9,8 @@ use common::{poll_until, Fixture};
 use shardflow_cdc::{
     CdcError, CdcReader, EncodeError, FileSink, Format, MemorySink, ShopMapError, SinkError, SnapshotMode,
 };
-use shardflow_runtime::{ProtobufDecoder, RecordDecoder};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Order, OrderLine, OrderStatus, Row};
+use shardflow_stage::{ProtobufDecoder, RecordDecoder};
 
 const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
 

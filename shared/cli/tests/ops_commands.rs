@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use shardflow_engine::combine::Count;
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
 fn shardflow(args: &[&str]) -> Output {

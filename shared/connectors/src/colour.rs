@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 use thiserror::Error;
 
 /// A deployment colour.

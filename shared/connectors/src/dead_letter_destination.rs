@@ -1,7 +1,7 @@
 //! The dead-letter destination a deployment configures: an SQS queue or an S3 bucket.
 
-use shardflow_lambda::{optional_var, DeadLetterSink, EnvError, SinkError};
-use shardflow_runtime::DeadLetter;
+use shardflow_stage::DeadLetter;
+use shardflow_stage::{optional_var, DeadLetterSink, EnvError, SinkError};
 
 use crate::s3_dead_letters::{S3DeadLetterSink, S3DeadLetterSinkConfig};
 use crate::sqs_dead_letters::{SqsDeadLetterSink, SqsDeadLetterSinkConfig};

@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use shardflow_lambda::SinkError;
+use shardflow_stage::SinkError;
 
 /// A [`SinkError`] of the sink `sink` saying `what` failed and why.
 pub(crate) fn sink_error(sink: &str, what: &str, cause: impl Display) -> SinkError {

@@ -6,7 +6,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde::Serialize;
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;

@@ -1,7 +1,7 @@
 //! # shardflow-connectors
 //!
 //! Destinations of a shardflow stage's results and dead letters, each an implementation of
-//! [`shardflow_lambda::ResultSink`] or [`shardflow_lambda::DeadLetterSink`] that is idempotent
+//! [`shardflow_stage::ResultSink`] or [`shardflow_stage::DeadLetterSink`] that is idempotent
 //! under redelivery:
 //!
 //! | sink | destination | idempotent by |
@@ -16,7 +16,7 @@
 //! A Lambda stage emits its results before it commits its checkpoint, so after a crash the same
 //! results (same [`shardflow_engine::ResultId`]s) are emitted again; every sink here turns that
 //! repeat into no change of the destination (or, where the service cannot, labels every message
-//! with its id so that consumers can). Every failure is a [`shardflow_lambda::SinkError`] that
+//! with its id so that consumers can). Every failure is a [`shardflow_stage::SinkError`] that
 //! carries the service's message; the stage then does not commit and the batch is redelivered.
 
 #![warn(missing_docs)]

@@ -6,7 +6,7 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{info_span, Instrument};
 
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 
 use crate::error::{postgres_error, sink_error};
 

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use shardflow_lambda::SinkError;
+use shardflow_stage::SinkError;
 use tracing::debug;
 
 use crate::error::sink_error;

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 use tracing::{debug, info_span, Instrument};
 
 use crate::error::{sdk_error, sink_error};

@@ -2,8 +2,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
-use shardflow_lambda::{DeadLetterSink, SinkError};
-use shardflow_runtime::DeadLetter;
+use shardflow_stage::DeadLetter;
+use shardflow_stage::{DeadLetterSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::error::{sdk_error, sink_error};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use serde::Serialize;
 use shardflow_engine::Output;
-use shardflow_lambda::{ResultSink, SinkError};
+use shardflow_stage::{ResultSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;

@@ -1,8 +1,8 @@
 //! Dead letters to an SQS queue.
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use shardflow_lambda::{DeadLetterSink, SinkError};
-use shardflow_runtime::DeadLetter;
+use shardflow_stage::DeadLetter;
+use shardflow_stage::{DeadLetterSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;

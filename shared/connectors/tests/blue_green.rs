@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use shardflow_connectors::{position, Colour, ColourControl, ColourError, ColourGate, Cutover};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Output, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, ResultSink, SinkError, Stage, StageConfig};
-use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_lambda::{Stage, StageConfig};
+use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink, ResultSink, SinkError};
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 struct Purchase {
@@ -93,7 +94,7 @@ impl ResultSink<Row> for LiveWriter {
 }
 
 type GatedStage =
-    Stage<Purchase, Row, JsonDecoder<Purchase>, ColourGate<LiveWriter, MemorySink<Row>>, MemoryDeadLetters>;
+    Stage<Purchase, Row, JsonDecoder<Purchase>, ColourGate<LiveWriter, MemoryResultSink<Row>>, MemoryDeadLetters>;
 
 async fn stage(colour: Colour, control: &ColourControl, live: &LiveOutput) -> GatedStage {
     let (client, table) = shardflow_testkit::state_table(&format!("bg-{}", colour.as_str())).await;
@@ -104,7 +105,7 @@ async fn stage(colour: Colour, control: &ColourControl, live: &LiveOutput) -> Ga
             colour,
             output: live.clone(),
         },
-        MemorySink::new(),
+        MemoryResultSink::new(),
     );
     Stage::new(
         "revenue",

@@ -9,8 +9,8 @@ use shardflow_connectors::{
     dead_letter_id, S3DeadLetterSink, S3DeadLetterSinkConfig, SqsDeadLetterSink, SqsDeadLetterSinkConfig,
     DEAD_LETTER_ID_ATTRIBUTE,
 };
-use shardflow_lambda::DeadLetterSink;
-use shardflow_runtime::{DeadLetter, DeadLetterKind};
+use shardflow_stage::DeadLetterSink;
+use shardflow_stage::{DeadLetter, DeadLetterKind};
 
 /// `n` dead letters of two shards, the kinds alternating, one of them refused twice (as
 /// undecodable and as poison: two dead letters of one record).

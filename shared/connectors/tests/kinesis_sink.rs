@@ -10,7 +10,7 @@ use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use common::{results, Count};
 use shardflow_connectors::{KinesisEnvelope, KinesisSink, KinesisSinkConfig};
 use shardflow_engine::{Pipeline, WatermarkStrategy};
-use shardflow_lambda::ResultSink;
+use shardflow_stage::ResultSink;
 
 /// A new stream of `shards` shards, once it is active.
 async fn stream(client: &aws_sdk_kinesis::Client, shards: i32) -> String {

@@ -4,7 +4,7 @@ mod common;
 
 use common::{pane, Count};
 use shardflow_connectors::{PostgresRow, PostgresSink, PostgresSinkConfig};
-use shardflow_lambda::ResultSink;
+use shardflow_stage::ResultSink;
 use tokio_postgres::types::ToSql;
 
 impl PostgresRow for Count {

@@ -4,7 +4,7 @@ mod common;
 
 use common::{bucket, keys, object, pane, results, Count};
 use shardflow_connectors::{ResultMessage, S3Sink, S3SinkConfig};
-use shardflow_lambda::ResultSink;
+use shardflow_stage::ResultSink;
 
 #[tokio::test]
 async fn one_object_per_result_id_survives_a_redelivery_unchanged() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{drain_queue, queue, results, Count};
 use shardflow_connectors::{ResultMessage, SnsSink, SnsSinkConfig, RESULT_ID_ATTRIBUTE};
-use shardflow_lambda::ResultSink;
+use shardflow_stage::ResultSink;
 
 /// A topic (FIFO if `fifo`) subscribed by a new queue of the same kind with raw delivery.
 async fn topic_to_queue(prefix: &str, fifo: bool) -> (String, String) {

@@ -15,7 +15,7 @@ use shardflow_connectors::{PostgresRow, PostgresSink, PostgresSinkConfig, S3Dead
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Firing, Pipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_lambda::{CrashPoint, Stage, StageConfig, StageError};
-use shardflow_runtime::{JsonDecoder, ShardBatch};
+use shardflow_stage::{JsonDecoder, ShardBatch};
 use tokio_postgres::types::ToSql;
 
 const SHARD: &str = "shardId-000000000000";

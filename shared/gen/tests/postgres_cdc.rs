@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use shardflow_cdc::{CdcConfig, CdcReader, ChangeSink, Format, KinesisSink, SnapshotMode, TableName};
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig};
-use shardflow_runtime::{ProtobufDecoder, RecordDecoder};
 use shardflow_schemas::{ChangeEvent, Op};
 use shardflow_shop::{revenue, ShopConfig, ShopGenerator};
+use shardflow_stage::{ProtobufDecoder, RecordDecoder};
 
 const NAME: &str = "gen_it_shop";
 

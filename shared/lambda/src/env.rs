@@ -12,14 +12,11 @@
 
 use std::sync::Arc;
 
-use thiserror::Error;
-
 use crate::config::{PartitionKeying, StageConfig};
 use crate::lineage::KinesisLineage;
-use crate::sink::{DeadLetterSink, ResultSink};
 use crate::stage::{Stage, StageError};
 use shardflow_engine::Pipeline;
-use shardflow_runtime::RecordDecoder;
+use shardflow_stage::{optional_var, required_var, DeadLetterSink, EnvError, RecordDecoder, ResultSink};
 use shardflow_state_dynamodb::SpillBucket;
 
 /// The stage's name.
@@ -32,37 +29,6 @@ pub const SPILL_BUCKET_ENV: &str = "SHARDFLOW_SPILL_BUCKET";
 pub const INPUT_STREAM_ENV: &str = "SHARDFLOW_INPUT_STREAM";
 /// Attempts before a failing record is poison.
 pub const MAX_ATTEMPTS_ENV: &str = "SHARDFLOW_MAX_ATTEMPTS";
-
-/// A required variable is missing or a variable does not parse.
-#[derive(Debug, Error)]
-pub enum EnvError {
-    /// A required variable is not set (or empty).
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-    /// A variable's value is not what it must be.
-    #[error("environment variable {name} = {value:?} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        reason: &'static str,
-    },
-}
-
-/// Reads `name`; `None` when unset or empty.
-pub fn optional_var(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// Reads `name`, which must be set.
-pub fn required_var(name: &'static str) -> Result<String, EnvError> {
-    optional_var(name).ok_or(EnvError::Missing(name))
-}
 
 /// What the environment says about a stage, and the AWS configuration to reach its services.
 #[derive(Debug, Clone)]

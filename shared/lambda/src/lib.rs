@@ -68,15 +68,10 @@ mod config;
 mod env;
 mod lineage;
 pub mod request;
-mod sink;
 mod stage;
 
 pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
-pub use env::{
-    optional_var, required_var, EnvError, StageEnv, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV,
-    STATE_TABLE_ENV,
-};
+pub use env::{StageEnv, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV};
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
-pub use sink::{BothSinks, DeadLetterSink, MapSink, MemoryDeadLetters, MemorySink, ResultSink, SinkError};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

@@ -12,7 +12,7 @@
 //! it would close every open window early.
 
 use serde::{Deserialize, Serialize};
-use shardflow_runtime::{BatchError, ShardBatch};
+use shardflow_stage::{BatchError, ShardBatch};
 
 /// The key of an end-of-input request's payload.
 pub const END_OF_INPUT_KEY: &str = "shardflowEndOfInput";

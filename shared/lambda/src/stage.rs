@@ -6,8 +6,9 @@ use std::time::Instant;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
 use shardflow_engine::{CheckpointImage, Engine, Pipeline, StateError};
-use shardflow_runtime::{
-    batch_response, partition_name, process_batch, BatchError, BatchMetrics, BatchOutcome, RecordDecoder, ShardBatch,
+use shardflow_stage::{
+    batch_response, partition_name, process_batch, BatchError, BatchMetrics, BatchOutcome, DeadLetterSink,
+    RecordDecoder, ResultSink, ShardBatch, SinkError,
 };
 use shardflow_state_dynamodb::{
     CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, SpillBucket, StoreError,
@@ -18,7 +19,6 @@ use thiserror::Error;
 use crate::config::StageConfig;
 use crate::lineage::{hash_key, FixedLineage, LineageError, ShardInfo, ShardLineage};
 use crate::request::{EndOfInput, StageRequest};
-use crate::sink::{DeadLetterSink, ResultSink, SinkError};
 
 /// How many generations of empty ancestors a new shard looks through for state.
 const MAX_ANCESTRY: usize = 16;

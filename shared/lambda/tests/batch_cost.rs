@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{revenue, Purchase};
 use shardflow_engine::state::{key_group, DEFAULT_MAX_KEY_GROUPS};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
-use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_lambda::{Stage, StageConfig};
+use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 const BATCH: u64 = 10_000;
 
@@ -62,7 +63,7 @@ async fn items_written(products: u64) -> Vec<(u64, usize)> {
         "revenue",
         revenue(None),
         JsonDecoder::<Purchase>::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,

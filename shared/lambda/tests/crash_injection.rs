@@ -14,7 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use shardflow_engine::{Engine, ResultId};
 use shardflow_lambda::{CrashPoint, StageError};
-use shardflow_runtime::ShardBatch;
+use shardflow_stage::ShardBatch;
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
 const SHARD: &str = "shardId-000000000000";

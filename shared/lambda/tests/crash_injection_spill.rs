@@ -19,8 +19,9 @@ use common::crash::{Dice, LambdaShard};
 use shardflow_engine::combine::Collect;
 use shardflow_engine::state::key_group;
 use shardflow_engine::{Engine, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{CrashPoint, MemoryDeadLetters, MemorySink, Stage, StageConfig};
-use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber};
+use shardflow_lambda::{CrashPoint, Stage, StageConfig};
+use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 use shardflow_state_dynamodb::{CommitStep, DynamoDbCheckpointStore, SpillBucket, MAX_INLINE_STATE_BYTES};
 
 const STREAM: &str = "blobs";
@@ -132,7 +133,7 @@ fn probability(point: CrashPoint) -> f64 {
     }
 }
 
-type TestStage = Stage<Blob, Row, JsonDecoder<Blob>, MemorySink<Row>, MemoryDeadLetters>;
+type TestStage = Stage<Blob, Row, JsonDecoder<Blob>, MemoryResultSink<Row>, MemoryDeadLetters>;
 
 async fn run_seed(seed: u64, input: &[InputRecord], want: &(BTreeMap<ResultId, Row>, Vec<Row>)) -> Dice {
     let dice = Dice::new(seed);
@@ -142,7 +143,7 @@ async fn run_seed(seed: u64, input: &[InputRecord], want: &(BTreeMap<ResultId, R
         "blobs",
         pipeline(),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,

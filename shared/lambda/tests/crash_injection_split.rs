@@ -19,10 +19,9 @@ use std::sync::Arc;
 use common::by_customer::{revenue, Purchase, Row};
 use common::crash::{Dice, LambdaShard};
 use shardflow_engine::{Engine, ResultId};
-use shardflow_lambda::{
-    hash_key, CrashPoint, FixedLineage, MemoryDeadLetters, MemorySink, PartitionKeying, ShardInfo, Stage, StageConfig,
-};
-use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber};
+use shardflow_lambda::{hash_key, CrashPoint, FixedLineage, PartitionKeying, ShardInfo, Stage, StageConfig};
+use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
 const STREAM: &str = "purchases";
@@ -128,7 +127,7 @@ fn probability(point: CrashPoint) -> f64 {
     }
 }
 
-type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
+type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemoryResultSink<Row>, MemoryDeadLetters>;
 
 /// What one seed did.
 #[derive(Default)]
@@ -151,7 +150,7 @@ async fn run_seed(seed: u64, want: &(BTreeMap<ResultId, Row>, Vec<Row>)) -> Stat
         "revenue",
         revenue(),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,

@@ -14,14 +14,12 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use common::by_customer::{revenue, Purchase, Row};
 use shardflow_engine::{Engine, ResultId};
-use shardflow_lambda::{
-    hash_key, CrashPoint, KinesisLineage, MemoryDeadLetters, MemorySink, PartitionKeying, Stage, StageConfig,
-    StageError,
-};
-use shardflow_runtime::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_lambda::{hash_key, CrashPoint, KinesisLineage, PartitionKeying, Stage, StageConfig, StageError};
+use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
-type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
+type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemoryResultSink<Row>, MemoryDeadLetters>;
 
 async fn stage(keying: PartitionKeying, kinesis: &aws_sdk_kinesis::Client, stream: &str) -> TestStage {
     let (client, table) = shardflow_testkit::state_table("reshard").await;
@@ -33,7 +31,7 @@ async fn stage(keying: PartitionKeying, kinesis: &aws_sdk_kinesis::Client, strea
         "revenue",
         revenue(),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,
@@ -553,7 +551,7 @@ async fn a_parallelization_factor_above_one_is_refused() {
         "revenue",
         revenue(),
         JsonDecoder::<Purchase>::new(),
-        MemorySink::<Row>::new(),
+        MemoryResultSink::<Row>::new(),
         MemoryDeadLetters::default(),
         client,
         &table,

@@ -5,7 +5,7 @@ mod common;
 
 use common::{event, expected, purchase, purchases, results, revenue, stage, Purchase, Row};
 use shardflow_lambda::StageError;
-use shardflow_runtime::DeadLetterKind;
+use shardflow_stage::DeadLetterKind;
 use shardflow_state_dynamodb::StoreError;
 
 #[tokio::test]

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use common::event;
 use shardflow_engine::{Pipeline, WatermarkStrategy};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
-use shardflow_runtime::JsonDecoder;
+use shardflow_lambda::{Stage, StageConfig};
+use shardflow_stage::JsonDecoder;
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 const SHARD: &str = "shardId-000000000000";
 
@@ -67,7 +68,7 @@ async fn a_result_written_twice_upstream_is_counted_as_dropped_in_the_emf_line()
         "downstream",
         downstream(),
         JsonDecoder::<Envelope>::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,

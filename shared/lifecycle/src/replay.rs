@@ -23,7 +23,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::Client;
 use futures_util::{StreamExt, TryStreamExt};
 use shardflow_lambda::EndOfInput;
-use shardflow_runtime::ShardBatch;
+use shardflow_stage::ShardBatch;
 
 use crate::error::LifecycleError;
 
@@ -275,7 +275,7 @@ fn first_failure(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardflow_runtime::{InputRecord, SequenceNumber};
+    use shardflow_stage::{InputRecord, SequenceNumber};
 
     fn shard(sizes: &[usize]) -> ShardBatch {
         ShardBatch {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use shardflow_engine::checkpoint::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 use shardflow_engine::Checkpoint;
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use shardflow_state_dynamodb::{DynamoDbCheckpointStore, RecordFailure, SpillBucket, MAX_INLINE_STATE_BYTES};
 
 use crate::error::LifecycleError;

@@ -9,7 +9,7 @@ use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, stage_has_state, LifecycleError, RestoreOptions, S3Location, SavepointOptions,
 };
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use shardflow_state_dynamodb::{DynamoDbCheckpointStore, SpillBucket, MAX_INLINE_STATE_BYTES};
 
 type Event = (u64, i64, String);

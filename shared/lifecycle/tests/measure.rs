@@ -13,11 +13,12 @@ use std::time::Instant;
 use base64::Engine as _;
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
+use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, stage_status, RestoreOptions, S3Location, SavepointOptions, StatusOptions,
 };
-use shardflow_runtime::{JsonDecoder, ShardBatch};
+use shardflow_stage::{JsonDecoder, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 struct Purchase {
@@ -87,7 +88,7 @@ async fn savepoint_and_restore_of_100k_keys() {
         "hourly",
         hourly(),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client.clone(),
         &table,

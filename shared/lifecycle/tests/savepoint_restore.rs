@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use common::{event, purchases, revenue, Row, TestStage};
 use shardflow_engine::ResultId;
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
+use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, stage_checkpoints, stage_has_state, LifecycleError, RestoreExpectations,
     RestoreOptions, S3Location, SavepointOptions, SavepointReport, MANIFEST_FILE,
 };
-use shardflow_runtime::JsonDecoder;
+use shardflow_stage::JsonDecoder;
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 const SHARD_A: &str = "shardId-000000000000";
 const SHARD_B: &str = "shardId-000000000001";
@@ -29,7 +30,7 @@ fn stage_named(name: &str, client: &aws_sdk_dynamodb::Client, table: &str) -> Te
         name,
         revenue(None),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client.clone(),
         table,

@@ -11,9 +11,10 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use common::{purchase, revenue};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
+use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{render_table, stage_status, StageStatus, StatusOptions};
-use shardflow_runtime::{JsonDecoder, ShardBatch};
+use shardflow_stage::{JsonDecoder, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 /// A record as read back from the stream.
 struct Stored {
@@ -113,7 +114,7 @@ async fn status_reports_positions_watermarks_backlog_state_and_dead_letters() {
         "revenue",
         revenue(None),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client.clone(),
         &table,

@@ -2,7 +2,8 @@
 
 use shardflow_archive::{archive_pipeline, ArchiveDecoder, ArchiveSink, ArchiveSinkConfig, ArchivedRecord};
 use shardflow_connectors::DeadLetterDestination;
-use shardflow_lambda::{optional_var, required_var, PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
+use shardflow_stage::{optional_var, required_var};
 
 use crate::StageSetupError;
 

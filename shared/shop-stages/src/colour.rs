@@ -1,7 +1,8 @@
 //! The blue/green gate of a stage, from its function's environment.
 
 use shardflow_connectors::{Colour, ColourControl};
-use shardflow_lambda::{optional_var, EnvError, StageEnv};
+use shardflow_lambda::StageEnv;
+use shardflow_stage::{optional_var, EnvError};
 
 /// The stage's colour (`blue` or `green`; default `blue`).
 pub const COLOUR_ENV: &str = "SHARDFLOW_COLOUR";

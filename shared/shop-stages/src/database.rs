@@ -1,7 +1,7 @@
 //! The Postgres connection of a stage: a URL in the environment, or a Secrets Manager secret.
 
 use serde::Deserialize;
-use shardflow_lambda::{optional_var, EnvError};
+use shardflow_stage::{optional_var, EnvError};
 
 use crate::StageSetupError;
 

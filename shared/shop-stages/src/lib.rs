@@ -48,7 +48,8 @@ mod receipts;
 pub mod replay;
 mod revenue;
 
-use shardflow_lambda::{EnvError, StageError};
+use shardflow_lambda::StageError;
+use shardflow_stage::EnvError;
 use thiserror::Error;
 
 pub use archive::{archive, ArchiveStage, ARCHIVE_BUCKET_ENV, ARCHIVE_PREFIX_ENV};
@@ -63,7 +64,7 @@ pub use revenue::{
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.
-pub type ShopDecoder = shardflow_runtime::ProtobufDecoder<shardflow_schemas::ChangeEvent>;
+pub type ShopDecoder = shardflow_stage::ProtobufDecoder<shardflow_schemas::ChangeEvent>;
 
 /// Why a stage could not be set up (the function then fails its init, which Lambda reports).
 #[derive(Debug, Error)]

@@ -2,9 +2,10 @@
 //! stage's Kinesis stream and to S3.
 
 use shardflow_connectors::{ColourGate, DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
-use shardflow_lambda::{required_var, BothSinks, PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::EnrichedOrder;
+use shardflow_stage::{required_var, BothSinks};
 
 use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};

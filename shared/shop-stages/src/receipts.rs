@@ -1,9 +1,10 @@
 //! The `receipts` stage: completed purchases to one SNS message each.
 
 use shardflow_connectors::{ColourGate, DeadLetterDestination, SnsSink, SnsSinkConfig};
-use shardflow_lambda::{required_var, PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::Receipt;
+use shardflow_stage::required_var;
 
 use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};

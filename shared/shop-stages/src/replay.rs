@@ -3,7 +3,7 @@
 //!
 //! Each archived shard runs in its own engine, as it does in its Lambda stage: its records, in
 //! sequence order and with their archived arrival times, go through
-//! [`shardflow_runtime::process_batch`] — the decoder, the engine partition named after the
+//! [`shardflow_stage::process_batch`] — the decoder, the engine partition named after the
 //! stream and shard, dead letters for undecodable and late records — so results carry the same
 //! deterministic ids as the live stage's. At the end of each shard the input ends (Beam's bounded
 //! semantics): the watermark goes to the end of time and every window fires, which the live
@@ -28,8 +28,8 @@ use serde::Serialize;
 use shardflow_archive::{ArchiveReader, ArchivedRecord};
 use shardflow_connectors::ResultMessage;
 use shardflow_engine::{Output, Pipeline};
-use shardflow_runtime::{process_batch, DeadLetter, InputRecord, RecordDecoder, SequenceNumber, ShardBatch};
 use shardflow_shop::pipelines;
+use shardflow_stage::{process_batch, DeadLetter, InputRecord, RecordDecoder, SequenceNumber, ShardBatch};
 use thiserror::Error;
 
 use crate::ShopDecoder;

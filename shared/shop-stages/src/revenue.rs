@@ -3,9 +3,10 @@
 use shardflow_connectors::{
     quote_identifier, Colour, ColourGate, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig,
 };
-use shardflow_lambda::{optional_var, MapSink, PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::RevenueRow;
+use shardflow_stage::{optional_var, MapSink};
 use tokio_postgres::types::ToSql;
 
 use crate::colour::blue_green;

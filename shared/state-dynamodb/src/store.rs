@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use shardflow_engine::{Checkpoint, CheckpointImage};
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::StoreError;

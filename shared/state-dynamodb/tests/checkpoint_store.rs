@@ -7,7 +7,7 @@
 use aws_sdk_dynamodb::Client;
 use shardflow_engine::combine::Count;
 use shardflow_engine::{Output, Pipeline, Trigger, Windowing};
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use std::sync::{Arc, Mutex};
 
 use shardflow_state_dynamodb::{CommitStep, CrashHook, DynamoDbCheckpointStore, StoreError};

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use shardflow_engine::combine::Collect;
 use shardflow_engine::state::key_group;
 use shardflow_engine::{Engine, Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_runtime::SequenceNumber;
+use shardflow_stage::SequenceNumber;
 use shardflow_state_dynamodb::{
     CommitStep, CrashHook, DynamoDbCheckpointStore, SpillBucket, StoreError, MAX_INLINE_STATE_BYTES,
 };

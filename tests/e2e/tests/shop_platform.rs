@@ -27,11 +27,11 @@ use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, invoke, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{invoke_replay, InvokeReplayOptions};
-use shardflow_runtime::{DeadLetter, DeadLetterKind};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt};
 use shardflow_shop_stages::replay::{replay, shard_batches};
 use shardflow_shop_stages::ShopDecoder;
+use shardflow_stage::{DeadLetter, DeadLetterKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_stages_on_localstack_match_the_embedded_runner() {

@@ -5,8 +5,9 @@
 use base64::Engine as _;
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_lambda::{MemoryDeadLetters, MemorySink, Stage, StageConfig};
-use shardflow_runtime::{JsonDecoder, ShardBatch};
+use shardflow_lambda::{Stage, StageConfig};
+use shardflow_stage::{JsonDecoder, ShardBatch};
+use shardflow_stage::{MemoryDeadLetters, MemoryResultSink};
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct Purchase {
@@ -34,7 +35,7 @@ pub fn revenue(panic_on: Option<u32>) -> Pipeline<Purchase, Row> {
         .sink("revenue")
 }
 
-pub type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemorySink<Row>, MemoryDeadLetters>;
+pub type TestStage = Stage<Purchase, Row, JsonDecoder<Purchase>, MemoryResultSink<Row>, MemoryDeadLetters>;
 
 pub async fn stage(name: &str, panic_on: Option<u32>) -> TestStage {
     let (client, table) = shardflow_testkit::state_table(name).await;
@@ -42,7 +43,7 @@ pub async fn stage(name: &str, panic_on: Option<u32>) -> TestStage {
         "revenue",
         revenue(panic_on),
         JsonDecoder::new(),
-        MemorySink::new(),
+        MemoryResultSink::new(),
         MemoryDeadLetters::default(),
         client,
         &table,
@@ -119,7 +120,7 @@ pub mod crash {
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
     use shardflow_lambda::{CrashPoint, Stage, StageCrashHook, StageError};
-    use shardflow_runtime::{InputRecord, RecordDecoder, ShardBatch};
+    use shardflow_stage::{InputRecord, RecordDecoder, ShardBatch};
     use shardflow_state_dynamodb::StoreError;
 
     /// The kind of a crash point: its name without step numbers.
@@ -205,8 +206,8 @@ pub mod crash {
             In: Send + 'static,
             Out: Send + 'static,
             D: RecordDecoder<In>,
-            S: shardflow_lambda::ResultSink<Out>,
-            L: shardflow_lambda::DeadLetterSink,
+            S: shardflow_stage::ResultSink<Out>,
+            L: shardflow_stage::DeadLetterSink,
         {
             let start = if dice.chance(0.1) {
                 self.position.saturating_sub(dice.range(0..30))

@@ -4,7 +4,7 @@
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{CheckpointImage, Engine, Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_runtime::{
+use shardflow_stage::{
     batch_response, process_batch, BatchError, DeadLetterKind, InputRecord, JsonDecoder, SequenceNumber, ShardBatch,
 };
 

@@ -1,10 +1,11 @@
-//! Where a stage's results and dead letters go.
+//! Where a stage's results and dead letters go: the sink traits every connector implements, and
+//! sinks in memory for tests.
 
 use std::future::Future;
 use std::sync::Mutex;
 
+use crate::DeadLetter;
 use shardflow_engine::{Output, ResultId};
-use shardflow_runtime::DeadLetter;
 use thiserror::Error;
 
 /// A sink refused or failed a write. The batch is not committed and will be redelivered.
@@ -35,17 +36,16 @@ pub trait DeadLetterSink: Send + Sync {
     fn send(&self, letters: &[DeadLetter]) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
-/// A result sink in memory, keeping every write (with duplicates) for inspection in tests and
-/// in the local runner.
+/// A result sink in memory, keeping every write (with duplicates) for inspection in tests.
 #[derive(Debug, Default)]
-pub struct MemorySink<Out> {
+pub struct MemoryResultSink<Out> {
     writes: Mutex<Vec<Output<Out>>>,
 }
 
-impl<Out: Clone> MemorySink<Out> {
+impl<Out: Clone> MemoryResultSink<Out> {
     /// An empty sink.
     pub fn new() -> Self {
-        MemorySink {
+        MemoryResultSink {
             writes: Mutex::new(Vec::new()),
         }
     }
@@ -65,7 +65,7 @@ impl<Out: Clone> MemorySink<Out> {
     }
 }
 
-impl<Out: Clone + Send + Sync> ResultSink<Out> for MemorySink<Out> {
+impl<Out: Clone + Send + Sync> ResultSink<Out> for MemoryResultSink<Out> {
     async fn emit(&self, outputs: &[Output<Out>]) -> Result<(), SinkError> {
         self.writes
             .lock()
@@ -180,8 +180,8 @@ mod tests {
     #[tokio::test]
     async fn both_sinks_receive_every_result_and_a_map_sink_converts_values() {
         let both = BothSinks::new(
-            MemorySink::new(),
-            MapSink::new(MemorySink::new(), |v: &u32| v.to_string()),
+            MemoryResultSink::new(),
+            MapSink::new(MemoryResultSink::new(), |v: &u32| v.to_string()),
         );
         both.emit(&[output(1), output(2)]).await.unwrap();
         assert_eq!(both.first.writes().iter().map(|o| o.value).collect::<Vec<_>>(), [1, 2]);

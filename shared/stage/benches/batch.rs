@@ -7,12 +7,12 @@
 //! system time over many batches (`/proc/self/stat`; Linux only), which a busy machine does not
 //! inflate, and what the commit would write.
 //!
-//! `cargo bench -p shardflow-runtime --bench batch`
+//! `cargo bench -p shardflow-stage --bench batch`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{CheckpointImage, Engine, Firing, Pipeline, Trigger, WatermarkStrategy, Windowing};
-use shardflow_runtime::{process_batch, InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
+use shardflow_stage::{process_batch, InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 struct Purchase {

@@ -4,8 +4,8 @@
 //! (`fuzz/`), and these keep CI exercising them without it.
 
 use proptest::prelude::*;
-use shardflow_runtime::{BatchError, JsonDecoder, ProtobufDecoder, RecordDecoder, ShardBatch};
 use shardflow_schemas::ChangeEvent;
+use shardflow_stage::{BatchError, JsonDecoder, ProtobufDecoder, RecordDecoder, ShardBatch};
 
 fn fixture(path: &str) -> Vec<u8> {
     let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));

@@ -1,0 +1,34 @@
+//! Reading a function's configuration from its environment variables.
+
+use thiserror::Error;
+
+/// A required variable is missing or a variable does not parse.
+#[derive(Debug, Error)]
+pub enum EnvError {
+    /// A required variable is not set (or empty).
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    /// A variable's value is not what it must be.
+    #[error("environment variable {name} = {value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+/// Reads `name`; `None` when unset or empty.
+pub fn optional_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads `name`, which must be set.
+pub fn required_var(name: &'static str) -> Result<String, EnvError> {
+    optional_var(name).ok_or(EnvError::Missing(name))
+}
