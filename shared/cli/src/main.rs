@@ -33,11 +33,11 @@ enum Command {
     Replay(shardflow_shop_stages::replay::ReplayArgs),
     /// Blue/green: make a colour the live writer from a cut on (results of windows starting at
     /// or after it).
-    Switch(shardflow_shop_stages::bluegreen::SwitchArgs),
+    Switch(shardflow_bluegreen::commands::SwitchArgs),
     /// Blue/green: make the colour live before the last switch live again.
-    Rollback(shardflow_shop_stages::bluegreen::RollbackArgs),
+    Rollback(shardflow_bluegreen::commands::RollbackArgs),
     /// Blue/green: compare a colour's shadow revenue with the live revenue over closed windows.
-    Validate(shardflow_shop_stages::bluegreen::ValidateArgs),
+    Validate(shardflow_bluegreen::commands::ValidateArgs),
     /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage.
     Savepoint(savepoint::SavepointArgs),
     /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
@@ -56,9 +56,9 @@ fn main() -> anyhow::Result<()> {
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
         Command::Gen(args) => shardflow_gen::cli::run(args),
         Command::Replay(args) => shardflow_shop_stages::replay::run(args),
-        Command::Switch(args) => shardflow_shop_stages::bluegreen::switch(args),
-        Command::Rollback(args) => shardflow_shop_stages::bluegreen::rollback(args),
-        Command::Validate(args) => shardflow_shop_stages::bluegreen::validate(args),
+        Command::Switch(args) => shardflow_bluegreen::commands::switch(args),
+        Command::Rollback(args) => shardflow_bluegreen::commands::rollback(args),
+        Command::Validate(args) => shardflow_bluegreen::commands::validate(args),
         Command::Savepoint(args) => savepoint::run(args),
         Command::Status(args) => status::run(args),
     }

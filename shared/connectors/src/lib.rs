@@ -22,7 +22,6 @@
 #![warn(missing_docs)]
 
 mod batching;
-mod colour;
 mod dead_letter_destination;
 mod error;
 mod kinesis;
@@ -34,7 +33,6 @@ mod s3_dead_letters;
 mod sns;
 mod sqs_dead_letters;
 
-pub use colour::{position, Colour, ColourControl, ColourError, ColourGate, Cutover, Segment};
 pub use dead_letter_destination::{DeadLetterDestination, DLQ_BUCKET_ENV, DLQ_URL_ENV};
 pub use kinesis::{KinesisSink, KinesisSinkConfig, PartitionKeyFn};
 pub use message::{KinesisEnvelope, ResultMessage};

@@ -24,7 +24,7 @@
 //!
 //! # Blue/green
 //! With `SHARDFLOW_CONTROL_TABLE` set, every stage but `archive` writes through a
-//! [`shardflow_connectors::ColourGate`] ([`colour`]): the results its colour (`SHARDFLOW_COLOUR`)
+//! [`shardflow_bluegreen::ColourGate`]: the results its colour (`SHARDFLOW_COLOUR`)
 //! owns go live, the others to its shadow outputs — the shadow topic
 //! (`SHARDFLOW_SHADOW_TOPIC_ARN`), the table `{table}_shadow_{colour}`, the prefix
 //! `shadow/{colour}/enriched-orders/`. `shardflow switch` and `shardflow rollback` move the cut;
@@ -40,8 +40,6 @@
 #![warn(missing_docs)]
 
 mod archive;
-pub mod bluegreen;
-pub mod colour;
 mod database;
 mod order_enrich;
 mod receipts;
@@ -59,8 +57,7 @@ pub use order_enrich::{
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use revenue::{
-    revenue, revenue_table_sql, shadow_table, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV,
-    REVENUE_TABLE_SQL,
+    revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.

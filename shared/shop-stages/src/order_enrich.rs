@@ -1,13 +1,13 @@
 //! The `order-enrich` stage: orders joined with their payment, shipment and customer, to the next
 //! stage's Kinesis stream and to S3.
 
-use shardflow_connectors::{ColourGate, DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
+use shardflow_bluegreen::{blue_green, shadow_prefix, ColourGate};
+use shardflow_connectors::{DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
 use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::EnrichedOrder;
 use shardflow_stage::{required_var, BothSinks};
 
-use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};
 
 /// The stream enriched orders go to.
@@ -47,9 +47,9 @@ pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
         )
     };
     let live = BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned()));
-    let sink = match blue_green(&env)? {
+    let sink = match blue_green(&env.sdk)? {
         Some((colour, control)) => {
-            let shadow = s3(format!("shadow/{}/{ENRICHED_ORDERS_PREFIX}", colour.as_str()));
+            let shadow = s3(shadow_prefix(ENRICHED_ORDERS_PREFIX, colour));
             ColourGate::gated(colour, control, live, shadow)
         }
         None => ColourGate::single(live),

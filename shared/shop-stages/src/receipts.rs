@@ -1,12 +1,12 @@
 //! The `receipts` stage: completed purchases to one SNS message each.
 
-use shardflow_connectors::{ColourGate, DeadLetterDestination, SnsSink, SnsSinkConfig};
+use shardflow_bluegreen::{blue_green, ColourGate};
+use shardflow_connectors::{DeadLetterDestination, SnsSink, SnsSinkConfig};
 use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::Receipt;
 use shardflow_stage::required_var;
 
-use crate::colour::blue_green;
 use crate::{ShopDecoder, StageSetupError};
 
 /// The topic receipts are published to.
@@ -30,7 +30,7 @@ pub async fn receipts() -> Result<ReceiptsStage, StageSetupError> {
             SnsSinkConfig::<Receipt>::new(topic).message_group(|o| format!("customer-{}", o.value.customer_id)),
         )
     };
-    let sink = match blue_green(&env)? {
+    let sink = match blue_green(&env.sdk)? {
         Some((colour, control)) => {
             ColourGate::gated(colour, control, sns(topic), sns(required_var(SHADOW_TOPIC_ARN_ENV)?))
         }

@@ -1,15 +1,13 @@
 //! The `revenue` stage: revenue per product and minute, upserted into Postgres.
 
-use shardflow_connectors::{
-    quote_identifier, Colour, ColourGate, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig,
-};
+use shardflow_bluegreen::{blue_green, shadow_table, ColourGate};
+use shardflow_connectors::{quote_identifier, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
 use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::RevenueRow;
 use shardflow_stage::{optional_var, MapSink};
 use tokio_postgres::types::ToSql;
 
-use crate::colour::blue_green;
 use crate::database::database_url;
 use crate::{ShopDecoder, StageSetupError};
 
@@ -77,20 +75,15 @@ pub type RevenueSink = MapSink<PostgresSink<RevenueTableRow>, fn(&RevenueRow) ->
 pub type RevenueStage =
     Stage<ChangeEvent, RevenueRow, ShopDecoder, ColourGate<RevenueSink, RevenueSink>, DeadLetterDestination>;
 
-/// The table a colour's shadow results go to: `{table}_shadow_{colour}`.
-pub fn shadow_table(table: &str, colour: Colour) -> String {
-    format!("{table}_shadow_{}", colour.as_str())
-}
-
 /// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and,
-/// in a blue/green deployment, the colour's shadow table, [`shadow_table`]) if missing, and upserts
+/// in a blue/green deployment, the colour's shadow table, [`shardflow_bluegreen::shadow_table`]) if missing, and upserts
 /// each window's latest pane.
 pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let url = database_url(&env.sdk).await?;
     let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
     let live = postgres(&url, &table).await?;
-    let sink = match blue_green(&env)? {
+    let sink = match blue_green(&env.sdk)? {
         Some((colour, control)) => {
             let shadow = postgres(&url, &shadow_table(&table, colour)).await?;
             ColourGate::gated(colour, control, live, shadow)

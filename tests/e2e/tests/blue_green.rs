@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use shardflow_connectors::{Colour, ColourControl};
+use shardflow_bluegreen::{Colour, ColourControl};
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
@@ -189,7 +189,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let closed_before = seen.iter().map(ChangeEvent::event_time).max().unwrap_or(0) - 5_000;
     // windows blue closed before the savepoint are in the live table only: compare the later ones
     let from = cut_after(parts[0]);
-    let shadow = shardflow_shop_stages::shadow_table(&table, Colour::Green);
+    let shadow = shardflow_bluegreen::shadow_table(&table, Colour::Green);
     loop {
         let (live, green_rows) = (revenue_rows(&table).await, revenue_rows(&shadow).await);
         let closed = |rows: &BTreeMap<(i64, String, i64), (i64, u64)>| -> BTreeMap<_, _> {
@@ -204,14 +204,16 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         assert!(started.elapsed() < DEADLINE, "green did not catch up with blue");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let validate = shardflow_shop_stages::bluegreen::ValidateArgs {
+    let validate = shardflow_bluegreen::commands::ValidateArgs {
         database_url: db.clone(),
         table: table.clone(),
+        key_columns: ["product_id", "currency", "window_start_ms"].map(String::from).to_vec(),
+        value_columns: ["revenue_cents", "order_count"].map(String::from).to_vec(),
         colour: Colour::Green,
         from_ms: from,
         closed_before_ms: closed_before,
     };
-    tokio::task::spawn_blocking(move || shardflow_shop_stages::bluegreen::validate(validate))
+    tokio::task::spawn_blocking(move || shardflow_bluegreen::commands::validate(validate))
         .await
         .expect("validate ran")
         .expect("validate finds no difference");
@@ -258,7 +260,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     for t in [
         table.clone(),
         shadow,
-        shardflow_shop_stages::shadow_table(&table, Colour::Blue),
+        shardflow_bluegreen::shadow_table(&table, Colour::Blue),
     ] {
         let _ = client.batch_execute(&format!("DROP TABLE IF EXISTS {t}")).await;
     }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use shardflow_connectors::{position, Colour, ColourControl, ColourError, ColourGate, Cutover};
+use shardflow_bluegreen::{position, Colour, ColourControl, ColourError, ColourGate, Cutover};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Output, Pipeline, ResultId, Trigger, WatermarkStrategy, Windowing};
 use shardflow_lambda::{Stage, StageConfig};

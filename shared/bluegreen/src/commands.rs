@@ -1,12 +1,15 @@
 //! `shardflow switch`, `shardflow rollback` and `shardflow validate`: the blue/green operations
-//! (the protocol is [`shardflow_connectors::ColourGate`]'s).
+//! (the protocol is in [`crate::cutover`]).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::control::ColourControl;
+use crate::cutover::{Colour, Cutover};
+use crate::env::shadow_table;
 use anyhow::{bail, Context};
 use clap::Args;
-use shardflow_connectors::{Colour, ColourControl, Cutover};
+use shardflow_connectors::quote_identifier;
 
 /// Where the cutover lives.
 #[derive(Debug, Clone, Args)]
@@ -52,15 +55,23 @@ pub struct RollbackArgs {
     pub margin_secs: u64,
 }
 
-/// Arguments of `shardflow validate`: a colour's shadow revenue against the live revenue.
+/// Arguments of `shardflow validate`: a colour's shadow table against the live table of a
+/// Postgres sink (one row per key and window, holding the latest pane).
 #[derive(Debug, Clone, Args)]
 pub struct ValidateArgs {
     /// The Postgres connection (libpq string or URL).
     #[arg(long, env = "SHARDFLOW_DATABASE_URL")]
     pub database_url: String,
-    /// The live revenue table.
+    /// The live table.
     #[arg(long, default_value = "shop_revenue")]
     pub table: String,
+    /// The columns that name a row: the key and the window's start (default: the shop's revenue
+    /// table's).
+    #[arg(long, value_delimiter = ',', default_value = "product_id,currency,window_start_ms")]
+    pub key_columns: Vec<String>,
+    /// The columns that must be equal in both tables.
+    #[arg(long, value_delimiter = ',', default_value = "revenue_cents,order_count")]
+    pub value_columns: Vec<String>,
     /// The colour whose shadow table is compared (`{table}_shadow_{colour}`).
     #[arg(long)]
     pub colour: Colour,
@@ -143,39 +154,49 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     })
 }
 
-type Windows = BTreeMap<(i64, String, i64), (i64, i64)>;
+/// Rows by their key columns (as text), holding their value columns (as text).
+type Windows = BTreeMap<Vec<String>, Vec<String>>;
 
-async fn windows(
-    client: &tokio_postgres::Client,
-    table: &str,
-    from: i64,
-    closed_before: i64,
-) -> anyhow::Result<Windows> {
+async fn windows(client: &tokio_postgres::Client, args: &ValidateArgs, table: &str) -> anyhow::Result<Windows> {
+    let text = |columns: &[String]| {
+        columns
+            .iter()
+            .map(|c| format!("{}::text", quote_identifier(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let sql = format!(
-        "SELECT product_id, currency, window_start_ms, revenue_cents, order_count FROM {} \
-         WHERE window_start_ms >= $1 AND window_end_ms <= $2",
-        shardflow_connectors::quote_identifier(table)
+        "SELECT {}, {} FROM {} WHERE window_start_ms >= $1 AND window_end_ms <= $2",
+        text(&args.key_columns),
+        text(&args.value_columns),
+        quote_identifier(table)
     );
     let rows = client
-        .query(&sql, &[&from, &closed_before])
+        .query(&sql, &[&args.from_ms, &args.closed_before_ms])
         .await
         .with_context(|| format!("reading {table}"))?;
+    let keys = args.key_columns.len();
+    let cell = |row: &tokio_postgres::Row, i: usize| row.get::<_, Option<String>>(i).unwrap_or_default();
     Ok(rows
         .iter()
-        .map(|r| ((r.get(0), r.get(1), r.get(2)), (r.get(3), r.get(4))))
+        .map(|r| {
+            let key = (0..keys).map(|i| cell(r, i)).collect();
+            let values = (keys..r.len()).map(|i| cell(r, i)).collect();
+            (key, values)
+        })
         .collect())
 }
 
 /// Runs `shardflow validate`: exit status 1 when the tables differ.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let shadow = crate::revenue::shadow_table(&args.table, args.colour);
+    let shadow = shadow_table(&args.table, args.colour);
     let differences = runtime()?.block_on(async {
         let (client, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
             .await
             .context("connecting to Postgres")?;
         tokio::spawn(connection);
-        let live = windows(&client, &args.table, args.from_ms, args.closed_before_ms).await?;
-        let shadow_rows = windows(&client, &shadow, args.from_ms, args.closed_before_ms).await?;
+        let live = windows(&client, &args, &args.table).await?;
+        let shadow_rows = windows(&client, &args, &shadow).await?;
         anyhow::Ok(compare(&live, &shadow_rows))
     })?;
     for d in &differences {
@@ -220,8 +241,9 @@ mod tests {
 
     #[test]
     fn differences_name_each_window() {
-        let live = Windows::from([((1, "EUR".into(), 0), (100, 1)), ((2, "EUR".into(), 0), (5, 1))]);
-        let shadow = Windows::from([((1, "EUR".into(), 0), (100, 1)), ((3, "EUR".into(), 0), (7, 1))]);
+        let row = |k: &str, v: &str| (vec![k.to_owned(), "EUR".to_owned()], vec![v.to_owned()]);
+        let live = Windows::from([row("1", "100"), row("2", "5")]);
+        let shadow = Windows::from([row("1", "100"), row("3", "7")]);
         let d = compare(&live, &shadow);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].contains("missing in the shadow") && d[1].contains("missing live"));
