@@ -1,7 +1,8 @@
 //! # shardflow-archive
 //!
-//! The archive of a Kinesis stream in S3, as Kinesis Data Firehose would write it, and the
-//! reader that replays it as a bounded stream.
+//! The archive of a Kinesis stream in S3, as Kinesis Data Firehose would write it: the generic
+//! `archive` stage that writes it ([`stage()`], from the function's environment) and the reader
+//! that replays it as a bounded stream (`shardflow-lifecycle`'s replay).
 //!
 //! # Layout
 //! One object per (batch, UTC hour of arrival):
@@ -26,6 +27,7 @@ mod reader;
 mod record;
 mod s3_error;
 mod sink;
+mod stage;
 
 use shardflow_engine::Pipeline;
 
@@ -33,6 +35,7 @@ pub use key::{object_key, ObjectKey};
 pub use reader::{ArchiveReader, ReadError};
 pub use record::{ArchiveDecoder, ArchivedRecord};
 pub use sink::{ArchiveSink, ArchiveSinkConfig};
+pub use stage::{stage, ArchiveStage, ARCHIVE_BUCKET_ENV, ARCHIVE_PREFIX_ENV};
 
 /// The archive stage's pipeline: every record as it is, event time = arrival time. Stateless, so
 /// its results are one per record, in order, with ids of their own position.

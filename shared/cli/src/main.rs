@@ -2,10 +2,6 @@
 
 use clap::{Parser, Subcommand};
 
-mod aws;
-mod savepoint;
-mod status;
-
 /// Event-time streaming pipelines on AWS Lambda and Kinesis, runnable embedded.
 #[derive(Debug, Parser)]
 #[command(name = "shardflow", version, about)]
@@ -30,7 +26,7 @@ enum Command {
     Gen(shardflow_gen::cli::GenArgs),
     /// Replay a stream's archive (written by the `archive` stage to S3) through the shop's
     /// pipelines as a bounded stream, with the live stages' code path.
-    Replay(shardflow_shop_stages::replay::ReplayArgs),
+    Replay(shardflow_lifecycle::replay::command::ReplayArgs),
     /// Blue/green: make a colour the live writer from a cut on (results of windows starting at
     /// or after it).
     Switch(shardflow_bluegreen::commands::SwitchArgs),
@@ -39,9 +35,9 @@ enum Command {
     /// Blue/green: compare a colour's shadow revenue with the live revenue over closed windows.
     Validate(shardflow_bluegreen::commands::ValidateArgs),
     /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage.
-    Savepoint(savepoint::SavepointArgs),
+    Savepoint(shardflow_lifecycle::command::savepoint::SavepointArgs),
     /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
-    Status(status::StatusArgs),
+    Status(shardflow_lifecycle::command::status::StatusArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,11 +51,13 @@ fn main() -> anyhow::Result<()> {
         Command::Nexmark(args) => shardflow_nexmark::cli::run(args),
         Command::Cdc(args) => shardflow_cdc::cli::run(args),
         Command::Gen(args) => shardflow_gen::cli::run(args),
-        Command::Replay(args) => shardflow_shop_stages::replay::run(args),
+        Command::Replay(args) => {
+            shardflow_lifecycle::replay::command::run(args, &shardflow_shop_stages::replay_targets())
+        }
         Command::Switch(args) => shardflow_bluegreen::commands::switch(args),
         Command::Rollback(args) => shardflow_bluegreen::commands::rollback(args),
         Command::Validate(args) => shardflow_bluegreen::commands::validate(args),
-        Command::Savepoint(args) => savepoint::run(args),
-        Command::Status(args) => status::run(args),
+        Command::Savepoint(args) => shardflow_lifecycle::command::savepoint::run(args),
+        Command::Status(args) => shardflow_lifecycle::command::status::run(args),
     }
 }

@@ -113,16 +113,21 @@ impl StageEnv {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_variable_is_named_in_the_error() {
-        let err = required_var("SHARDFLOW_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "environment variable SHARDFLOW_TEST_SURELY_UNSET_VARIABLE is not set"
-        );
-    }
+/// Why a stage could not be set up (the function then fails its init, which Lambda reports).
+#[derive(Debug, thiserror::Error)]
+pub enum StageSetupError {
+    /// The environment lacks a variable or holds an invalid one.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The stage refused its configuration.
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// A resource the stage needs at start could not be reached or prepared.
+    #[error("{what}: {message}")]
+    Resource {
+        /// What was being prepared.
+        what: &'static str,
+        /// The error.
+        message: String,
+    },
 }

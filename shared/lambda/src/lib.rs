@@ -71,7 +71,9 @@ pub mod request;
 mod stage;
 
 pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
-pub use env::{StageEnv, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV};
+pub use env::{
+    StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,
+};
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

@@ -87,9 +87,10 @@
 #![warn(missing_docs)]
 
 mod barrier;
+pub mod command;
 mod error;
 mod manifest;
-mod replay;
+pub mod replay;
 mod restore;
 mod savepoint;
 mod shards;
@@ -101,7 +102,10 @@ pub use manifest::{
     ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, RESUME_MARGIN_MS,
     SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
 };
-pub use replay::{invoke_replay, InvokeReplayOptions, InvokeReplayReport, ReplayProgress, MAX_REPLAY_PAYLOAD_BYTES};
+pub use replay::{
+    invoke_replay, replay, shard_batches, InvokeReplayOptions, InvokeReplayReport, ReplayError, ReplayOutcome,
+    ReplayProgress, MAX_REPLAY_PAYLOAD_BYTES,
+};
 pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport};
 pub use savepoint::{create_savepoint, SavepointOptions, SavepointReport};
 pub use shards::{stage_checkpoints, stage_has_state, StoredCheckpoint};

@@ -18,9 +18,8 @@
 //! | [`receipts()`] | shop CDC (Protobuf `ChangeEvent`) | `SHARDFLOW_TOPIC_ARN` | one SNS message per completed purchase |
 //! | [`revenue()`] | shop CDC | `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
-//! | [`archive()`] | any stream | `SHARDFLOW_ARCHIVE_BUCKET`, `SHARDFLOW_ARCHIVE_PREFIX` (default `archive`) | gzip NDJSON objects ([`shardflow_archive`]) |
 //!
-//! [`replay`] runs the archive through the same pipelines and per-batch code path (`shardflow replay`).
+//! [`replay_targets`] names them for `shardflow replay` (`shardflow_lifecycle::replay`).
 //!
 //! # Blue/green
 //! With `SHARDFLOW_CONTROL_TABLE` set, every stage but `archive` writes through a
@@ -39,45 +38,23 @@
 
 #![warn(missing_docs)]
 
-mod archive;
 mod database;
 mod order_enrich;
 mod receipts;
-pub mod replay;
+mod replay;
 mod revenue;
 
-use shardflow_lambda::StageError;
-use shardflow_stage::EnvError;
-use thiserror::Error;
+pub use shardflow_lambda::StageSetupError;
 
-pub use archive::{archive, ArchiveStage, ARCHIVE_BUCKET_ENV, ARCHIVE_PREFIX_ENV};
 pub use database::{database_url, DATABASE_SECRET_ARN_ENV, DATABASE_URL_ENV};
 pub use order_enrich::{
     order_enrich, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
+pub use replay::replay_targets;
 pub use revenue::{
     revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.
 pub type ShopDecoder = shardflow_stage::ProtobufDecoder<shardflow_schemas::ChangeEvent>;
-
-/// Why a stage could not be set up (the function then fails its init, which Lambda reports).
-#[derive(Debug, Error)]
-pub enum StageSetupError {
-    /// The environment lacks a variable or holds an invalid one.
-    #[error(transparent)]
-    Env(#[from] EnvError),
-    /// The stage refused its configuration.
-    #[error(transparent)]
-    Stage(#[from] StageError),
-    /// A resource the stage needs at start could not be reached or prepared.
-    #[error("{what}: {message}")]
-    Resource {
-        /// What was being prepared.
-        what: &'static str,
-        /// The error.
-        message: String,
-    },
-}

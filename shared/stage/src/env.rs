@@ -32,3 +32,17 @@ pub fn optional_var(name: &str) -> Option<String> {
 pub fn required_var(name: &'static str) -> Result<String, EnvError> {
     optional_var(name).ok_or(EnvError::Missing(name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_named_in_the_error() {
+        let err = required_var("SHARDFLOW_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable SHARDFLOW_TEST_SURELY_UNSET_VARIABLE is not set"
+        );
+    }
+}

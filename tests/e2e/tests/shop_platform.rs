@@ -26,10 +26,9 @@ use shardflow_connectors::{KinesisEnvelope, ResultMessage};
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, invoke, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
-use shardflow_lifecycle::{invoke_replay, InvokeReplayOptions};
+use shardflow_lifecycle::{invoke_replay, replay, shard_batches, InvokeReplayOptions};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt};
-use shardflow_shop_stages::replay::{replay, shard_batches};
 use shardflow_shop_stages::ShopDecoder;
 use shardflow_stage::{DeadLetter, DeadLetterKind};
 

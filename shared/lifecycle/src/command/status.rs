@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use shardflow_lifecycle::{render_table, stage_status, StatusOptions};
+use crate::{render_table, stage_status, StatusOptions};
 
-use crate::aws::{runtime, Clients};
+use super::clients::{runtime, Clients};
 
 /// Arguments of `shardflow status`.
 #[derive(Debug, clap::Args)]

@@ -1,11 +1,9 @@
-//! The `archive` stage: any stream to S3 ([`shardflow_archive`]).
+//! The `archive` stage as deployed: any stream to S3, configured from the function's environment.
 
-use shardflow_archive::{archive_pipeline, ArchiveDecoder, ArchiveSink, ArchiveSinkConfig, ArchivedRecord};
+use crate::{archive_pipeline, ArchiveDecoder, ArchiveSink, ArchiveSinkConfig, ArchivedRecord};
 use shardflow_connectors::DeadLetterDestination;
-use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{PartitionKeying, Stage, StageEnv, StageSetupError};
 use shardflow_stage::{optional_var, required_var};
-
-use crate::StageSetupError;
 
 /// The archive's bucket.
 pub const ARCHIVE_BUCKET_ENV: &str = "SHARDFLOW_ARCHIVE_BUCKET";
@@ -17,7 +15,7 @@ pub type ArchiveStage = Stage<ArchivedRecord, ArchivedRecord, ArchiveDecoder, Ar
 
 /// The `archive` stage of this function's environment. It is stateless (its checkpoint is its
 /// position), so it is exact on any number of shards and through splits and merges.
-pub async fn archive() -> Result<ArchiveStage, StageSetupError> {
+pub async fn stage() -> Result<ArchiveStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let bucket = required_var(ARCHIVE_BUCKET_ENV)?;
     let prefix = optional_var(ARCHIVE_PREFIX_ENV).unwrap_or_else(|| "archive".to_owned());

@@ -3,10 +3,15 @@
 
 /// The clients the operations commands use.
 pub struct Clients {
+    /// DynamoDB (state tables).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (savepoints, spilled state, the archive).
     pub s3: aws_sdk_s3::Client,
+    /// Kinesis (streams and their shards).
     pub kinesis: aws_sdk_kinesis::Client,
+    /// SQS (dead-letter queues).
     pub sqs: aws_sdk_sqs::Client,
+    /// Lambda (functions and their event source mappings).
     pub lambda: aws_sdk_lambda::Client,
 }
 

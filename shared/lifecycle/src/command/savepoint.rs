@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use shardflow_lifecycle::{
+use crate::{
     create_savepoint, restore_savepoint, EventSourceBarrier, RestoreExpectations, RestoreOptions, S3Location,
     SavepointOptions,
 };
+use anyhow::Context;
 
-use crate::aws::{runtime, Clients};
+use super::clients::{runtime, Clients};
 
 /// Arguments of `shardflow savepoint`.
 #[derive(Debug, clap::Args)]
