@@ -1,0 +1,13 @@
+//! # shardflow-shuffle
+//!
+//! The shuffle between two Lambda stages (Flink's `keyBy` over Kinesis): an upstream stage
+//! routes each record to the shard of a Kinesis *shuffle stream* that owns its key group
+//! ([`route`]), encodes it ([`record`]) and packs the records bound for one shard into few Kinesis
+//! records ([`frame`], [`pack`]); the keyed downstream stage unpacks them, drops redelivered
+//! duplicates ([`dedup`]) and derives its input watermark from the upstream shards'
+//! ([`watermark`]). Pure: no I/O, no clock.
+#![warn(missing_docs)]
+
+pub mod route;
+
+pub use route::{KeyGroupSpace, RouteError, ShardMap, ShardRange};
