@@ -8,6 +8,12 @@
 //! ([`watermark`]). Pure: no I/O, no clock.
 #![warn(missing_docs)]
 
+pub mod frame;
+pub mod pack;
+pub mod record;
 pub mod route;
 
+pub use frame::{Frame, FrameWriter};
+pub use pack::{payload_units, PackError, Packed, PackedRecord, Packer};
+pub use record::{DataRecord, DecodeError, Encode, RecordId, ShuffleRecord, WatermarkRecord};
 pub use route::{KeyGroupSpace, RouteError, ShardMap, ShardRange};
