@@ -8,11 +8,13 @@
 //! ([`watermark`]). Pure: no I/O, no clock.
 #![warn(missing_docs)]
 
+pub mod dedup;
 pub mod frame;
 pub mod pack;
 pub mod record;
 pub mod route;
 
+pub use dedup::{DedupState, Position, Verdict};
 pub use frame::{Frame, FrameWriter};
 pub use pack::{payload_units, PackError, Packed, PackedRecord, Packer};
 pub use record::{DataRecord, DecodeError, Encode, RecordId, ShuffleRecord, WatermarkRecord};
