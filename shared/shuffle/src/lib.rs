@@ -13,9 +13,11 @@ pub mod frame;
 pub mod pack;
 pub mod record;
 pub mod route;
+pub mod watermark;
 
 pub use dedup::{DedupState, Position, Verdict};
 pub use frame::{Frame, FrameWriter};
 pub use pack::{payload_units, PackError, Packed, PackedRecord, Packer};
 pub use record::{DataRecord, DecodeError, Encode, RecordId, ShuffleRecord, WatermarkRecord};
 pub use route::{KeyGroupSpace, RouteError, ShardMap, ShardRange};
+pub use watermark::{Ignored, ShuffleWatermark, Source, WatermarkUpdate};
