@@ -36,7 +36,13 @@ impl Default for FrameWriter {
 impl FrameWriter {
     /// An empty frame.
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(4096);
+        Self::with_capacity(4096)
+    }
+
+    /// An empty frame with room for `bytes` without reallocating (a packer reserves the record
+    /// limit, so a frame is never copied as it grows).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(FRAME_OVERHEAD));
         buf.extend_from_slice(&MAGIC);
         buf.push(VERSION);
         FrameWriter { buf, records: 0 }

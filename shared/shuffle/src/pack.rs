@@ -84,6 +84,43 @@ impl PackedRecord {
 }
 
 /// Frames under construction for every shard of a map.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use shardflow_runtime::SequenceNumber;
+/// use shardflow_shuffle::{DataRecord, DedupState, Frame, KeyGroupSpace, Packer, RecordId, ShardMap,
+///     ShuffleRecord, Verdict};
+///
+/// // Upstream: route by key group, pack, send the calls in order.
+/// let map = ShardMap::even(KeyGroupSpace::new(128), 4);
+/// let sequence = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")?;
+/// let record = DataRecord {
+///     id: RecordId { stage: "revenue-keyby", source_shard: "shardId-000000000000",
+///                    sequence: Cow::Borrowed(&sequence), output_index: 0 },
+///     key_group: map.space().key_group(&42u32),
+///     timestamp: 1_704_067_200_000,
+///     payload: br#"{"product":42,"cents":250}"#,
+/// };
+/// let mut packer = Packer::new(&map);
+/// packer.push_data(&record)?;
+/// let packed = packer.finish();
+/// assert_eq!(packed.calls(), [0..1]);
+/// let put = &packed.records[0];
+/// assert_eq!(map.owner_of_group(record.key_group)?.shard_id, put.shard_id);
+///
+/// // Downstream (the shard that owns the group): unpack, drop repeats.
+/// let mut dedup = DedupState::new(map.groups_of(&put.shard_id).unwrap());
+/// let mut verdicts = Vec::new();
+/// for _delivery in 0..2 { // Lambda delivers at least once
+///     for r in Frame::parse(&put.data)?.records() {
+///         if let ShuffleRecord::Data(d) = r? {
+///             verdicts.push(dedup.check(&d));
+///         }
+///     }
+/// }
+/// assert_eq!(verdicts, [Verdict::New, Verdict::Duplicate]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Packer<'m> {
     map: &'m ShardMap,
@@ -106,7 +143,7 @@ impl<'m> Packer<'m> {
         Packer {
             map,
             max_record_bytes,
-            open: (0..n).map(|_| FrameWriter::new()).collect(),
+            open: (0..n).map(|_| FrameWriter::with_capacity(max_record_bytes)).collect(),
             done: vec![Vec::new(); n],
             scratch: Vec::new(),
             data_records: 0,
@@ -124,7 +161,7 @@ impl<'m> Packer<'m> {
             });
         }
         if self.open[shard].len() + cost + key > self.max_record_bytes {
-            let full = std::mem::take(&mut self.open[shard]);
+            let full = std::mem::replace(&mut self.open[shard], FrameWriter::with_capacity(self.max_record_bytes));
             self.done[shard].push(full);
         }
         Ok(())

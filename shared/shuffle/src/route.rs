@@ -191,6 +191,8 @@ impl ShardRange {
 pub struct ShardMap {
     space: KeyGroupSpace,
     shards: Vec<ShardRange>,
+    /// The index of the shard owning each key group (routing a record is a lookup).
+    owners: Vec<u32>,
 }
 
 impl ShardMap {
@@ -233,7 +235,16 @@ impl ShardMap {
                 shard_id: w[0].to_owned(),
             });
         }
-        Ok(ShardMap { space, shards })
+        Ok(Self::with_owners(space, shards))
+    }
+
+    fn with_owners(space: KeyGroupSpace, shards: Vec<ShardRange>) -> Self {
+        let mut owners = Vec::with_capacity(usize::from(space.max_key_groups()));
+        for (i, s) in shards.iter().enumerate() {
+            let groups = space.groups_in(&s.hash_key_range);
+            owners.resize(usize::from(groups.end), i as u32);
+        }
+        ShardMap { space, shards, owners }
     }
 
     /// `n` shards split evenly as `CreateStream` does (shard `i` starts at `⌊i·2¹²⁸/n⌋`), with
@@ -249,10 +260,7 @@ impl ShardMap {
             };
             ShardRange::new(format!("shardId-{i:012}"), start..=end)
         });
-        ShardMap {
-            space,
-            shards: shards.collect(),
-        }
+        Self::with_owners(space, shards.collect())
     }
 
     /// The key-group space routed over.
@@ -280,7 +288,14 @@ impl ShardMap {
     /// The index (into [`ShardMap::shards`]) of the shard owning key group `group`.
     #[inline]
     pub fn index_of_group(&self, group: u16) -> Result<usize, RouteError> {
-        Ok(self.index_of_hash_key(self.space.hash_key(group)?))
+        // `owners` has one entry per key group.
+        match self.owners.get(usize::from(group)) {
+            Some(&i) => Ok(i as usize),
+            None => Err(RouteError::KeyGroupOutOfRange {
+                group,
+                max_key_groups: self.space.max_key_groups,
+            }),
+        }
     }
 
     /// The shard owning key group `group`.

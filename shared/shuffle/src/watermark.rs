@@ -74,6 +74,26 @@ impl Source {
 }
 
 /// The input watermark of one downstream shard, stored in its checkpoint.
+///
+/// ```
+/// use shardflow_shuffle::{ShuffleWatermark, Source, WatermarkRecord, WatermarkUpdate};
+///
+/// let mut input = ShuffleWatermark::new([Source::new("revenue-keyby", "cdc")], Some(60_000))?;
+/// let report = |shard, watermark, parents| WatermarkRecord {
+///     stage: "revenue-keyby", source_stream: "cdc", source_shard: shard,
+///     watermark, closed: false, parents,
+/// };
+/// input.observe(&report("shardId-000000000000", 5_000, vec![]), 0);
+/// input.observe(&report("shardId-000000000001", 9_000, vec![]), 0);
+/// assert_eq!(input.current(), 5_000);
+/// // Shard 0 was split; its first child retires it.
+/// let child = report("shardId-000000000002", 8_000, vec!["shardId-000000000000"]);
+/// assert_eq!(input.observe(&child, 10), WatermarkUpdate::Advanced(8_000));
+/// // Shard 1 goes silent: after a minute of processing time it holds nothing back.
+/// input.observe(&report("shardId-000000000002", 20_000, vec![]), 30_000);
+/// assert_eq!(input.advance_processing_time(61_000), WatermarkUpdate::Advanced(20_000));
+/// # Ok::<(), shardflow_engine::PipelineError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShuffleWatermark {
     sources: Vec<Source>,
