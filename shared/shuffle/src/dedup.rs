@@ -128,7 +128,7 @@ impl DedupState {
                         .or_insert_with(|| vec![None; segments.len()]);
                     for (mark, from) in child.iter_mut().zip(&origin) {
                         if let Some((_, s)) = from.filter(|(q, _)| *q == p) {
-                            mark.clone_from(&parent_marks[s]);
+                            mark.clone_from(parent_marks.get(s).unwrap_or(&None));
                         }
                     }
                 }
@@ -159,14 +159,16 @@ impl DedupState {
     /// The mark of upstream shard (`stage`, `source_shard`) for key group `key_group`.
     pub fn mark(&self, stage: &str, source_shard: &str, key_group: u16) -> Option<&Position> {
         let segment = self.segment_of(key_group)?;
-        self.marks.get(stage)?.get(source_shard)?[segment].as_ref()
+        self.marks.get(stage)?.get(source_shard)?.get(segment)?.as_ref()
     }
 
     fn segment_of(&self, key_group: u16) -> Option<usize> {
         if !self.owned.contains(&key_group) {
             return None;
         }
-        Some(self.segments.partition_point(|s| s.end <= key_group))
+        let i = self.segments.partition_point(|s| s.end <= key_group);
+        // Segments tile the owned groups; in a damaged state a group outside them is not owned.
+        self.segments.get(i).filter(|s| s.contains(&key_group)).map(|_| i)
     }
 
     /// Judges `record` and, if it is new, advances its mark: call it once per delivered record,
@@ -186,6 +188,11 @@ impl DedupState {
                 .entry(id.source_shard.to_owned())
                 .or_insert_with(|| vec![None; self.segments.len()]),
         };
+        // A restored state lists a mark per segment; a shorter list (a damaged checkpoint)
+        // has no mark for the missing segments rather than a panic.
+        if marks.len() < self.segments.len() {
+            marks.resize(self.segments.len(), None);
+        }
         let mark = &mut marks[segment];
         if mark.as_ref().is_some_and(|m| m.covers(id)) {
             return Verdict::Duplicate;
@@ -309,6 +316,22 @@ mod tests {
         assert_eq!(d.marks(), 1);
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<DedupState>(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_state_judges_records_without_panicking() {
+        let s = seq("7");
+        let no_segments = r#"{"owned":{"start":0,"end":8},"segments":[],"marks":{}}"#;
+        let mut d: DedupState = serde_json::from_str(no_segments).unwrap();
+        assert_eq!(d.check(&record("a", &s, 0, 1)), Verdict::NotOwned);
+        let short_marks = r#"{"owned":{"start":0,"end":8},"segments":[{"start":0,"end":4},{"start":4,"end":8}],
+            "marks":{"up":{"a":[]}}}"#;
+        let mut d: DedupState = serde_json::from_str(short_marks).unwrap();
+        assert_eq!(d.check(&record("a", &s, 0, 6)), Verdict::New);
+        assert_eq!(
+            DedupState::adopt([&d], 0..8).check(&record("a", &s, 0, 1)),
+            Verdict::New
+        );
     }
 
     /// A downstream shard: its Kinesis shard (frames), its committed position and state.
