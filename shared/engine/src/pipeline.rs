@@ -25,7 +25,8 @@
 //! ```
 //!
 //! A [`Pipeline`] is a description: it can be instantiated into any number of independent
-//! [`Engine`]s (one per Lambda invocation, one per benchmark run, one per test case).
+//! [`Engine`](crate::Engine)s (one per Lambda invocation, one per benchmark run, one per test
+//! case).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -34,7 +35,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::combine::{CollectBySide, Combiner};
-use crate::engine::Engine;
 use crate::operators::{
     Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
     LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, Sink, WindowAggregate,
@@ -395,8 +395,8 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         (self.def.timestamp_fn)(value)
     }
 
-    /// A fresh engine running this pipeline, with empty state.
-    pub fn engine(&self) -> Engine<In, Out> {
-        Engine::new(self.def.clone(), (self.build)())
+    /// A fresh chain of the pipeline's operators, with empty state.
+    pub(crate) fn operators(&self) -> Box<dyn Operator<In>> {
+        (self.build)()
     }
 }
