@@ -11,11 +11,13 @@ pub mod combine;
 pub mod csv;
 pub mod decode;
 pub mod model;
+pub mod projection;
 pub mod queries;
 pub mod run;
 mod swar;
 
-pub use decode::{decode_event, decode_event_general, AllText, DecodeError, NumbersOnly, Projection, Skipped};
+pub use decode::{decode_event, decode_event_general, DecodeError};
 pub use model::{Auction, Bid, Event, Person};
+pub use projection::{AllText, NumbersOnly, Projection, Skipped};
 pub use queries::Query;
 pub use run::{run_query, RunError, RunReport};

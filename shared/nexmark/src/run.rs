@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use shardflow_engine::{Engine, Pipeline, PipelineError};
 
 use crate::csv::{write_row, CsvRow};
-use crate::decode::{decode_event, DecodeError, NumbersOnly, Projection};
+use crate::decode::{decode_event, DecodeError};
 use crate::model::Event;
+use crate::projection::{NumbersOnly, Projection};
 use crate::queries::{agg, q0, q5, q7, q8, Query};
 
 /// Bytes read from the input at a time: small enough that the block, the lines decoded from it
