@@ -17,10 +17,10 @@ use crate::error::CdcError;
 use crate::event::ChangeEvent;
 use crate::lsn::Lsn;
 use crate::pgoutput;
-use crate::setup::{self, CdcConfig, Prepared, TableInfo};
+use crate::setup::{self, CdcConfig, Prepared};
 use crate::sink::ChangeSink;
 use crate::snapshot;
-use crate::table::{quote_ident, TableName};
+use crate::table::{quote_ident, TableInfo, TableName};
 use crate::watermark::{snapshot_row, Chunk, Observed};
 
 /// Events handed to the sink per `send` call while a batch streams in.
