@@ -4,7 +4,7 @@ use shardflow_kinesis::{KinesisProducer, ProducerStats, StreamRecord};
 
 use crate::encode::Format;
 use crate::event::ChangeEvent;
-use crate::sink::{ChangeSink, SinkError};
+use crate::sink::{ChangeSink, ChangeSinkError};
 
 /// Puts each event as one record in a [`Format`], keyed by the format's partition key (for the
 /// generic formats [`partition_key`](crate::encode::partition_key)), so one row's changes land in
@@ -38,7 +38,7 @@ impl KinesisSink {
 }
 
 impl ChangeSink for KinesisSink {
-    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), ChangeSinkError> {
         for event in events {
             let record = self.format.encode(event)?;
             self.producer
@@ -49,7 +49,7 @@ impl ChangeSink for KinesisSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), ChangeSinkError> {
         Ok(self.producer.flush().await?)
     }
 }

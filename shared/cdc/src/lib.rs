@@ -86,6 +86,6 @@ pub use lsn::Lsn;
 pub use reader::{CdcReader, PollOutcome, SnapshotStats};
 pub use setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
 pub use shop::ShopMapError;
-pub use sink::{ChangeSink, FileSink, MemorySink, SinkError};
+pub use sink::{ChangeSink, ChangeSinkError, FileSink, MemoryChangeSink};
 pub use table::TableName;
 pub use value::{ColumnValue, Row};

@@ -1,7 +1,7 @@
 //! Decoding the JSON-lines input: one event per line,
 //! `{"event_type":0|1|2,"person":{..}|null,"auction":{..}|null,"bid":{..}|null}`.
 //!
-//! Decoding never panics: a malformed line is a [`DecodeError`] carrying its line number. Only
+//! Decoding never panics: a malformed line is an [`EventDecodeError`] carrying its line number. Only
 //! the strings a query's [`Projection`] asks for are validated and copied into the [`Event`]; the
 //! others are parsed over (serde's `IgnoredAny`), so a query pays for no string it does not use.
 
@@ -12,7 +12,7 @@ use crate::projection::{Projection, TextField};
 
 /// Why a line is not an event. Every variant names the (1-based) line.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub enum EventDecodeError {
     /// Not JSON, or JSON of the wrong shape (a missing field, a string where a number belongs,
     /// invalid UTF-8).
     #[error("line {line}: {}", first_line(source))]
@@ -57,14 +57,14 @@ fn first_line(e: &sonic_rs::Error) -> String {
     message.lines().next().unwrap_or_default().trim_end().to_owned()
 }
 
-impl DecodeError {
+impl EventDecodeError {
     /// The line number of the malformed line.
     pub fn line(&self) -> u64 {
         match self {
-            DecodeError::Json { line, .. }
-            | DecodeError::MissingPayload { line, .. }
-            | DecodeError::UnknownEventType { line, .. }
-            | DecodeError::LineTooLong { line, .. } => *line,
+            EventDecodeError::Json { line, .. }
+            | EventDecodeError::MissingPayload { line, .. }
+            | EventDecodeError::UnknownEventType { line, .. }
+            | EventDecodeError::LineTooLong { line, .. } => *line,
         }
     }
 }
@@ -138,7 +138,7 @@ type WireOf<P> = WireEvent<
 /// that matches its bytes directly; any other line by [`decode_event_general`]. Both give the
 /// same event, and errors are always [`decode_event_general`]'s.
 #[inline]
-pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, EventDecodeError> {
     match crate::canonical::decode::<P>(bytes) {
         Some(event) => Ok(event),
         None => decode_event_general::<P>(line, bytes),
@@ -147,10 +147,10 @@ pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, Dec
 
 /// Decodes line number `line` with serde and sonic-rs, whatever its layout (any whitespace, key
 /// order, escapes and unknown keys): the decoder [`decode_event`] falls back to.
-pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
-    let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| DecodeError::Json { line, source })?;
+pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, EventDecodeError> {
+    let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| EventDecodeError::Json { line, source })?;
     let event_type = wire.event_type;
-    let missing = |field| DecodeError::MissingPayload {
+    let missing = |field| EventDecodeError::MissingPayload {
         line,
         event_type,
         field,
@@ -196,7 +196,7 @@ pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Ev
                 extra: w.extra.into_string(),
             }))
         }
-        event_type => Err(DecodeError::UnknownEventType { line, event_type }),
+        event_type => Err(EventDecodeError::UnknownEventType { line, event_type }),
     }
 }
 

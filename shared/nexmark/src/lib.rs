@@ -16,7 +16,7 @@ pub mod queries;
 pub mod run;
 mod swar;
 
-pub use decode::{decode_event, decode_event_general, DecodeError};
+pub use decode::{decode_event, decode_event_general, EventDecodeError};
 pub use model::{Auction, Bid, Event, Person};
 pub use projection::{AllText, NumbersOnly, Projection, Skipped};
 pub use queries::Query;
