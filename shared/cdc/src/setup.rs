@@ -1,5 +1,9 @@
 //! Checks and prepares the database side of CDC: `wal_level`, the tables (primary keys,
 //! replica identity), the publication and the replication slot.
+//!
+//! Tables without a primary key are refused: events are keyed (and partitioned) by it. A
+//! complete `before` image of updates and deletes needs `REPLICA IDENTITY FULL`; what happens to
+//! a table without it is the [`ReplicaIdentityPolicy`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;

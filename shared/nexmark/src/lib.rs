@@ -1,9 +1,11 @@
 //! # shardflow-nexmark
 //!
-//! The Nexmark benchmark on shardflow: the event model ([`model`]), a never-panicking JSON-lines
-//! decoder ([`decode`]), the queries q0, q5, q7, q8 and agg as engine pipelines ([`queries`]),
-//! a runner that feeds a file through a query and writes CSV ([`run`]), and the
-//! `shardflow nexmark` command ([`cli`]).
+//! The Nexmark benchmark on the engine, outside the Lambda data flow: a JSON-lines file of
+//! events is decoded ([`decode`], [`projection`]) into the [`model`], fed through a query
+//! pipeline ([`queries`]) by [`run`], and the results are written as CSV (`shardflow nexmark`,
+//! [`cli`]). See `README.md` for the queries and the measurements.
+
+#![warn(missing_docs)]
 
 mod canonical;
 pub mod cli;
