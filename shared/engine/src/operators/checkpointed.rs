@@ -1,7 +1,7 @@
 //! What every stateful operator checkpoints, and how: its keyed state in key groups, its
 //! watermark, and operator-level meta. The operators' `snapshot` / `restore` / `adopt` hooks are
-//! this type's (written out by `checkpoint_hooks!` in the module above); each operator only rebuilds
-//! the indexes it derives from its state (timers, expiry queues) after a restore or an adoption.
+//! this type's (written out by `checkpoint_hooks!` in the parent module); each operator only
+//! rebuilds what it derives from its state (timers, expiry queues) after a restore or an adoption.
 //!
 //! # Layout
 //! One [`OperatorState`] per operator: the operator's id, its meta — the watermark as `i64`
