@@ -2,9 +2,9 @@
 //! the partition key that keeps one row's changes in order).
 
 use prost::Message;
+use shardflow_kinesis::MAX_PARTITION_KEY_CHARS;
 
 use crate::event::ChangeEvent;
-use crate::kinesis_sink::partition_key;
 use crate::shop::{to_shop, ShopMapError};
 
 /// How change events are encoded.
@@ -74,5 +74,65 @@ impl Format {
                 })
             }
         }
+    }
+}
+
+/// The record's partition key: [`ChangeEvent::partition_key`] (`schema.table|key values`), or,
+/// when that is longer than Kinesis allows, `schema.table|#<xxh3 of it>` — still one key per row.
+pub fn partition_key(event: &ChangeEvent) -> String {
+    let key = event.partition_key();
+    if key.chars().count() <= MAX_PARTITION_KEY_CHARS {
+        return key;
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+    let mut table: String = event
+        .source
+        .table
+        .to_string()
+        .chars()
+        .take(MAX_PARTITION_KEY_CHARS - 20)
+        .collect();
+    table.push_str(&format!("|#{hash:016x}"));
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Op, Source};
+    use crate::lsn::Lsn;
+    use crate::table::TableName;
+    use crate::value::{ColumnValue, Row};
+
+    fn keyed(text: &str) -> ChangeEvent {
+        ChangeEvent {
+            op: Op::Create,
+            before: None,
+            after: None,
+            key: Row(vec![("id".into(), ColumnValue::Text(text.into()))]),
+            source: Source {
+                db: "d".into(),
+                table: TableName::new("s", "t"),
+                lsn: Lsn(1),
+                commit_lsn: Lsn(1),
+                tx_id: None,
+                ts_ms: 0,
+                snapshot: false,
+            },
+            ts_ms: 0,
+        }
+    }
+
+    #[test]
+    fn long_keys_are_hashed_within_the_kinesis_limit_and_stay_distinct() {
+        assert_eq!(partition_key(&keyed("7")), "s.t|7");
+        let a = partition_key(&keyed(&"a".repeat(300)));
+        let b = partition_key(&keyed(&"b".repeat(300)));
+        assert!(
+            a.starts_with("s.t|#") && a.chars().count() <= MAX_PARTITION_KEY_CHARS,
+            "{a}"
+        );
+        assert_ne!(a, b);
+        assert_eq!(a, partition_key(&keyed(&"a".repeat(300))));
     }
 }

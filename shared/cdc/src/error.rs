@@ -2,7 +2,7 @@
 
 use crate::assembler::AssembleError;
 use crate::pgoutput::PgOutputError;
-use crate::sink::SinkError;
+use crate::sink::ChangeSinkError;
 use crate::table::TableName;
 
 /// Why the reader could not start or stopped.
@@ -112,7 +112,7 @@ pub enum CdcError {
     Assemble(#[from] AssembleError),
     /// The sink failed; nothing past the last acknowledged batch was confirmed.
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(#[from] ChangeSinkError),
 }
 
 impl CdcError {

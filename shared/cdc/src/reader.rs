@@ -2,6 +2,18 @@
 //! confirms the slot's position only after the sink acknowledged them. While a snapshot is in
 //! progress, each poll first selects the next chunk between two watermarks and emits its rows
 //! where the stream reaches the high watermark ([`crate::watermark`], [`crate::snapshot`]).
+//!
+//! # Protocol
+//! 1. Peek, up to the current WAL flush position: `pg_logical_slot_peek_binary_changes(slot,
+//!    upto_lsn, upto_nchanges, 'proto_version', '1', 'publication_names', pub)` reads a batch
+//!    without consuming it.
+//! 2. Send the batch's events to the [`ChangeSink`] in commit order, then `flush` it.
+//! 3. Only after `flush` returned `Ok`: `pg_replication_slot_advance(slot, lsn)`. Until then
+//!    Postgres re-delivers the batch to any reader, so a crash repeats changes, never loses them.
+//!
+//! When a peek returns fewer messages than the limit, the slot is advanced to the WAL flush
+//! position the peek was bounded by, so it keeps up even while the captured tables are idle and
+//! the rest of the database is not.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::pin;
@@ -17,10 +29,10 @@ use crate::error::CdcError;
 use crate::event::ChangeEvent;
 use crate::lsn::Lsn;
 use crate::pgoutput;
-use crate::setup::{self, CdcConfig, Prepared, TableInfo};
+use crate::setup::{self, CdcConfig, Prepared};
 use crate::sink::ChangeSink;
 use crate::snapshot;
-use crate::table::{quote_ident, TableName};
+use crate::table::{quote_ident, TableInfo, TableName};
 use crate::watermark::{snapshot_row, Chunk, Observed};
 
 /// Events handed to the sink per `send` call while a batch streams in.

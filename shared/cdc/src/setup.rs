@@ -1,5 +1,9 @@
 //! Checks and prepares the database side of CDC: `wal_level`, the tables (primary keys,
 //! replica identity), the publication and the replication slot.
+//!
+//! Tables without a primary key are refused: events are keyed (and partitioned) by it. A
+//! complete `before` image of updates and deletes needs `REPLICA IDENTITY FULL`; what happens to
+//! a table without it is the [`ReplicaIdentityPolicy`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,7 +14,7 @@ use tokio_postgres::Client;
 use crate::error::CdcError;
 use crate::lsn::Lsn;
 use crate::snapshot::{self, default_signal_table};
-use crate::table::{quote_ident, TableName};
+use crate::table::{quote_ident, TableInfo, TableName};
 
 /// What to do about a table whose replica identity is not `FULL` (updates then carry no
 /// complete `before` image, deletes only the key columns).
@@ -80,19 +84,6 @@ impl CdcConfig {
             snapshot_chunk_rows: 10_000,
         }
     }
-}
-
-/// A configured table as found in the catalog.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// The table.
-    pub name: TableName,
-    /// Columns (name, type OID) in table order.
-    pub columns: Vec<(String, u32)>,
-    /// Primary-key columns in key order.
-    pub primary_key: Vec<String>,
-    /// `relreplident` after setup: `d`, `n`, `f` or `i`.
-    pub replica_identity: char,
 }
 
 /// The outcome of [`prepare`].

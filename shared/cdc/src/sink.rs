@@ -10,7 +10,7 @@ use crate::event::ChangeEvent;
 
 /// A sink failure. The reader stops without confirming anything past the last flushed batch.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum ChangeSinkError {
     /// Writing failed.
     #[error("sink I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -33,10 +33,10 @@ pub enum SinkError {
 /// every event sent so far is durably accepted by the destination.
 pub trait ChangeSink {
     /// Accepts `events` (in order). May return before they are durable.
-    fn send(&mut self, events: &[ChangeEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn send(&mut self, events: &[ChangeEvent]) -> impl Future<Output = Result<(), ChangeSinkError>> + Send;
 
     /// Resolves once every event accepted by `send` so far is durably acknowledged.
-    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn flush(&mut self) -> impl Future<Output = Result<(), ChangeSinkError>> + Send;
 }
 
 enum Target {
@@ -57,7 +57,7 @@ pub struct FileSink {
 
 impl FileSink {
     /// A sink appending to `path` (created if missing).
-    pub async fn append_to_file(path: &Path, format: Format) -> Result<Self, SinkError> {
+    pub async fn append_to_file(path: &Path, format: Format) -> Result<Self, ChangeSinkError> {
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,7 +93,7 @@ impl FileSink {
 }
 
 impl ChangeSink for FileSink {
-    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), ChangeSinkError> {
         for event in events {
             let data = self.format.encode(event)?.data;
             self.framed.clear();
@@ -113,7 +113,7 @@ impl ChangeSink for FileSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), ChangeSinkError> {
         match &mut self.target {
             Target::Stdout(w) => w.flush().await?,
             Target::File(w) => {
@@ -131,20 +131,20 @@ impl ChangeSink for FileSink {
 
 /// Keeps events in memory; every `send` is acknowledged at once. For tests and embedding.
 #[derive(Debug, Default)]
-pub struct MemorySink {
+pub struct MemoryChangeSink {
     /// Every event sent, in order.
     pub events: Vec<ChangeEvent>,
     /// How many times `flush` was called.
     pub flushes: usize,
 }
 
-impl ChangeSink for MemorySink {
-    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+impl ChangeSink for MemoryChangeSink {
+    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), ChangeSinkError> {
         self.events.extend_from_slice(events);
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), ChangeSinkError> {
         self.flushes += 1;
         Ok(())
     }

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::CdcError;
-use crate::setup::TableInfo;
-use crate::table::{quote_ident, TableName};
+use crate::table::{quote_ident, TableInfo, TableName};
 use crate::value::{ColumnValue, Row};
 use crate::watermark::{SLOT_COLUMN, WATERMARK_COLUMN};
 

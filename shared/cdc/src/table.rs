@@ -1,4 +1,5 @@
-//! Qualified table names as given on the command line (`orders`, `shop.orders`).
+//! Tables: qualified names as given on the command line (`orders`, `shop.orders`), and what the
+//! catalog says of a configured table.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,19 @@ pub struct TableName {
     pub schema: String,
     /// Table name, as stored in the catalog (case-sensitive).
     pub name: String,
+}
+
+/// A configured table as found in the catalog.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// The table.
+    pub name: TableName,
+    /// Columns (name, type OID) in table order.
+    pub columns: Vec<(String, u32)>,
+    /// Primary-key columns in key order.
+    pub primary_key: Vec<String>,
+    /// `relreplident` after setup: `d`, `n`, `f` or `i`.
+    pub replica_identity: char,
 }
 
 /// A table argument that is empty or has more than one dot.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::{poll_until, Fixture};
-use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, Format, KinesisSink, SinkError, SnapshotMode};
+use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, ChangeSinkError, Format, KinesisSink, SnapshotMode};
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig};
 
 fn sink_into(client: &aws_sdk_kinesis::Client, stream: &str) -> KinesisSink {
@@ -99,11 +99,11 @@ async fn changes_reach_kinesis_in_commit_order_per_row() {
 struct KilledBeforeFlush(KinesisSink);
 
 impl ChangeSink for KilledBeforeFlush {
-    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), ChangeSinkError> {
         self.0.send(events).await
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), ChangeSinkError> {
         std::future::pending().await
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{int_col, poll_until, Fixture};
-use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, Lsn, MemorySink, SinkError, SnapshotMode};
+use shardflow_cdc::{CdcReader, ChangeEvent, ChangeSink, ChangeSinkError, Lsn, MemoryChangeSink, SnapshotMode};
 
 /// Accepts events but fails to acknowledge them, like a process killed before the sink's ack.
 #[derive(Default)]
@@ -15,13 +15,13 @@ struct CrashBeforeAckSink {
 }
 
 impl ChangeSink for CrashBeforeAckSink {
-    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    async fn send(&mut self, events: &[ChangeEvent]) -> Result<(), ChangeSinkError> {
         self.received.extend_from_slice(events);
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        Err(SinkError::Rejected("crashed before acknowledging".into()))
+    async fn flush(&mut self) -> Result<(), ChangeSinkError> {
+        Err(ChangeSinkError::Rejected("crashed before acknowledging".into()))
     }
 }
 
@@ -47,7 +47,7 @@ async fn reader_dropped_before_ack_loses_no_change_and_repeats_nothing_confirmed
     }
 
     // First batch delivered and confirmed.
-    let mut acked = MemorySink::default();
+    let mut acked = MemoryChangeSink::default();
     let outcome = first.poll(&mut acked).await.unwrap();
     assert!(outcome.more, "the batch limit should have cut the backlog");
     assert_eq!(acked.events.len(), 4);
@@ -69,7 +69,7 @@ async fn reader_dropped_before_ack_loses_no_change_and_repeats_nothing_confirmed
     // A new reader on the same slot picks up after the last confirmed position.
     config.batch_changes = 1_000;
     let mut second = CdcReader::connect(&common::database_url(), config).await.unwrap();
-    let mut resumed = MemorySink::default();
+    let mut resumed = MemoryChangeSink::default();
     poll_until(&mut second, &mut resumed, |s| ids(&s.events).len() >= 36).await;
 
     let all: BTreeSet<i64> = ids(&acked.events).union(&ids(&resumed.events)).copied().collect();

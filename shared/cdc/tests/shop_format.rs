@@ -7,7 +7,7 @@ mod common;
 
 use common::{poll_until, Fixture};
 use shardflow_cdc::{
-    CdcError, CdcReader, EncodeError, FileSink, Format, MemorySink, ShopMapError, SinkError, SnapshotMode,
+    CdcError, CdcReader, ChangeSinkError, EncodeError, FileSink, Format, MemoryChangeSink, ShopMapError, SnapshotMode,
 };
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Order, OrderLine, OrderStatus, Row};
 use shardflow_stage::{ProtobufDecoder, RecordDecoder};
@@ -104,7 +104,7 @@ async fn shop_tables_stream_as_the_typed_shop_envelope() {
         "DELETE FROM {s}.order_lines WHERE order_id = 100 AND line_no = 2"
     ))
     .await;
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     poll_until(&mut reader, &mut sink, |s| s.events.len() >= 7).await;
     assert_eq!(sink.events.len(), 7);
 
@@ -216,7 +216,7 @@ async fn shop_tables_stream_as_the_typed_shop_envelope() {
     assert!(
         matches!(
             &err,
-            CdcError::Sink(SinkError::Encode(EncodeError::Shop(ShopMapError::UnknownTable(t)))) if t.name == "widgets"
+            CdcError::Sink(ChangeSinkError::Encode(EncodeError::Shop(ShopMapError::UnknownTable(t)))) if t.name == "widgets"
         ),
         "{err}"
     );

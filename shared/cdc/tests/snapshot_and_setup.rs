@@ -4,7 +4,7 @@
 mod common;
 
 use common::{int_col, poll_until, Fixture};
-use shardflow_cdc::{CdcError, CdcReader, ColumnValue, MemorySink, Op};
+use shardflow_cdc::{CdcError, CdcReader, ColumnValue, MemoryChangeSink, Op};
 
 #[tokio::test(flavor = "current_thread")]
 async fn snapshot_emits_existing_rows_as_read_events_then_streams_new_changes() {
@@ -19,7 +19,7 @@ async fn snapshot_emits_existing_rows_as_read_events_then_streams_new_changes() 
         .await
         .unwrap();
     assert!(reader.prepared().created_slot);
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     assert_eq!(reader.snapshot(&mut sink).await.unwrap(), 3);
     assert!(sink.flushes >= 1, "the snapshot is flushed before streaming starts");
     let mut rows: Vec<_> = sink.events.iter().collect();
@@ -53,7 +53,7 @@ async fn snapshot_emits_existing_rows_as_read_events_then_streams_new_changes() 
         .await
         .unwrap();
     assert!(!again.prepared().created_slot && again.prepared().snapshot_tables.is_empty());
-    assert_eq!(again.snapshot(&mut MemorySink::default()).await.unwrap(), 0);
+    assert_eq!(again.snapshot(&mut MemoryChangeSink::default()).await.unwrap(), 0);
     drop(again);
     fx.cleanup().await;
 }
@@ -70,13 +70,13 @@ async fn table_added_to_an_existing_publication_is_snapshotted_alone() {
     let mut reader = CdcReader::connect(&common::database_url(), fx.config(&["a"]))
         .await
         .unwrap();
-    assert_eq!(reader.snapshot(&mut MemorySink::default()).await.unwrap(), 1);
+    assert_eq!(reader.snapshot(&mut MemoryChangeSink::default()).await.unwrap(), 1);
     drop(reader);
     let mut reader = CdcReader::connect(&common::database_url(), fx.config(&["a", "b"]))
         .await
         .unwrap();
     assert_eq!(reader.prepared().snapshot_tables, vec![fx.table("b")]);
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     assert_eq!(reader.snapshot(&mut sink).await.unwrap(), 2);
     assert!(sink.events.iter().all(|e| e.source.table == fx.table("b")));
     drop(reader);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{int_col, Fixture};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shardflow_cdc::{CdcReader, ChangeEvent, ColumnValue, MemorySink, Op};
+use shardflow_cdc::{CdcReader, ChangeEvent, ColumnValue, MemoryChangeSink, Op};
 use tokio_postgres::types::PgLsn;
 
 /// Applies the events in order: the image of each key after the last one.
@@ -44,7 +44,7 @@ async fn table_state(fx: &Fixture, table: &str) -> BTreeMap<i64, i64> {
 }
 
 /// Polls until the slot is confirmed past everything committed so far.
-async fn catch_up(fx: &Fixture, reader: &mut CdcReader, sink: &mut MemorySink) {
+async fn catch_up(fx: &Fixture, reader: &mut CdcReader, sink: &mut MemoryChangeSink) {
     let target: PgLsn = fx
         .client
         .query_one("SELECT pg_current_wal_flush_lsn()", &[])
@@ -108,7 +108,7 @@ async fn snapshot_under_concurrent_writes_is_consistent_with_the_stream() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     let snapshot_rows = reader.snapshot(&mut sink).await.unwrap();
     let during = commits.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -191,7 +191,7 @@ async fn a_chunk_waits_for_older_transactions_and_leaves_their_rows_to_the_strea
         .batch_execute(&format!("BEGIN; UPDATE {s}.acct SET v = 1 WHERE id = 5"))
         .await
         .unwrap();
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     let started = Instant::now();
     let (rows, ()) = tokio::join!(reader.snapshot(&mut sink), async {
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -234,7 +234,7 @@ async fn a_restarted_reader_resumes_the_snapshot_after_the_last_confirmed_chunk(
     let mut first = CdcReader::connect(&common::database_url(), config.clone())
         .await
         .unwrap();
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     first.poll(&mut sink).await.unwrap();
     first.poll(&mut sink).await.unwrap();
     let ids = |events: &[ChangeEvent]| events.iter().filter_map(|e| int_col(e, "id")).collect::<Vec<_>>();
@@ -250,7 +250,7 @@ async fn a_restarted_reader_resumes_the_snapshot_after_the_last_confirmed_chunk(
         second.prepared().snapshot_resume,
         vec![(fx.table("acct"), vec!["20".to_owned()])]
     );
-    let mut rest = MemorySink::default();
+    let mut rest = MemoryChangeSink::default();
     assert_eq!(second.snapshot(&mut rest).await.unwrap(), 15);
     assert_eq!(ids(&rest.events), (21..=35).collect::<Vec<_>>());
     drop(second);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{int_col, poll_until, Fixture};
-use shardflow_cdc::{CdcReader, ColumnValue, MemorySink, Op, ReplicaIdentityPolicy, SnapshotMode};
+use shardflow_cdc::{CdcReader, ColumnValue, MemoryChangeSink, Op, ReplicaIdentityPolicy, SnapshotMode};
 
 #[tokio::test(flavor = "current_thread")]
 async fn changes_arrive_in_commit_order_with_full_before_and_after_images() {
@@ -33,7 +33,7 @@ async fn changes_arrive_in_commit_order_with_full_before_and_after_images() {
     ))
     .await;
 
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     poll_until(&mut reader, &mut sink, |s| s.events.len() >= 7).await;
     let got: Vec<(Op, i64)> = sink
         .events
@@ -130,7 +130,7 @@ async fn default_replica_identity_warns_and_updates_have_no_before_image() {
         "INSERT INTO {s}.kv VALUES (1, 'a'); UPDATE {s}.kv SET v = 'b' WHERE k = 1; DELETE FROM {s}.kv WHERE k = 1;"
     ))
     .await;
-    let mut sink = MemorySink::default();
+    let mut sink = MemoryChangeSink::default();
     poll_until(&mut reader, &mut sink, |s| s.events.len() >= 3).await;
     let e = &sink.events;
     assert_eq!(e[1].op, Op::Update);

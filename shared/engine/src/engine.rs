@@ -58,6 +58,13 @@ impl EngineMetrics {
     }
 }
 
+impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
+    /// A fresh engine running this pipeline, with empty state.
+    pub fn engine(&self) -> Engine<In, Out> {
+        Engine::new(self.def.clone(), self.operators())
+    }
+}
+
 /// A running instance of a [`Pipeline`].
 ///
 /// Feed it with [`Engine::process`] (one record of one partition), advance processing time with
@@ -78,7 +85,7 @@ pub struct Engine<In, Out> {
 }
 
 impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
-    pub(crate) fn new(def: Arc<PipelineDef<In>>, head: Box<dyn Operator<In>>) -> Self {
+    fn new(def: Arc<PipelineDef<In>>, head: Box<dyn Operator<In>>) -> Self {
         let cx = Context {
             pipeline: def.name.clone(),
             max_key_groups: def.max_key_groups,

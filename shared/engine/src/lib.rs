@@ -1,12 +1,11 @@
 //! # shardflow-engine
 //!
-//! The pure event-time engine of shardflow: per-partition watermarks, tumbling / sliding /
-//! session / global windows, triggers with early and late panes, combiners, window / interval /
-//! lookup joins, keyed state in key groups, and checkpoints that can be taken between any two
-//! records. It does no I/O and reads no clock, so the same pipeline runs identically in the local
-//! runner, in a benchmark and in a Lambda stage.
+//! The middle of every stage's data flow: decoded input records go in (one partition per shard
+//! or file), results with deterministic ids and late records come out, and a checkpoint of the
+//! state can be taken between any two records. It does no I/O and reads no clock; the local
+//! runner and the Lambda stage feed it and write what it emits.
 //!
-//! Start with [`Pipeline::builder`]; run a pipeline with [`Pipeline::engine`].
+//! Describe a pipeline with [`Pipeline::builder`]; run it with [`Pipeline::engine`].
 #![warn(missing_docs)]
 
 pub mod checkpoint;

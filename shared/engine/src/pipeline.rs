@@ -25,7 +25,8 @@
 //! ```
 //!
 //! A [`Pipeline`] is a description: it can be instantiated into any number of independent
-//! [`Engine`]s (one per Lambda invocation, one per benchmark run, one per test case).
+//! [`Engine`](crate::Engine)s (one per Lambda invocation, one per benchmark run, one per test
+//! case).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -34,7 +35,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::combine::{CollectBySide, Combiner};
-use crate::engine::Engine;
 use crate::operators::{
     Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
     LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, Sink, WindowAggregate,
@@ -144,6 +144,25 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
 
     /// Enriches every value with a row of `table` found by `key`; `join` gets the row or `None`
     /// and returns the result, or `None` to drop the value (an inner join).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::Arc;
+    /// use shardflow_engine::{LookupTable, Pipeline};
+    ///
+    /// let categories: Arc<dyn LookupTable<u32, &str>> = Arc::new(HashMap::from([(7, "books")]));
+    /// // (product, event time)
+    /// let enriched = Pipeline::builder("lookup")
+    ///     .event_time(|r: &(u32, i64)| r.1)
+    ///     .lookup_join(categories, |r| r.0, |r, category| category.map(|c| (r.0, c)))
+    ///     .sink("enriched");
+    /// let mut engine = enriched.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, (7, 1));
+    /// engine.process(shard, 1, 0, (8, 2)); // no row: dropped by this inner join
+    /// let out: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(out, [(7, "books")]);
+    /// ```
     pub fn lookup_join<K: 'static, V: 'static, O: Send + 'static>(
         self,
         table: Arc<dyn LookupTable<K, V>>,
@@ -169,6 +188,24 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
     /// upstream stage). Dropped repeats are counted in [`crate::EngineMetrics::duplicates_dropped`];
     /// a value too late to be checked goes to the late side output. See
     /// [`crate::operators`] and the operator's module documentation.
+    ///
+    /// ```
+    /// use shardflow_engine::Pipeline;
+    ///
+    /// // (result id, event time): an upstream stage wrote result 7 twice.
+    /// let once = Pipeline::builder("dedup")
+    ///     .event_time(|r: &(u64, i64)| r.1)
+    ///     .deduplicate(|r| r.0, 60_000)
+    ///     .sink("once");
+    /// let mut engine = once.engine();
+    /// let shard = engine.partition("shard-0");
+    /// for (offset, r) in [(7, 1), (8, 2), (7, 1)].into_iter().enumerate() {
+    ///     engine.process(shard, offset as u64, 0, r);
+    /// }
+    /// let out: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(out, [(7, 1), (8, 2)]);
+    /// assert_eq!(engine.metrics().duplicates_dropped, 1);
+    /// ```
     pub fn deduplicate<I: StateKey>(
         self,
         id_fn: impl Fn(&T) -> I + Send + Sync + 'static,
@@ -220,6 +257,39 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
 
     /// Runs user code with per-key state `S` and timers on every value (Flink's
     /// `KeyedProcessFunction`); see [`crate::operators::KeyedProcessFunction`].
+    ///
+    /// ```
+    /// use shardflow_engine::{KeyedProcessFunction, Pipeline, ProcessContext, TimeDomain, Timestamp};
+    ///
+    /// /// Emits each key's running count, and the total once the watermark passes 100.
+    /// struct Counter;
+    /// impl KeyedProcessFunction<char, (char, i64), u64, (char, u64)> for Counter {
+    ///     fn process(&self, key: &char, _value: (char, i64), cx: &mut ProcessContext<'_, u64, (char, u64)>) {
+    ///         let n = *cx.state().get_or_insert(0) + 1;
+    ///         *cx.state() = Some(n);
+    ///         cx.emit((*key, n));
+    ///         cx.register_timer(TimeDomain::EventTime, 100);
+    ///     }
+    ///     fn on_timer(&self, key: &char, _: Timestamp, _: TimeDomain, cx: &mut ProcessContext<'_, u64, (char, u64)>) {
+    ///         let total = cx.state().take().unwrap_or(0);
+    ///         cx.emit((key.to_ascii_uppercase(), total));
+    ///     }
+    /// }
+    ///
+    /// // (key, event time)
+    /// let counts = Pipeline::builder("process")
+    ///     .event_time(|r: &(char, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .process(Counter)
+    ///     .sink("counts");
+    /// let mut engine = counts.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, ('a', 1));
+    /// engine.process(shard, 1, 0, ('a', 2));
+    /// engine.finish();
+    /// let out: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(out, [('a', 1), ('a', 2), ('A', 2)]);
+    /// ```
     pub fn process<S, O>(self, function: impl KeyedProcessFunction<K, T, S, O>) -> Stream<In, O>
     where
         S: Serialize + DeserializeOwned + Send + 'static,
@@ -233,7 +303,31 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
     }
 
     /// Joins the `Left` and `Right` values of each key where
-    /// `left.ts + lower <= right.ts <= left.ts + upper`; `side` classifies values.
+    /// `left.ts + lower <= right.ts <= left.ts + upper`; `side` classifies values. A match is
+    /// emitted as soon as its second value arrives, at the later of the two timestamps.
+    ///
+    /// ```
+    /// use shardflow_engine::{IntervalJoinSide, Pipeline};
+    ///
+    /// // (user, event time, is a click); clicks within 10 ms after an impression join it.
+    /// let clicks = Pipeline::builder("interval")
+    ///     .event_time(|r: &(u32, i64, bool)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .interval_join(
+    ///         |r| if r.2 { IntervalJoinSide::Right } else { IntervalJoinSide::Left },
+    ///         0,
+    ///         10,
+    ///         |user, impression, click| (*user, impression.1, click.1),
+    ///     )
+    ///     .sink("clicks");
+    /// let mut engine = clicks.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, (1, 100, false));
+    /// engine.process(shard, 1, 0, (1, 105, true)); // within [100, 110]: joined at once
+    /// engine.process(shard, 2, 0, (1, 200, true)); // no impression in [190, 200]
+    /// let out = engine.drain_output();
+    /// assert_eq!(out.iter().map(|o| (o.timestamp, o.value)).collect::<Vec<_>>(), [(105, (1, 100, 105))]);
+    /// ```
     pub fn interval_join<O: Send + 'static>(
         self,
         side: impl Fn(&T) -> IntervalJoinSide + Send + Sync + 'static,
@@ -312,7 +406,29 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
     ///
     /// Each list is in a canonical order (sorted by the values' encoding), not in arrival order,
     /// so that the joined rows — and the result ids, which number the rows of a pane — do not
-    /// depend on how the input partitions interleaved.
+    /// depend on how the input partitions interleaved. [`crate::join::inner`] joins N inputs.
+    ///
+    /// ```
+    /// use shardflow_engine::{join, Pipeline, Window, Windowing};
+    ///
+    /// // (order, event time, side: 0 an order, 1 a payment, amount)
+    /// let paid = Pipeline::builder("window-join")
+    ///     .event_time(|r: &(u32, i64, usize, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::tumbling(60).unwrap())
+    ///     .join(2, |r| r.2, |order, window, lists| {
+    ///         join::inner(lists).into_iter().map(|row| (*order, *window, row[0].3, row[1].3)).collect()
+    ///     })
+    ///     .sink("paid");
+    /// let mut engine = paid.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, (1, 5, 0, 100));
+    /// engine.process(shard, 1, 0, (2, 8, 0, 50)); // never paid: no row
+    /// engine.process(shard, 2, 0, (1, 30, 1, 100));
+    /// engine.finish();
+    /// let out: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(out, [(1, Window::new(0, 60), 100, 100)]);
+    /// ```
     pub fn join<O: Send + 'static>(
         self,
         sides: usize,
@@ -395,8 +511,8 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         (self.def.timestamp_fn)(value)
     }
 
-    /// A fresh engine running this pipeline, with empty state.
-    pub fn engine(&self) -> Engine<In, Out> {
-        Engine::new(self.def.clone(), (self.build)())
+    /// A fresh chain of the pipeline's operators, with empty state.
+    pub(crate) fn operators(&self) -> Box<dyn Operator<In>> {
+        (self.build)()
     }
 }

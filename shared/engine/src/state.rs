@@ -20,7 +20,6 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
 use crate::error::StateError;
-use crate::time::Timestamp;
 
 /// The default number of key groups (Flink's default lower bound for max parallelism).
 pub const DEFAULT_MAX_KEY_GROUPS: u16 = 128;
@@ -248,18 +247,6 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
     pub fn dirty_groups(&self) -> usize {
         self.dirty.iter().filter(|d| **d).count()
     }
-}
-
-/// The meta state of a keyed operator whose only operator-level state is its watermark.
-pub(crate) fn watermark_meta(watermark: Timestamp) -> Vec<u8> {
-    watermark.to_le_bytes().to_vec()
-}
-
-/// Reads [`watermark_meta`].
-pub(crate) fn read_watermark_meta(operator: &str, meta: &[u8]) -> Result<Timestamp, StateError> {
-    meta.try_into()
-        .map(i64::from_le_bytes)
-        .map_err(|_| StateError::Mismatch(format!("{operator}: bad operator meta")))
 }
 
 #[cfg(test)]

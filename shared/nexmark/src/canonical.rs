@@ -11,8 +11,8 @@
 //! more than 18 digits, an `event_type` other than a single `0`, `1` or `2`, a non-null payload
 //! for another event type, and any byte after the closing brace.
 
-use crate::decode::{Projection, TextField};
 use crate::model::{Auction, Bid, Event, Person};
+use crate::projection::{Projection, TextField};
 use crate::swar;
 
 /// At most this many digits in a number: every such number fits an `i64`.
@@ -251,7 +251,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::decode::{decode_event, decode_event_general, AllText, NumbersOnly};
+    use crate::decode::{decode_event, decode_event_general};
+    use crate::projection::{AllText, NumbersOnly};
     use crate::queries::{q0::Q0Text, q8::Q8Text};
 
     fn json_string(s: &str) -> String {

@@ -1,18 +1,18 @@
 //! Decoding the JSON-lines input: one event per line,
 //! `{"event_type":0|1|2,"person":{..}|null,"auction":{..}|null,"bid":{..}|null}`.
 //!
-//! Decoding never panics: a malformed line is a [`DecodeError`] carrying its line number. Only
+//! Decoding never panics: a malformed line is an [`EventDecodeError`] carrying its line number. Only
 //! the strings a query's [`Projection`] asks for are validated and copied into the [`Event`]; the
 //! others are parsed over (serde's `IgnoredAny`), so a query pays for no string it does not use.
 
-use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 
 use crate::model::{Auction, Bid, Event, Person};
+use crate::projection::{Projection, TextField};
 
 /// Why a line is not an event. Every variant names the (1-based) line.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub enum EventDecodeError {
     /// Not JSON, or JSON of the wrong shape (a missing field, a string where a number belongs,
     /// invalid UTF-8).
     #[error("line {line}: {}", first_line(source))]
@@ -57,100 +57,16 @@ fn first_line(e: &sonic_rs::Error) -> String {
     message.lines().next().unwrap_or_default().trim_end().to_owned()
 }
 
-impl DecodeError {
+impl EventDecodeError {
     /// The line number of the malformed line.
     pub fn line(&self) -> u64 {
         match self {
-            DecodeError::Json { line, .. }
-            | DecodeError::MissingPayload { line, .. }
-            | DecodeError::UnknownEventType { line, .. }
-            | DecodeError::LineTooLong { line, .. } => *line,
+            EventDecodeError::Json { line, .. }
+            | EventDecodeError::MissingPayload { line, .. }
+            | EventDecodeError::UnknownEventType { line, .. }
+            | EventDecodeError::LineTooLong { line, .. } => *line,
         }
     }
-}
-
-/// A string field of the wire format as a [`Projection`] wants it: kept ([`String`]) or
-/// skipped ([`Skipped`]).
-pub trait TextField: DeserializeOwned {
-    /// The field's value in the decoded [`Event`] (empty when skipped).
-    fn into_string(self) -> String;
-    /// The field for a JSON string without escapes or control characters whose content is
-    /// `content` (the decoder's fast path), or `None` if the field must be UTF-8 and is not.
-    /// Equals what deserializing that string gives.
-    fn from_plain(content: &[u8]) -> Option<Self>;
-}
-
-impl TextField for String {
-    #[inline]
-    fn into_string(self) -> String {
-        self
-    }
-    #[inline]
-    fn from_plain(content: &[u8]) -> Option<Self> {
-        std::str::from_utf8(content).ok().map(str::to_owned)
-    }
-}
-
-/// A field that is parsed over (it must be present and be well-formed JSON, of any type) but
-/// neither validated as UTF-8 nor copied: it decodes as an empty string.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Skipped;
-
-impl<'de> Deserialize<'de> for Skipped {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(d).map(|_| Skipped)
-    }
-}
-
-impl TextField for Skipped {
-    #[inline]
-    fn into_string(self) -> String {
-        String::new()
-    }
-    #[inline]
-    fn from_plain(_: &[u8]) -> Option<Self> {
-        Some(Skipped)
-    }
-}
-
-/// Which strings of each event kind a query needs, as types (so that the decoder is compiled
-/// for exactly that set): every [`TextField`] is either [`String`] (kept) or [`Skipped`] (left
-/// empty in the [`Event`]). Numbers (ids, prices, times) are always decoded and type-checked.
-pub trait Projection {
-    /// `Person::name`.
-    type PersonName: TextField;
-    /// The other strings of a person (e-mail, credit card, city, state, extra).
-    type PersonDetails: TextField;
-    /// The strings of an auction (item name, description, extra).
-    type AuctionText: TextField;
-    /// `Bid::channel` and `Bid::url`.
-    type BidChannelUrl: TextField;
-    /// `Bid::extra`.
-    type BidExtra: TextField;
-}
-
-/// Every string kept: the complete model.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AllText;
-
-impl Projection for AllText {
-    type PersonName = String;
-    type PersonDetails = String;
-    type AuctionText = String;
-    type BidChannelUrl = String;
-    type BidExtra = String;
-}
-
-/// No string kept: ids, prices and times only.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NumbersOnly;
-
-impl Projection for NumbersOnly {
-    type PersonName = Skipped;
-    type PersonDetails = Skipped;
-    type AuctionText = Skipped;
-    type BidChannelUrl = Skipped;
-    type BidExtra = Skipped;
 }
 
 #[derive(Deserialize)]
@@ -222,7 +138,7 @@ type WireOf<P> = WireEvent<
 /// that matches its bytes directly; any other line by [`decode_event_general`]. Both give the
 /// same event, and errors are always [`decode_event_general`]'s.
 #[inline]
-pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, EventDecodeError> {
     match crate::canonical::decode::<P>(bytes) {
         Some(event) => Ok(event),
         None => decode_event_general::<P>(line, bytes),
@@ -231,10 +147,10 @@ pub fn decode_event<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, Dec
 
 /// Decodes line number `line` with serde and sonic-rs, whatever its layout (any whitespace, key
 /// order, escapes and unknown keys): the decoder [`decode_event`] falls back to.
-pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, DecodeError> {
-    let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| DecodeError::Json { line, source })?;
+pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Event, EventDecodeError> {
+    let wire: WireOf<P> = sonic_rs::from_slice(bytes).map_err(|source| EventDecodeError::Json { line, source })?;
     let event_type = wire.event_type;
-    let missing = |field| DecodeError::MissingPayload {
+    let missing = |field| EventDecodeError::MissingPayload {
         line,
         event_type,
         field,
@@ -280,13 +196,14 @@ pub fn decode_event_general<P: Projection>(line: u64, bytes: &[u8]) -> Result<Ev
                 extra: w.extra.into_string(),
             }))
         }
-        event_type => Err(DecodeError::UnknownEventType { line, event_type }),
+        event_type => Err(EventDecodeError::UnknownEventType { line, event_type }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projection::{AllText, NumbersOnly, Skipped};
 
     const BID: &str = r#"{"event_type":2,"person":null,"auction":null,"bid":{"auction":1007,"bidder":1001,"price":2514,"channel":"Google","url":"https://x/y","dateTime":1704067200004,"extra":"ab\"c"}}"#;
     const PERSON: &str = r#"{"event_type":0,"person":{"id":1000,"name":"Vicky Shultz","emailAddress":"a@b.com","creditCard":"0176 4000 3617 1655","city":"Boise","state":"OR","dateTime":1704067200000,"extra":"x"},"auction":null,"bid":null}"#;

@@ -2,7 +2,7 @@
 //! (`nexmark_gen.py`) and read by Flink's Nexmark queries.
 //!
 //! Times are epoch milliseconds. Strings a query does not need may be left empty by the decoder
-//! (see [`crate::decode::Projection`]); numbers are always present.
+//! (see [`crate::projection::Projection`]); numbers are always present.
 
 use serde::{Deserialize, Serialize};
 

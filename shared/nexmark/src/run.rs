@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use shardflow_engine::{Engine, Pipeline, PipelineError};
 
 use crate::csv::{write_row, CsvRow};
-use crate::decode::{decode_event, DecodeError, NumbersOnly, Projection};
+use crate::decode::{decode_event, EventDecodeError};
 use crate::model::Event;
+use crate::projection::{NumbersOnly, Projection};
 use crate::queries::{agg, q0, q5, q7, q8, Query};
 
 /// Bytes read from the input at a time: small enough that the block, the lines decoded from it
@@ -51,7 +52,7 @@ pub struct RunReport {
     /// Malformed lines (skipped).
     pub malformed_lines: u64,
     /// The first [`KEPT_ERRORS`] malformed lines' errors.
-    pub first_errors: Vec<DecodeError>,
+    pub first_errors: Vec<EventDecodeError>,
     /// Bytes read.
     pub bytes_in: u64,
     /// Wall time of the run.
@@ -121,7 +122,7 @@ pub fn run_pipeline<P: Projection, Out: CsvRow + Send + 'static>(
             let bytes = match line {
                 Line::Complete(bytes) => trim_line_end(bytes),
                 Line::TooLong => {
-                    report.record_error(DecodeError::LineTooLong {
+                    report.record_error(EventDecodeError::LineTooLong {
                         line: line_no,
                         limit: MAX_LINE_BYTES,
                     });
@@ -158,7 +159,7 @@ pub fn run_pipeline<P: Projection, Out: CsvRow + Send + 'static>(
 }
 
 impl RunReport {
-    fn record_error(&mut self, e: DecodeError) {
+    fn record_error(&mut self, e: EventDecodeError) {
         self.malformed_lines += 1;
         if self.first_errors.len() < KEPT_ERRORS {
             self.first_errors.push(e);

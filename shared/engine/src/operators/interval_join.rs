@@ -14,12 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::checkpointed::CheckpointedKeyedState;
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, OperatorState};
-use crate::error::StateError;
-use crate::record::{LateRecord, Origin, Record, ResultId};
-use crate::state::{read_watermark_meta, watermark_meta, KeyedState, StateKey};
-use crate::time::{DurationMs, Timestamp, MIN_TIMESTAMP};
+use crate::record::{Origin, Record, ResultId};
+use crate::state::StateKey;
+use crate::time::{DurationMs, Timestamp};
 
 /// Builds the result of one matched pair (key, left, right).
 pub(crate) type PairFn<K, T, O> = Arc<dyn Fn(&K, &T, &T) -> O + Send + Sync>;
@@ -59,15 +58,14 @@ impl<T> Default for Buffers<T> {
 
 /// See the module documentation.
 pub(crate) struct IntervalJoin<K: StateKey, T, O> {
-    pub(crate) id: String,
     pub(crate) key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub(crate) side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync>,
     pub(crate) lower: DurationMs,
     pub(crate) upper: DurationMs,
     pub(crate) join_fn: PairFn<K, T, O>,
     pub(crate) next: Box<dyn Operator<O>>,
-    state: KeyedState<K, Buffers<T>>,
-    watermark: Timestamp,
+    /// Each key's buffered records of both sides, the watermark.
+    keyed: CheckpointedKeyedState<K, Buffers<T>>,
     cleanup: BTreeMap<Timestamp, Vec<K>>,
 }
 
@@ -84,15 +82,13 @@ impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
         next: Box<dyn Operator<O>>,
     ) -> Self {
         IntervalJoin {
-            id,
             key_fn,
             side_fn,
             lower,
             upper,
             join_fn,
             next,
-            state: KeyedState::new(max_key_groups),
-            watermark: MIN_TIMESTAMP,
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
             cleanup: BTreeMap::new(),
         }
     }
@@ -107,7 +103,7 @@ impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
     fn rebuild_cleanup(&mut self) {
         self.cleanup.clear();
         let mut timers: Vec<(Timestamp, K)> = Vec::new();
-        for (_, key, b) in self.state.iter() {
+        for (_, key, b) in self.keyed.state.iter() {
             for l in &b.left {
                 timers.push((l.ts.saturating_add(self.upper), key.clone()));
             }
@@ -142,26 +138,14 @@ where
         if side == IntervalJoinSide::Neither {
             return;
         }
-        if r.timestamp <= self.watermark {
-            cx.late_total += 1;
-            let (partition, offset) = match r.origin {
-                Origin::Input { partition, offset, .. } => (Some(partition), Some(offset)),
-                _ => (None, None),
-            };
-            cx.late.push(LateRecord {
-                operator: self.id.clone(),
-                partition,
-                offset,
-                timestamp: r.timestamp,
-                watermark: self.watermark,
-                window: None,
-            });
+        if r.timestamp <= self.keyed.watermark {
+            cx.refuse_late(&self.keyed.id, self.keyed.watermark, &r, None);
             return;
         }
         let key = (self.key_fn)(&r.value);
         let id = r.origin.result_id(&cx.pipeline).0;
-        let group = self.state.group_of(&key);
-        let buffers = self.state.group_mut(group).entry(key.clone()).or_default();
+        let group = self.keyed.state.group_of(&key);
+        let buffers = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
         let mut matches: Vec<(ResultId, Timestamp, O)> = Vec::new();
         let (lower, upper) = (self.lower, self.upper);
         match side {
@@ -169,7 +153,11 @@ where
                 for b in &buffers.right {
                     if r.timestamp.saturating_add(lower) <= b.ts && b.ts <= r.timestamp.saturating_add(upper) {
                         let out = (self.join_fn)(&key, &r.value, &b.value);
-                        matches.push((pair_id(&self.id, &cx.pipeline, id, b.id), r.timestamp.max(b.ts), out));
+                        matches.push((
+                            pair_id(&self.keyed.id, &cx.pipeline, id, b.id),
+                            r.timestamp.max(b.ts),
+                            out,
+                        ));
                     }
                 }
             }
@@ -177,7 +165,11 @@ where
                 for a in &buffers.left {
                     if a.ts.saturating_add(lower) <= r.timestamp && r.timestamp <= a.ts.saturating_add(upper) {
                         let out = (self.join_fn)(&key, &a.value, &r.value);
-                        matches.push((pair_id(&self.id, &cx.pipeline, a.id, id), r.timestamp.max(a.ts), out));
+                        matches.push((
+                            pair_id(&self.keyed.id, &cx.pipeline, a.id, id),
+                            r.timestamp.max(a.ts),
+                            out,
+                        ));
                     }
                 }
             }
@@ -206,18 +198,17 @@ where
     }
 
     fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
-        if watermark <= self.watermark {
+        if !self.keyed.advance_watermark(watermark) {
             return;
         }
-        self.watermark = watermark;
         let (lower, upper) = (self.lower, self.upper);
         while let Some(entry) = self.cleanup.first_entry() {
             if *entry.key() > watermark {
                 break;
             }
             for key in entry.remove() {
-                let group = self.state.group_of(&key);
-                let map = self.state.group_mut(group);
+                let group = self.keyed.state.group_of(&key);
+                let map = self.keyed.state.group_mut(group);
                 if let Some(b) = map.get_mut(&key) {
                     b.left.retain(|l| l.ts.saturating_add(upper) > watermark);
                     b.right.retain(|r| r.ts.saturating_sub(lower) > watermark);
@@ -234,27 +225,5 @@ where
         self.next.on_processing_time(cx);
     }
 
-    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        out.push(
-            self.state
-                .operator_state(&self.id, watermark_meta(self.watermark), full)?,
-        );
-        self.next.snapshot(full, out)
-    }
-
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        if let Some(meta) = self.state.restore_from(&self.id, image)? {
-            self.watermark = read_watermark_meta(&self.id, meta)?;
-            self.rebuild_cleanup();
-        }
-        self.next.restore(image)
-    }
-
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        if let Some(meta) = self.state.adopt_from(&self.id, image, keep)? {
-            self.watermark = self.watermark.max(read_watermark_meta(&self.id, meta)?);
-            self.rebuild_cleanup();
-        }
-        self.next.adopt(image, keep)
-    }
+    checkpoint_hooks!(keyed, rebuild_cleanup);
 }

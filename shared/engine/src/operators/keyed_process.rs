@@ -20,11 +20,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::checkpointed::CheckpointedKeyedState;
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, OperatorState};
-use crate::error::StateError;
 use crate::record::{Origin, Record, ResultId};
-use crate::state::{hash_into, read_watermark_meta, watermark_meta, KeyedState, StateKey};
+use crate::state::{hash_into, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 
 /// Which clock a timer is on.
@@ -111,12 +110,11 @@ impl<S> KeyEntry<S> {
 
 /// See the module documentation.
 pub(crate) struct KeyedProcess<K: StateKey, T, S, O> {
-    id: String,
     key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
     function: Arc<dyn KeyedProcessFunction<K, T, S, O>>,
     next: Box<dyn Operator<O>>,
-    state: KeyedState<K, KeyEntry<S>>,
-    watermark: Timestamp,
+    /// Each key's state and timers, the watermark.
+    keyed: CheckpointedKeyedState<K, KeyEntry<S>>,
     /// (domain, time) -> keys with such a timer; derived from the entries.
     timers: BTreeMap<(TimeDomain, Timestamp), BTreeSet<K>>,
 }
@@ -136,12 +134,10 @@ where
         next: Box<dyn Operator<O>>,
     ) -> Self {
         KeyedProcess {
-            id,
             key_fn,
             function,
             next,
-            state: KeyedState::new(max_key_groups),
-            watermark: MIN_TIMESTAMP,
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
             timers: BTreeMap::new(),
         }
     }
@@ -156,8 +152,8 @@ where
         cause: &[u8],
         call: impl FnOnce(&dyn KeyedProcessFunction<K, T, S, O>, &K, &mut ProcessContext<'_, S, O>),
     ) {
-        let group = self.state.group_of(&key);
-        let map = self.state.group_mut(group);
+        let group = self.keyed.state.group_of(&key);
+        let map = self.keyed.state.group_mut(group);
         let mut entry = map.remove(&key).unwrap_or(KeyEntry {
             state: None,
             timers: BTreeSet::new(),
@@ -170,7 +166,7 @@ where
                 timers: &mut entry.timers,
                 output: &mut output,
                 timestamp,
-                watermark: self.watermark,
+                watermark: self.keyed.watermark,
                 processing_time: cx.processing_time,
             };
             call(&*self.function, &key, &mut pcx);
@@ -187,7 +183,7 @@ where
             self.timers.entry(*t).or_default().insert(key.clone());
         }
         if !entry.is_empty() {
-            self.state.group_mut(group).insert(key.clone(), entry);
+            self.keyed.state.group_mut(group).insert(key.clone(), entry);
         }
         for (i, (ts, value)) in output.into_iter().enumerate() {
             let id = self.result_id(&cx.pipeline, &key, cause, i as u32);
@@ -206,7 +202,7 @@ where
         let mut h = Xxh3::new();
         h.update(pipeline.as_bytes());
         h.update(&[0]);
-        h.update(self.id.as_bytes());
+        h.update(self.keyed.id.as_bytes());
         h.update(&[0]);
         hash_into(&mut h, key);
         h.update(cause);
@@ -226,8 +222,8 @@ where
             let Some(((_, time), Some(key))) = due else {
                 return;
             };
-            let group = self.state.group_of(&key);
-            if let Some(entry) = self.state.group_mut(group).get_mut(&key) {
+            let group = self.keyed.state.group_of(&key);
+            if let Some(entry) = self.keyed.state.group_mut(group).get_mut(&key) {
                 entry.timers.remove(&(domain, time));
             }
             if let Some(keys) = self.timers.get_mut(&(domain, time)) {
@@ -244,7 +240,7 @@ where
             let timestamp = match domain {
                 TimeDomain::EventTime => time,
                 // A processing-time timer has no event time of its own: its results carry the watermark.
-                TimeDomain::ProcessingTime => self.watermark,
+                TimeDomain::ProcessingTime => self.keyed.watermark,
             };
             self.with_key(cx, key, timestamp, &cause, |f, k, pcx| f.on_timer(k, time, domain, pcx));
         }
@@ -252,7 +248,7 @@ where
 
     fn rebuild_timers(&mut self) {
         self.timers.clear();
-        for (_, key, entry) in self.state.iter() {
+        for (_, key, entry) in self.keyed.state.iter() {
             for t in &entry.timers {
                 self.timers.entry(*t).or_default().insert(key.clone());
             }
@@ -276,10 +272,9 @@ where
     }
 
     fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
-        if watermark <= self.watermark {
+        if !self.keyed.advance_watermark(watermark) {
             return;
         }
-        self.watermark = watermark;
         self.fire(cx, TimeDomain::EventTime, watermark);
         self.next.on_watermark(cx, watermark);
     }
@@ -290,27 +285,5 @@ where
         self.next.on_processing_time(cx);
     }
 
-    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        out.push(
-            self.state
-                .operator_state(&self.id, watermark_meta(self.watermark), full)?,
-        );
-        self.next.snapshot(full, out)
-    }
-
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        if let Some(meta) = self.state.restore_from(&self.id, image)? {
-            self.watermark = read_watermark_meta(&self.id, meta)?;
-            self.rebuild_timers();
-        }
-        self.next.restore(image)
-    }
-
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        if let Some(meta) = self.state.adopt_from(&self.id, image, keep)? {
-            self.watermark = self.watermark.max(read_watermark_meta(&self.id, meta)?);
-            self.rebuild_timers();
-        }
-        self.next.adopt(image, keep)
-    }
+    checkpoint_hooks!(keyed, rebuild_timers);
 }

@@ -2,10 +2,46 @@
 //!
 //! Every operator implements [`Operator`]: hooks for a record, a watermark, an advance of
 //! processing time, a checkpoint and a restore. Operators are chained; each owns the next one and
-//! pushes its results into it. Stateless operators forward every hook; stateful operators keep
-//! keyed state in key groups, their own watermark, and timers derived from their state.
+//! pushes its results into it. Stateless operators forward every hook (`stateless_hooks!`);
+//! stateful operators keep keyed state in key groups, their own watermark, and timers derived from
+//! their state, and share one implementation of their checkpoint hooks (`checkpoint_hooks!` over
+//! `CheckpointedKeyedState`).
 
-pub(crate) mod deduplicate;
+/// The checkpoint hooks `snapshot`, `restore` and `adopt` of an operator, each ending with
+/// `self.next`'s. Without arguments, a stateless operator's: they only forward. With
+/// `(state, rebuild)`, a stateful operator's: first the hook of its
+/// [`checkpointed::CheckpointedKeyedState`] in field `state`, then, after a restore or an
+/// adoption that found the operator's state, `self.rebuild()` (which rebuilds what the operator
+/// derives from its state: timers, expiry queues).
+macro_rules! checkpoint_hooks {
+    ($($state:ident, $rebuild:ident)?) => {
+        fn snapshot(
+            &mut self,
+            full: bool,
+            out: &mut Vec<$crate::checkpoint::OperatorState>,
+        ) -> Result<(), $crate::error::StateError> {
+            $(out.push(self.$state.snapshot(full)?);)?
+            self.next.snapshot(full, out)
+        }
+        fn restore(&mut self, image: &$crate::checkpoint::CheckpointImage) -> Result<(), $crate::error::StateError> {
+            $(if self.$state.restore(image)? {
+                self.$rebuild();
+            })?
+            self.next.restore(image)
+        }
+        fn adopt(
+            &mut self,
+            image: &$crate::checkpoint::CheckpointImage,
+            keep: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<(), $crate::error::StateError> {
+            $(if self.$state.adopt(image, keep)? {
+                self.$rebuild();
+            })?
+            self.next.adopt(image, keep)
+        }
+    };
+}
+
 /// The hooks of a stateless operator other than `process`: each goes straight to `self.next`.
 macro_rules! stateless_hooks {
     () => {
@@ -15,26 +51,12 @@ macro_rules! stateless_hooks {
         fn on_processing_time(&mut self, cx: &mut $crate::operators::Context) {
             self.next.on_processing_time(cx);
         }
-        fn snapshot(
-            &mut self,
-            full: bool,
-            out: &mut Vec<$crate::checkpoint::OperatorState>,
-        ) -> Result<(), $crate::error::StateError> {
-            self.next.snapshot(full, out)
-        }
-        fn restore(&mut self, image: &$crate::checkpoint::CheckpointImage) -> Result<(), $crate::error::StateError> {
-            self.next.restore(image)
-        }
-        fn adopt(
-            &mut self,
-            image: &$crate::checkpoint::CheckpointImage,
-            keep: &dyn Fn(&[u8]) -> bool,
-        ) -> Result<(), $crate::error::StateError> {
-            self.next.adopt(image, keep)
-        }
+        checkpoint_hooks!();
     };
 }
 
+mod checkpointed;
+pub(crate) mod deduplicate;
 mod filter;
 mod flat_map;
 mod interval_join;
@@ -48,8 +70,9 @@ use std::any::Any;
 
 use crate::checkpoint::{CheckpointImage, OperatorState};
 use crate::error::StateError;
-use crate::record::{LateRecord, Record};
+use crate::record::{LateRecord, Origin, Record};
 use crate::time::Timestamp;
+use crate::window::Window;
 
 pub(crate) use deduplicate::Deduplicate;
 pub(crate) use filter::{Filter, FilterMap};
@@ -82,6 +105,32 @@ pub struct Context {
     pub duplicates_total: u64,
     /// The pipeline's output buffer (a `Vec<Output<Out>>` behind `Any`).
     pub(crate) output: Box<dyn Any + Send>,
+}
+
+impl Context {
+    /// Routes `record` to the late side output: operator `operator`, at watermark `watermark`,
+    /// refused it as too late (for `window`, the latest window it would have belonged to).
+    pub(crate) fn refuse_late<T>(
+        &mut self,
+        operator: &str,
+        watermark: Timestamp,
+        record: &Record<T>,
+        window: Option<Window>,
+    ) {
+        self.late_total += 1;
+        let (partition, offset) = match record.origin {
+            Origin::Input { partition, offset, .. } => (Some(partition), Some(offset)),
+            _ => (None, None),
+        };
+        self.late.push(LateRecord {
+            operator: operator.to_owned(),
+            partition,
+            offset,
+            timestamp: record.timestamp,
+            watermark,
+            window,
+        });
+    }
 }
 
 /// A step of a pipeline. See the module documentation.

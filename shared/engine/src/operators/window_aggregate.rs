@@ -12,12 +12,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::checkpointed::CheckpointedKeyedState;
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, OperatorState};
 use crate::combine::Combiner;
-use crate::error::StateError;
-use crate::record::{LateRecord, Origin, Record, ResultId};
-use crate::state::{hash_into, read_watermark_meta, watermark_meta, KeyedState, StateKey};
+use crate::record::{Origin, Record, ResultId};
+use crate::state::{hash_into, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 use crate::trigger::{Accumulation, PaneInfo, PaneTiming, Trigger};
 use crate::window::{Window, Windowing};
@@ -42,15 +41,14 @@ struct WindowSlot<A> {
 
 /// See the module documentation.
 pub(crate) struct WindowAggregate<K: StateKey, T, C: Combiner<T>, O> {
-    pub(crate) id: String,
     pub(crate) key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub(crate) windowing: Windowing,
     pub(crate) trigger: Trigger,
     pub(crate) combiner: Arc<C>,
     pub(crate) result_fn: ResultFn<K, C::Out, O>,
     pub(crate) next: Box<dyn Operator<O>>,
-    state: KeyedState<K, Vec<WindowSlot<C::Acc>>>,
-    watermark: Timestamp,
+    /// Each key's open windows, the watermark.
+    keyed: CheckpointedKeyedState<K, Vec<WindowSlot<C::Acc>>>,
     event_timers: BTreeMap<Timestamp, Vec<(K, Window)>>,
     processing_timers: BTreeMap<Timestamp, Vec<(K, Window)>>,
     assigned: Vec<Window>,
@@ -70,15 +68,13 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         next: Box<dyn Operator<O>>,
     ) -> Self {
         WindowAggregate {
-            id,
             key_fn,
             windowing,
             trigger,
             combiner,
             result_fn,
             next,
-            state: KeyedState::new(max_key_groups),
-            watermark: MIN_TIMESTAMP,
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
             event_timers: BTreeMap::new(),
             processing_timers: BTreeMap::new(),
             assigned: Vec::new(),
@@ -91,13 +87,13 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
     }
 
     fn is_expired(&self, w: &Window) -> bool {
-        self.gc_time(w) <= self.watermark && self.watermark > MIN_TIMESTAMP
+        self.gc_time(w) <= self.keyed.watermark && self.keyed.watermark > MIN_TIMESTAMP
     }
 
     /// Emits the panes collected in `self.fired`, in order.
     fn emit_fired(&mut self, cx: &mut Context) {
         for (key, window, pane, out) in std::mem::take(&mut self.fired) {
-            let id = result_id(&cx.pipeline, &self.id, &key, &window, &pane);
+            let id = result_id(&cx.pipeline, &self.keyed.id, &key, &window, &pane);
             let value = (self.result_fn)(&key, &window, &pane, out);
             self.next.process(
                 cx,
@@ -110,27 +106,11 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         }
     }
 
-    fn late(&self, cx: &mut Context, r: &Record<T>, window: Window) {
-        cx.late_total += 1;
-        let (partition, offset) = match r.origin {
-            Origin::Input { partition, offset, .. } => (Some(partition), Some(offset)),
-            _ => (None, None),
-        };
-        cx.late.push(LateRecord {
-            operator: self.id.clone(),
-            partition,
-            offset,
-            timestamp: r.timestamp,
-            watermark: self.watermark,
-            window: Some(window),
-        });
-    }
-
     fn add_to_windows(&mut self, cx: &mut Context, key: K, r: &Record<T>) {
-        let group = self.state.group_of(&key);
+        let group = self.keyed.state.group_of(&key);
         let now = cx.processing_time;
-        let watermark = self.watermark;
-        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        let watermark = self.keyed.watermark;
+        let slots = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
         for &window in &self.assigned {
             let at = match slots.iter().position(|s| s.window == window) {
                 Some(at) => at,
@@ -165,9 +145,9 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
     }
 
     fn add_to_session(&mut self, cx: &mut Context, key: K, r: &Record<T>, proto: Window) {
-        let group = self.state.group_of(&key);
-        let watermark = self.watermark;
-        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        let group = self.keyed.state.group_of(&key);
+        let watermark = self.keyed.watermark;
+        let slots = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
         let mut merged = proto;
         let mut absorbed: Vec<WindowSlot<C::Acc>> = Vec::new();
         let mut i = 0;
@@ -214,7 +194,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         self.assigned.clear();
         self.assigned.push(merged);
         // The element itself: added to the (merged) session like any window.
-        let slots = self.state.group_mut(group).entry(key.clone()).or_default();
+        let slots = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
         let at = slots
             .iter()
             .position(|s| s.window == merged)
@@ -237,7 +217,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
     fn fire_event_timers(&mut self) {
         let mut due: Vec<(Timestamp, K, Window)> = Vec::new();
         while let Some(entry) = self.event_timers.first_entry() {
-            if *entry.key() > self.watermark {
+            if *entry.key() > self.keyed.watermark {
                 break;
             }
             let (t, list) = entry.remove_entry();
@@ -254,16 +234,16 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
     }
 
     fn on_event_timer(&mut self, key: K, window: Window) {
-        let group = self.state.group_of(&key);
+        let group = self.keyed.state.group_of(&key);
         let gc_time = self.gc_time(&window);
-        let watermark = self.watermark;
-        let Some(slots) = self.state.group(group).get(&key) else {
+        let watermark = self.keyed.watermark;
+        let Some(slots) = self.keyed.state.group(group).get(&key) else {
             return;
         };
         let Some(at) = slots.iter().position(|s| s.window == window) else {
             return; // merged away or already collected
         };
-        let slots = self.state.group_mut(group).get_mut(&key).expect("key present");
+        let slots = self.keyed.state.group_mut(group).get_mut(&key).expect("key present");
         let slot = &mut slots[at];
         if !slot.fired_on_time && window.max_timestamp() <= watermark {
             slot.fired_on_time = true;
@@ -292,7 +272,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         if gc_time <= watermark {
             slots.swap_remove(at);
             if slots.is_empty() {
-                self.state.group_mut(group).remove(&key);
+                self.keyed.state.group_mut(group).remove(&key);
             }
         }
     }
@@ -312,8 +292,8 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         due.sort_unstable_by(|a, b| (a.0, &a.2, &a.1).cmp(&(b.0, &b.2, &b.1)));
         due.dedup(); // the same timer registered twice; timers at other times are told apart below
         for (t, key, window) in due {
-            let group = self.state.group_of(&key);
-            let Some(slots) = self.state.group(group).get(&key) else {
+            let group = self.keyed.state.group_of(&key);
+            let Some(slots) = self.keyed.state.group(group).get(&key) else {
                 continue;
             };
             // Only the timer of the slot's current deadline fires it: a timer left behind by a
@@ -323,7 +303,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
             let Some(at) = slots.iter().position(|s| s.window == window && s.deadline == Some(t)) else {
                 continue;
             };
-            let slots = self.state.group_mut(group).get_mut(&key).expect("key present");
+            let slots = self.keyed.state.group_mut(group).get_mut(&key).expect("key present");
             let slot = &mut slots[at];
             slot.deadline = None;
             if slot.pending == 0 {
@@ -347,7 +327,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         self.event_timers.clear();
         self.processing_timers.clear();
         let lateness = self.trigger.allowed_lateness;
-        for (_, key, slots) in self.state.iter() {
+        for (_, key, slots) in self.keyed.state.iter() {
             for s in slots {
                 let t = if s.fired_on_time {
                     s.window.max_timestamp().saturating_add(lateness)
@@ -450,7 +430,7 @@ where
         assigned.retain(|w| !self.is_expired(w));
         self.assigned = assigned;
         if self.assigned.is_empty() {
-            self.late(cx, &r, last);
+            cx.refuse_late(&self.keyed.id, self.keyed.watermark, &r, Some(last));
             return;
         }
         if self.windowing.is_merging() {
@@ -465,10 +445,9 @@ where
     }
 
     fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
-        if watermark <= self.watermark {
+        if !self.keyed.advance_watermark(watermark) {
             return;
         }
-        self.watermark = watermark;
         self.fire_event_timers();
         self.emit_fired(cx);
         self.next.on_watermark(cx, watermark);
@@ -486,27 +465,5 @@ where
         self.next.on_processing_time(cx);
     }
 
-    fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        out.push(
-            self.state
-                .operator_state(&self.id, watermark_meta(self.watermark), full)?,
-        );
-        self.next.snapshot(full, out)
-    }
-
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        if let Some(meta) = self.state.restore_from(&self.id, image)? {
-            self.watermark = read_watermark_meta(&self.id, meta)?;
-            self.rebuild_timers();
-        }
-        self.next.restore(image)
-    }
-
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        if let Some(meta) = self.state.adopt_from(&self.id, image, keep)? {
-            self.watermark = self.watermark.max(read_watermark_meta(&self.id, meta)?);
-            self.rebuild_timers();
-        }
-        self.next.adopt(image, keep)
-    }
+    checkpoint_hooks!(keyed, rebuild_timers);
 }

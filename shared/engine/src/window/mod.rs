@@ -80,22 +80,108 @@ pub enum Windowing {
 }
 
 impl Windowing {
-    /// Tumbling windows of `size` ms, aligned to the epoch.
+    /// Tumbling windows of `size` ms, aligned to the epoch: each record belongs to exactly one.
+    ///
+    /// ```
+    /// use shardflow_engine::{combine::Sum, Pipeline, Window, Windowing};
+    ///
+    /// // (key, event time, amount)
+    /// let sums = Pipeline::builder("tumbling")
+    ///     .event_time(|r: &(char, i64, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::tumbling(10).unwrap())
+    ///     .aggregate(Sum::of(|r: &(char, i64, i64)| r.2), |key, window, _pane, sum| (*key, *window, sum))
+    ///     .sink("sums");
+    /// let mut engine = sums.engine();
+    /// let shard = engine.partition("shard-0");
+    /// for (offset, r) in [('a', 1, 5), ('a', 9, 7), ('a', 10, 1), ('b', 3, 2)].into_iter().enumerate() {
+    ///     engine.process(shard, offset as u64, 0, r);
+    /// }
+    /// engine.finish();
+    /// let sums: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(sums, [('a', Window::new(0, 10), 12), ('b', Window::new(0, 10), 2), ('a', Window::new(10, 20), 1)]);
+    /// ```
     pub fn tumbling(size: DurationMs) -> Result<Self, PipelineError> {
         Ok(Windowing::Tumbling(TumblingWindows::new(size, 0)?))
     }
 
-    /// Sliding windows of `size` ms starting every `slide` ms, aligned to the epoch.
+    /// Sliding windows of `size` ms starting every `slide` ms, aligned to the epoch: a record
+    /// belongs to every window that covers it.
+    ///
+    /// ```
+    /// use shardflow_engine::{combine::Count, Pipeline, Window, Windowing};
+    ///
+    /// // (key, event time)
+    /// let counts = Pipeline::builder("sliding")
+    ///     .event_time(|r: &(char, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::sliding(10, 5).unwrap())
+    ///     .aggregate(Count, |_key, window, _pane, n| (*window, n))
+    ///     .sink("counts");
+    /// let mut engine = counts.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, ('a', 3)); // in [-5, 5) and [0, 10)
+    /// engine.process(shard, 1, 0, ('a', 7)); // in [0, 10) and [5, 15)
+    /// engine.finish();
+    /// let counts: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(counts, [(Window::new(-5, 5), 1), (Window::new(0, 10), 2), (Window::new(5, 15), 1)]);
+    /// ```
     pub fn sliding(size: DurationMs, slide: DurationMs) -> Result<Self, PipelineError> {
         Ok(Windowing::Sliding(SlidingWindows::new(size, slide, 0)?))
     }
 
-    /// Session windows closed by `gap` ms of inactivity of a key.
+    /// Session windows closed by `gap` ms of inactivity of a key: a record at `ts` opens
+    /// `[ts, ts + gap)`, and overlapping sessions of a key merge, whatever the arrival order.
+    ///
+    /// ```
+    /// use shardflow_engine::{combine::Count, Pipeline, Window, Windowing};
+    ///
+    /// // (key, event time)
+    /// let sessions = Pipeline::builder("sessions")
+    ///     .event_time(|r: &(char, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::session(10).unwrap())
+    ///     .aggregate(Count, |key, window, _pane, n| (*key, *window, n))
+    ///     .sink("sessions");
+    /// let mut engine = sessions.engine();
+    /// let shard = engine.partition("shard-0");
+    /// // 0 and 15 are more than a gap apart; 8, arriving last, bridges them into one session.
+    /// for (offset, r) in [('a', 0), ('a', 15), ('a', 40), ('a', 8)].into_iter().enumerate() {
+    ///     engine.process(shard, offset as u64, 0, r);
+    /// }
+    /// engine.finish();
+    /// let sessions: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(sessions, [('a', Window::new(0, 25), 3), ('a', Window::new(40, 50), 1)]);
+    /// ```
     pub fn session(gap: DurationMs) -> Result<Self, PipelineError> {
         Ok(Windowing::Session(SessionWindows::new(gap)?))
     }
 
-    /// The global window.
+    /// The global window: all of a key's records in one window, which fires by early firings
+    /// and, at the end of a bounded input, on time.
+    ///
+    /// ```
+    /// use shardflow_engine::{combine::Sum, Firing, PaneTiming, Pipeline, Trigger, Windowing};
+    ///
+    /// // (key, event time, amount)
+    /// let totals = Pipeline::builder("global")
+    ///     .event_time(|r: &(char, i64, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::global())
+    ///     .trigger(Trigger::at_watermark().with_early_firings(Firing::every_elements(2)))
+    ///     .aggregate(Sum::of(|r: &(char, i64, i64)| r.2), |_key, _window, pane, sum| (pane.timing, sum))
+    ///     .sink("totals");
+    /// let mut engine = totals.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, ('a', 1, 1));
+    /// engine.process(shard, 1, 0, ('a', 2, 2)); // the second element fires an early pane
+    /// engine.process(shard, 2, 0, ('a', 3, 4));
+    /// let early: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(early, [(PaneTiming::Early, 3)]);
+    /// engine.finish(); // the end of the input fires the rest
+    /// let rest: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
+    /// assert_eq!(rest, [(PaneTiming::OnTime, 4)]);
+    /// ```
     pub fn global() -> Self {
         Windowing::Global(GlobalWindows)
     }

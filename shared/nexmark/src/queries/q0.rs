@@ -3,8 +3,8 @@
 use shardflow_engine::{Pipeline, PipelineError};
 
 use crate::csv::{CsvLine, CsvRow};
-use crate::decode::{Projection, Skipped};
 use crate::model::Event;
+use crate::projection::{Projection, Skipped};
 
 /// The strings q0 reads: a bid's `extra`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,8 +7,8 @@ use shardflow_engine::{Pipeline, PipelineError, Trigger, Windowing};
 
 use super::TUMBLE_MS;
 use crate::csv::{CsvLine, CsvRow};
-use crate::decode::{Projection, Skipped};
 use crate::model::Event;
+use crate::projection::{Projection, Skipped};
 
 /// The strings q8 reads: a person's name.
 #[derive(Debug, Clone, Copy, Default)]

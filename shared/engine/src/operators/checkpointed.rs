@@ -1,0 +1,154 @@
+//! What every stateful operator checkpoints, and how: its keyed state in key groups, its
+//! watermark, and operator-level meta. The operators' `snapshot` / `restore` / `adopt` hooks are
+//! this type's (written out by `checkpoint_hooks!` in the parent module); each operator only
+//! rebuilds what it derives from its state (timers, expiry queues) after a restore or an adoption.
+//!
+//! # Layout
+//! One [`OperatorState`] per operator: the operator's id, its meta — the watermark as `i64`
+//! little endian followed by the operator's [`OperatorMeta`] — and its key groups as
+//! [`KeyedState`] encodes them.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::{CheckpointImage, OperatorState};
+use crate::error::StateError;
+use crate::state::{KeyedState, StateKey};
+use crate::time::{Timestamp, MIN_TIMESTAMP};
+
+/// Operator-level state a stateful operator keeps besides its watermark, stored after the
+/// watermark in its checkpoint meta. `()` for operators that keep nothing else.
+pub(crate) trait OperatorMeta: Sized {
+    /// Appends the encoding.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Reads the bytes after the watermark; `None` if they are not an encoding of `Self`.
+    fn decode(rest: &[u8]) -> Option<Self>;
+    /// Takes over the meta of a closed parent shard (see [`CheckpointedKeyedState::adopt`]).
+    fn adopt(&mut self, parent: Self);
+}
+
+impl OperatorMeta for () {
+    fn encode(&self, _: &mut Vec<u8>) {}
+
+    fn decode(rest: &[u8]) -> Option<Self> {
+        rest.is_empty().then_some(())
+    }
+
+    fn adopt(&mut self, _: Self) {}
+}
+
+/// Which keys of a parent shard's state [`CheckpointedKeyedState::adopt`] takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdoptKeys {
+    /// The keys whose encoding passes the caller's `keep`: the keys routed to this shard.
+    Kept,
+    /// Every key, whatever `keep` says: for state not keyed by the partition key.
+    All,
+}
+
+/// The checkpointed state of one stateful operator (see the module documentation).
+pub(crate) struct CheckpointedKeyedState<K, V, M = ()> {
+    /// The operator's id in the pipeline (`{position}-{kind}`); names its checkpoint entry.
+    pub(crate) id: String,
+    /// The keyed state, in key groups.
+    pub(crate) state: KeyedState<K, V>,
+    /// The operator's watermark.
+    pub(crate) watermark: Timestamp,
+    /// Operator-level state besides the watermark.
+    pub(crate) meta: M,
+    adopt_keys: AdoptKeys,
+}
+
+impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> CheckpointedKeyedState<K, V, M> {
+    /// Empty state of operator `id` over `max_key_groups` groups, with `meta` and the watermark
+    /// at the beginning of time; adopts the kept keys only.
+    pub(crate) fn new(id: String, max_key_groups: u16, meta: M) -> Self {
+        CheckpointedKeyedState {
+            id,
+            state: KeyedState::new(max_key_groups),
+            watermark: MIN_TIMESTAMP,
+            meta,
+            adopt_keys: AdoptKeys::Kept,
+        }
+    }
+
+    /// The same state, adopting the keys `adopt_keys` says.
+    pub(crate) fn adopting(mut self, adopt_keys: AdoptKeys) -> Self {
+        self.adopt_keys = adopt_keys;
+        self
+    }
+
+    /// Moves the watermark to `watermark` if that is later; whether it moved.
+    pub(crate) fn advance_watermark(&mut self, watermark: Timestamp) -> bool {
+        if watermark <= self.watermark {
+            return false;
+        }
+        self.watermark = watermark;
+        true
+    }
+
+    /// The operator's checkpoint: its meta and its changed key groups (all, if `full`).
+    /// Clears the dirty marks.
+    pub(crate) fn snapshot(&mut self, full: bool) -> Result<OperatorState, StateError> {
+        let meta = encode_meta(self.watermark, &self.meta);
+        self.state.operator_state(&self.id, meta, full)
+    }
+
+    /// Replaces the state with this operator's in `image`. Returns whether the image held the
+    /// operator (if not, nothing changed); the caller then rebuilds what it derives from the state.
+    pub(crate) fn restore(&mut self, image: &CheckpointImage) -> Result<bool, StateError> {
+        let Some(meta) = self.state.restore_from(&self.id, image)? else {
+            return Ok(false);
+        };
+        (self.watermark, self.meta) = self.decode_meta(meta)?;
+        Ok(true)
+    }
+
+    /// Adds this operator's state in a closed parent shard's `image`: the keys [`AdoptKeys`]
+    /// says, their groups marked dirty; the watermark becomes the later of the two, and the meta
+    /// takes over the parent's as [`OperatorMeta::adopt`] says. Returns whether the image held the
+    /// operator; the caller then rebuilds what it derives from the state.
+    pub(crate) fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<bool, StateError> {
+        let adopted = match self.adopt_keys {
+            AdoptKeys::Kept => self.state.adopt_from(&self.id, image, keep)?,
+            AdoptKeys::All => self.state.adopt_from(&self.id, image, &|_| true)?,
+        };
+        let Some(meta) = adopted else {
+            return Ok(false);
+        };
+        let (watermark, meta) = self.decode_meta(meta)?;
+        self.watermark = self.watermark.max(watermark);
+        self.meta.adopt(meta);
+        Ok(true)
+    }
+
+    fn decode_meta(&self, meta: &[u8]) -> Result<(Timestamp, M), StateError> {
+        decode_meta(meta).ok_or_else(|| StateError::Mismatch(format!("{}: bad operator meta", self.id)))
+    }
+}
+
+/// The checkpoint meta of a stateful operator: `watermark` (`i64` little endian), then `meta`.
+fn encode_meta<M: OperatorMeta>(watermark: Timestamp, meta: &M) -> Vec<u8> {
+    let mut out = watermark.to_le_bytes().to_vec();
+    meta.encode(&mut out);
+    out
+}
+
+/// Reads [`encode_meta`]'s output; `None` if `bytes` are not such an encoding.
+pub(crate) fn decode_meta<M: OperatorMeta>(bytes: &[u8]) -> Option<(Timestamp, M)> {
+    let watermark = Timestamp::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    Some((watermark, M::decode(&bytes[8..])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_is_the_watermark_then_the_operator_meta() {
+        assert_eq!(encode_meta(-2, &()), (-2i64).to_le_bytes());
+        assert_eq!(decode_meta::<()>(&(-2i64).to_le_bytes()), Some((-2, ())));
+        assert_eq!(decode_meta::<()>(&[0; 7]), None, "too short");
+        assert_eq!(decode_meta::<()>(&[0; 9]), None, "trailing bytes");
+    }
+}
