@@ -1,5 +1,5 @@
 //! The pause barrier of a savepoint: disable a function's Kinesis event source mappings, wait
-//! until they report `Disabled`, and enable them again afterwards (see the crate documentation,
+//! until they report `Disabled`, and enable them again afterwards (see `savepoint`,
 //! "Consistency").
 
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@ pub enum LifecycleError {
         /// The table.
         table: String,
     },
-    /// A shard kept committing while it was read (see the crate documentation, "Consistency").
+    /// A shard kept committing while it was read (see [`create_savepoint`](crate::create_savepoint), "Consistency").
     #[error(
         "shard {shard} of stage {stage:?} committed while it was read, {attempts} times \
          (ver {before} -> {after}); pause the stage (--function) or retry"

@@ -69,7 +69,7 @@ pub struct ConsistencyInfo {
     pub single_cut: bool,
 }
 
-/// `manifest.json`: what a savepoint holds (see the crate documentation, "Savepoint layout").
+/// `manifest.json`: what a savepoint holds (see [`create_savepoint`](crate::create_savepoint), "Savepoint layout").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavepointManifest {
     /// Always [`SAVEPOINT_FORMAT`].

@@ -1,5 +1,20 @@
-//! `restore_savepoint`: seeds a stage's state from a savepoint, in the store's own format (see
-//! the crate documentation, "Restore").
+//! `restore_savepoint`: seeds a stage's state from a savepoint, in the store's own format.
+//!
+//! # Restore
+//! [`restore_savepoint`] reads the manifest, refuses a savepoint of another savepoint format,
+//! state format, pipeline, pipeline version or key-group count than the caller expects
+//! ([`RestoreExpectations`]), reads every file and verifies its size, checksum and header (all of
+//! them before anything is written), refuses to write over a stage that has any state unless
+//! forced, and then commits each shard's checkpoint through the store itself
+//! (`DynamoDbCheckpointStore::commit_with_failure`, `ver` 1, large groups spilled to the given
+//! bucket) — the target table holds exactly what a stage that processed the same records would
+//! have committed. `Stage::handle` of the new stage loads it, restores the engine, and skips by
+//! sequence number every record at or before the savepoint's position; an event source mapping
+//! started `AT_TIMESTAMP` slightly before the savepoint
+//! ([`SavepointManifest::resume_at_ms`]: each shard's manifest entry records the arrival time of
+//! the last record its state covers; mappings cannot start at a sequence number) therefore continues exactly where the old stage stopped. A restore is atomic per
+//! shard, not across shards: if it fails part way, rerun it with `force`.
+//!
 
 use std::time::{Duration, Instant};
 

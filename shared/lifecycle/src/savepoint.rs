@@ -1,5 +1,56 @@
 //! `create_savepoint`: every shard's committed state, read consistently, written to S3 with a
-//! manifest (see the crate documentation, "Savepoint layout" and "Consistency").
+//! manifest.
+//!
+//! # Savepoint layout
+//! Under `s3://{bucket}/{prefix}/`:
+//! - `shards/{n}.sfck`, one file per shard that has a checkpoint item (open and closed shards
+//!   alike, so children that have not committed yet can still adopt their parents' state after a
+//!   restore): the shard's complete committed state as one *full* engine checkpoint in the
+//!   engine's own versioned encoding (`SFCK`, [`shardflow_engine::Checkpoint::encode`]) — engine
+//!   state (watermarks of every partition, counters), every operator's meta state, and every key
+//!   group (timers live inside the key groups). Spilled key groups are read from S3, their
+//!   checksum verified by the store, and inlined.
+//! - `manifest.json` ([`SavepointManifest`]), written **last**: the savepoint's commit point. A
+//!   prefix without a manifest is an incomplete savepoint and is never restored. It holds the
+//!   savepoint format version, the engine's state format version, the pipeline's name and an
+//!   optional version label, the key-group count, and per shard its position (sequence number),
+//!   checkpoint `ver`, epoch, watermark, pending poison-record attempts, and the file's size and
+//!   XXH3-128 checksum.
+//!
+//! # Consistency
+//! A shard's state changes only when its checkpoint item flips to the next `ver` (the store's
+//! commit point); the slot items a manifest names are written once and never modified. Reading a
+//! shard is therefore consistent when its `ver` is the same before and after the read: the
+//! savepoint reads `ver` (strongly consistent), loads the checkpoint and its slots (the store's
+//! `load`, which refuses slots of another version and spilled objects of another checksum),
+//! and reads `ver` again. If a commit slipped in between, the shard is read again (up to
+//! [`SavepointOptions::max_attempts`] times), then the savepoint fails with
+//! [`LifecycleError::Moving`]. So **every shard's file is exactly a committed state at a batch
+//! boundary**, even when the stage is not paused. That is all a restore needs: a shard's state
+//! depends only on its own records (keys never span shards, see `shardflow-lambda`), and each
+//! shard resumes from its own position.
+//!
+//! Without a pause the shards' boundaries are taken at different instants (while one shard is
+//! read, another commits). Such a savepoint is restorable exactly, but it is not the state of the
+//! whole stage at one instant, and the old stage keeps moving past it. **With a pause**
+//! (`function` in [`SavepointOptions`]) the savepoint is also one cut of the whole stage:
+//! 1. every Kinesis event source mapping of the function is disabled
+//!    (`UpdateEventSourceMapping Enabled=false`) and polled until it reports `Disabled`;
+//! 2. then the stage's checkpoint items are polled until no `ver` changed for
+//!    [`SavepointOptions::quiet_period`] — an invocation that was already running when the
+//!    mapping stopped polling may still commit its batch;
+//! 3. the shards are read as above; a `ver` that changed anyway fails the read of that shard
+//!    rather than letting it through;
+//! 4. the mappings that were enabled before are enabled again (also when the read failed),
+//!    unless the caller asked to leave them disabled (to move the stage to a new deployment).
+//!
+//! Limits of the barrier: `Disabled` means Lambda stopped polling, not that every invocation
+//! ended; an invocation running longer than the quiet period (up to the function's timeout)
+//! can commit after it — the `ver` check catches that shard, but the savepoint then fails or
+//! reads it again. A mapping re-enabled resumes from its own position in the stream, which is
+//! behind or at the checkpoints, and the stage skips what is committed. A savepoint taken
+//! without `function` never stops the stage.
+//!
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +80,7 @@ pub struct SavepointOptions {
     pub location: S3Location,
     /// A version label of the pipeline's code, recorded in the manifest.
     pub pipeline_version: Option<String>,
-    /// Pause the function's event source mappings for the read (see the crate documentation).
+    /// Pause the function's event source mappings for the read (see the module documentation).
     pub barrier: Option<EventSourceBarrier>,
     /// Leave the paused mappings disabled (when the stage is being replaced).
     pub leave_disabled: bool,
@@ -78,7 +129,7 @@ pub struct SavepointReport {
     pub elapsed: Duration,
 }
 
-/// Takes a savepoint of `options.stage` (see the crate documentation).
+/// Takes a savepoint of `options.stage` (see the module documentation).
 pub async fn create_savepoint(
     dynamodb: &aws_sdk_dynamodb::Client,
     s3: &aws_sdk_s3::Client,

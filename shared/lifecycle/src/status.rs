@@ -1,4 +1,13 @@
 //! `stage_status`: where each shard of a stage is, how far behind, how much state it holds.
+//!
+//! # Status
+//! [`stage_status`] reports per shard the checkpointed sequence number, `ver`, watermark and its
+//! lag behind the wall clock, how far the stream is ahead of the checkpoint (the
+//! `MillisBehindLatest` of a `GetRecords` after the checkpointed sequence number, and the age of
+//! the oldest unprocessed record — the iterator age), the live state's key groups and bytes, and
+//! the dead-letter queue's depth. It reads every shard's live state the way the stage loads it
+//! (slot items and spilled objects), so its cost grows with the state: with `--watch` on a large
+//! stage, refresh less often.
 
 use std::collections::BTreeMap;
 

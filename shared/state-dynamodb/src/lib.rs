@@ -1,6 +1,7 @@
 //! # shardflow-state-dynamodb
 //!
-//! Checkpoints of a Lambda stage's shards in DynamoDB.
+//! Checkpoints of a Lambda stage's shards in DynamoDB (large key groups in S3): the
+//! [`shardflow_engine::StateStore`] of a deployed stage, between `shardflow-lambda` and the table.
 //!
 //! # Protocol
 //! One table (string keys `pk`, `sk`) holds, per stage:
@@ -31,8 +32,7 @@
 //! [`StoreError::Conflict`] and fails the invocation, and Lambda redelivers the batch to a fresh
 //! invocation, which reloads and skips what is committed. A retry after a crash in the middle of a
 //! commit — with the same or different content — writes new items of its own and is never blocked
-//! by what the crashed attempt left. (An earlier design with two fixed slots per group conditioned
-//! on `ver < v + 1` livelocked exactly there; the crash-injection test caught it.)
+//! by what the crashed attempt left.
 //! Transactions carry a `ClientRequestToken` derived from their content, so an SDK retry of a
 //! transaction that did commit succeeds idempotently instead of reporting a conflict.
 //!
@@ -83,6 +83,6 @@ pub use error::StoreError;
 pub use spill::SpillBucket;
 pub use store::{
     CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, EpochClock, LoadedCheckpoint, RecordFailure,
-    DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS, TTL_ATTRIBUTE,
+    ShardPosition, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS, TTL_ATTRIBUTE,
 };
 pub use table::create_state_table;
