@@ -22,7 +22,7 @@ pub mod trigger;
 pub mod watermark;
 pub mod window;
 
-pub use checkpoint::{Checkpoint, CheckpointImage, StateStore};
+pub use checkpoint::{Checkpoint, CheckpointImage, Committed, StateStore};
 pub use engine::{Engine, EngineMetrics};
 pub use error::{PipelineError, StateError};
 pub use operators::{IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain};

@@ -166,8 +166,11 @@ fn run_with_restores<Out: Send + 'static>(
             late.extend(e.drain_late());
             let bytes = e.snapshot().expect("snapshot").encode().expect("encode");
             let checkpoint = Checkpoint::decode(&bytes).expect("decode");
-            pollster::block_on(store.commit(&checkpoint)).expect("commit");
-            let image = pollster::block_on(store.load()).expect("load").expect("committed");
+            pollster::block_on(store.commit(&checkpoint, &())).expect("commit");
+            let image = pollster::block_on(store.load())
+                .expect("load")
+                .expect("committed")
+                .image;
             e = Engine::restore(&make(), &image).expect("restore");
             let again = register(&mut e, input.parts);
             assert_eq!(again, ids, "partitions keep their ids across a restore");

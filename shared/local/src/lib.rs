@@ -1,8 +1,9 @@
 //! # shardflow-local
 //!
 //! The embedded default runner: runs [`shardflow_engine::Pipeline`]s over files or generated
-//! data split into simulated shards, with checkpoints in a local directory kept through the same
-//! [`shardflow_engine::StateStore`] trait the DynamoDB store implements.
+//! data split into simulated shards, on a laptop or in a test, with no cloud and no emulator.
+//! Its checkpoints go to a local directory through [`shardflow_engine::StateStore`], the trait
+//! the Lambda stage's DynamoDB store implements too.
 //!
 //! - [`input`]: JSON-lines files ([`JsonLinesFiles`]), length-delimited Protobuf files
 //!   ([`ProtobufFiles`]) and generators ([`IterInput`], or any [`Input`]).
@@ -28,4 +29,4 @@ pub use runner::{
     results_file, Arrival, LocalRunner, PipelineSummary, Progress, RunSummary, RunnerError, TimeFn, DEAD_LETTER_FILE,
     LATE_FILE,
 };
-pub use store::{LocalDirStateStore, StoreError};
+pub use store::{DirStoreError, LocalDirStateStore};

@@ -30,7 +30,7 @@ use crate::input::{Input, InputError, Item};
 use crate::job::{Job, PipelineJob};
 use crate::manifest::{Cursor, ManifestError, PartitionPosition, RunManifest, MANIFEST_VERSION};
 use crate::sink::{DeadLetterLine, JsonLinesSink};
-use crate::store::{LocalDirStateStore, StoreError};
+use crate::store::{DirStoreError, LocalDirStateStore};
 
 /// The late side output's file name.
 pub const LATE_FILE: &str = "late.jsonl";
@@ -66,7 +66,7 @@ pub enum RunnerError {
     },
     /// A checkpoint could not be stored or loaded.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] DirStoreError),
     /// The manifest could not be read or written.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -208,7 +208,8 @@ impl std::fmt::Display for RunSummary {
 ///     .sink("counts");
 /// let out = tempfile::tempdir().unwrap();
 /// let mut input = IterInput::from_vecs(vec![vec![(1, 10), (1, 20)], vec![(2, 30)]]);
-/// let summary = LocalRunner::new(out.path()).job(counts).run(&mut input).unwrap();
+/// let run = LocalRunner::new(out.path()).job(counts).run(&mut input);
+/// let summary = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run).unwrap();
 /// assert_eq!(summary.pipelines[0].results_out, 2);
 /// let lines = std::fs::read_to_string(out.path().join("counts.jsonl")).unwrap();
 /// assert_eq!(lines.lines().count(), 2);
@@ -344,210 +345,228 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     }
 
     /// Runs to the end of the input (or to [`LocalRunner::stop_after`]).
-    pub fn run(mut self, input: &mut dyn Input<In>) -> Result<RunSummary, RunnerError> {
+    pub async fn run(mut self, input: &mut dyn Input<In>) -> Result<RunSummary, RunnerError> {
         let started = Instant::now();
         self.validate()?;
-        let out_dir = self.out_dir.clone();
-        std::fs::create_dir_all(&out_dir).map_err(|source| RunnerError::Output {
-            path: out_dir.clone(),
-            source,
-        })?;
+        create_dir(&self.out_dir)?;
         let partitions = input.partitions();
-        let pipelines: Vec<String> = self.jobs.iter().map(|j| j.name().to_owned()).collect();
-        let output_files: Vec<String> = self
-            .jobs
-            .iter()
-            .map(|j| format!("{}.jsonl", j.sink_name()))
-            .chain([LATE_FILE.to_owned(), DEAD_LETTER_FILE.to_owned()])
-            .collect();
-
-        let mut stores = Vec::new();
-        let manifest = match &self.state_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| RunnerError::Output {
-                    path: dir.clone(),
-                    source,
-                })?;
-                for j in &self.jobs {
-                    stores.push(LocalDirStateStore::open(dir.join(j.name()))?.with_fsync(self.fsync));
-                }
-                RunManifest::read(dir)?
-            }
-            None => None,
-        };
-
-        let mut run = RunPosition {
-            positions: vec![0; partitions.len()],
-            ended: vec![false; partitions.len()],
-            cursor: Cursor::default(),
-            clock: MIN_TIMESTAMP,
-            epoch: 0,
-            records_consumed: 0,
-            dead_letters: 0,
-        };
-        let mut sinks: Vec<JsonLinesSink> = Vec::with_capacity(output_files.len());
-        let mut skipped = 0;
+        let (mut stores, manifest) = self.open_state()?;
         let resumed_from_epoch = manifest.as_ref().map(|m| m.epoch);
-        match manifest {
-            Some(m) => {
-                self.check_resumable(&m, &partitions, &pipelines)?;
-                for (job, store) in self.jobs.iter_mut().zip(&mut stores) {
-                    store.discard_after(m.epoch)?;
-                    let image = pollster::block_on(store.load())?;
-                    let Some(image) = image.filter(|i| i.epoch() == m.epoch) else {
-                        return Err(RunnerError::StateMismatch {
-                            dir: store.dir().to_path_buf(),
-                            reason: format!("no checkpoint of epoch {} for {}", m.epoch, job.name()),
-                        });
-                    };
-                    job.restore(&image).map_err(|source| RunnerError::State {
-                        pipeline: job.name().to_owned(),
-                        source,
-                    })?;
-                }
-                for file in &output_files {
-                    let len = m.outputs.get(file).copied().unwrap_or(0);
-                    let path = out_dir.join(file);
-                    sinks.push(
-                        JsonLinesSink::truncated(&path, len).map_err(|source| RunnerError::Output { path, source })?,
-                    );
-                }
-                for (p, pos) in m.partitions.iter().enumerate() {
-                    let n = input.skip(p, pos.next_offset)?;
-                    if n < pos.next_offset {
-                        return Err(RunnerError::StateMismatch {
-                            dir: self.state_dir.clone().unwrap_or_default(),
-                            reason: format!(
-                                "partition {} has {n} records, the checkpoint is at offset {}",
-                                pos.name, pos.next_offset
-                            ),
-                        });
-                    }
-                    skipped += n;
-                    run.positions[p] = pos.next_offset;
-                    run.ended[p] = pos.ended;
-                }
-                run.cursor = m.cursor;
-                run.clock = m.clock;
-                run.epoch = m.epoch;
-                run.records_consumed = m.records_consumed;
-                run.dead_letters = m.dead_letters;
-                tracing::info!(epoch = m.epoch, skipped, "resuming from checkpoint");
-            }
-            None => {
-                for store in &stores {
-                    store.discard_after(0)?;
-                }
-                for file in &output_files {
-                    let path = out_dir.join(file);
-                    sinks.push(JsonLinesSink::create(&path).map_err(|source| RunnerError::Output { path, source })?);
-                }
-            }
-        }
+        let (mut run, mut outputs) = match manifest {
+            Some(m) => self.resume(&m, &mut stores, input, &partitions).await?,
+            None => self.start_fresh(&stores, &partitions)?,
+        };
         for job in &mut self.jobs {
             job.register(&partitions);
         }
+        let interrupted = self
+            .read_input(&mut run, &mut outputs, &mut stores, input, &partitions)
+            .await?;
+        if interrupted {
+            self.drain(&mut outputs, &partitions)?;
+            outputs.flush(false)?;
+        } else {
+            for job in &mut self.jobs {
+                job.finish();
+            }
+            self.checkpoint(&mut run, &mut outputs, &mut stores, &partitions, true)
+                .await?;
+        }
+        self.report_progress(run.skipped + run.read);
+        Ok(self.summary(&run, resumed_from_epoch, interrupted, started))
+    }
 
-        let arrival: TimeFn<In> = match &self.arrival {
+    /// The engines' stores and the last committed run manifest, with a state directory.
+    fn open_state(&self) -> Result<(Vec<LocalDirStateStore>, Option<RunManifest>), RunnerError> {
+        let Some(dir) = &self.state_dir else {
+            return Ok((Vec::new(), None));
+        };
+        create_dir(dir)?;
+        let stores = self
+            .jobs
+            .iter()
+            .map(|j| Ok(LocalDirStateStore::open(dir.join(j.name()))?.with_fsync(self.fsync)))
+            .collect::<Result<Vec<_>, RunnerError>>()?;
+        Ok((stores, RunManifest::read(dir)?))
+    }
+
+    /// A run from the start: no engine checkpoint kept, empty output files.
+    fn start_fresh(
+        &self,
+        stores: &[LocalDirStateStore],
+        partitions: &[String],
+    ) -> Result<(RunPosition, OutputFiles), RunnerError> {
+        for store in stores {
+            store.discard_after(0)?;
+        }
+        let outputs = OutputFiles::open(&self.out_dir, &self.jobs, |_| None)?;
+        Ok((RunPosition::start(partitions.len()), outputs))
+    }
+
+    /// Resumes from manifest `m`: restores every engine from its checkpoint of `m`'s epoch, cuts
+    /// the output files back to their committed lengths and skips the input to the committed
+    /// offsets.
+    async fn resume(
+        &mut self,
+        m: &RunManifest,
+        stores: &mut [LocalDirStateStore],
+        input: &mut dyn Input<In>,
+        partitions: &[String],
+    ) -> Result<(RunPosition, OutputFiles), RunnerError> {
+        let pipelines: Vec<String> = self.jobs.iter().map(|j| j.name().to_owned()).collect();
+        self.check_resumable(m, partitions, &pipelines)?;
+        for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
+            store.discard_after(m.epoch)?;
+            let committed = store.load().await?;
+            let Some(image) = committed.map(|c| c.image).filter(|i| i.epoch() == m.epoch) else {
+                return Err(RunnerError::StateMismatch {
+                    dir: store.dir().to_path_buf(),
+                    reason: format!("no checkpoint of epoch {} for {}", m.epoch, job.name()),
+                });
+            };
+            job.restore(&image).map_err(|source| RunnerError::State {
+                pipeline: job.name().to_owned(),
+                source,
+            })?;
+        }
+        let outputs = OutputFiles::open(&self.out_dir, &self.jobs, |file| {
+            Some(m.outputs.get(file).copied().unwrap_or(0))
+        })?;
+        let mut run = RunPosition::start(partitions.len());
+        for (p, pos) in m.partitions.iter().enumerate() {
+            let n = input.skip(p, pos.next_offset)?;
+            if n < pos.next_offset {
+                return Err(RunnerError::StateMismatch {
+                    dir: self.state_dir.clone().unwrap_or_default(),
+                    reason: format!(
+                        "partition {} has {n} records, the checkpoint is at offset {}",
+                        pos.name, pos.next_offset
+                    ),
+                });
+            }
+            run.skipped += n;
+            run.positions[p] = pos.next_offset;
+            run.ended[p] = pos.ended;
+        }
+        run.cursor = m.cursor;
+        run.clock = m.clock;
+        run.epoch = m.epoch;
+        run.records_consumed = m.records_consumed;
+        run.dead_letters = m.dead_letters;
+        tracing::info!(epoch = m.epoch, skipped = run.skipped, "resuming from checkpoint");
+        Ok((run, outputs))
+    }
+
+    /// The arrival time of a record, as [`LocalRunner::arrival`] says.
+    fn arrival_fn(&self) -> TimeFn<In> {
+        match &self.arrival {
             Arrival::Field(f) => f.clone(),
             Arrival::EventTimePlus(delay) => {
                 let delay = *delay;
                 let et = self.event_time.clone();
                 Arc::new(move |v: &In| et.as_ref().map_or(MIN_TIMESTAMP, |f| f(v)).saturating_add(delay))
             }
-        };
+        }
+    }
 
-        let n_jobs = self.jobs.len();
-        let dead_at = n_jobs + 1;
-        let mut checkpoints = 0u64;
-        let mut read = 0u64;
-        let mut since_checkpoint = 0u64;
-        let mut interrupted = false;
+    /// Reads the partitions round robin until every one ended (false) or the run stops early
+    /// (true), checkpointing every `checkpoint_every` records.
+    async fn read_input(
+        &mut self,
+        run: &mut RunPosition,
+        outputs: &mut OutputFiles,
+        stores: &mut [LocalDirStateStore],
+        input: &mut dyn Input<In>,
+        partitions: &[String],
+    ) -> Result<bool, RunnerError> {
+        let arrival = self.arrival_fn();
         let n_parts = partitions.len();
-        let mut ended_count = run.ended.iter().filter(|e| **e).count();
-
-        'outer: while ended_count < n_parts {
+        let mut since_checkpoint = 0u64;
+        while run.ended.iter().any(|e| !e) {
             let p = run.cursor.partition % n_parts.max(1);
             if run.ended[p] || run.cursor.taken >= self.batch_size {
                 run.cursor = Cursor {
                     partition: (p + 1) % n_parts,
                     taken: 0,
                 };
-                self.drain(&mut sinks, &partitions)?;
+                self.drain(outputs, partitions)?;
                 continue;
             }
-            match input.next(p)? {
-                None => {
-                    run.ended[p] = true;
-                    ended_count += 1;
-                    for job in &mut self.jobs {
-                        job.end_partition(p);
-                    }
+            let Some(item) = input.next(p)? else {
+                run.ended[p] = true;
+                for job in &mut self.jobs {
+                    job.end_partition(p);
                 }
-                Some(item) => {
-                    let offset = run.positions[p];
-                    match item {
-                        Item::Value(v) => {
-                            run.clock = run.clock.max(arrival(&v));
-                            let (last, rest) = self.jobs.split_last_mut().expect("validated: at least one job");
-                            for job in rest {
-                                job.process(p, offset, run.clock, v.clone());
-                            }
-                            last.process(p, offset, run.clock, v);
-                        }
-                        Item::Malformed { reason, raw } => {
-                            run.dead_letters += 1;
-                            let sink = &mut sinks[dead_at];
-                            sink.write(&DeadLetterLine::new(&partitions[p], offset, &reason, &raw))
-                                .map_err(|source| RunnerError::Output {
-                                    path: sink.path().to_path_buf(),
-                                    source,
-                                })?;
-                        }
-                    }
-                    run.positions[p] += 1;
-                    run.cursor.taken += 1;
-                    run.records_consumed += 1;
-                    read += 1;
-                    since_checkpoint += 1;
-                    if read.is_multiple_of(PROGRESS_EVERY) {
-                        if let Some(cb) = self.progress.as_mut() {
-                            cb(Progress {
-                                records: skipped + read,
-                            });
-                        }
-                    }
-                    if self.stop_after.is_some_and(|n| read >= n) {
-                        interrupted = true;
-                        break 'outer;
-                    }
-                    if self.checkpoint_every > 0 && since_checkpoint >= self.checkpoint_every {
-                        self.checkpoint(&mut run, &mut sinks, &mut stores, &partitions, &output_files, false)?;
-                        checkpoints += u64::from(self.state_dir.is_some());
-                        since_checkpoint = 0;
-                    }
-                }
+                continue;
+            };
+            self.handle_item(run, outputs, &partitions[p], p, item, &arrival)?;
+            since_checkpoint += 1;
+            if run.read.is_multiple_of(PROGRESS_EVERY) {
+                self.report_progress(run.skipped + run.read);
+            }
+            if self.stop_after.is_some_and(|n| run.read >= n) {
+                return Ok(true);
+            }
+            if self.checkpoint_every > 0 && since_checkpoint >= self.checkpoint_every {
+                self.checkpoint(run, outputs, stores, partitions, false).await?;
+                since_checkpoint = 0;
             }
         }
+        Ok(false)
+    }
 
-        if interrupted {
-            self.drain(&mut sinks, &partitions)?;
-            flush_all(&mut sinks, false)?;
-        } else {
-            for job in &mut self.jobs {
-                job.finish();
+    /// Feeds one record of partition `p` to every pipeline, or a malformed one to the dead
+    /// letters, and advances the position.
+    fn handle_item(
+        &mut self,
+        run: &mut RunPosition,
+        outputs: &mut OutputFiles,
+        partition: &str,
+        p: usize,
+        item: Item<In>,
+        arrival: &TimeFn<In>,
+    ) -> Result<(), RunnerError> {
+        let offset = run.positions[p];
+        match item {
+            Item::Value(v) => {
+                run.clock = run.clock.max(arrival(&v));
+                if let Some((last, rest)) = self.jobs.split_last_mut() {
+                    for job in rest {
+                        job.process(p, offset, run.clock, v.clone());
+                    }
+                    last.process(p, offset, run.clock, v);
+                }
             }
-            self.checkpoint(&mut run, &mut sinks, &mut stores, &partitions, &output_files, true)?;
-            checkpoints += u64::from(self.state_dir.is_some());
+            Item::Malformed { reason, raw } => {
+                run.dead_letters += 1;
+                let sink = &mut outputs.dead_letters;
+                sink.write(&DeadLetterLine::new(partition, offset, &reason, &raw))
+                    .map_err(|source| output_error(sink, source))?;
+            }
         }
+        run.positions[p] += 1;
+        run.cursor.taken += 1;
+        run.records_consumed += 1;
+        run.read += 1;
+        Ok(())
+    }
+
+    fn report_progress(&mut self, records: u64) {
         if let Some(cb) = self.progress.as_mut() {
-            cb(Progress {
-                records: skipped + read,
-            });
+            cb(Progress { records });
         }
-        Ok(RunSummary {
-            records_read: read,
-            records_skipped: skipped,
+    }
+
+    fn summary(
+        &self,
+        run: &RunPosition,
+        resumed_from_epoch: Option<u64>,
+        interrupted: bool,
+        started: Instant,
+    ) -> RunSummary {
+        RunSummary {
+            records_read: run.read,
+            records_skipped: run.skipped,
             dead_letters: run.dead_letters,
             pipelines: self
                 .jobs
@@ -556,7 +575,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                     let m = j.metrics();
                     PipelineSummary {
                         pipeline: j.name().to_owned(),
-                        output: out_dir.join(format!("{}.jsonl", j.sink_name())),
+                        output: results_file(&self.out_dir, j.sink_name()),
                         records_in: m.records_in,
                         results_out: m.results_out,
                         late_records: m.late_records,
@@ -564,11 +583,11 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                 })
                 .collect(),
             resumed_from_epoch,
-            checkpoints,
+            checkpoints: run.checkpoints,
             interrupted,
             elapsed: started.elapsed(),
             peak_rss_bytes: crate::memory::peak_rss_bytes(),
-        })
+        }
     }
 
     fn check_resumable(&self, m: &RunManifest, partitions: &[String], pipelines: &[String]) -> Result<(), RunnerError> {
@@ -594,35 +613,28 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     }
 
     /// Writes every engine's results and late records to the output files.
-    fn drain(&mut self, sinks: &mut [JsonLinesSink], partitions: &[String]) -> Result<(), RunnerError> {
-        let n_jobs = self.jobs.len();
-        let (results, rest) = sinks.split_at_mut(n_jobs);
-        let late = &mut rest[0];
-        for (job, sink) in self.jobs.iter_mut().zip(results.iter_mut()) {
-            job.drain(sink, late, partitions)
-                .map_err(|source| RunnerError::Output {
-                    path: sink.path().to_path_buf(),
-                    source,
-                })?;
+    fn drain(&mut self, outputs: &mut OutputFiles, partitions: &[String]) -> Result<(), RunnerError> {
+        for (job, sink) in self.jobs.iter_mut().zip(outputs.results.iter_mut()) {
+            job.drain(sink, &mut outputs.late, partitions)
+                .map_err(|source| output_error(sink, source))?;
         }
         Ok(())
     }
 
     /// Drains and flushes the outputs and, with a state directory, commits a run checkpoint.
-    fn checkpoint(
+    async fn checkpoint(
         &mut self,
         run: &mut RunPosition,
-        sinks: &mut [JsonLinesSink],
+        outputs: &mut OutputFiles,
         stores: &mut [LocalDirStateStore],
         partitions: &[String],
-        output_files: &[String],
         finished: bool,
     ) -> Result<(), RunnerError> {
-        self.drain(sinks, partitions)?;
+        self.drain(outputs, partitions)?;
         let Some(state_dir) = self.state_dir.clone() else {
-            return flush_all(sinks, false);
+            return outputs.flush(false);
         };
-        flush_all(sinks, self.fsync)?;
+        outputs.flush(self.fsync)?;
         let epoch = run.epoch + 1;
         let full = (epoch - 1).is_multiple_of(self.full_checkpoint_every);
         for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
@@ -636,9 +648,29 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                     reason: format!("{} snapshotted epoch {}, the run is at {epoch}", job.name(), cp.epoch),
                 });
             }
-            pollster::block_on(store.commit(&cp))?;
+            store.commit(&cp, &()).await?;
         }
-        let manifest = RunManifest {
+        self.manifest(run, outputs, partitions, epoch, finished)
+            .write(&state_dir, self.fsync)?;
+        run.epoch = epoch;
+        run.checkpoints += 1;
+        for store in stores.iter() {
+            store.prune(epoch)?;
+        }
+        tracing::debug!(epoch, full, "checkpoint committed");
+        Ok(())
+    }
+
+    /// The run manifest of checkpoint `epoch` (see [`crate::manifest`]).
+    fn manifest(
+        &self,
+        run: &RunPosition,
+        outputs: &OutputFiles,
+        partitions: &[String],
+        epoch: u64,
+        finished: bool,
+    ) -> RunManifest {
+        RunManifest {
             version: MANIFEST_VERSION,
             input_id: self.input_id.clone(),
             pipelines: self.jobs.iter().map(|j| j.name().to_owned()).collect(),
@@ -656,32 +688,86 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                     ended: run.ended[i],
                 })
                 .collect(),
-            outputs: output_files
-                .iter()
-                .zip(sinks.iter())
-                .map(|(f, s)| (f.clone(), s.len()))
-                .collect::<BTreeMap<_, _>>(),
+            outputs: outputs.lengths(),
             records_consumed: run.records_consumed,
             dead_letters: run.dead_letters,
-        };
-        manifest.write(&state_dir, self.fsync)?;
-        run.epoch = epoch;
-        for store in stores.iter() {
-            store.prune(epoch)?;
         }
-        tracing::debug!(epoch, full, "checkpoint committed");
-        Ok(())
     }
 }
 
-fn flush_all(sinks: &mut [JsonLinesSink], sync: bool) -> Result<(), RunnerError> {
-    for s in sinks {
-        s.flush(sync).map_err(|source| RunnerError::Output {
-            path: s.path().to_path_buf(),
-            source,
-        })?;
+fn create_dir(dir: &Path) -> Result<(), RunnerError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunnerError::Output {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn output_error(sink: &JsonLinesSink, source: std::io::Error) -> RunnerError {
+    RunnerError::Output {
+        path: sink.path().to_path_buf(),
+        source,
     }
-    Ok(())
+}
+
+/// The run's output files: one results file per pipeline, the late side output and the dead
+/// letters.
+struct OutputFiles {
+    results: Vec<JsonLinesSink>,
+    late: JsonLinesSink,
+    dead_letters: JsonLinesSink,
+}
+
+impl OutputFiles {
+    /// Opens the files under `out_dir`: cut back to `committed(file)` bytes where that is
+    /// `Some` (a resume), created empty otherwise.
+    fn open<In>(
+        out_dir: &Path,
+        jobs: &[Box<dyn Job<In>>],
+        committed: impl Fn(&str) -> Option<u64>,
+    ) -> Result<Self, RunnerError> {
+        let open = |file: &str| {
+            let path = out_dir.join(file);
+            match committed(file) {
+                Some(len) => JsonLinesSink::truncated(&path, len),
+                None => JsonLinesSink::create(&path),
+            }
+            .map_err(|source| RunnerError::Output { path, source })
+        };
+        Ok(OutputFiles {
+            results: jobs
+                .iter()
+                .map(|j| open(&format!("{}.jsonl", j.sink_name())))
+                .collect::<Result<_, _>>()?,
+            late: open(LATE_FILE)?,
+            dead_letters: open(DEAD_LETTER_FILE)?,
+        })
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut JsonLinesSink> {
+        self.results.iter_mut().chain([&mut self.late, &mut self.dead_letters])
+    }
+
+    fn flush(&mut self, sync: bool) -> Result<(), RunnerError> {
+        for s in self.all_mut() {
+            s.flush(sync).map_err(|source| output_error(s, source))?;
+        }
+        Ok(())
+    }
+
+    /// Each file's length by its name (the manifest's `outputs`).
+    fn lengths(&self) -> BTreeMap<String, u64> {
+        self.results
+            .iter()
+            .chain([&self.late, &self.dead_letters])
+            .map(|s| (file_name(s.path()), s.len()))
+            .collect()
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The runner's position in the input.
@@ -693,6 +779,29 @@ struct RunPosition {
     epoch: u64,
     records_consumed: u64,
     dead_letters: u64,
+    /// Records read and handled by this run.
+    read: u64,
+    /// Records skipped on resume.
+    skipped: u64,
+    /// Checkpoints committed by this run.
+    checkpoints: u64,
+}
+
+impl RunPosition {
+    fn start(partitions: usize) -> Self {
+        RunPosition {
+            positions: vec![0; partitions],
+            ended: vec![false; partitions],
+            cursor: Cursor::default(),
+            clock: MIN_TIMESTAMP,
+            epoch: 0,
+            records_consumed: 0,
+            dead_letters: 0,
+            read: 0,
+            skipped: 0,
+            checkpoints: 0,
+        }
+    }
 }
 
 /// The results file of a sink under `out_dir`.

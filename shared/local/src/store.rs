@@ -17,13 +17,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use shardflow_engine::{Checkpoint, CheckpointImage, StateError, StateStore};
+use shardflow_engine::{Checkpoint, CheckpointImage, Committed, StateError, StateStore};
 
 use crate::fs_util::{atomic_write, TEMP_PREFIX};
 
 /// Why the directory store failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DirStoreError {
     /// A file could not be read, written, listed or removed.
     #[error("{path}: {source}")]
     Io {
@@ -77,9 +77,9 @@ pub struct LocalDirStateStore {
 
 impl LocalDirStateStore {
     /// Opens (creating it if needed) the store in `dir` and removes leftover temporary files.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, DirStoreError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        fs::create_dir_all(&dir).map_err(|source| DirStoreError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -87,7 +87,7 @@ impl LocalDirStateStore {
         for entry in store.read_dir()? {
             if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let path = entry.path();
-                fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
+                fs::remove_file(&path).map_err(|source| DirStoreError::Io { path, source })?;
             }
         }
         Ok(store)
@@ -105,8 +105,8 @@ impl LocalDirStateStore {
         &self.dir
     }
 
-    fn read_dir(&self) -> Result<Vec<fs::DirEntry>, StoreError> {
-        let io = |source| StoreError::Io {
+    fn read_dir(&self) -> Result<Vec<fs::DirEntry>, DirStoreError> {
+        let io = |source| DirStoreError::Io {
             path: self.dir.clone(),
             source,
         };
@@ -114,7 +114,7 @@ impl LocalDirStateStore {
     }
 
     /// The checkpoint files, by epoch.
-    fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+    fn entries(&self) -> Result<Vec<Entry>, DirStoreError> {
         let mut out = Vec::new();
         for e in self.read_dir()? {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -144,19 +144,19 @@ impl LocalDirStateStore {
     }
 
     /// The latest stored epoch, if any.
-    pub fn latest_epoch(&self) -> Result<Option<u64>, StoreError> {
+    pub fn latest_epoch(&self) -> Result<Option<u64>, DirStoreError> {
         Ok(self.entries()?.last().map(|e| e.epoch))
     }
 
     /// Removes checkpoints with an epoch after `epoch` (written but never confirmed by the
     /// caller's commit point). Returns how many were removed.
-    pub fn discard_after(&self, epoch: u64) -> Result<usize, StoreError> {
+    pub fn discard_after(&self, epoch: u64) -> Result<usize, DirStoreError> {
         self.remove(|e| e.epoch > epoch)
     }
 
     /// Removes the checkpoints that the latest full checkpoint at or before `epoch` makes
     /// unnecessary (everything before it). Returns how many were removed.
-    pub fn prune(&self, epoch: u64) -> Result<usize, StoreError> {
+    pub fn prune(&self, epoch: u64) -> Result<usize, DirStoreError> {
         let entries = self.entries()?;
         let Some(base) = entries
             .iter()
@@ -169,10 +169,10 @@ impl LocalDirStateStore {
         self.remove(|e| e.epoch < base)
     }
 
-    fn remove(&self, pred: impl Fn(&Entry) -> bool) -> Result<usize, StoreError> {
+    fn remove(&self, pred: impl Fn(&Entry) -> bool) -> Result<usize, DirStoreError> {
         let mut n = 0;
         for e in self.entries()?.into_iter().filter(|e| pred(e)) {
-            fs::remove_file(&e.path).map_err(|source| StoreError::Io {
+            fs::remove_file(&e.path).map_err(|source| DirStoreError::Io {
                 path: e.path.clone(),
                 source,
             })?;
@@ -181,7 +181,7 @@ impl LocalDirStateStore {
         Ok(n)
     }
 
-    fn load_sync(&self) -> Result<Option<CheckpointImage>, StoreError> {
+    fn load_image(&self) -> Result<Option<CheckpointImage>, DirStoreError> {
         let entries = self.entries()?;
         let Some(base_at) = entries
             .iter()
@@ -192,7 +192,7 @@ impl LocalDirStateStore {
         };
         let chain = &entries[base_at..];
         if !chain[0].full && chain[0].epoch != 1 {
-            return Err(StoreError::BrokenChain {
+            return Err(DirStoreError::BrokenChain {
                 dir: self.dir.clone(),
                 reason: format!("no full checkpoint before incremental epoch {}", chain[0].epoch),
             });
@@ -202,24 +202,24 @@ impl LocalDirStateStore {
         for e in chain {
             if let Some(prev) = prev_epoch {
                 if e.epoch != prev + 1 {
-                    return Err(StoreError::BrokenChain {
+                    return Err(DirStoreError::BrokenChain {
                         dir: self.dir.clone(),
                         reason: format!("epoch {} follows {prev}", e.epoch),
                     });
                 }
             }
             prev_epoch = Some(e.epoch);
-            let bytes = fs::read(&e.path).map_err(|source| StoreError::Io {
+            let bytes = fs::read(&e.path).map_err(|source| DirStoreError::Io {
                 path: e.path.clone(),
                 source,
             })?;
-            let corrupt = |source| StoreError::Corrupt {
+            let corrupt = |source| DirStoreError::Corrupt {
                 path: e.path.clone(),
                 source,
             };
             let cp = Checkpoint::decode(&bytes).map_err(corrupt)?;
             if cp.epoch != e.epoch {
-                return Err(StoreError::BrokenChain {
+                return Err(DirStoreError::BrokenChain {
                     dir: self.dir.clone(),
                     reason: format!("{} holds epoch {}", e.path.display(), cp.epoch),
                 });
@@ -232,39 +232,49 @@ impl LocalDirStateStore {
         Ok(image)
     }
 
-    fn commit_sync(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    fn write_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), DirStoreError> {
         if let Some(stored) = self.latest_epoch()? {
             if checkpoint.epoch <= stored {
-                return Err(StoreError::OutOfOrder {
+                return Err(DirStoreError::OutOfOrder {
                     epoch: checkpoint.epoch,
                     stored,
                 });
             }
         }
-        let bytes = checkpoint.encode().map_err(|source| StoreError::Corrupt {
+        let bytes = checkpoint.encode().map_err(|source| DirStoreError::Corrupt {
             path: self.dir.clone(),
             source,
         })?;
         let path = self.dir.join(Self::file_name(checkpoint.epoch, checkpoint.full));
-        atomic_write(&path, &bytes, self.fsync).map_err(|source| StoreError::Io { path, source })
+        atomic_write(&path, &bytes, self.fsync).map_err(|source| DirStoreError::Io { path, source })
     }
 }
 
 impl StateStore for LocalDirStateStore {
-    type Error = StoreError;
+    type Error = DirStoreError;
+    /// The local runner commits positions in its run manifest.
+    type Position = ();
+    type CommitStats = ();
 
-    async fn load(&mut self) -> Result<Option<CheckpointImage>, StoreError> {
-        self.load_sync()
+    async fn load(&mut self) -> Result<Option<Committed<()>>, DirStoreError> {
+        Ok(self.load_image()?.map(|image| Committed { image, position: () }))
     }
 
-    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.commit_sync(checkpoint)
+    async fn commit(&mut self, checkpoint: &Checkpoint, _: &()) -> Result<(), DirStoreError> {
+        self.write_checkpoint(checkpoint)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
     use shardflow_engine::combine::Count;
     use shardflow_engine::{Engine, Pipeline, Trigger, Windowing};
 
@@ -285,7 +295,7 @@ mod tests {
         let mut engine = p.engine();
         let shard = engine.partition("s");
         let mut store = LocalDirStateStore::open(dir.path()).unwrap().with_fsync(false);
-        assert!(pollster::block_on(store.load()).unwrap().is_none());
+        assert!(block_on(store.load()).unwrap().is_none());
         for (i, key) in [1u32, 2, 1, 3].into_iter().enumerate() {
             engine.process(shard, i as u64, 0, (key, 100 + i as i64));
             let cp = if i == 0 {
@@ -294,12 +304,12 @@ mod tests {
                 engine.snapshot()
             }
             .unwrap();
-            pollster::block_on(store.commit(&cp)).unwrap();
+            block_on(store.commit(&cp, &())).unwrap();
         }
         std::fs::write(dir.path().join(".tmp-junk"), b"x").unwrap();
         let mut reopened = LocalDirStateStore::open(dir.path()).unwrap();
         assert!(!dir.path().join(".tmp-junk").exists(), "leftover temp file removed");
-        let image = pollster::block_on(reopened.load()).unwrap().unwrap();
+        let image = block_on(reopened.load()).unwrap().unwrap().image;
         assert_eq!(image.epoch(), 4);
         let mut restored = Engine::restore(&p, &image).unwrap();
         restored.finish();
@@ -328,7 +338,7 @@ mod tests {
                 engine.snapshot()
             }
             .unwrap();
-            pollster::block_on(store.commit(&cp)).unwrap();
+            block_on(store.commit(&cp, &())).unwrap();
         }
         // epochs 1(full) 2 3 4(full) 5 6
         assert_eq!(store.discard_after(5).unwrap(), 1);
@@ -337,20 +347,20 @@ mod tests {
             3,
             "epochs 1..=3 are covered by the full epoch 4"
         );
-        let image = pollster::block_on(store.load()).unwrap().unwrap();
+        let image = block_on(store.load()).unwrap().unwrap().image;
         assert_eq!(image.epoch(), 5);
         let stale = engine.snapshot().unwrap(); // epoch 7: fine, after 5
         assert_eq!(stale.epoch, 7);
-        let err = pollster::block_on(store.commit(&stale)).map(|_| ());
+        let err = block_on(store.commit(&stale, &())).map(|_| ());
         assert!(err.is_ok());
         assert!(
-            matches!(pollster::block_on(store.load()), Err(StoreError::BrokenChain { .. })),
+            matches!(block_on(store.load()), Err(DirStoreError::BrokenChain { .. })),
             "epoch 6 is missing between 5 and 7"
         );
         let old = Checkpoint { epoch: 3, ..stale };
         assert!(matches!(
-            pollster::block_on(store.commit(&old)),
-            Err(StoreError::OutOfOrder { epoch: 3, stored: 7 })
+            block_on(store.commit(&old, &())),
+            Err(DirStoreError::OutOfOrder { epoch: 3, stored: 7 })
         ));
     }
 }

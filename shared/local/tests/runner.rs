@@ -65,6 +65,13 @@ fn shards(n: usize) -> Vec<Vec<Ev>> {
     out
 }
 
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 fn runner(out: &Path) -> LocalRunner<Ev> {
     LocalRunner::new(out)
         .job(sums())
@@ -82,7 +89,7 @@ fn run(out: &Path, stop_after: Option<u64>) -> RunSummary {
     if let Some(k) = stop_after {
         r = r.stop_after(k);
     }
-    r.run(&mut input).unwrap()
+    block_on(r.run(&mut input)).unwrap()
 }
 
 fn read(out: &Path, file: &str) -> String {
@@ -162,7 +169,7 @@ fn state_of_another_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), Some(1_000));
     let mut input = IterInput::from_vecs(shards(6_000));
-    let err = runner(dir.path()).input_id("other").run(&mut input).unwrap_err();
+    let err = block_on(runner(dir.path()).input_id("other").run(&mut input)).unwrap_err();
     assert!(err.to_string().contains("cannot be resumed"), "{err}");
 }
 
@@ -179,7 +186,7 @@ fn malformed_records_go_to_dead_letters_and_the_run_goes_on() {
     std::fs::write(&b, "not json at all\n{\"key\":3,\"ts\":2000,\"amount\":91}\r\n").unwrap();
     let out = dir.path().join("out");
     let mut input = JsonLinesFiles::<Ev>::open(&[&a, &b]).unwrap();
-    let summary = LocalRunner::new(&out).job(big_amounts()).run(&mut input).unwrap();
+    let summary = block_on(LocalRunner::new(&out).job(big_amounts()).run(&mut input)).unwrap();
     assert_eq!(summary.records_read, 5);
     assert_eq!(summary.dead_letters, 2);
     assert_eq!(summary.pipelines[0].results_out, 3, "the valid records all got through");
@@ -207,7 +214,7 @@ fn late_records_are_written_with_their_partition_and_offset() {
     let on_time = |ts| Ev { key: 1, ts, amount: 1 };
     // shard-0: the watermark reaches 60 s, then a record of the first window (gc at 15 s) arrives.
     let mut input = IterInput::from_vecs(vec![vec![on_time(1_000), on_time(62_000), on_time(2_000)]]);
-    let summary = LocalRunner::new(dir.path()).job(sums()).run(&mut input).unwrap();
+    let summary = block_on(LocalRunner::new(dir.path()).job(sums()).run(&mut input)).unwrap();
     assert_eq!(summary.pipelines[0].late_records, 1);
     let late: serde_json::Value = serde_json::from_str(read(dir.path(), "late.jsonl").trim()).unwrap();
     assert_eq!(late["pipeline"], "sums");

@@ -137,7 +137,10 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
     if let Some(k) = args.stop_after {
         runner = runner.stop_after(k);
     }
-    let run = runner.run(&mut input)?;
+    let run = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(runner.run(&mut input))?;
     bar.finish_and_clear();
     Ok(DemoReport {
         run,

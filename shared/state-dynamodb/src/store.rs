@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use shardflow_engine::{Checkpoint, CheckpointImage};
+use shardflow_engine::{Checkpoint, CheckpointImage, Committed, StateStore};
 use shardflow_stage::SequenceNumber;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -43,7 +43,19 @@ pub struct RecordFailure {
     pub reason: String,
 }
 
-/// What `load` found.
+/// Where a shard's input stands, committed atomically with its state: the position of
+/// [`StateStore`] for this store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardPosition {
+    /// The last sequence number the state covers (`None`: none yet; a commit then keeps the
+    /// stored one).
+    pub sequence_number: Option<SequenceNumber>,
+    /// The record that failed after it, if the commit records one.
+    pub failure: Option<RecordFailure>,
+}
+
+/// What [`DynamoDbCheckpointStore::load`] found, with the fencing version (operations tools read
+/// it; a stage reads through [`StateStore::load`]).
 #[derive(Debug)]
 pub struct LoadedCheckpoint {
     /// The committed version (0: nothing committed yet).
@@ -149,9 +161,27 @@ struct SlotPut {
     digest: u64,
 }
 
+/// What a commit will write, planned before anything is.
+struct CommitPlan {
+    /// The manifest of the new version.
+    manifest: Manifest,
+    /// The key groups to write.
+    writes: Vec<GroupWrite>,
+    /// The key groups the commit removes (emptied), with where they lived.
+    removed: Vec<(String, GroupRef)>,
+    /// S3 objects the commit supersedes (deleted after the flip).
+    superseded: Vec<String>,
+    /// Slot items the commit supersedes (deleted after the flip).
+    superseded_slots: Vec<(String, u16, u64)>,
+    stats: CommitStats,
+}
+
 #[derive(Debug, Clone)]
-struct Committed {
+struct CommittedVersion {
     version: u64,
+    /// The attempt id of the commit that wrote the version (told apart from another writer's
+    /// commit of the same `ver`, such as a forced restore).
+    attempt: Option<u64>,
     sequence_number: Option<SequenceNumber>,
     manifest: Option<Manifest>,
 }
@@ -163,7 +193,7 @@ pub struct DynamoDbCheckpointStore {
     table: String,
     stage: String,
     shard: String,
-    committed: Option<Committed>,
+    committed: Option<CommittedVersion>,
     max_transaction_items: usize,
     crash_hook: Option<CrashHook>,
     spill: Option<SpillBucket>,
@@ -183,6 +213,14 @@ impl std::fmt::Debug for DynamoDbCheckpointStore {
             .field("shard", &self.shard)
             .field("committed", &self.committed)
             .finish_non_exhaustive()
+    }
+}
+
+/// The attempt id a checkpoint item was written by (`None` for items of older releases).
+fn attempt_of(item: &HashMap<String, AttributeValue>) -> Option<u64> {
+    match item.get("attempt") {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
     }
 }
 
@@ -300,8 +338,9 @@ impl DynamoDbCheckpointStore {
             .item;
         let Some(item) = item else {
             self.refresh.clear();
-            self.committed = Some(Committed {
+            self.committed = Some(CommittedVersion {
                 version: 0,
+                attempt: None,
                 sequence_number: None,
                 manifest: None,
             });
@@ -360,8 +399,9 @@ impl DynamoDbCheckpointStore {
                 }
             }
         }
-        self.committed = Some(Committed {
+        self.committed = Some(CommittedVersion {
             version,
+            attempt: attempt_of(&item),
             sequence_number: sequence_number.clone(),
             manifest: Some(manifest),
         });
@@ -371,6 +411,36 @@ impl DynamoDbCheckpointStore {
             image: Some(CheckpointImage::new(checkpoint)),
             failure,
         })
+    }
+
+    /// Whether the shard's checkpoint item still holds the version this store last loaded or
+    /// committed: one strongly consistent read of the item (its `ver` alone is returned; DynamoDB
+    /// charges the item's size), instead of the item and every key group. `false` before the
+    /// first `load`, or once another writer committed.
+    pub async fn is_current(&self) -> Result<bool, StoreError> {
+        let Some(committed) = &self.committed else {
+            return Ok(false);
+        };
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.checkpoint_key()))
+            .consistent_read(true)
+            .projection_expression("#ver, #attempt")
+            .expression_attribute_names("#ver", "ver")
+            .expression_attribute_names("#attempt", "attempt")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamodb("GetItem", e))?
+            .item;
+        let stored = match item.as_ref().and_then(|i| i.get("ver")) {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt("ver is not a number"))?,
+            Some(_) => return Err(self.corrupt("ver is not a number")),
+            None => 0,
+        };
+        let attempt = item.as_ref().and_then(attempt_of);
+        Ok(stored == committed.version && attempt == committed.attempt)
     }
 
     /// Reads the live slot of every key group in the manifest (and the S3 objects of spilled
@@ -480,6 +550,10 @@ impl DynamoDbCheckpointStore {
     /// Like [`DynamoDbCheckpointStore::commit`], also recording (or, with `None`, clearing) the
     /// record that failed after `sequence`. `sequence` is `None` when nothing of the shard was
     /// handled yet (the first record failed); the stored position is then kept.
+    ///
+    /// The steps (see the crate documentation): plan the slot writes, spill large groups to S3,
+    /// write the slots and flip the checkpoint item (one transaction, or several and the flip
+    /// last), then delete what the flip superseded.
     pub async fn commit_with_failure(
         &mut self,
         checkpoint: &Checkpoint,
@@ -487,9 +561,41 @@ impl DynamoDbCheckpointStore {
         failure: Option<&RecordFailure>,
     ) -> Result<CommitStats, StoreError> {
         let committed = self.committed.clone().ok_or(StoreError::NotLoaded)?;
-        let expected = committed.version;
-        let new_version = expected + 1;
-        let mut manifest = match committed.manifest {
+        let new_version = committed.version + 1;
+        let mut plan = self.plan(&committed, checkpoint, new_version)?;
+        self.crash_at(CommitStep::BeforeWrite)?;
+        self.spill_large_groups(&mut plan, new_version).await?;
+        let now = (self.clock)();
+        let puts = self.slot_puts(&mut plan, new_version, now)?;
+        let position = sequence.cloned().or(committed.sequence_number.clone());
+        let flip = self.flip(&plan.manifest, committed.version, position.as_ref(), failure, now)?;
+        self.write(puts, flip, new_version, &mut plan.stats).await?;
+        plan.stats.items_written += 1;
+        self.refresh.clear();
+        self.committed = Some(CommittedVersion {
+            version: new_version,
+            attempt: Some(self.attempt),
+            sequence_number: position,
+            manifest: Some(plan.manifest),
+        });
+        self.crash_at(CommitStep::AfterFlip)?;
+        let mut stale_slots = plan.superseded_slots;
+        stale_slots.extend(plan.removed.iter().map(|(op, g)| (op.clone(), g.key_group, g.slot)));
+        plan.superseded
+            .extend(plan.removed.iter().filter_map(|(_, g)| g.object.clone()));
+        self.clean_up(&plan.superseded, &stale_slots, &mut plan.stats).await?;
+        Ok(plan.stats)
+    }
+
+    /// The manifest of version `new_version` and the key-group writes that take the committed
+    /// state to `checkpoint`'s.
+    fn plan(
+        &mut self,
+        committed: &CommittedVersion,
+        checkpoint: &Checkpoint,
+        new_version: u64,
+    ) -> Result<CommitPlan, StoreError> {
+        let mut manifest = match &committed.manifest {
             Some(m) => {
                 if m.pipeline != checkpoint.pipeline || m.max_key_groups != checkpoint.max_key_groups {
                     return Err(shardflow_engine::StateError::Mismatch(format!(
@@ -498,29 +604,49 @@ impl DynamoDbCheckpointStore {
                     ))
                     .into());
                 }
-                m
+                m.clone()
             }
             None => Manifest::empty(&checkpoint.pipeline, checkpoint.max_key_groups),
         };
         manifest.epoch = checkpoint.epoch;
         manifest.engine = checkpoint.engine.clone();
-        let now = (self.clock)();
         self.attempt = attempt_id(&self.stage, &self.shard, new_version);
-        let mut stats = CommitStats::default();
-        let mut superseded: Vec<String> = Vec::new();
-        let mut superseded_slots: Vec<(String, u16, u64)> = Vec::new();
-        let mut removed: Vec<(String, GroupRef)> = Vec::new();
-        let mut writes: Vec<GroupWrite> = Vec::new();
+        let mut plan = CommitPlan {
+            manifest,
+            writes: Vec::new(),
+            removed: Vec::new(),
+            superseded: Vec::new(),
+            superseded_slots: Vec::new(),
+            stats: CommitStats::default(),
+        };
         for op in &checkpoint.operators {
-            self.plan_operator(&mut manifest, op, checkpoint.full, &mut writes, &mut removed);
+            self.plan_operator(
+                &mut plan.manifest,
+                op,
+                checkpoint.full,
+                &mut plan.writes,
+                &mut plan.removed,
+            );
         }
-        self.plan_refresh(&manifest, &mut writes, &mut stats);
-        // Spill first: the objects exist before any item points to them.
-        self.crash_at(CommitStep::BeforeWrite)?;
-        let spills = writes.iter().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES).count();
-        for w in writes.iter_mut().filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES) {
-            if stats.objects_written > 0 {
-                self.crash_at(CommitStep::AfterSpillObject(stats.objects_written))?;
+        self.plan_refresh(&plan.manifest, &mut plan.writes, &mut plan.stats);
+        Ok(plan)
+    }
+
+    /// Writes the groups too large for an item to S3 before any item of the commit, so that the
+    /// objects exist before anything points to them.
+    async fn spill_large_groups(&self, plan: &mut CommitPlan, new_version: u64) -> Result<(), StoreError> {
+        let spills = plan
+            .writes
+            .iter()
+            .filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES)
+            .count();
+        for w in plan
+            .writes
+            .iter_mut()
+            .filter(|w| w.bytes.len() > MAX_INLINE_STATE_BYTES)
+        {
+            if plan.stats.objects_written > 0 {
+                self.crash_at(CommitStep::AfterSpillObject(plan.stats.objects_written))?;
             }
             let Some(bucket) = &self.spill else {
                 return Err(StoreError::SpillNotConfigured {
@@ -532,17 +658,23 @@ impl DynamoDbCheckpointStore {
             };
             let key = self.object_key(&w.operator, w.group, new_version, &spill::checksum(&w.bytes));
             w.pointer = Some(bucket.put(&key, &w.bytes).await?);
-            stats.objects_written += 1;
+            plan.stats.objects_written += 1;
         }
         if spills > 0 {
             self.crash_at(CommitStep::AfterSpill)?;
         }
-        let mut puts: Vec<SlotPut> = Vec::with_capacity(writes.len());
-        for w in writes {
-            superseded.extend(w.replaces.clone());
-            superseded_slots.extend(w.replaces_slot.map(|slot| (w.operator.clone(), w.group, slot)));
-            puts.push(self.slot_put(&w, new_version, now, &mut stats)?);
-            manifest.operator_mut(&w.operator).set(GroupRef {
+        Ok(())
+    }
+
+    /// The slot items of the planned writes, noting in the manifest where each group now lives.
+    fn slot_puts(&self, plan: &mut CommitPlan, new_version: u64, now: u64) -> Result<Vec<SlotPut>, StoreError> {
+        let mut puts: Vec<SlotPut> = Vec::with_capacity(plan.writes.len());
+        for w in std::mem::take(&mut plan.writes) {
+            plan.superseded.extend(w.replaces.clone());
+            plan.superseded_slots
+                .extend(w.replaces_slot.map(|slot| (w.operator.clone(), w.group, slot)));
+            puts.push(self.slot_put(&w, new_version, now, &mut plan.stats)?);
+            plan.manifest.operator_mut(&w.operator).set(GroupRef {
                 key_group: w.group,
                 slot: w.slot,
                 version: new_version,
@@ -550,15 +682,27 @@ impl DynamoDbCheckpointStore {
                 object: w.pointer.map(|p| p.key),
             });
         }
-        superseded.extend(removed.iter().filter_map(|(_, g)| g.object.clone()));
-        let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|e| self.corrupt(format!("manifest: {e}")))?;
+        Ok(puts)
+    }
+
+    /// The conditional write of the checkpoint item that makes version `expected + 1` current:
+    /// the commit point.
+    fn flip(
+        &self,
+        manifest: &Manifest,
+        expected: u64,
+        position: Option<&SequenceNumber>,
+        failure: Option<&RecordFailure>,
+        now: u64,
+    ) -> Result<SlotPut, StoreError> {
+        let manifest_bytes = postcard::to_allocvec(manifest).map_err(|e| self.corrupt(format!("manifest: {e}")))?;
         let mut item = self.checkpoint_key();
-        item.insert("ver".into(), n(new_version));
+        item.insert("ver".into(), n(expected + 1));
+        item.insert("attempt".into(), n(self.attempt));
         if let Some(at) = self.expires_at(now) {
             item.insert(TTL_ATTRIBUTE.into(), at);
         }
-        let position = sequence.cloned().or(committed.sequence_number.clone());
-        if let Some(p) = &position {
+        if let Some(p) = position {
             item.insert("sequence_number".into(), s(p.as_str()));
         }
         if let Some(f) = failure {
@@ -580,58 +724,57 @@ impl DynamoDbCheckpointStore {
         let flip = flip
             .build()
             .map_err(|e| StoreError::dynamodb("TransactWriteItems", e))?;
-        let mut flip_digest = Xxh3::new();
-        flip_digest.update(&manifest_bytes);
-        flip_digest.update(position.as_ref().map_or("", |p| p.as_str()).as_bytes());
+        let mut digest = Xxh3::new();
+        digest.update(&self.attempt.to_le_bytes());
+        digest.update(&manifest_bytes);
+        digest.update(position.map_or("", |p| p.as_str()).as_bytes());
         if let Some(f) = failure {
-            flip_digest.update(f.sequence_number.as_str().as_bytes());
-            flip_digest.update(&f.attempts.to_le_bytes());
-            flip_digest.update(f.reason.as_bytes());
+            digest.update(f.sequence_number.as_str().as_bytes());
+            digest.update(&f.attempts.to_le_bytes());
+            digest.update(f.reason.as_bytes());
         }
-        let flip = SlotPut {
+        Ok(SlotPut {
             bytes: manifest_bytes.len() + 256,
-            digest: flip_digest.digest(),
+            digest: digest.digest(),
             put: flip,
-        };
+        })
+    }
+
+    /// Writes the slot items and then the flip: in one transaction when everything fits one,
+    /// otherwise the slots in transactions of their own and the flip last.
+    async fn write(
+        &self,
+        mut puts: Vec<SlotPut>,
+        flip: SlotPut,
+        new_version: u64,
+        stats: &mut CommitStats,
+    ) -> Result<(), StoreError> {
         let total_bytes: usize = puts.iter().map(|p| p.bytes).sum::<usize>() + flip.bytes;
         let max_items = self.max_transaction_items;
         if puts.len() < max_items && total_bytes <= MAX_TRANSACTION_BYTES {
             puts.push(flip);
-            self.transact(puts, new_version, &mut stats).await?;
-        } else {
-            let mut chunks: Vec<Vec<SlotPut>> = Vec::new();
-            let mut chunk_bytes = 0;
-            for put in puts {
-                match chunks.last_mut() {
-                    Some(chunk) if chunk.len() < max_items && chunk_bytes + put.bytes <= MAX_TRANSACTION_BYTES => {
-                        chunk_bytes += put.bytes;
-                        chunk.push(put);
-                    }
-                    _ => {
-                        chunk_bytes = put.bytes;
-                        chunks.push(vec![put]);
-                    }
+            return self.transact(puts, new_version, stats).await;
+        }
+        let mut chunks: Vec<Vec<SlotPut>> = Vec::new();
+        let mut chunk_bytes = 0;
+        for put in puts {
+            match chunks.last_mut() {
+                Some(chunk) if chunk.len() < max_items && chunk_bytes + put.bytes <= MAX_TRANSACTION_BYTES => {
+                    chunk_bytes += put.bytes;
+                    chunk.push(put);
+                }
+                _ => {
+                    chunk_bytes = put.bytes;
+                    chunks.push(vec![put]);
                 }
             }
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                self.transact(chunk, new_version, &mut stats).await?;
-                self.crash_at(CommitStep::AfterSlotTransaction(i + 1))?;
-            }
-            self.crash_at(CommitStep::BeforeFlip)?;
-            self.transact(vec![flip], new_version, &mut stats).await?;
         }
-        stats.items_written += 1;
-        self.refresh.clear();
-        self.committed = Some(Committed {
-            version: new_version,
-            sequence_number: position,
-            manifest: Some(manifest),
-        });
-        self.crash_at(CommitStep::AfterFlip)?;
-        let mut stale_slots = superseded_slots;
-        stale_slots.extend(removed.iter().map(|(op, g)| (op.clone(), g.key_group, g.slot)));
-        self.clean_up(&superseded, &stale_slots, &mut stats).await?;
-        Ok(stats)
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            self.transact(chunk, new_version, stats).await?;
+            self.crash_at(CommitStep::AfterSlotTransaction(i + 1))?;
+        }
+        self.crash_at(CommitStep::BeforeFlip)?;
+        self.transact(vec![flip], new_version, stats).await
     }
 
     /// Plans the writes of one operator's changed key groups and records its removed ones.
@@ -878,5 +1021,35 @@ impl DynamoDbCheckpointStore {
                 _ => Err(StoreError::dynamodb("TransactWriteItems", e)),
             },
         }
+    }
+}
+
+impl StateStore for DynamoDbCheckpointStore {
+    type Error = StoreError;
+    type Position = ShardPosition;
+    type CommitStats = CommitStats;
+
+    /// The committed state and position (`None` before the first commit); also what the next
+    /// commit is fenced on.
+    async fn load(&mut self) -> Result<Option<Committed<ShardPosition>>, StoreError> {
+        let loaded = DynamoDbCheckpointStore::load(self).await?;
+        if loaded.version == 0 {
+            return Ok(None);
+        }
+        let image = loaded
+            .image
+            .ok_or_else(|| self.corrupt("a committed checkpoint without state"))?;
+        Ok(Some(Committed {
+            image,
+            position: ShardPosition {
+                sequence_number: loaded.sequence_number,
+                failure: loaded.failure,
+            },
+        }))
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint, position: &ShardPosition) -> Result<CommitStats, StoreError> {
+        self.commit_with_failure(checkpoint, position.sequence_number.as_ref(), position.failure.as_ref())
+            .await
     }
 }

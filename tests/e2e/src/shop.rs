@@ -128,7 +128,7 @@ pub fn read_lines<T: DeserializeOwned>(path: &std::path::Path) -> Vec<ResultLine
 }
 
 /// The three pipelines over the input as one shard, in the embedded runner.
-pub fn embedded(events: &[ChangeEvent]) -> Expected {
+pub async fn embedded(events: &[ChangeEvent]) -> Expected {
     let out = tempfile::tempdir().expect("a temporary directory");
     let mut input = IterInput::from_vecs(vec![events.to_vec()]);
     let summary = LocalRunner::new(out.path())
@@ -137,6 +137,7 @@ pub fn embedded(events: &[ChangeEvent]) -> Expected {
         .job(revenue())
         .job(order_enrich())
         .run(&mut input)
+        .await
         .expect("the embedded run");
     let late = summary
         .pipelines

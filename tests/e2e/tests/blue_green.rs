@@ -245,7 +245,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
             .iter()
             .map(|r| ChangeEvent::decode(r.data.as_slice()).expect("a change"))
             .collect();
-    let expected = embedded(&stored);
+    let expected = embedded(&stored).await;
     let started = Instant::now();
     live_revenue_eventually(&table, &expected.revenue, started).await;
     assert_receipts_once(

@@ -182,7 +182,7 @@ async fn split_and_merge_while_the_stages_run_keep_every_receipt_once() {
     }
 
     // the receipts are the embedded runner's, each once
-    let expected = embedded(&events);
+    let expected = embedded(&events).await;
     assert!(expected.late.values().all(|n| *n == 0), "the input has no late record");
     assert_receipts_once(
         &receipts_queue,

@@ -87,7 +87,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         put.len() - 1,
         "every record but the malformed one decodes"
     );
-    let expected = embedded(&decoded);
+    let expected = embedded(&decoded).await;
     assert!(
         !expected.receipts.is_empty() && !expected.revenue.is_empty() && !expected.enriched.is_empty(),
         "the input yields results in every pipeline (receipts {}, revenue {}, enriched {})",

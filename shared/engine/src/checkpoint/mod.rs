@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 
-pub use store::{InMemoryStateStore, StateStore};
+pub use store::{Committed, InMemoryStateStore, StateStore};
 
 /// The format version this release writes.
 pub const FORMAT_VERSION: u16 = 1;
@@ -179,6 +179,17 @@ impl CheckpointImage {
                 }
             }
         }
+    }
+
+    /// Bytes of encoded state it holds (engine, operator meta and every key group): a measure of
+    /// the state's size, e.g. for a memory budget.
+    pub fn size_hint(&self) -> usize {
+        self.engine.len()
+            + self
+                .operators
+                .values()
+                .map(|(meta, groups)| meta.len() + groups.values().map(|b| b.len() + 4).sum::<usize>())
+                .sum::<usize>()
     }
 
     /// The pipeline's name.
