@@ -6,7 +6,8 @@
 //!
 //! # Per batch (see [`Stage::handle`])
 //! 1. Load the shard's checkpoint (position, engine state, a failing record's attempts) and
-//!    restore the engine.
+//!    restore the engine — or, when this container committed the version the checkpoint item
+//!    still holds, continue from its warm engine after one read of that item ([`warm`]).
 //! 2. Process the batch: skip records at or below the committed position (redelivery), decode
 //!    (undecodable records become dead letters), run the engine; records later than the allowed
 //!    lateness become dead letters of kind `late`.
@@ -69,6 +70,7 @@ mod env;
 mod lineage;
 pub mod request;
 mod stage;
+pub mod warm;
 
 pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
 pub use env::{

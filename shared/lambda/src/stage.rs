@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
-use shardflow_engine::{CheckpointImage, Engine, Pipeline, StateError};
+use shardflow_engine::{CheckpointImage, Committed, Engine, Pipeline, StateError, StateStore};
 use shardflow_stage::{
     batch_response, partition_name, process_batch, BatchError, BatchMetrics, BatchOutcome, DeadLetterSink,
     RecordDecoder, ResultSink, ShardBatch, SinkError,
 };
 use shardflow_state_dynamodb::{
-    CommitStep, DynamoDbCheckpointStore, LoadedCheckpoint, RecordFailure, SpillBucket, StoreError,
+    CommitStats, CommitStep, DynamoDbCheckpointStore, RecordFailure, ShardPosition, SpillBucket, StoreError,
     MAX_TRANSACTION_ITEMS,
 };
 use thiserror::Error;
@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::config::StageConfig;
 use crate::lineage::{hash_key, FixedLineage, LineageError, ShardInfo, ShardLineage};
 use crate::request::{EndOfInput, StageRequest};
+use crate::warm::{default_budget_bytes, WarmShard, WarmShards};
 
 /// How many generations of empty ancestors a new shard looks through for state.
 const MAX_ANCESTRY: usize = 16;
@@ -95,6 +96,16 @@ pub struct Stage<In, Out, D, S, L> {
     lineage: Arc<dyn ShardLineage>,
     spill: Option<SpillBucket>,
     metrics_writer: Option<MetricsWriter>,
+    warm: WarmShards<In, Out>,
+}
+
+/// A shard's engine at its committed state, with its store and position, for one batch.
+struct OpenShard<In, Out> {
+    store: DynamoDbCheckpointStore,
+    position: ShardPosition,
+    start: Start,
+    engine: Engine<In, Out>,
+    state_bytes: usize,
 }
 
 /// Where a shard's engine starts from.
@@ -149,6 +160,7 @@ where
             max_transaction_items: MAX_TRANSACTION_ITEMS,
             crash_hook: None,
             metrics_writer: None,
+            warm: WarmShards::new(default_budget_bytes()),
         })
     }
 
@@ -156,6 +168,13 @@ where
     /// that are never resharded). Use [`crate::KinesisLineage`] in a deployed stage.
     pub fn with_lineage(mut self, lineage: Arc<dyn ShardLineage>) -> Self {
         self.lineage = lineage;
+        self
+    }
+
+    /// Keeps at most `bytes` of shards' state warm in this container between invocations (see
+    /// [`crate::warm`]; default: half the function's memory; 0 loads every batch from the store).
+    pub fn with_warm_state_budget(mut self, bytes: usize) -> Self {
+        self.warm = WarmShards::new(bytes);
         self
     }
 
@@ -245,10 +264,10 @@ where
 
     /// The committed state of `shard`, or, for a shard that never committed, the state it takes
     /// over from its parents (see the crate documentation, "Resharding").
-    async fn start(&self, shard: &str, loaded: &LoadedCheckpoint) -> Result<Start, StageError> {
-        if loaded.version > 0 {
+    async fn start(&self, shard: &str, committed: Option<&Committed<ShardPosition>>) -> Result<Start, StageError> {
+        if let Some(c) = committed {
             return Ok(Start {
-                image: loaded.image.clone(),
+                image: Some(c.image.clone()),
                 adopted: false,
             });
         }
@@ -263,8 +282,8 @@ where
         let mut pending: Vec<(String, usize)> = info.parents.iter().map(|p| (p.clone(), 1)).collect();
         while let Some((ancestor, depth)) = pending.pop() {
             let parent = self.lineage.shard(&ancestor).await?;
-            let loaded = self.store(&ancestor).load().await?;
-            match (loaded.image, parent) {
+            let loaded = StateStore::load(&mut self.store(&ancestor)).await?;
+            match (loaded.map(|c| c.image), parent) {
                 (Some(image), parent) => {
                     images.push(image);
                     ranges.extend(parent.map(|p| p.hash_key_range));
@@ -322,13 +341,8 @@ where
         Ok(Engine::adopt(&self.pipeline, images, &keep)?)
     }
 
-    fn process(
-        &self,
-        engine: &mut Engine<In, Out>,
-        batch: &ShardBatch,
-        loaded: &LoadedCheckpoint,
-    ) -> BatchOutcome<Out> {
-        let poison = loaded
+    fn process(&self, engine: &mut Engine<In, Out>, batch: &ShardBatch, position: &ShardPosition) -> BatchOutcome<Out> {
+        let poison = position
             .failure
             .as_ref()
             .filter(|f| f.attempts >= self.max_attempts)
@@ -343,7 +357,7 @@ where
             &self.name,
             batch,
             &self.decoder,
-            loaded.sequence_number.as_ref(),
+            position.sequence_number.as_ref(),
             poison.as_ref().map(|(s, r)| (*s, r.as_str())),
         )
     }
@@ -363,14 +377,22 @@ where
         if batch.records.is_empty() {
             return Ok(batch_response(None));
         }
-        let mut store = self.store(&batch.shard_id);
-        let loaded = store.load().await?;
-        let start = self.start(&batch.shard_id, &loaded).await?;
+        let shard = self.open_shard(&batch.shard_id).await?;
         self.crash_at(CrashPoint::AfterLoad)?;
-        let mut engine = self.restore(&start)?;
-        let outcome = self.process(&mut engine, &batch, &loaded);
+        let OpenShard {
+            mut store,
+            position,
+            start,
+            mut engine,
+            state_bytes,
+        } = shard;
+        let outcome = self.process(&mut engine, &batch, &position);
         if let Some((at, message)) = outcome.panicked_at.clone() {
-            return self.handle_failure(store, &loaded, &start, &batch, at, message).await;
+            // The engine saw part of the batch: start again from the committed state.
+            let shard = self.load_shard(&batch.shard_id).await?;
+            return self
+                .handle_failure(shard.store, &shard.position, &shard.start, &batch, at, message)
+                .await;
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
@@ -385,26 +407,80 @@ where
             engine.snapshot()?
         };
         let started = Instant::now();
-        let stats = store
-            .commit_with_failure(&checkpoint, outcome.last_sequence.as_ref(), None)
-            .await?;
+        let done = ShardPosition {
+            sequence_number: outcome.last_sequence.clone(),
+            failure: None,
+        };
+        let stats = StateStore::commit(&mut store, &checkpoint, &done).await?;
         let commit_ms = started.elapsed().as_millis() as u64;
         self.crash_at(CrashPoint::AfterCommit)?;
         self.print_metrics(&batch, &outcome, &engine, stats, commit_ms);
+        self.warm.put(
+            &batch.shard_id,
+            WarmShard {
+                engine,
+                store,
+                position: done,
+                state_bytes,
+            },
+        );
         Ok(batch_response(None))
+    }
+
+    /// The shard's engine at its committed state: this container's warm one when the checkpoint
+    /// item still holds the version it committed, loaded from the store otherwise.
+    async fn open_shard(&self, shard: &str) -> Result<OpenShard<In, Out>, StageError> {
+        if let Some(warm) = self.warm.take(shard) {
+            if warm.store.is_current().await? {
+                return Ok(OpenShard {
+                    store: warm.store,
+                    position: warm.position,
+                    start: Start {
+                        image: None,
+                        adopted: false,
+                    },
+                    engine: warm.engine,
+                    state_bytes: warm.state_bytes,
+                });
+            }
+            tracing::info!(stage = %self.name, shard, "another invocation committed since: reloading");
+        }
+        self.load_shard(shard).await
+    }
+
+    /// The shard's committed state (or the state it adopts from its parents), from the store.
+    async fn load_shard(&self, shard: &str) -> Result<OpenShard<In, Out>, StageError> {
+        let mut store = self.store(shard);
+        let committed = StateStore::load(&mut store).await?;
+        let position = committed.as_ref().map(|c| c.position.clone()).unwrap_or_default();
+        let start = self.start(shard, committed.as_ref()).await?;
+        let engine = self.restore(&start)?;
+        let state_bytes = start.image.as_ref().map_or(0, CheckpointImage::size_hint);
+        Ok(OpenShard {
+            store,
+            position,
+            start,
+            engine,
+            state_bytes,
+        })
+    }
+
+    /// Shards whose engine this container keeps warm, least recently used first (diagnostics).
+    pub fn warm_shards(&self) -> Vec<String> {
+        self.warm.shards()
     }
 
     /// Ends the bounded input of one shard (see [`crate::request`]): restores its committed
     /// state, moves its watermark to the end of time, emits every window still open and commits
     /// the state at the same position. A shard that never committed has nothing open.
     pub async fn end_of_input(&self, end: &EndOfInput) -> Result<KinesisEventResponse, StageError> {
+        self.warm.take(&end.shard_id);
         let mut store = self.store(&end.shard_id);
-        let loaded = store.load().await?;
-        if loaded.version == 0 {
+        let Some(committed) = StateStore::load(&mut store).await? else {
             tracing::info!(stage = %self.name, shard = %end.shard_id, "end of input of a shard without state");
             return Ok(batch_response(None));
-        }
-        let start = self.start(&end.shard_id, &loaded).await?;
+        };
+        let start = self.start(&end.shard_id, Some(&committed)).await?;
         let mut engine = self.restore(&start)?;
         let partition = engine.partition(&partition_name(&end.stream, &end.shard_id));
         engine.end_partition(partition);
@@ -415,9 +491,7 @@ where
             self.sink.emit(&outputs).await?;
         }
         let checkpoint = engine.snapshot()?;
-        store
-            .commit_with_failure(&checkpoint, loaded.sequence_number.as_ref(), loaded.failure.as_ref())
-            .await?;
+        StateStore::commit(&mut store, &checkpoint, &committed.position).await?;
         Ok(batch_response(None))
     }
 
@@ -435,7 +509,7 @@ where
     async fn handle_failure(
         &self,
         mut store: DynamoDbCheckpointStore,
-        loaded: &LoadedCheckpoint,
+        committed: &ShardPosition,
         start: &Start,
         batch: &ShardBatch,
         at: usize,
@@ -445,9 +519,9 @@ where
         tracing::error!(stage = %self.name, shard = %batch.shard_id, sequence = %failed.sequence, %message, "user code failed");
         let mut engine = self.restore(start)?;
         let head = batch.truncated(at);
-        let before = self.process(&mut engine, &head, loaded);
+        let before = self.process(&mut engine, &head, committed);
         self.emit(&before).await?;
-        let attempts = loaded
+        let attempts = committed
             .failure
             .as_ref()
             .filter(|f| f.sequence_number == failed.sequence)
@@ -457,15 +531,19 @@ where
             attempts,
             reason: message,
         };
-        let position = before.last_sequence.clone().or_else(|| loaded.sequence_number.clone());
+        let position = ShardPosition {
+            sequence_number: before
+                .last_sequence
+                .clone()
+                .or_else(|| committed.sequence_number.clone()),
+            failure: Some(failure),
+        };
         let checkpoint = if start.adopted {
             engine.snapshot_full()?
         } else {
             engine.snapshot()?
         };
-        store
-            .commit_with_failure(&checkpoint, position.as_ref(), Some(&failure))
-            .await?;
+        StateStore::commit(&mut store, &checkpoint, &position).await?;
         Ok(batch_response(Some(&failed.sequence)))
     }
 
@@ -474,7 +552,7 @@ where
         batch: &ShardBatch,
         outcome: &BatchOutcome<Out>,
         engine: &Engine<In, Out>,
-        stats: shardflow_state_dynamodb::CommitStats,
+        stats: CommitStats,
         commit_ms: u64,
     ) {
         let now = batch.records.last().map_or(0, |r| r.arrival_ms);
