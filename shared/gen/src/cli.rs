@@ -77,7 +77,7 @@ pub struct ShopArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_start)]
     pub start: Option<i64>,
     /// Orders per second of event time, which sets how much event time the changes span
-    /// (3,000 changes: about 30 s at the default 20, 5 min at 1).
+    /// (3,000 changes: about 30 s at the default 20, 5 min at 1, 10 min at 0.5).
     #[arg(long, default_value_t = 20.0, value_parser = parse_orders_per_sec)]
     pub orders_per_sec: f64,
     /// Encoding of each change (stream and file).
