@@ -45,6 +45,18 @@ fn the_readme_holds_the_walkthrough_commands() {
         readme.contains(&block),
         "README.md (\"Deploy\") holds scripts/walkthrough's commands as one sh block after `stack=shop`, in the script's order:\n{block}"
     );
+    // after the commands, before the template's parameters: what a user needs to read the output
+    let after = &readme[readme.find(&block).unwrap_or_default() + block.len()..];
+    let notes = &after[..after.find("\nParameters:").unwrap_or(after.len())];
+    for note in [
+        "--orders-per-sec",
+        "WM LAG",
+        "--rate 200",
+        "records/s",
+        "emulator's rate, not shardflow's",
+    ] {
+        assert!(notes.contains(note), "the walkthrough's notes explain {note}:\n{notes}");
+    }
 }
 
 /// The directory of this build's `shardflow` command (`target/<profile>`, the parent of the
@@ -127,8 +139,9 @@ async fn the_walkthrough_shows_every_stages_results() {
             "the status of {stage} is shown:\n{stdout}"
         );
     }
+    let put = stdout.lines().find(|l| l.starts_with("gen shop:")).unwrap_or_default();
     eprintln!(
-        "walkthrough: {closed} closed revenue minutes ({rows} rows) in {:.0} s",
+        "walkthrough: {closed} closed revenue minutes ({rows} rows) in {:.0} s; {put}",
         started.elapsed().as_secs_f64()
     );
 
