@@ -12,8 +12,13 @@ use crate::setup::{CdcConfig, ReplicaIdentityPolicy, SnapshotMode};
 use crate::sink::{ChangeSink, FileSink};
 use crate::table::TableName;
 
-/// Arguments of `shardflow cdc`.
+/// What `shardflow cdc` does, as its help and the command list say it.
+pub const ABOUT: &str = "Stream the changes of Postgres tables (logical decoding) to a file or a Kinesis stream: \
+Protobuf events (shardflow.cdc.v1.ChangeEvent) by default (--format protobuf | json | shop)";
+
+/// Arguments of `shardflow cdc`; [`ABOUT`] is its description.
 #[derive(Debug, Clone, clap::Args)]
+#[command(about = ABOUT, long_about = None)]
 pub struct CdcArgs {
     /// Postgres connection string (URL or `key=value` form), e.g.
     /// `host=127.0.0.1 port=5432 user=postgres dbname=test`.

@@ -19,8 +19,7 @@ enum Command {
     Demo(shardflow_shop::demo::DemoArgs),
     /// Run a Nexmark query over a JSON-lines file of the bench generator.
     Nexmark(shardflow_nexmark::cli::NexmarkArgs),
-    /// Stream the changes of Postgres tables (logical decoding) as Debezium-style JSON events, to a
-    /// file or a Kinesis stream.
+    // its description is the cdc crate's (`shardflow_cdc::cli::ABOUT`), next to `--format`
     Cdc(shardflow_cdc::cli::CdcArgs),
     /// Generate a workload (the online shop's CDC stream, Nexmark) into a Kinesis stream or a file.
     Gen(shardflow_gen::cli::GenArgs),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig};
 use shardflow_shop::ShopConfig;
 
-use crate::nexmark::{NexmarkGenConfig, DEFAULT_BASE_TIME_MS};
+use crate::nexmark::NexmarkGenConfig;
 use crate::output::{FileFraming, GenReport, Output};
 use crate::shop::ShopFormat;
 
@@ -71,6 +71,15 @@ pub struct ShopArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Event time of the first change: epoch ms (`1704067200000`) or RFC 3339
+    /// (`2024-01-01T00:00:00Z`); a fixed start (with the same seed) gives the same stream
+    /// [default: the current time].
+    #[arg(long, value_name = "TIME", value_parser = parse_start)]
+    pub start: Option<i64>,
+    /// Orders per second of event time, which sets how much event time the changes span
+    /// (3,000 changes: about 30 s at the default 20, 5 min at 1, 10 min at 0.5).
+    #[arg(long, default_value_t = 20.0, value_parser = parse_orders_per_sec)]
+    pub orders_per_sec: f64,
     /// Encoding of each change (stream and file).
     #[arg(long, value_enum, default_value = "protobuf")]
     pub format: ShopFormat,
@@ -100,12 +109,61 @@ pub struct NexmarkArgs {
     /// Bound on event-time disorder, ms (0: in order).
     #[arg(long, default_value_t = 2_000)]
     pub max_disorder_ms: u64,
-    /// Event time of the first event, epoch ms.
-    #[arg(long, default_value_t = DEFAULT_BASE_TIME_MS)]
-    pub base_time_ms: i64,
+    /// Event time of the first event: epoch ms (`1704067200000`, the bench's start) or RFC 3339
+    /// (`2024-01-01T00:00:00Z`) [default: the current time].
+    #[arg(long, alias = "base-time-ms", value_name = "TIME", value_parser = parse_start)]
+    pub start: Option<i64>,
     /// Where to write.
     #[command(flatten)]
     pub to: Destination,
+}
+
+/// Parses a start of event time: epoch milliseconds or an RFC 3339 time.
+pub fn parse_start(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{e}: give epoch milliseconds (1704067200000) or RFC 3339 (2024-01-01T00:00:00Z)"))
+}
+
+fn parse_orders_per_sec(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("give a positive number of orders per second".to_owned()),
+    }
+}
+
+/// The current time, epoch ms: where event time starts unless `--start` says otherwise.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ShopArgs {
+    /// The generator's configuration: the shop's defaults with this seed, start and order rate
+    /// (a start of `None` is resolved to the current time here).
+    pub fn config(&self) -> ShopConfig {
+        let mut config = ShopConfig::new(self.seed, self.events, 1);
+        config.start_ms = self.start.unwrap_or_else(now_ms);
+        config.orders_per_sec = self.orders_per_sec;
+        config
+    }
+}
+
+impl NexmarkArgs {
+    /// The generator's configuration (a start of `None` is resolved to the current time here).
+    pub fn config(&self) -> NexmarkGenConfig {
+        NexmarkGenConfig {
+            events: self.events,
+            event_rate: self.event_rate,
+            max_disorder_ms: self.max_disorder_ms,
+            base_time_ms: self.start.unwrap_or_else(now_ms),
+        }
+    }
 }
 
 async fn open(to: &Destination, framing: FileFraming) -> anyhow::Result<(Output, String)> {
@@ -150,7 +208,7 @@ async fn load_into_postgres(a: ShopArgs) -> anyhow::Result<()> {
     let connection = tokio::spawn(connection);
     crate::postgres::prepare_schema(&client, &a.db_schema, a.create_tables).await?;
     let mut reported = 0;
-    let report = crate::postgres::load_shop(&mut client, ShopConfig::new(a.seed, a.events, 1), a.rate, |n| {
+    let report = crate::postgres::load_shop(&mut client, a.config(), a.rate, |n| {
         if n >= reported + 100_000 {
             reported = n;
             eprintln!("gen: {n} changes");
@@ -195,19 +253,12 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
                     out: a.to.out.clone(),
                 };
                 let (mut output, target) = open(&to, framing).await?;
-                let config = ShopConfig::new(a.seed, a.events, 1);
-                let report = crate::shop::generate(config, a.format, a.rate, &mut output, progress).await?;
+                let report = crate::shop::generate(a.config(), a.format, a.rate, &mut output, progress).await?;
                 print("shop", &target, &report);
             }
             Workload::Nexmark(a) => {
                 let (mut output, target) = open(&a.to, FileFraming::Lines).await?;
-                let config = NexmarkGenConfig {
-                    events: a.events,
-                    event_rate: a.event_rate,
-                    max_disorder_ms: a.max_disorder_ms,
-                    base_time_ms: a.base_time_ms,
-                };
-                let report = crate::nexmark::generate(config, a.rate, &mut output, progress).await?;
+                let report = crate::nexmark::generate(a.config(), a.rate, &mut output, progress).await?;
                 print("nexmark", &target, &report);
             }
         }

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use crate::output::{GenReport, Output, OutputError, Pacer};
 
-/// 2024-01-01T00:00:00Z, as `nexmark_gen.py`.
+/// 2024-01-01T00:00:00Z, the start of `nexmark_gen.py` (`shardflow gen nexmark --start
+/// 1704067200000`; by default it starts at the current time).
 pub const DEFAULT_BASE_TIME_MS: i64 = 1_704_067_200_000;
 
 /// Parameters of the generated stream.

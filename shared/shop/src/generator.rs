@@ -36,7 +36,9 @@ use shardflow_schemas::{
     ShipmentStatus, Source,
 };
 
-/// 2024-01-01T00:00:00Z, the default start of simulated time.
+/// 2024-01-01T00:00:00Z, the start of simulated time of [`ShopConfig::new`]: fixed, so that the
+/// demo, the tests and their golden files are reproducible (`shardflow gen shop` starts at the
+/// current time unless given `--start`).
 pub const DEFAULT_START_MS: i64 = 1_704_067_200_000;
 
 /// Parameters of the generated workload.
