@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardflow_stage::SequenceNumber;
 use shardflow_shuffle::{DataRecord, KeyGroupSpace, Packed, Packer, RecordId, ShardMap, WatermarkRecord};
+use shardflow_stage::SequenceNumber;
 
 const BATCH: usize = 10_000;
 const PAYLOAD: usize = 200;
