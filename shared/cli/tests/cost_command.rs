@@ -122,3 +122,26 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size"));
 }
+
+#[test]
+fn a_price_table_of_ones_own_replaces_the_built_in_one() {
+    let printed: serde_json::Value = serde_json::from_str(&ok(shardflow(&["cost", "--print-prices"]))).unwrap();
+    assert_eq!(printed["region"], "us-east-1");
+    let mut doubled = printed.clone();
+    doubled["flink_kpu_hour"] = serde_json::json!(0.22);
+    let dir = std::env::temp_dir().join(format!("shardflow-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prices.json");
+    std::fs::write(&path, doubled.to_string()).unwrap();
+    let flink = |extra: &[&str]| {
+        let mut args = vec!["cost", "--json"];
+        args.extend_from_slice(extra);
+        let report: serde_json::Value = serde_json::from_str(ok(shardflow(&args)).trim()).unwrap();
+        report["columns"][1]["processing_usd_month"].as_f64().unwrap()
+    };
+    let built_in = flink(&[]);
+    let own = flink(&["--prices", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // 2 KPU × 730 h at twice the price; the running storage is unchanged.
+    assert!((own - built_in - 2.0 * 730.0 * 0.11).abs() < 1e-6, "{built_in} → {own}");
+}
