@@ -37,6 +37,10 @@ enum Command {
     Savepoint(shardflow_lifecycle::command::savepoint::SavepointArgs),
     /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
     Status(shardflow_lifecycle::command::status::StatusArgs),
+    /// What a platform costs a month on AWS (per stage, stream and service) from measured
+    /// per-batch counts, beside Managed Flink and Lambda tumbling windows; prices from a dated
+    /// table in the repository, never fetched.
+    Cost(shardflow_cost::command::CostArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Validate(args) => shardflow_bluegreen::commands::validate(args),
         Command::Savepoint(args) => shardflow_lifecycle::command::savepoint::run(args),
         Command::Status(args) => shardflow_lifecycle::command::status::run(args),
+        Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),
     }
 }

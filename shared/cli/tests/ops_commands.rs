@@ -7,6 +7,9 @@
 
 use std::process::{Command, Output};
 
+mod common;
+use common::ok;
+
 use shardflow_engine::combine::Count;
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_stage::SequenceNumber;
@@ -21,16 +24,6 @@ fn shardflow(args: &[&str]) -> Output {
         .env("AWS_ENDPOINT_URL", shardflow_testkit::endpoint("DYNAMODB"))
         .output()
         .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn counts() -> Pipeline<(u32, i64), (u32, u64)> {
