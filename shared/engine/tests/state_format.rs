@@ -355,6 +355,72 @@ fn an_interval_join_checkpoint_of_format_version_1_restores() {
     });
 }
 
+/// `(key, window start, count, sum)`
+type Totals = (u32, i64, u64, i64);
+
+/// Three stateful operators behind stateless steps, as the release before stable operator ids
+/// numbered them by position: `1-deduplicate`, `9-window_aggregate`, `10-window_aggregate` (two
+/// windows whose positions sort differently as text and as numbers).
+fn fixture_operators() -> Pipeline<Ev, Totals> {
+    let mut s = Pipeline::builder("fixture-operators")
+        .watermarks(ooo(5))
+        .max_key_groups(16)
+        .event_time(|e: &Ev| e.ts)
+        .filter(|e| e.v % 11 != 0)
+        .deduplicate(|e| (e.key, e.ts.div_euclid(4)), 100);
+    for _ in 0..7 {
+        s = s.map(|e| e);
+    }
+    s.key_by(|e: &Ev| e.key)
+        .window(Windowing::tumbling(10).unwrap())
+        .aggregate((Count, Sum::of(|e: &Ev| e.v)), |k, w, _p, (n, s)| (*k, w.start, n, s))
+        .key_by(|t: &Totals| t.0)
+        .window(Windowing::tumbling(40).unwrap())
+        .aggregate((Count, Sum::of(|t: &Totals| t.3)), |k, w, _p, (n, s)| {
+            (*k, w.start, n, s)
+        })
+        .sink("out")
+}
+
+#[test]
+fn a_checkpoint_of_format_version_1_with_positional_operator_ids_restores() {
+    let input = fixture_input();
+    let at = 70;
+    let p = fixture_operators();
+    let mut e = p.engine();
+    feed(&mut e, &input, 0, at);
+    let now = e.snapshot_full().unwrap().encode().unwrap();
+    let bytes = fixture("operators_v1.sfck", &now);
+    assert_eq!(
+        u16::from_le_bytes([bytes[4], bytes[5]]),
+        1,
+        "the fixture is of format version 1"
+    );
+    let checkpoint = Checkpoint::decode(&bytes).unwrap();
+    let ids: Vec<&str> = checkpoint.operators.iter().map(|o| o.operator.as_str()).collect();
+    assert_eq!(ids, ["1-deduplicate", "9-window_aggregate", "10-window_aggregate"]);
+    assert!(
+        checkpoint.operators.iter().all(|o| !o.key_groups.is_empty()),
+        "every operator holds state"
+    );
+    let image = CheckpointImage::new(checkpoint);
+    let mut restored = Engine::restore(&fixture_operators(), &image).unwrap();
+    feed(&mut restored, &input, at, input.len());
+    restored.finish();
+    let got = restored.drain_output();
+    let expected = expected_after(&p, &input, at);
+    assert!(expected.len() > 5);
+    assert_eq!(got, expected);
+    let mut uninterrupted = p.engine();
+    feed(&mut uninterrupted, &input, 0, input.len());
+    uninterrupted.finish();
+    assert!(
+        uninterrupted.metrics().duplicates_dropped > 0,
+        "the input repeats some ids"
+    );
+    assert_eq!(restored.metrics(), uninterrupted.metrics());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Corrupt state: a state store may hand back damaged bytes; decoding, folding and restoring them
 // returns an error (or an engine that keeps working), never a panic. `fuzz/` runs the same
