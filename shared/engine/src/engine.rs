@@ -329,6 +329,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             let (states, report) = restore::plan(pipeline.stateful_operators(), image, options)?;
             engine.head.adopt(&states, keep)?;
             engine.full_next |= report.moves_state();
+            report.log(pipeline.name(), image.operator_metas().next().is_some());
             reports.push(report);
             engine.watermarks.adopt(&state.watermarks);
             engine.records_in += state.records_in;
@@ -416,6 +417,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         let mut engine = pipeline.engine();
         engine.head.restore(&states)?;
         engine.full_next = report.moves_state();
+        report.log(pipeline.name(), image.operator_metas().next().is_some());
         engine.cx.processing_time = state.watermarks.processing_time();
         engine.sources = state
             .watermarks

@@ -129,6 +129,27 @@ impl RestoreReport {
         })
     }
 
+    /// Logs what did not restore as it was stored: operators that start empty although the image
+    /// holds state of others, dropped state (warnings), state read under another id (info).
+    pub(crate) fn log(&self, pipeline: &str, image_has_state: bool) {
+        for o in &self.operators {
+            match &o.outcome {
+                RestoreOutcome::StartsEmpty if image_has_state => tracing::warn!(
+                    pipeline,
+                    operator = %o.id,
+                    "the checkpoint holds no state for this operator: it starts empty"
+                ),
+                RestoreOutcome::Dropped => {
+                    tracing::warn!(pipeline, operator = %o.id, "state of an operator the pipeline does not have was dropped")
+                }
+                RestoreOutcome::Restored { from } if *from != o.id => {
+                    tracing::info!(pipeline, operator = %o.id, from = %from, "state read under a format version 1 id")
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Whether the stored state must be rewritten whole: some state now lives under another id
     /// than in the image (an incremental checkpoint would hold only its changed key groups under
     /// the new id), or state was dropped.
