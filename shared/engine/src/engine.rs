@@ -10,6 +10,7 @@ use crate::error::StateError;
 use crate::operators::{Context, Operator};
 use crate::pipeline::{Pipeline, PipelineDef};
 use crate::record::{partition_source, LateRecord, Origin, Output, PartitionId, Record};
+use crate::restore::{self, RestoreOptions, RestoreReport};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 use crate::watermark::{PartitionWatermark, WatermarkTracker};
 
@@ -30,6 +31,9 @@ pub struct EngineMetrics {
     pub processing_time: Timestamp,
 }
 
+/// The engine-level state of a checkpoint: these fields (the layout of format version 1), then,
+/// since format version 2, the count of repeats dropped by `deduplicate` operators (read as
+/// trailing bytes, so that either layout decodes).
 #[derive(Serialize, Deserialize)]
 struct EngineState {
     watermarks: WatermarkTracker,
@@ -38,19 +42,39 @@ struct EngineState {
     results_total: u64,
 }
 
+impl EngineState {
+    /// Encodes the state followed by `duplicates_total`.
+    fn encode(&self, duplicates_total: u64) -> Result<Vec<u8>, StateError> {
+        postcard::to_allocvec(&(self, duplicates_total)).map_err(|e| StateError::codec("engine state", e))
+    }
+
+    /// The state and, if the bytes carry it, the count of dropped repeats; for an image of
+    /// format version 1 the count is summed from its `deduplicate` operators.
+    fn decode(image: &CheckpointImage) -> Result<(EngineState, u64), StateError> {
+        let (state, rest): (EngineState, &[u8]) =
+            postcard::take_from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
+        let duplicates_total = if rest.is_empty() {
+            crate::operators::deduplicate::dropped_in(image)
+        } else {
+            postcard::from_bytes(rest).map_err(|e| StateError::codec("engine state (dropped repeats)", e))?
+        };
+        Ok((state, duplicates_total))
+    }
+}
+
 impl EngineMetrics {
     /// The counters, watermark and processing time stored in `image` (a shard's committed
     /// state), read without the pipeline — for tools that inspect checkpoints (`shardflow
     /// status`, savepoints). Also returns every partition's watermark state. `duplicates_dropped`
-    /// is read from the deduplicate operators' state, as [`Engine::restore`] does.
+    /// is read as [`Engine::restore`] reads it: from the engine state, or, in an image of format
+    /// version 1, from the deduplicate operators' state.
     pub fn of_checkpoint(image: &CheckpointImage) -> Result<(EngineMetrics, Vec<PartitionWatermark>), StateError> {
-        let state: EngineState =
-            postcard::from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
+        let (state, duplicates_dropped) = EngineState::decode(image)?;
         let metrics = EngineMetrics {
             records_in: state.records_in,
             late_records: state.late_total,
             results_out: state.results_total,
-            duplicates_dropped: crate::operators::deduplicate::dropped_in(image),
+            duplicates_dropped,
             watermark: state.watermarks.current(),
             processing_time: state.watermarks.processing_time(),
         };
@@ -81,6 +105,8 @@ pub struct Engine<In, Out> {
     cx: Context,
     records_in: u64,
     epoch: u64,
+    /// The next snapshot must be full: a restore moved state to other ids or dropped some.
+    full_next: bool,
     _out: PhantomData<fn() -> Out>,
 }
 
@@ -104,6 +130,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             cx,
             records_in: 0,
             epoch: 0,
+            full_next: false,
             _out: PhantomData,
         }
     }
@@ -226,8 +253,12 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
 
     /// An incremental checkpoint: engine state plus the key groups changed since the last
     /// snapshot (or since creation/restore). See [`crate::checkpoint`].
+    ///
+    /// The first snapshot after a restore or an adoption that moved state to other ids than the
+    /// image's (a format version 1 image) or dropped state is full instead: the stored state must
+    /// be rewritten whole under the pipeline's ids ([`Checkpoint::full`] says which it is).
     pub fn snapshot(&mut self) -> Result<Checkpoint, StateError> {
-        self.take_snapshot(false)
+        self.take_snapshot(self.full_next)
     }
 
     /// A full checkpoint (every key group): a savepoint.
@@ -243,9 +274,10 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             late_total: self.cx.late_total,
             results_total: self.cx.results_total,
         };
-        let engine = postcard::to_allocvec(&state).map_err(|e| StateError::codec("engine state", e))?;
+        let engine = state.encode(self.cx.duplicates_total)?;
         let mut operators = Vec::new();
         self.head.snapshot(full, &mut operators)?;
+        self.full_next = false;
         Ok(Checkpoint {
             pipeline: self.def.name.clone(),
             max_key_groups: self.def.max_key_groups,
@@ -261,12 +293,28 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
     /// `keep`, every key group marked dirty. The parents' partitions become ended partitions, and
     /// the combined and operator watermarks start at the largest of the parents', so they never
     /// move back. Take a full snapshot ([`Engine::snapshot_full`]) as the first checkpoint.
+    ///
+    /// Each parent's state is matched with the pipeline's operators as [`Engine::restore`] does:
+    /// state of an operator the pipeline does not have is refused
+    /// ([`StateError::UnmatchedState`]); see [`Engine::adopt_with`] to allow dropping it.
     pub fn adopt(
         pipeline: &Pipeline<In, Out>,
         parents: &[CheckpointImage],
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Self, StateError> {
+        Ok(Self::adopt_with(pipeline, parents, keep, RestoreOptions::strict())?.0)
+    }
+
+    /// [`Engine::adopt`], with `options` saying whether state the pipeline has no operator for
+    /// may be dropped; also returns a [`RestoreReport`] per parent, in order.
+    pub fn adopt_with(
+        pipeline: &Pipeline<In, Out>,
+        parents: &[CheckpointImage],
+        keep: &dyn Fn(&[u8]) -> bool,
+        options: RestoreOptions,
+    ) -> Result<(Self, Vec<RestoreReport>), StateError> {
         let mut engine = pipeline.engine();
+        let mut reports = Vec::with_capacity(parents.len());
         for image in parents {
             if image.pipeline() != pipeline.name() || image.max_key_groups() != pipeline.max_key_groups() {
                 return Err(StateError::Mismatch(format!(
@@ -277,9 +325,12 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
                     pipeline.max_key_groups()
                 )));
             }
-            let state: EngineState =
-                postcard::from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
-            engine.head.adopt(image, keep)?;
+            let (state, _) = EngineState::decode(image)?;
+            let (states, report) = restore::plan(pipeline.stateful_operators(), image, options)?;
+            engine.head.adopt(&states, keep)?;
+            engine.full_next |= report.moves_state();
+            report.log(pipeline.name(), image.operator_metas().next().is_some());
+            reports.push(report);
             engine.watermarks.adopt(&state.watermarks);
             engine.records_in += state.records_in;
             engine.cx.late_total += state.late_total;
@@ -293,11 +344,60 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             .iter()
             .map(|p| partition_source(&p.name))
             .collect();
-        Ok(engine)
+        Ok((engine, reports))
     }
 
     /// An engine for `pipeline` in exactly the state `image` describes.
+    ///
+    /// Strict: every operator state in the image must belong to an operator of the pipeline
+    /// (matched by id, see [`crate::restore`]), or the restore is refused with
+    /// [`StateError::UnmatchedState`] naming the operators. A stateful operator that finds no
+    /// state in the image starts empty; [`Engine::restore_with`] reports which did, and can allow
+    /// dropping state. Also refused: an image of another pipeline or key-group count
+    /// ([`StateError::Mismatch`]), and damaged state.
     pub fn restore(pipeline: &Pipeline<In, Out>, image: &CheckpointImage) -> Result<Self, StateError> {
+        Ok(Self::restore_with(pipeline, image, RestoreOptions::strict())?.0)
+    }
+
+    /// [`Engine::restore`], with `options` saying whether state the pipeline has no operator for
+    /// may be dropped, and a [`RestoreReport`] of what happened to every operator's state:
+    /// restored (and under which id of the image), starts empty, dropped.
+    ///
+    /// ```
+    /// use shardflow_engine::checkpoint::CheckpointImage;
+    /// use shardflow_engine::{Engine, Pipeline, RestoreOptions, StateError};
+    ///
+    /// // (id, event time)
+    /// let once = |uid: &str| {
+    ///     Pipeline::builder("dedup")
+    ///         .event_time(|r: &(u64, i64)| r.1)
+    ///         .deduplicate(|r| r.0, 60_000)
+    ///         .uid(uid)
+    ///         .unwrap()
+    ///         .sink("once")
+    /// };
+    /// let mut engine = once("seen-ids").engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, (7, 1));
+    /// let image = CheckpointImage::new(engine.snapshot().unwrap());
+    ///
+    /// let (_, report) = Engine::restore_with(&once("seen-ids"), &image, RestoreOptions::strict()).unwrap();
+    /// assert_eq!(report.restored(), ["seen-ids"]);
+    ///
+    /// // A renamed uid does not find its state: refused, naming both ids.
+    /// let refused = Engine::restore(&once("ids-seen"), &image).err().unwrap();
+    /// assert!(matches!(refused, StateError::UnmatchedState { .. }));
+    /// assert!(refused.to_string().contains("\"seen-ids\"") && refused.to_string().contains("\"ids-seen\""));
+    ///
+    /// // Unless dropping the state is allowed.
+    /// let (_, report) = Engine::restore_with(&once("ids-seen"), &image, RestoreOptions::allowing_dropped_state()).unwrap();
+    /// assert_eq!((report.starts_empty(), report.dropped()), (vec!["ids-seen"], vec!["seen-ids"]));
+    /// ```
+    pub fn restore_with(
+        pipeline: &Pipeline<In, Out>,
+        image: &CheckpointImage,
+        options: RestoreOptions,
+    ) -> Result<(Self, RestoreReport), StateError> {
         if image.pipeline() != pipeline.name() {
             return Err(StateError::Mismatch(format!(
                 "checkpoint of pipeline {:?}, not {:?}",
@@ -312,10 +412,12 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
                 pipeline.max_key_groups()
             )));
         }
-        let state: EngineState =
-            postcard::from_bytes(image.engine_state()).map_err(|e| StateError::codec("engine state", e))?;
+        let (state, duplicates_total) = EngineState::decode(image)?;
+        let (states, report) = restore::plan(pipeline.stateful_operators(), image, options)?;
         let mut engine = pipeline.engine();
-        engine.head.restore(image)?;
+        engine.head.restore(&states)?;
+        engine.full_next = report.moves_state();
+        report.log(pipeline.name(), image.operator_metas().next().is_some());
         engine.cx.processing_time = state.watermarks.processing_time();
         engine.sources = state
             .watermarks
@@ -328,10 +430,8 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         engine.records_in = state.records_in;
         engine.cx.late_total = state.late_total;
         engine.cx.results_total = state.results_total;
-        // Kept in the deduplicate operators' own state (the engine state's layout is fixed by
-        // format version 1).
-        engine.cx.duplicates_total = crate::operators::deduplicate::dropped_in(image);
+        engine.cx.duplicates_total = duplicates_total;
         engine.epoch = image.epoch();
-        Ok(engine)
+        Ok((engine, report))
     }
 }

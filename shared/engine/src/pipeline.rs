@@ -27,6 +27,8 @@
 //! A [`Pipeline`] is a description: it can be instantiated into any number of independent
 //! [`Engine`](crate::Engine)s (one per Lambda invocation, one per benchmark run, one per test
 //! case).
+//!
+//! Stateful operators are known by ids; see [`StatefulOperator`].
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::combine::{CollectBySide, Combiner};
+use crate::error::PipelineError;
 use crate::operators::{
     Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
     LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, Sink, WindowAggregate,
@@ -45,7 +48,69 @@ use crate::trigger::{PaneInfo, Trigger};
 use crate::watermark::WatermarkStrategy;
 use crate::window::{Window, Windowing};
 
-type BuildFn<In, T> = Arc<dyn Fn(Box<dyn Operator<T>>) -> Box<dyn Operator<In>> + Send + Sync>;
+/// Builds the operators of a stream's steps in front of `next`, given the final ids of the
+/// pipeline's stateful operators (known only at [`Stream::sink`], as a uid follows its step).
+type BuildFn<In, T> = Arc<dyn Fn(&[StatefulOperator], Box<dyn Operator<T>>) -> Box<dyn Operator<In>> + Send + Sync>;
+
+/// The kinds of stateful operators, as they appear in their default ids.
+pub(crate) const STATEFUL_KINDS: [&str; 4] = [
+    WINDOW_AGGREGATE,
+    KEYED_PROCESS,
+    INTERVAL_JOIN,
+    crate::operators::deduplicate::KIND,
+];
+const WINDOW_AGGREGATE: &str = "window_aggregate";
+const KEYED_PROCESS: &str = "keyed_process";
+const INTERVAL_JOIN: &str = "interval_join";
+
+/// A stateful operator of a pipeline: its kind and the id its state is kept under.
+///
+/// # Ids
+/// Every stateful operator (`aggregate`, `join`, `process`, `interval_join`, `deduplicate`) has
+/// an id that names its state in checkpoints, its late records and its result ids. The author
+/// sets it with [`Stream::uid`] right after the step that creates the operator; without one, the
+/// operator has a *default id*, `{kind}-{n}`: its kind and how many stateful operators of the
+/// same kind come before it (`window_aggregate-0`, `window_aggregate-1`, `deduplicate-0`). A
+/// default id does not move when stateless steps (`map`, `filter`, `filter_map`, `flat_map`,
+/// `lookup_join`) are added or removed, nor when stateful operators of another kind are; it does
+/// when an operator of the same kind is added before it — give an operator a uid when the
+/// pipeline around it is expected to change. Ids are unique in a pipeline: [`Stream::uid`]
+/// refuses one that another operator has or may get.
+///
+/// Checkpoints of format version 1 named operators by their position among all steps
+/// (`{position}-{kind}`); [`Engine::restore`](crate::Engine::restore) reads them under the default
+/// ids (see [`crate::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulOperator {
+    kind: &'static str,
+    default_id: String,
+    uid: Option<String>,
+}
+
+impl StatefulOperator {
+    /// The id its state, late records and result ids are known by: its uid if it has one, its
+    /// default id otherwise.
+    pub fn id(&self) -> &str {
+        self.uid.as_deref().unwrap_or(&self.default_id)
+    }
+
+    /// Its kind: `window_aggregate` (`aggregate` and `join`), `keyed_process`, `interval_join`
+    /// or `deduplicate`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The id it would have without a uid: `{kind}-{n}`, `n` the number of stateful operators of
+    /// the same kind before it.
+    pub fn default_id(&self) -> &str {
+        &self.default_id
+    }
+
+    /// The id the author set with [`Stream::uid`], if any.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+}
 
 /// What every instance of a pipeline shares: its name, event-time extractor, watermark strategy
 /// and key-group count.
@@ -87,8 +152,9 @@ impl<In: Send + 'static> PipelineBuilder<In> {
                 watermarks: self.watermarks,
                 max_key_groups: self.max_key_groups,
             }),
-            build: Arc::new(|next| next),
-            operators: 0,
+            build: Arc::new(|_, next| next),
+            stateful: Vec::new(),
+            last_step: None,
         }
     }
 }
@@ -97,49 +163,185 @@ impl<In: Send + 'static> PipelineBuilder<In> {
 pub struct Stream<In, T> {
     def: Arc<PipelineDef<In>>,
     build: BuildFn<In, T>,
-    operators: usize,
+    /// The stateful operators declared so far, in order.
+    stateful: Vec<StatefulOperator>,
+    /// The builder step that made this stream: its kind, and the index in `stateful` of the
+    /// operator it created, if it is stateful (what [`Stream::uid`] names).
+    last_step: Option<(&'static str, Option<usize>)>,
 }
 
 impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
+    /// Appends a stateless step.
     fn then<U: Send + 'static>(
         self,
-        kind: &str,
+        kind: &'static str,
+        make: impl Fn(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + Send + Sync + 'static,
+    ) -> Stream<In, U> {
+        let prev = self.build;
+        Stream {
+            def: self.def,
+            build: Arc::new(move |ids, next| prev(ids, make(next))),
+            stateful: self.stateful,
+            last_step: Some((kind, None)),
+        }
+    }
+
+    /// Appends a stateful operator of `kind`, with its default id; `make` gets its final id (a
+    /// uid may still follow) and the key-group count.
+    fn then_stateful<U: Send + 'static>(
+        mut self,
+        kind: &'static str,
         make: impl Fn(String, u16, Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + Send + Sync + 'static,
     ) -> Stream<In, U> {
-        let id = format!("{}-{kind}", self.operators);
+        let slot = self.stateful.len();
+        let ordinal = self.stateful.iter().filter(|o| o.kind == kind).count();
+        self.stateful.push(StatefulOperator {
+            kind,
+            default_id: format!("{kind}-{ordinal}"),
+            uid: None,
+        });
         let max_key_groups = self.def.max_key_groups;
         let prev = self.build;
         Stream {
             def: self.def,
-            build: Arc::new(move |next| prev(make(id.clone(), max_key_groups, next))),
-            operators: self.operators + 1,
+            build: Arc::new(move |ids, next| {
+                // `ids` are this stream's `stateful` with their final uids: `slot` is in range.
+                let id = ids.get(slot).map_or_else(String::new, |o| o.id().to_owned());
+                prev(ids, make(id, max_key_groups, next))
+            }),
+            stateful: self.stateful,
+            last_step: Some((kind, Some(slot))),
         }
+    }
+
+    /// Names the stateful operator the previous builder step created (Flink's `uid`): its
+    /// state is kept under `uid` in checkpoints, so that it is found again after the pipeline
+    /// around it changes, and `uid` names it in late records and result ids. See
+    /// [`StatefulOperator`] for the default id an operator has without one.
+    ///
+    /// Refused, with a [`PipelineError`] naming the id, when:
+    /// - the previous step is not a stateful operator (`map`, `filter`, ... or no step at all):
+    ///   [`PipelineError::UidOnStatelessStep`];
+    /// - that operator already has a uid: [`PipelineError::UidAlreadySet`];
+    /// - `uid` is empty, or has the form `{number}-{kind}` of the positional ids of format
+    ///   version 1 checkpoints, or is the default id `{kind}-{n}` of an operator of that kind
+    ///   declared later (a uid may only take the default id of this operator or of an earlier
+    ///   one with a uid of its own: how an operator keeps its state when one of its kind is
+    ///   added before it): [`PipelineError::InvalidUid`];
+    /// - another operator of the pipeline already has the id: [`PipelineError::DuplicateOperatorId`].
+    ///
+    /// ```
+    /// use shardflow_engine::combine::Sum;
+    /// use shardflow_engine::{Pipeline, PipelineError, Windowing};
+    ///
+    /// # fn main() -> Result<(), PipelineError> {
+    /// // (product, event time, cents)
+    /// let revenue = Pipeline::builder("revenue")
+    ///     .event_time(|r: &(u32, i64, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .window(Windowing::tumbling(60_000)?)
+    ///     .aggregate(Sum::of(|r: &(u32, i64, i64)| r.2), |product, _window, _pane, cents| (*product, cents))
+    ///     .uid("revenue-window")?
+    ///     .sink("revenue");
+    /// let ids: Vec<_> = revenue.stateful_operators().iter().map(|o| o.id()).collect();
+    /// assert_eq!(ids, ["revenue-window"]);
+    /// assert_eq!(revenue.stateful_operators()[0].default_id(), "window_aggregate-0");
+    ///
+    /// // Two operators cannot share an id.
+    /// let twice = Pipeline::builder("dedup")
+    ///     .event_time(|r: &(u64, i64)| r.1)
+    ///     .deduplicate(|r| r.0, 60_000)
+    ///     .uid("once")?
+    ///     .deduplicate(|r| r.0, 60_000)
+    ///     .uid("once");
+    /// assert_eq!(twice.err(), Some(PipelineError::DuplicateOperatorId { id: "once".into() }));
+    ///
+    /// // A uid names a stateful operator; a map has no state.
+    /// let stateless = Pipeline::builder("map").event_time(|r: &(u64, i64)| r.1).map(|r| r.0).uid("m");
+    /// assert!(matches!(stateless, Err(PipelineError::UidOnStatelessStep { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn uid(mut self, uid: &str) -> Result<Self, PipelineError> {
+        let refuse = |reason: String| PipelineError::InvalidUid {
+            uid: uid.to_owned(),
+            reason,
+        };
+        let (step, slot) = match self.last_step {
+            Some((step, Some(slot))) if slot < self.stateful.len() => (step, slot),
+            Some((step, _)) => {
+                return Err(PipelineError::UidOnStatelessStep {
+                    step,
+                    uid: uid.to_owned(),
+                })
+            }
+            None => {
+                return Err(PipelineError::UidOnStatelessStep {
+                    step: "event_time",
+                    uid: uid.to_owned(),
+                })
+            }
+        };
+        if let Some(set) = &self.stateful[slot].uid {
+            return Err(PipelineError::UidAlreadySet {
+                step,
+                uid: set.clone(),
+                refused: uid.to_owned(),
+            });
+        }
+        if uid.is_empty() {
+            return Err(refuse("an operator id cannot be empty".into()));
+        }
+        if crate::restore::legacy_id(uid).is_some() {
+            return Err(refuse(
+                "ids of the form {number}-{kind} are the positional ids of format version 1 checkpoints, \
+                 read as the default ids of their operators; choose another"
+                    .into(),
+            ));
+        }
+        if let Some((kind, n)) = default_id_parts(uid) {
+            let declared = self.stateful.iter().filter(|o| o.kind == kind).count();
+            if n >= declared {
+                return Err(refuse(format!(
+                    "{uid} is the default id of a {kind} operator declared later in this pipeline; \
+                     choose another"
+                )));
+            }
+        }
+        if self
+            .stateful
+            .iter()
+            .enumerate()
+            .any(|(i, o)| i != slot && o.id() == uid)
+        {
+            return Err(PipelineError::DuplicateOperatorId { id: uid.to_owned() });
+        }
+        self.stateful[slot].uid = Some(uid.to_owned());
+        Ok(self)
     }
 
     /// Transforms every value.
     pub fn map<U: Send + 'static>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Stream<In, U> {
         let f: Arc<dyn Fn(T) -> U + Send + Sync> = Arc::new(f);
-        self.then("map", move |_, _, next| Box::new(Map { f: f.clone(), next }))
+        self.then("map", move |next| Box::new(Map { f: f.clone(), next }))
     }
 
     /// Keeps the values for which `f` is true.
     pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Stream<In, T> {
         let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
-        self.then("filter", move |_, _, next| Box::new(Filter { f: f.clone(), next }))
+        self.then("filter", move |next| Box::new(Filter { f: f.clone(), next }))
     }
 
     /// Transforms and filters in one step.
     pub fn filter_map<U: Send + 'static>(self, f: impl Fn(T) -> Option<U> + Send + Sync + 'static) -> Stream<In, U> {
         let f: Arc<dyn Fn(T) -> Option<U> + Send + Sync> = Arc::new(f);
-        self.then("filter_map", move |_, _, next| {
-            Box::new(FilterMap { f: f.clone(), next })
-        })
+        self.then("filter_map", move |next| Box::new(FilterMap { f: f.clone(), next }))
     }
 
     /// Emits every value `f` returns for a value.
     pub fn flat_map<U: Send + 'static>(self, f: impl Fn(T) -> Vec<U> + Send + Sync + 'static) -> Stream<In, U> {
         let f: Arc<dyn Fn(T) -> Vec<U> + Send + Sync> = Arc::new(f);
-        self.then("flat_map", move |_, _, next| Box::new(FlatMap { f: f.clone(), next }))
+        self.then("flat_map", move |next| Box::new(FlatMap { f: f.clone(), next }))
     }
 
     /// Enriches every value with a row of `table` found by `key`; `join` gets the row or `None`
@@ -171,7 +373,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
     ) -> Stream<In, O> {
         let key_fn: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
         let join_fn: Arc<dyn Fn(T, Option<V>) -> Option<O> + Send + Sync> = Arc::new(join);
-        self.then("lookup_join", move |_, _, next| {
+        self.then("lookup_join", move |next| {
             Box::new(LookupJoin {
                 table: table.clone(),
                 key_fn: key_fn.clone(),
@@ -212,7 +414,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
         horizon_ms: DurationMs,
     ) -> Stream<In, T> {
         let id_fn: Arc<dyn Fn(&T) -> I + Send + Sync> = Arc::new(id_fn);
-        self.then(crate::operators::deduplicate::KIND, move |id, max_kg, next| {
+        self.then_stateful(crate::operators::deduplicate::KIND, move |id, max_kg, next| {
             Box::new(Deduplicate::new(id, max_kg, id_fn.clone(), horizon_ms, next))
         })
     }
@@ -227,11 +429,17 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
 
     /// Ends the pipeline: its results are drained from the engine and written to the sink named
     /// `name` by whatever runs the pipeline (the local runner, a Lambda stage).
+    ///
+    /// Cannot fail: every id was checked where it was set ([`Stream::uid`]), and default ids
+    /// are unique by construction.
     pub fn sink(self, name: &str) -> Pipeline<In, T> {
         let build = self.build;
+        let stateful: Arc<[StatefulOperator]> = self.stateful.into();
+        let ids = stateful.clone();
         Pipeline {
             def: self.def,
-            build: Arc::new(move || build(Box::new(Sink::<T> { _t: PhantomData }))),
+            build: Arc::new(move || build(&ids, Box::new(Sink::<T> { _t: PhantomData }))),
+            stateful,
             sink: name.to_owned(),
             _out: PhantomData,
         }
@@ -297,7 +505,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
     {
         let key_fn = self.key_fn;
         let function: Arc<dyn KeyedProcessFunction<K, T, S, O>> = Arc::new(function);
-        self.stream.then("keyed_process", move |id, max_kg, next| {
+        self.stream.then_stateful(KEYED_PROCESS, move |id, max_kg, next| {
             Box::new(KeyedProcess::new(id, max_kg, key_fn.clone(), function.clone(), next))
         })
     }
@@ -341,7 +549,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
         let key_fn = self.key_fn;
         let side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync> = Arc::new(side);
         let join_fn: PairFn<K, T, O> = Arc::new(join);
-        self.stream.then("interval_join", move |id, max_kg, next| {
+        self.stream.then_stateful(INTERVAL_JOIN, move |id, max_kg, next| {
             Box::new(IntervalJoin::new(
                 id,
                 max_kg,
@@ -385,18 +593,20 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
         let result_fn: ResultFn<K, C::Out, O> = Arc::new(result);
         let key_fn = self.keyed.key_fn;
         let (windowing, trigger) = (self.windowing, self.trigger);
-        self.keyed.stream.then("window_aggregate", move |id, max_kg, next| {
-            Box::new(WindowAggregate::new(
-                id,
-                max_kg,
-                key_fn.clone(),
-                windowing.clone(),
-                trigger,
-                combiner.clone(),
-                result_fn.clone(),
-                next,
-            ))
-        })
+        self.keyed
+            .stream
+            .then_stateful(WINDOW_AGGREGATE, move |id, max_kg, next| {
+                Box::new(WindowAggregate::new(
+                    id,
+                    max_kg,
+                    key_fn.clone(),
+                    windowing.clone(),
+                    trigger,
+                    combiner.clone(),
+                    result_fn.clone(),
+                    next,
+                ))
+            })
     }
 
     /// Joins `sides` inputs on the key within each window: `side` tells a value's input index
@@ -438,11 +648,15 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
     where
         T: Clone + Serialize + DeserializeOwned,
     {
-        self.aggregate(CollectBySide::new(sides, side), move |k, w, _pane, mut lists| {
+        let windowed = self.aggregate(CollectBySide::new(sides, side), move |k, w, _pane, mut lists| {
             lists.iter_mut().for_each(|list| canonical_order(list));
             join(k, w, &lists)
-        })
-        .flat_map(|joined| joined)
+        });
+        let aggregate = windowed.last_step;
+        let mut joined = windowed.flat_map(|joined| joined);
+        // The flat_map is part of this step: a uid after `join` names its window operator.
+        joined.last_step = aggregate;
+        joined
     }
 }
 
@@ -458,6 +672,7 @@ fn canonical_order<T: Serialize>(list: &mut [T]) {
 pub struct Pipeline<In, Out> {
     pub(crate) def: Arc<PipelineDef<In>>,
     build: Arc<dyn Fn() -> Box<dyn Operator<In>> + Send + Sync>,
+    stateful: Arc<[StatefulOperator]>,
     sink: String,
     _out: PhantomData<fn() -> Out>,
 }
@@ -467,6 +682,7 @@ impl<In, Out> Clone for Pipeline<In, Out> {
         Pipeline {
             def: self.def.clone(),
             build: self.build.clone(),
+            stateful: self.stateful.clone(),
             sink: self.sink.clone(),
             _out: PhantomData,
         }
@@ -496,6 +712,12 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         &self.sink
     }
 
+    /// The stateful operators, in pipeline order, with the ids their state is kept under
+    /// (see [`StatefulOperator`]).
+    pub fn stateful_operators(&self) -> &[StatefulOperator] {
+        &self.stateful
+    }
+
     /// The key-group count.
     pub fn max_key_groups(&self) -> u16 {
         self.def.max_key_groups
@@ -515,4 +737,14 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     pub(crate) fn operators(&self) -> Box<dyn Operator<In>> {
         (self.build)()
     }
+}
+
+/// The kind and number of a default id `{kind}-{n}` of a stateful kind; `None` for other ids.
+pub(crate) fn default_id_parts(id: &str) -> Option<(&'static str, usize)> {
+    let (kind, n) = id.rsplit_once('-')?;
+    let kind = STATEFUL_KINDS.into_iter().find(|k| *k == kind)?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0')) {
+        return None;
+    }
+    Some((kind, n.parse().ok()?))
 }

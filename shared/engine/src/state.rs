@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checkpoint::{CheckpointImage, KeyGroupState, OperatorState};
+use crate::checkpoint::{CheckpointImage, KeyGroupBlobs, KeyGroupState, OperatorState};
 use crate::error::StateError;
 
 /// The default number of key groups (Flink's default lower bound for max parallelism).
@@ -219,10 +219,17 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
         let Some((meta, groups)) = image.operator(operator) else {
             return Ok(None);
         };
+        self.restore_groups(groups, operator)?;
+        Ok(Some(meta))
+    }
+
+    /// Replaces the groups listed in `groups` (operator `operator`'s, for errors) with their
+    /// decoded bytes (see [`KeyedState::restore_group`]).
+    pub fn restore_groups(&mut self, groups: &KeyGroupBlobs, operator: &str) -> Result<(), StateError> {
         for (g, bytes) in groups {
             self.restore_group(*g, bytes, operator)?;
         }
-        Ok(Some(meta))
+        Ok(())
     }
 
     /// Adds the keys of operator `operator`'s key groups in `image` that pass `keep` (see
@@ -237,10 +244,22 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
         let Some((meta, groups)) = image.operator(operator) else {
             return Ok(None);
         };
+        self.adopt_groups(groups, operator, keep)?;
+        Ok(Some(meta))
+    }
+
+    /// Adds the keys of `groups` (operator `operator`'s, for errors) that pass `keep` (see
+    /// [`KeyedState::adopt_group`]).
+    pub fn adopt_groups(
+        &mut self,
+        groups: &KeyGroupBlobs,
+        operator: &str,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(), StateError> {
         for (g, bytes) in groups {
             self.adopt_group(*g, bytes, operator, keep)?;
         }
-        Ok(Some(meta))
+        Ok(())
     }
 
     /// Number of dirty groups.

@@ -58,7 +58,7 @@ fn an_id_is_forgotten_once_the_watermark_passes_its_horizon_and_a_late_value_is_
     let late = e.drain_late();
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].timestamp, late[0].offset), (100, Some(2)));
-    assert!(late[0].operator.ends_with("deduplicate"));
+    assert_eq!(late[0].operator, "deduplicate-0");
     let m = e.metrics();
     assert_eq!((m.duplicates_dropped, m.late_records), (1, 1));
 }

@@ -188,7 +188,7 @@ fn buffered_groups(e: &mut shardflow_engine::Engine<Ev, Pair>) -> usize {
     let cp = e.snapshot_full().unwrap();
     cp.operators
         .iter()
-        .filter(|o| o.operator.ends_with("interval_join"))
+        .filter(|o| o.operator.starts_with("interval_join"))
         .map(|o| o.key_groups.len())
         .sum()
 }

@@ -2,8 +2,8 @@
 //! changed), full snapshots, checkpoints of this release kept as binary fixtures that every later
 //! release must still restore, and refusal of a checkpoint of another pipeline.
 //!
-//! Regenerate the fixtures (only when the format version is bumped on purpose, keeping the old
-//! ones for the old version):
+//! Regenerate the fixtures of the current format version (only when it is bumped on purpose; the
+//! fixtures of older versions are never rewritten, their names say their version):
 //! `SHARDFLOW_WRITE_FIXTURES=1 cargo test -p shardflow-engine --test state_format`
 
 mod common;
@@ -15,7 +15,9 @@ use common::*;
 use shardflow_engine::checkpoint::{Checkpoint, CheckpointImage, FORMAT_VERSION};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::state::key_group;
-use shardflow_engine::{Engine, Firing, IntervalJoinSide, Output, Pipeline, StateError, Trigger, Windowing};
+use shardflow_engine::{
+    Engine, Firing, IntervalJoinSide, Output, Pipeline, RestoreOptions, RestoreOutcome, StateError, Trigger, Windowing,
+};
 
 const GROUPS: u16 = 128;
 
@@ -191,7 +193,8 @@ fn bytes_that_are_not_a_checkpoint_are_refused_with_an_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fixtures: checkpoints written by this release (format version 1), restored by every later one.
+// Fixtures: checkpoints of format version 1 (positional operator ids), restored by every later
+// release; the one of `fixture_operators` was written by the last release of version 1.
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -199,10 +202,11 @@ fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Writes the fixture when `SHARDFLOW_WRITE_FIXTURES` is set; reads it.
+/// Writes the fixture when `SHARDFLOW_WRITE_FIXTURES` is set and it is of the current format
+/// version (`name` holds `_v{FORMAT_VERSION}.`); reads it.
 fn fixture(name: &str, written_now: &[u8]) -> Vec<u8> {
     let path = fixture_path(name);
-    if std::env::var_os("SHARDFLOW_WRITE_FIXTURES").is_some() {
+    if std::env::var_os("SHARDFLOW_WRITE_FIXTURES").is_some() && name.contains(&format!("_v{FORMAT_VERSION}.")) {
         std::fs::write(&path, written_now).unwrap();
     }
     std::fs::read(&path).unwrap_or_else(|e| {
@@ -353,6 +357,132 @@ fn an_interval_join_checkpoint_of_format_version_1_restores() {
         e.finish();
         e.metrics()
     });
+}
+
+/// `(key, window start, count, sum)`
+type Totals = (u32, i64, u64, i64);
+
+/// Three stateful operators behind stateless steps, as the release before stable operator ids
+/// numbered them by position: `1-deduplicate`, `9-window_aggregate`, `10-window_aggregate` (two
+/// windows whose positions sort differently as text and as numbers).
+fn fixture_operators() -> Pipeline<Ev, Totals> {
+    fixture_operators_named(None)
+}
+
+/// [`fixture_operators`], the last window with uid `last` if given.
+fn fixture_operators_named(last: Option<&str>) -> Pipeline<Ev, Totals> {
+    let mut s = Pipeline::builder("fixture-operators")
+        .watermarks(ooo(5))
+        .max_key_groups(16)
+        .event_time(|e: &Ev| e.ts)
+        .filter(|e| e.v % 11 != 0)
+        .deduplicate(|e| (e.key, e.ts.div_euclid(4)), 100);
+    for _ in 0..7 {
+        s = s.map(|e| e);
+    }
+    let s = s
+        .key_by(|e: &Ev| e.key)
+        .window(Windowing::tumbling(10).unwrap())
+        .aggregate((Count, Sum::of(|e: &Ev| e.v)), |k, w, _p, (n, s)| (*k, w.start, n, s))
+        .key_by(|t: &Totals| t.0)
+        .window(Windowing::tumbling(40).unwrap())
+        .aggregate((Count, Sum::of(|t: &Totals| t.3)), |k, w, _p, (n, s)| {
+            (*k, w.start, n, s)
+        });
+    let s = match last {
+        Some(uid) => s.uid(uid).unwrap(),
+        None => s,
+    };
+    s.sink("out")
+}
+
+/// The records `fixture_operators` pipelines have seen when their fixtures were taken.
+const OPERATORS_AT: usize = 70;
+
+/// Fixture `name` of format `version`: the full checkpoint of `p` after `OPERATORS_AT` records
+/// (written when `SHARDFLOW_WRITE_FIXTURES` says so, see [`fixture`]); checks its version and
+/// that its operators are `ids`.
+fn operators_fixture(p: &Pipeline<Ev, Totals>, name: &str, version: u16, ids: &[&str]) -> CheckpointImage {
+    let mut e = p.engine();
+    feed(&mut e, &fixture_input(), 0, OPERATORS_AT);
+    let bytes = fixture(name, &e.snapshot_full().unwrap().encode().unwrap());
+    assert_eq!(
+        u16::from_le_bytes([bytes[4], bytes[5]]),
+        version,
+        "the format version of {name}"
+    );
+    let checkpoint = Checkpoint::decode(&bytes).unwrap();
+    let stored: Vec<&str> = checkpoint.operators.iter().map(|o| o.operator.as_str()).collect();
+    assert_eq!(stored, ids);
+    assert!(
+        checkpoint.operators.iter().all(|o| !o.key_groups.is_empty()),
+        "every operator holds state"
+    );
+    CheckpointImage::new(checkpoint)
+}
+
+/// Feeds `restored` the rest of the fixture input: its results and metrics are those of an
+/// uninterrupted run of `p`.
+fn continues_as_uninterrupted(p: &Pipeline<Ev, Totals>, mut restored: Engine<Ev, Totals>) {
+    let input = fixture_input();
+    feed(&mut restored, &input, OPERATORS_AT, input.len());
+    restored.finish();
+    let expected = expected_after(p, &input, OPERATORS_AT);
+    assert!(expected.len() > 5);
+    assert_eq!(restored.drain_output(), expected);
+    let mut uninterrupted = p.engine();
+    feed(&mut uninterrupted, &input, 0, input.len());
+    uninterrupted.finish();
+    assert!(
+        uninterrupted.metrics().duplicates_dropped > 0,
+        "the input repeats some ids"
+    );
+    assert_eq!(restored.metrics(), uninterrupted.metrics());
+}
+
+#[test]
+fn a_checkpoint_of_format_version_1_with_positional_operator_ids_restores_into_the_default_ids() {
+    let p = fixture_operators();
+    let image = operators_fixture(
+        &p,
+        "operators_v1.sfck",
+        1,
+        &["1-deduplicate", "9-window_aggregate", "10-window_aggregate"],
+    );
+    // Read under the default ids: the positional ids of a kind in the order of their positions.
+    let (restored, report) = Engine::restore_with(&p, &image, RestoreOptions::strict()).unwrap();
+    let read: Vec<(&str, &RestoreOutcome)> = report.operators.iter().map(|o| (o.id.as_str(), &o.outcome)).collect();
+    let from = |id: &str| RestoreOutcome::Restored { from: id.to_owned() };
+    assert_eq!(
+        read,
+        [
+            ("deduplicate-0", &from("1-deduplicate")),
+            ("window_aggregate-0", &from("9-window_aggregate")),
+            ("window_aggregate-1", &from("10-window_aggregate")),
+        ]
+    );
+    // The first checkpoint rewrites the state whole under the new ids.
+    let mut again = Engine::restore(&p, &image).unwrap();
+    let rewritten = again.snapshot().unwrap();
+    assert!(rewritten.full);
+    let ids: Vec<&str> = rewritten.operators.iter().map(|o| o.operator.as_str()).collect();
+    assert_eq!(ids, ["deduplicate-0", "window_aggregate-0", "window_aggregate-1"]);
+    continues_as_uninterrupted(&p, restored);
+}
+
+#[test]
+fn a_checkpoint_of_format_version_2_with_default_ids_and_a_uid_restores() {
+    let p = fixture_operators_named(Some("totals-40"));
+    let image = operators_fixture(
+        &p,
+        "operators_v2.sfck",
+        2,
+        &["deduplicate-0", "window_aggregate-0", "totals-40"],
+    );
+    let (mut restored, report) = Engine::restore_with(&p, &image, RestoreOptions::strict()).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert!(!restored.snapshot().unwrap().full, "nothing moved");
+    continues_as_uninterrupted(&p, restored);
 }
 
 // ---------------------------------------------------------------------------------------------

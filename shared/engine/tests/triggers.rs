@@ -208,7 +208,7 @@ fn records_beyond_allowed_lateness_go_to_the_side_output_and_are_counted() {
     let late_records = e.drain_late();
     assert_eq!(late_records.len(), 1);
     let r = &late_records[0];
-    assert_eq!(r.operator, "0-window_aggregate");
+    assert_eq!(r.operator, "window_aggregate-0");
     assert_eq!((r.partition, r.offset), (Some(0), Some(7)));
     assert_eq!((r.timestamp, r.watermark, r.window), (7, 29, Some(w(0, 10))));
     assert_eq!(e.metrics().late_records, 1);

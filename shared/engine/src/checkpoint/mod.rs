@@ -17,6 +17,16 @@
 //! `b"SFCK"`, the format version as `u16` little endian, then the [`Checkpoint`] in postcard.
 //! A reader accepts every version from [`MIN_FORMAT_VERSION`] to [`FORMAT_VERSION`]; a new
 //! release that changes the layout bumps the version and keeps reading the old one.
+//!
+//! # Versions
+//! - 1: operators are named by their position among all steps, `{position}-{kind}`.
+//! - 2: operators are named by their ids ([`crate::StatefulOperator`]): a uid or the default id
+//!   `{kind}-{n}`; the engine state may carry the count of repeats dropped by `deduplicate`
+//!   after its version 1 fields (a version 1 reader ignores it). The postcard layout of
+//!   [`Checkpoint`] is unchanged: a version 1 checkpoint decodes as it did, and a restore reads
+//!   its positional ids as default ids (see [`crate::restore`]). The version was bumped so that a
+//!   release that reads only version 1 refuses a version 2 checkpoint instead of finding none of
+//!   its operators' state.
 
 mod store;
 
@@ -29,7 +39,7 @@ use crate::error::StateError;
 pub use store::{Committed, InMemoryStateStore, StateStore};
 
 /// The format version this release writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// The oldest format version this release reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 const MAGIC: &[u8; 4] = b"SFCK";
@@ -49,7 +59,8 @@ pub struct KeyGroupState {
 /// The state of one stateful operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
-    /// The operator's id in the pipeline (position and kind, e.g. `3-window_aggregate`).
+    /// The operator's id ([`crate::StatefulOperator::id`], e.g. `window_aggregate-0` or a uid;
+    /// in format version 1, its position and kind, e.g. `3-window_aggregate`).
     pub operator: String,
     /// Operator-level state (its watermark), always complete.
     pub meta: Vec<u8>,
@@ -144,7 +155,8 @@ impl CheckpointImage {
         image
     }
 
-    /// Applies the next increment.
+    /// Applies the next checkpoint: an increment, or a full checkpoint, which replaces the whole
+    /// state (operators it does not list are removed).
     pub fn apply(&mut self, delta: Checkpoint) -> Result<(), StateError> {
         if delta.pipeline != self.pipeline || delta.max_key_groups != self.max_key_groups {
             return Err(StateError::Mismatch(format!(
@@ -165,6 +177,11 @@ impl CheckpointImage {
     fn apply_unchecked(&mut self, delta: Checkpoint) {
         self.epoch = delta.epoch;
         self.engine = delta.engine;
+        if delta.full {
+            let listed: std::collections::BTreeSet<&str> =
+                delta.operators.iter().map(|o| o.operator.as_str()).collect();
+            self.operators.retain(|id, _| listed.contains(id.as_str()));
+        }
         for op in delta.operators {
             let entry = self.operators.entry(op.operator).or_default();
             entry.0 = op.meta;
@@ -212,12 +229,13 @@ impl CheckpointImage {
         &self.engine
     }
 
-    /// An operator's meta state and key groups, if it has any.
+    /// An operator's meta state and key groups, by the id the image keeps them under, if it has
+    /// any (a restore reads them by the pipeline's ids, see [`crate::restore`]).
     pub fn operator(&self, id: &str) -> Option<(&[u8], &KeyGroupBlobs)> {
         self.operators.get(id).map(|(m, g)| (m.as_slice(), g))
     }
 
-    /// Every operator's id and meta state.
+    /// Every operator's id (as the image keeps it) and meta state, in id order.
     pub fn operator_metas(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.operators
             .iter()
@@ -303,7 +321,12 @@ mod tests {
         assert_eq!(groups.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(img.engine_state(), &[2]);
         assert!(img.apply(cp(2, false, &[])).is_err(), "epochs must increase");
-        let mut other = cp(3, false, &[]);
+        let mut renamed = cp(3, true, &[(4, b"d")]);
+        renamed.operators[0].operator = "window_aggregate-0".into();
+        img.apply(renamed).unwrap();
+        let ids: Vec<&str> = img.operator_metas().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["window_aggregate-0"], "a full checkpoint replaces the operators");
+        let mut other = cp(4, false, &[]);
         other.max_key_groups = 16;
         assert!(img.apply(other).is_err(), "key-group count is fixed");
     }

@@ -11,8 +11,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::{CheckpointImage, OperatorState};
+use crate::checkpoint::OperatorState;
 use crate::error::StateError;
+use crate::restore::OperatorStates;
 use crate::state::{KeyedState, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 
@@ -48,7 +49,7 @@ pub(crate) enum AdoptKeys {
 
 /// The checkpointed state of one stateful operator (see the module documentation).
 pub(crate) struct CheckpointedKeyedState<K, V, M = ()> {
-    /// The operator's id in the pipeline (`{position}-{kind}`); names its checkpoint entry.
+    /// The operator's id ([`crate::StatefulOperator::id`]); names its checkpoint entry.
     pub(crate) id: String,
     /// The keyed state, in key groups.
     pub(crate) state: KeyedState<K, V>,
@@ -96,10 +97,11 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
 
     /// Replaces the state with this operator's in `image`. Returns whether the image held the
     /// operator (if not, nothing changed); the caller then rebuilds what it derives from the state.
-    pub(crate) fn restore(&mut self, image: &CheckpointImage) -> Result<bool, StateError> {
-        let Some(meta) = self.state.restore_from(&self.id, image)? else {
+    pub(crate) fn restore(&mut self, image: &OperatorStates<'_>) -> Result<bool, StateError> {
+        let Some((meta, groups)) = image.get(&self.id) else {
             return Ok(false);
         };
+        self.state.restore_groups(groups, &self.id)?;
         (self.watermark, self.meta) = self.decode_meta(meta)?;
         Ok(true)
     }
@@ -108,14 +110,18 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
     /// says, their groups marked dirty; the watermark becomes the later of the two, and the meta
     /// takes over the parent's as [`OperatorMeta::adopt`] says. Returns whether the image held the
     /// operator; the caller then rebuilds what it derives from the state.
-    pub(crate) fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<bool, StateError> {
-        let adopted = match self.adopt_keys {
-            AdoptKeys::Kept => self.state.adopt_from(&self.id, image, keep)?,
-            AdoptKeys::All => self.state.adopt_from(&self.id, image, &|_| true)?,
-        };
-        let Some(meta) = adopted else {
+    pub(crate) fn adopt(
+        &mut self,
+        image: &OperatorStates<'_>,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<bool, StateError> {
+        let Some((meta, groups)) = image.get(&self.id) else {
             return Ok(false);
         };
+        match self.adopt_keys {
+            AdoptKeys::Kept => self.state.adopt_groups(groups, &self.id, keep)?,
+            AdoptKeys::All => self.state.adopt_groups(groups, &self.id, &|_| true)?,
+        }
         let (watermark, meta) = self.decode_meta(meta)?;
         self.watermark = self.watermark.max(watermark);
         self.meta.adopt(meta);

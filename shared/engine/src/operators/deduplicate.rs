@@ -21,7 +21,7 @@ use crate::record::Record;
 use crate::state::StateKey;
 use crate::time::{DurationMs, Timestamp};
 
-/// The operator kind in operator ids (`{position}-deduplicate`).
+/// The operator kind (default ids `deduplicate-{n}`; format version 1: `{position}-deduplicate`).
 pub(crate) const KIND: &str = "deduplicate";
 
 /// See the module documentation.
@@ -80,12 +80,17 @@ impl<I: StateKey, T> Deduplicate<I, T> {
     }
 }
 
-/// The repeats dropped by every `deduplicate` operator of the image (to restore the engine's
-/// counter).
+/// The repeats dropped by every `deduplicate` operator of an image whose engine state does not
+/// carry the count (format version 1, where every operator has a positional id; default ids are
+/// recognised too, a uid is not).
 pub(crate) fn dropped_in(image: &CheckpointImage) -> u64 {
+    let is_deduplicate = |id: &str| {
+        crate::restore::legacy_id(id).is_some_and(|(_, kind)| kind == KIND)
+            || crate::pipeline::default_id_parts(id).is_some_and(|(kind, _)| kind == KIND)
+    };
     image
         .operator_metas()
-        .filter(|(id, _)| id.rsplit_once('-').is_some_and(|(_, kind)| kind == KIND))
+        .filter(|(id, _)| is_deduplicate(id))
         .filter_map(|(_, meta)| decode_meta::<Dropped>(meta).map(|(_, Dropped(n))| n))
         .sum()
 }

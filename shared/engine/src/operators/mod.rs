@@ -23,7 +23,7 @@ macro_rules! checkpoint_hooks {
             $(out.push(self.$state.snapshot(full)?);)?
             self.next.snapshot(full, out)
         }
-        fn restore(&mut self, image: &$crate::checkpoint::CheckpointImage) -> Result<(), $crate::error::StateError> {
+        fn restore(&mut self, image: &$crate::restore::OperatorStates<'_>) -> Result<(), $crate::error::StateError> {
             $(if self.$state.restore(image)? {
                 self.$rebuild();
             })?
@@ -31,7 +31,7 @@ macro_rules! checkpoint_hooks {
         }
         fn adopt(
             &mut self,
-            image: &$crate::checkpoint::CheckpointImage,
+            image: &$crate::restore::OperatorStates<'_>,
             keep: &dyn Fn(&[u8]) -> bool,
         ) -> Result<(), $crate::error::StateError> {
             $(if self.$state.adopt(image, keep)? {
@@ -68,9 +68,10 @@ mod window_aggregate;
 
 use std::any::Any;
 
-use crate::checkpoint::{CheckpointImage, OperatorState};
+use crate::checkpoint::OperatorState;
 use crate::error::StateError;
 use crate::record::{LateRecord, Origin, Record};
+use crate::restore::OperatorStates;
 use crate::time::Timestamp;
 use crate::window::Window;
 
@@ -144,10 +145,11 @@ pub trait Operator<In>: Send {
     /// Appends the state of this operator and the ones after it (changed key groups only,
     /// unless `full`).
     fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError>;
-    /// Replaces the state of this operator and the ones after it with `image`'s.
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
+    /// Replaces the state of this operator and the ones after it with `image`'s (each operator
+    /// reads its state by its id; one that finds none keeps its empty state).
+    fn restore(&mut self, image: &OperatorStates<'_>) -> Result<(), StateError>;
     /// Adds to this operator's state (and the ones after it) the keys of `image` for which
     /// `keep(postcard(key))` holds, marking their groups dirty; the operator watermark becomes the
     /// larger of the two. Used to take over the state of closed parent shards.
-    fn adopt(&mut self, image: &CheckpointImage, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError>;
+    fn adopt(&mut self, image: &OperatorStates<'_>, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError>;
 }

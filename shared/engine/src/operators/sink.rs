@@ -3,9 +3,10 @@
 use std::marker::PhantomData;
 
 use super::{Context, Operator};
-use crate::checkpoint::{CheckpointImage, OperatorState};
+use crate::checkpoint::OperatorState;
 use crate::error::StateError;
 use crate::record::{Origin, Output, Record};
+use crate::restore::OperatorStates;
 use crate::time::Timestamp;
 
 /// Turns records into [`Output`]s with their deterministic ids.
@@ -38,10 +39,10 @@ impl<T: Send + 'static> Operator<T> for Sink<T> {
     fn snapshot(&mut self, _: bool, _: &mut Vec<OperatorState>) -> Result<(), StateError> {
         Ok(())
     }
-    fn restore(&mut self, _: &CheckpointImage) -> Result<(), StateError> {
+    fn restore(&mut self, _: &OperatorStates<'_>) -> Result<(), StateError> {
         Ok(())
     }
-    fn adopt(&mut self, _: &CheckpointImage, _: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
+    fn adopt(&mut self, _: &OperatorStates<'_>, _: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
         Ok(())
     }
 }
