@@ -369,5 +369,5 @@ async fn restores_refuse_mismatches_damage_and_occupied_stages() {
     let e = restore_savepoint(&target, &s3, &restore(RestoreExpectations::default(), "other", false))
         .await
         .unwrap_err();
-    assert!(refused(e).contains("state format version 99; this release reads versions 1 to 1"));
+    assert!(refused(e).contains("state format version 99; this release reads versions 1 to 2"));
 }
