@@ -83,6 +83,7 @@ pub use error::StoreError;
 pub use spill::SpillBucket;
 pub use store::{
     CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, EpochClock, LoadedCheckpoint, RecordFailure,
-    ShardPosition, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS, TTL_ATTRIBUTE,
+    ShardPosition, ShardProbe, ShardProgress, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS,
+    TTL_ATTRIBUTE,
 };
 pub use table::create_state_table;
