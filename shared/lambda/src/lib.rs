@@ -67,15 +67,20 @@
 
 mod config;
 mod env;
+mod gap;
 mod lineage;
 pub mod request;
 mod stage;
 pub mod warm;
 
-pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
+pub use config::{
+    CheckpointInterval, PartitionKeyOf, PartitionKeying, StageConfig, CHECKPOINT_INTERVAL_BATCHES_ENV,
+    CHECKPOINT_INTERVAL_MS_ENV, PARALLELIZATION_FACTOR_ENV,
+};
 pub use env::{
     StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,
 };
+pub use gap::{input_record, GapError};
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};
