@@ -162,3 +162,36 @@ impl StageConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointInterval;
+
+    #[test]
+    fn the_default_interval_commits_every_batch() {
+        let every = CheckpointInterval::default();
+        assert!(every.every_batch());
+        assert!(every.due(0, 0));
+    }
+
+    #[test]
+    fn an_interval_is_due_at_its_batch_count_or_its_time_whichever_comes_first() {
+        let five = CheckpointInterval::batches(5);
+        assert!(!five.every_batch());
+        assert!(!five.due(3, u64::MAX), "no time bound");
+        assert!(five.due(4, 0), "the fifth batch since the commit");
+        let both = CheckpointInterval {
+            batches: Some(100),
+            millis: Some(30_000),
+        };
+        assert!(!both.due(10, 29_999));
+        assert!(both.due(10, 30_000));
+        assert!(both.due(99, 0));
+        let time_only = CheckpointInterval {
+            batches: None,
+            millis: Some(1_000),
+        };
+        assert!(!time_only.due(1_000_000, 999));
+        assert!(time_only.due(0, 1_000));
+    }
+}
