@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use common::{distinct_results, expected, purchase, revenue, TestStage};
+use common::{distinct_results, expected, purchase, revenue, Purchase, Row, TestStage};
 use shardflow_lambda::{input_record, CheckpointInterval, CrashPoint, Stage, StageConfig, StageError};
+use shardflow_stage::DeadLetterKind;
 use shardflow_stage::{InputRecord, JsonDecoder, MemoryDeadLetters, MemoryResultSink, ShardBatch};
 
 const RECORDS: u64 = 120;
@@ -20,13 +21,21 @@ const BATCH: usize = 10;
 /// A stream of one shard holding purchases `0..RECORDS`, put in order; returns the client, the
 /// stream, its shard and the records as GetRecords returns them.
 async fn stream_of_purchases(prefix: &str) -> (aws_sdk_kinesis::Client, String, String, Vec<InputRecord>) {
+    stream_of(prefix, purchase).await
+}
+
+/// A stream of one shard holding `payload(i)` for `i` in `0..RECORDS`, put in order.
+async fn stream_of(
+    prefix: &str,
+    payload: fn(u64) -> Vec<u8>,
+) -> (aws_sdk_kinesis::Client, String, String, Vec<InputRecord>) {
     let (kinesis, stream) = shardflow_testkit::kinesis_stream(prefix, 1).await;
     for i in 0..RECORDS {
         kinesis
             .put_record()
             .stream_name(&stream)
             .partition_key(format!("p{i}"))
-            .data(Blob::new(purchase(i)))
+            .data(Blob::new(payload(i)))
             .send()
             .await
             .unwrap();
@@ -71,9 +80,20 @@ fn container(
     kinesis: &aws_sdk_kinesis::Client,
     interval: u64,
 ) -> TestStage {
+    container_of(revenue(None), client, table, kinesis, interval)
+}
+
+/// A container of `pipeline` committing every `interval` batches.
+fn container_of(
+    pipeline: shardflow_engine::Pipeline<Purchase, Row>,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    kinesis: &aws_sdk_kinesis::Client,
+    interval: u64,
+) -> TestStage {
     Stage::new(
         "revenue",
-        revenue(None),
+        pipeline,
         JsonDecoder::new(),
         MemoryResultSink::new(),
         MemoryDeadLetters::default(),
@@ -193,4 +213,67 @@ async fn crashes_after_emitting_and_after_writing_progress_with_redelivery_emit_
     }
     assert_eq!(crashes, 4);
     assert_eq!(distinct_results(&[&a, &b]), expected(0..RECORDS));
+}
+
+/// The poison record of the failure test: the only purchase of product 2.
+const POISON: u64 = 25;
+
+/// Purchase `i`, of product 2 only for [`POISON`].
+fn purchase_with_one_poison(i: u64) -> Vec<u8> {
+    let mut p: Purchase = serde_json::from_slice(&purchase(i)).unwrap();
+    p.product = if i == POISON { 2 } else { p.product.min(1) };
+    serde_json::to_vec(&p).unwrap()
+}
+
+#[tokio::test]
+async fn a_record_failing_after_uncommitted_batches_commits_them_with_its_attempts_and_is_dead_lettered_once_poison() {
+    let (client, table) = shardflow_testkit::state_table("interval-poison").await;
+    let (kinesis, stream, shard, records) = stream_of("interval-poison", purchase_with_one_poison).await;
+    let stage = container_of(revenue(Some(2)), &client, &table, &kinesis, 4).max_attempts(3);
+    // Lambda: batches of `BATCH` from the position after the last acknowledged record; after a
+    // batch item failure it retries from the failed record. Batch 0 commits, batch 1 only writes
+    // progress, batch 2 fails on the poison record: the failure is committed on top of batch 1's
+    // records, which the commit must include (read back from Kinesis: the warm engine saw part of
+    // the failing batch and is dropped).
+    let (mut from, mut failures) = (0, 0);
+    while from < records.len() {
+        let batch = ShardBatch {
+            stream: stream.clone(),
+            shard_id: shard.clone(),
+            records: records[from..(from + BATCH).min(records.len())].to_vec(),
+        };
+        let response = stage.handle(batch).await.unwrap();
+        match response.batch_item_failures.first() {
+            Some(f) => {
+                failures += 1;
+                assert!(failures <= 3, "a poison record must not block the shard");
+                let failed = f.item_identifier.as_deref().unwrap();
+                from = records.iter().position(|r| r.sequence.as_str() == failed).unwrap();
+                assert_eq!(from, POISON as usize);
+            }
+            None => from = (from + BATCH).min(records.len()),
+        }
+    }
+    assert_eq!(failures, 3);
+    let poison: Vec<_> = stage
+        .dead_letters()
+        .letters()
+        .into_iter()
+        .filter(|l| l.kind == DeadLetterKind::Poison)
+        .collect();
+    assert_eq!(poison.len(), 1, "{poison:?}");
+    let p = revenue(None);
+    let mut e = p.engine();
+    let part = e.partition("x");
+    for i in (0..RECORDS).filter(|i| *i != POISON) {
+        e.process(
+            part,
+            i,
+            0,
+            serde_json::from_slice(&purchase_with_one_poison(i)).unwrap(),
+        );
+    }
+    let mut want: Vec<Row> = e.drain_output().into_iter().map(|o| o.value).collect();
+    want.sort();
+    assert_eq!(distinct_results(&[&stage]), want);
 }
