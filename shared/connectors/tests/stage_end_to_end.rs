@@ -174,7 +174,7 @@ async fn run_seed(seed: u64, input: &[Vec<u8>]) -> usize {
     .with_crash_hook(Arc::new(move |point: CrashPoint| {
         let p = match point {
             CrashPoint::AfterLoad => 0.05,
-            CrashPoint::AfterEmit | CrashPoint::AfterCommit => 0.25,
+            CrashPoint::AfterEmit | CrashPoint::AfterCommit | CrashPoint::AfterProgress => 0.25,
             CrashPoint::Commit(_) => 0.1,
         };
         let crash = hook_rng.lock().map(|mut r| r.random_bool(p)).unwrap_or(false);

@@ -10,6 +10,76 @@ pub const PARALLELIZATION_FACTOR_ENV: &str = "SHARDFLOW_PARALLELIZATION_FACTOR";
 /// this input).
 pub type PartitionKeyOf = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
 
+/// The environment variable of the checkpoint interval in batches (see [`CheckpointInterval`]).
+pub const CHECKPOINT_INTERVAL_BATCHES_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES";
+/// The environment variable of the checkpoint interval in milliseconds of processing time.
+pub const CHECKPOINT_INTERVAL_MS_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_MS";
+
+/// How often a stage commits a shard's state (see the crate documentation, "Interval commits"):
+/// when `batches` batches were handled since the last commit, or when `millis` of processing time
+/// passed since it, whichever comes first (`None`: no such bound). The default, one batch,
+/// commits every batch and never writes the progress item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointInterval {
+    /// Batches per commit (at least 1), if bounded by batches.
+    pub batches: Option<u64>,
+    /// Milliseconds of processing time per commit, if bounded by time.
+    pub millis: Option<u64>,
+}
+
+impl Default for CheckpointInterval {
+    fn default() -> Self {
+        CheckpointInterval {
+            batches: Some(1),
+            millis: None,
+        }
+    }
+}
+
+impl CheckpointInterval {
+    /// Every `n` batches (0 is taken as 1).
+    pub fn batches(n: u64) -> Self {
+        CheckpointInterval {
+            batches: Some(n.max(1)),
+            millis: None,
+        }
+    }
+
+    /// Whether every batch commits (today's protocol, no progress item).
+    pub fn every_batch(&self) -> bool {
+        self.batches == Some(1) || self.millis == Some(0)
+    }
+
+    /// Whether a commit is due after `batches_since_commit` uncommitted batches and `elapsed_ms`
+    /// since the interval started, counting the batch at hand.
+    pub fn due(&self, batches_since_commit: u64, elapsed_ms: u64) -> bool {
+        self.every_batch()
+            || self.batches.is_some_and(|b| batches_since_commit + 1 >= b)
+            || self.millis.is_some_and(|m| elapsed_ms >= m)
+    }
+
+    /// The interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] and [`CHECKPOINT_INTERVAL_MS_ENV`]
+    /// (both unset: one batch; a value that is not a number is an error naming the variable).
+    pub fn from_env() -> Result<Self, String> {
+        let read = |name: &str| -> Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}={v:?} is not a whole number")),
+                Err(_) => Ok(None),
+            }
+        };
+        let batches = read(CHECKPOINT_INTERVAL_BATCHES_ENV)?.map(|b| b.max(1));
+        let millis = read(CHECKPOINT_INTERVAL_MS_ENV)?;
+        if batches.is_none() && millis.is_none() {
+            return Ok(CheckpointInterval::default());
+        }
+        Ok(CheckpointInterval { batches, millis })
+    }
+}
+
 /// What the pipeline promises about its keys and the input's partition keys.
 #[derive(Clone, Default)]
 pub enum PartitionKeying {
@@ -57,6 +127,8 @@ pub struct StageConfig {
     pub parallelization_factor: u32,
     /// What the pipeline promises about its keys.
     pub keying: PartitionKeying,
+    /// How often a shard's state is committed (default: every batch).
+    pub checkpoint_interval: CheckpointInterval,
 }
 
 impl Default for StageConfig {
@@ -64,21 +136,62 @@ impl Default for StageConfig {
         StageConfig {
             parallelization_factor: 1,
             keying: PartitionKeying::Undeclared,
+            checkpoint_interval: CheckpointInterval::default(),
         }
     }
 }
 
 impl StageConfig {
     /// The configuration with the parallelization factor from [`PARALLELIZATION_FACTOR_ENV`]
-    /// (1 when unset; a value that is not a number is kept as 0, which `Stage::new` refuses).
+    /// (1 when unset; a value that is not a number is kept as 0, which `Stage::new` refuses) and
+    /// the checkpoint interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] /
+    /// [`CHECKPOINT_INTERVAL_MS_ENV`] (one batch when unset or unreadable; unreadable is logged).
     pub fn from_env(keying: PartitionKeying) -> Self {
         let parallelization_factor = match std::env::var(PARALLELIZATION_FACTOR_ENV) {
             Ok(v) => v.trim().parse().unwrap_or(0),
             Err(_) => 1,
         };
+        let checkpoint_interval = CheckpointInterval::from_env().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "checkpoint interval: committing every batch");
+            CheckpointInterval::default()
+        });
         StageConfig {
             parallelization_factor,
             keying,
+            checkpoint_interval,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointInterval;
+
+    #[test]
+    fn the_default_interval_commits_every_batch() {
+        let every = CheckpointInterval::default();
+        assert!(every.every_batch());
+        assert!(every.due(0, 0));
+    }
+
+    #[test]
+    fn an_interval_is_due_at_its_batch_count_or_its_time_whichever_comes_first() {
+        let five = CheckpointInterval::batches(5);
+        assert!(!five.every_batch());
+        assert!(!five.due(3, u64::MAX), "no time bound");
+        assert!(five.due(4, 0), "the fifth batch since the commit");
+        let both = CheckpointInterval {
+            batches: Some(100),
+            millis: Some(30_000),
+        };
+        assert!(!both.due(10, 29_999));
+        assert!(both.due(10, 30_000));
+        assert!(both.due(99, 0));
+        let time_only = CheckpointInterval {
+            batches: None,
+            millis: Some(1_000),
+        };
+        assert!(!time_only.due(1_000_000, 999));
+        assert!(time_only.due(0, 1_000));
     }
 }

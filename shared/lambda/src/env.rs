@@ -73,7 +73,8 @@ impl StageEnv {
     }
 
     /// The stage of `pipeline` as deployed here: the checkpoint table's client, the spill bucket,
-    /// the input stream's lineage, the attempts and the parallelization factor of the environment.
+    /// the input stream's lineage, a Kinesis client for interval commits' gap reads, the attempts,
+    /// the parallelization factor and the checkpoint interval of the environment.
     /// Fails as [`Stage::new`] does for a configuration the protocol cannot make exact.
     pub fn stage<In, Out, D, S, L>(
         &self,
@@ -101,7 +102,10 @@ impl StageEnv {
             &self.state_table,
             StageConfig::from_env(keying),
         )?
-        .max_attempts(self.max_attempts);
+        .max_attempts(self.max_attempts)
+        // Under interval commits a container reads the records another one handled after the
+        // checkpoint from Kinesis (the stream's name comes with each batch).
+        .with_kinesis(aws_sdk_kinesis::Client::new(&self.sdk));
         if let Some(bucket) = &self.spill_bucket {
             stage = stage.with_spill_bucket(SpillBucket::new(aws_sdk_s3::Client::new(&self.sdk), bucket));
         }

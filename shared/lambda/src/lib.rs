@@ -21,6 +21,43 @@
 //!    dead-lettered records, results out, watermark lag, state bytes and items written, commit
 //!    duration.
 //!
+//! These are the steps with the default checkpoint interval of one batch; with a longer one,
+//! see below.
+//!
+//! # Interval commits
+//! With a [`CheckpointInterval`] above one batch ([`StageConfig::checkpoint_interval`], env
+//! `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES` / `SHARDFLOW_CHECKPOINT_INTERVAL_MS`, or
+//! [`Stage::with_checkpoint_interval`]) a batch goes:
+//! 1. **Probe**: one strongly consistent `Query` of the shard's partition key returns the
+//!    checkpoint item's version, commit attempt and position, and the progress item (last handled
+//!    sequence number, the container that handled it, the checkpoint version it started from,
+//!    batches and time since that commit).
+//! 2. **Open**: continue from this container's warm engine when the checkpoint is the one it
+//!    committed or loaded and the progress item names this container, its in-memory position and
+//!    that version. Otherwise start from the checkpoint (the warm engine if it is at exactly the
+//!    checkpoint, loaded otherwise) and, if the progress item is beyond the checkpoint's position,
+//!    read the records in between from Kinesis (`GetShardIterator AFTER_SEQUENCE_NUMBER`,
+//!    `GetRecords` up to the progress item's sequence number; [`Stage::with_kinesis`]), process
+//!    them as any batch and emit their results again (same ids, absorbed by the sinks). Logged.
+//! 3. **Process and emit** the batch (records at or below the handled position are skipped).
+//! 4. **Commit** when the interval is due (batches or milliseconds since the last commit, counted
+//!    across containers by the progress item), a record failure is recorded, nothing was
+//!    committed yet, or the state was adopted from parents; the commit is fenced on `ver` as
+//!    above, and then the progress item is moved to it. **Otherwise** write the progress item with
+//!    one `PutItem` conditioned on the sequence number read in step 1 (a concurrent invocation
+//!    that advanced it makes this one fail and Lambda retry) and keep the engine warm.
+//! 5. Answer. A crash after emitting and before the progress write, or after it and before
+//!    answering, is redelivered; the retry finds the progress item where the crash left it and
+//!    re-reads from Kinesis what the checkpoint does not hold. The recovery bound is one interval
+//!    of records re-read and re-processed; the interval must stay well inside the stream's
+//!    retention and the sinks' deduplication window (SNS FIFO: 5 minutes). An end-of-input request
+//!    opens the shard the same way, so the uncommitted records are included.
+//!
+//! Limit: with an interval of one batch the progress item is neither read nor written, so a
+//! stage whose interval is lowered to one batch must first commit every shard (one batch per
+//! shard with the old interval after its interval is due, or an end of input) — otherwise records
+//! handled after the last commit by the old configuration are skipped.
+//!
 //! If user code panics on a record, the records before it are committed, the record is reported
 //! as the batch item failure (Lambda retries from it; bisect-compatible), and its attempts are
 //! counted in the checkpoint; after [`Stage::max_attempts`] it is dead-lettered as `poison`, so a
@@ -67,15 +104,20 @@
 
 mod config;
 mod env;
+mod gap;
 mod lineage;
 pub mod request;
 mod stage;
 pub mod warm;
 
-pub use config::{PartitionKeyOf, PartitionKeying, StageConfig, PARALLELIZATION_FACTOR_ENV};
+pub use config::{
+    CheckpointInterval, PartitionKeyOf, PartitionKeying, StageConfig, CHECKPOINT_INTERVAL_BATCHES_ENV,
+    CHECKPOINT_INTERVAL_MS_ENV, PARALLELIZATION_FACTOR_ENV,
+};
 pub use env::{
     StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,
 };
+pub use gap::{input_record, GapError};
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

@@ -60,7 +60,7 @@ async fn run_seed(seed: u64, input: &[(u64, Vec<u8>)]) -> (usize, usize) {
         .with_crash_hook(Arc::new(move |point: CrashPoint| {
             let p = match point {
                 CrashPoint::AfterLoad => 0.05,
-                CrashPoint::AfterEmit | CrashPoint::AfterCommit => 0.2,
+                CrashPoint::AfterEmit | CrashPoint::AfterCommit | CrashPoint::AfterProgress => 0.2,
                 CrashPoint::Commit(_) => 0.12,
             };
             let crash = hook_rng.lock().unwrap().random_bool(p);

@@ -127,7 +127,7 @@ fn fault_free(input: &[InputRecord]) -> (BTreeMap<ResultId, Row>, Vec<Row>) {
 fn probability(point: CrashPoint) -> f64 {
     match point {
         CrashPoint::AfterLoad => 0.05,
-        CrashPoint::AfterEmit | CrashPoint::AfterCommit => 0.15,
+        CrashPoint::AfterEmit | CrashPoint::AfterCommit | CrashPoint::AfterProgress => 0.15,
         CrashPoint::Commit(CommitStep::AfterCleanUpDelete(_)) => 0.15,
         CrashPoint::Commit(_) => 0.1,
     }

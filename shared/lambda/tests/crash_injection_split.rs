@@ -122,7 +122,7 @@ fn one_engine(all: &[InputRecord]) -> (BTreeMap<ResultId, Row>, Vec<Row>) {
 fn probability(point: CrashPoint) -> f64 {
     match point {
         CrashPoint::AfterLoad => 0.1,
-        CrashPoint::AfterEmit | CrashPoint::AfterCommit => 0.2,
+        CrashPoint::AfterEmit | CrashPoint::AfterCommit | CrashPoint::AfterProgress => 0.2,
         CrashPoint::Commit(_) => 0.08,
     }
 }
@@ -145,6 +145,7 @@ async fn run_seed(seed: u64, want: &(BTreeMap<ResultId, Row>, Vec<Row>)) -> Stat
     let config = StageConfig {
         parallelization_factor: 1,
         keying: PartitionKeying::KeyIsPartitionKey,
+        ..StageConfig::default()
     };
     let stage: TestStage = Stage::new(
         "revenue",

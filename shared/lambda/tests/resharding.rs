@@ -26,6 +26,7 @@ async fn stage(keying: PartitionKeying, kinesis: &aws_sdk_kinesis::Client, strea
     let config = StageConfig {
         parallelization_factor: 1,
         keying,
+        ..StageConfig::default()
     };
     Stage::new(
         "revenue",
@@ -546,6 +547,7 @@ async fn a_parallelization_factor_above_one_is_refused() {
     let config = StageConfig {
         parallelization_factor: 2,
         keying: PartitionKeying::KeyIsPartitionKey,
+        ..StageConfig::default()
     };
     let stage = Stage::new(
         "revenue",

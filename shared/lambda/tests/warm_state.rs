@@ -12,8 +12,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-use common::{event, expected, purchases, revenue, Row, TestStage};
-use shardflow_engine::ResultId;
+use common::{distinct_results, event, expected, purchases, revenue, TestStage};
 use shardflow_lambda::{Stage, StageConfig};
 use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
 
@@ -74,21 +73,6 @@ fn container(client: &aws_sdk_dynamodb::Client, table: &str, reads: &ItemsRead) 
         StageConfig::default(),
     )
     .unwrap()
-}
-
-/// Every result the containers wrote, one per id; panics if two writes of an id differ.
-fn distinct_results(containers: &[&TestStage]) -> Vec<Row> {
-    let mut by_id: BTreeMap<ResultId, Row> = BTreeMap::new();
-    for c in containers {
-        for o in c.sink().writes() {
-            if let Some(before) = by_id.insert(o.id, o.value) {
-                assert_eq!(before, o.value, "two writes of result {:?} differ", o.id);
-            }
-        }
-    }
-    let mut rows: Vec<Row> = by_id.into_values().collect();
-    rows.sort();
-    rows
 }
 
 #[tokio::test]

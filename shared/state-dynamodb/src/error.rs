@@ -16,6 +16,17 @@ pub enum StoreError {
         /// The version this invocation read.
         expected: u64,
     },
+    /// The shard's progress item no longer holds the sequence number this invocation read: another
+    /// invocation handled records of the shard since (see the crate documentation, "Progress").
+    #[error("progress of {stage}/{shard} was advanced by another invocation (expected {expected:?})")]
+    ProgressConflict {
+        /// The stage.
+        stage: String,
+        /// The shard.
+        shard: String,
+        /// The sequence number this invocation read (`None`: no progress item).
+        expected: Option<String>,
+    },
     /// A test hook stopped the commit at this step (see `with_crash_hook`).
     #[error("injected crash at {0}")]
     InjectedCrash(String),

@@ -36,6 +36,24 @@
 //! Transactions carry a `ClientRequestToken` derived from their content, so an SDK retry of a
 //! transaction that did commit succeeds idempotently instead of reporting a conflict.
 //!
+//! # Progress (interval commits)
+//! A stage that commits every few batches keeps, next to the checkpoint item, a **progress item**
+//! per shard (`pk` of the checkpoint item, `sk = progress`): the last sequence number any
+//! invocation handled (emitted) whether committed or not, the id of the container that handled it
+//! (`container`), the checkpoint version its state started from (`base_ver`), the batches since
+//! that commit (`batches`) and when the interval started (`since_ms`, epoch ms).
+//! - [`DynamoDbCheckpointStore::probe`] reads both items with one strongly consistent `Query` of
+//!   the partition key ([`ShardProbe`]).
+//! - [`DynamoDbCheckpointStore::write_progress`] writes it with one `PutItem` conditioned on the
+//!   sequence number the caller read (or on its absence), so two invocations cannot both advance
+//!   a shard from the same point: the loser gets [`StoreError::ProgressConflict`].
+//! - The checkpoint flip does not touch it; the stage moves it to the commit right after the flip
+//!   (same condition). A progress item behind the checkpoint means nothing; one beyond it means
+//!   records were handled after the commit, which the next invocation reads from Kinesis. It only
+//!   moves forward, so a lost or refused write after a commit hides nothing.
+//!
+//! Cost of a batch that does not commit: the `Query` (both items) and one `PutItem`.
+//!
 //! # Large state
 //! A key group whose encoded state is over [`MAX_INLINE_STATE_BYTES`] (items are at most 400 KB)
 //! is written to S3 ([`SpillBucket`]) *before* any item of the commit, under
@@ -83,6 +101,7 @@ pub use error::StoreError;
 pub use spill::SpillBucket;
 pub use store::{
     CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, EpochClock, LoadedCheckpoint, RecordFailure,
-    ShardPosition, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS, TTL_ATTRIBUTE,
+    ShardPosition, ShardProbe, ShardProgress, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS,
+    TTL_ATTRIBUTE,
 };
 pub use table::create_state_table;

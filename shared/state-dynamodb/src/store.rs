@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest};
@@ -66,6 +67,36 @@ pub struct LoadedCheckpoint {
     pub image: Option<CheckpointImage>,
     /// The record that failed last, if the last commit recorded one.
     pub failure: Option<RecordFailure>,
+}
+
+/// The shard's progress item: the last record any invocation handled, by whom and on which
+/// checkpoint version (see the crate documentation, "Progress").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgress {
+    /// The last sequence number handled (emitted), committed or not.
+    pub sequence_number: SequenceNumber,
+    /// The id of the container (stage instance) that handled it.
+    pub container: String,
+    /// The checkpoint version its state started from.
+    pub version: u64,
+    /// Batches handled since that checkpoint without a commit (0 right after a commit).
+    pub batches_since_commit: u64,
+    /// When (epoch milliseconds) the checkpoint interval of these batches started.
+    pub interval_started_ms: u64,
+}
+
+/// One strongly consistent read of a shard's partition key ([`DynamoDbCheckpointStore::probe`]):
+/// the checkpoint item's fencing attributes and the progress item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardProbe {
+    /// The committed version (0: nothing committed).
+    pub version: u64,
+    /// The attempt id of the commit that wrote it.
+    pub attempt: Option<u64>,
+    /// The committed position.
+    pub sequence_number: Option<SequenceNumber>,
+    /// The progress item, if any invocation wrote one.
+    pub progress: Option<ShardProgress>,
 }
 
 /// What a commit wrote.
@@ -302,6 +333,123 @@ impl DynamoDbCheckpointStore {
             ("pk".to_owned(), s(format!("{}#shard#{}", self.stage, self.shard))),
             ("sk".to_owned(), s("checkpoint")),
         ])
+    }
+
+    fn progress_key(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("{}#shard#{}", self.stage, self.shard))),
+            ("sk".to_owned(), s("progress")),
+        ])
+    }
+
+    /// The version this store last loaded or committed (`None` before the first `load`).
+    pub fn committed_version(&self) -> Option<u64> {
+        self.committed.as_ref().map(|c| c.version)
+    }
+
+    /// Whether `probe` shows the version (and commit attempt) this store last loaded or committed.
+    pub fn is_current_in(&self, probe: &ShardProbe) -> bool {
+        self.committed
+            .as_ref()
+            .is_some_and(|c| c.version == probe.version && c.attempt == probe.attempt)
+    }
+
+    /// Reads the checkpoint item's `ver`, `attempt` and `sequence_number` and the progress item
+    /// with one strongly consistent `Query` of the shard's partition key.
+    pub async fn probe(&self) -> Result<ShardProbe, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("{}#shard#{}", self.stage, self.shard)))
+            .projection_expression("sk, ver, attempt, sequence_number, container, base_ver, batches, since_ms")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamodb("Query", e))?;
+        let mut probe = ShardProbe::default();
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| -> Result<Option<u64>, StoreError> {
+            match item.get(name) {
+                Some(AttributeValue::N(v)) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| self.corrupt(format!("{name} is not a number"))),
+                Some(_) => Err(self.corrupt(format!("{name} is not a number"))),
+                None => Ok(None),
+            }
+        };
+        let sequence = |item: &HashMap<String, AttributeValue>| -> Result<Option<SequenceNumber>, StoreError> {
+            match item.get("sequence_number") {
+                Some(AttributeValue::S(v)) => SequenceNumber::parse(v)
+                    .map(Some)
+                    .map_err(|e| self.corrupt(e.to_string())),
+                _ => Ok(None),
+            }
+        };
+        for item in out.items() {
+            match item.get("sk") {
+                Some(AttributeValue::S(sk)) if sk == "checkpoint" => {
+                    probe.version = number(item, "ver")?.ok_or_else(|| self.corrupt("checkpoint item without ver"))?;
+                    probe.attempt = attempt_of(item);
+                    probe.sequence_number = sequence(item)?;
+                }
+                Some(AttributeValue::S(sk)) if sk == "progress" => {
+                    let Some(sequence_number) = sequence(item)? else {
+                        return Err(self.corrupt("progress item without sequence_number"));
+                    };
+                    probe.progress = Some(ShardProgress {
+                        sequence_number,
+                        container: match item.get("container") {
+                            Some(AttributeValue::S(c)) => c.clone(),
+                            _ => String::new(),
+                        },
+                        version: number(item, "base_ver")?.unwrap_or(0),
+                        batches_since_commit: number(item, "batches")?.unwrap_or(0),
+                        interval_started_ms: number(item, "since_ms")?.unwrap_or(0),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(probe)
+    }
+
+    /// Writes the progress item with one `PutItem` conditioned on the sequence number the caller
+    /// read (`read`; `None`: on its absence), so that two invocations cannot both advance the
+    /// shard from the same point: the loser gets [`StoreError::ProgressConflict`].
+    pub async fn write_progress(
+        &self,
+        progress: &ShardProgress,
+        read: Option<&SequenceNumber>,
+    ) -> Result<(), StoreError> {
+        let mut item = self.progress_key();
+        item.insert("sequence_number".into(), s(progress.sequence_number.as_str()));
+        item.insert("container".into(), s(&progress.container));
+        item.insert("base_ver".into(), n(progress.version));
+        item.insert("batches".into(), n(progress.batches_since_commit));
+        item.insert("since_ms".into(), n(progress.interval_started_ms));
+        if let Some(at) = self.expires_at((self.clock)()) {
+            item.insert(TTL_ATTRIBUTE.into(), at);
+        }
+        let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        put = match read {
+            Some(seq) => put
+                .condition_expression("sequence_number = :read")
+                .expression_attribute_values(":read", s(seq.as_str())),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(StoreError::ProgressConflict {
+                    stage: self.stage.clone(),
+                    shard: self.shard.clone(),
+                    expected: read.map(|r| r.as_str().to_owned()),
+                }),
+                _ => Err(StoreError::dynamodb("PutItem", e)),
+            },
+        }
     }
 
     fn slot_key(&self, operator: &str, group: u16, slot: u64) -> HashMap<String, AttributeValue> {

@@ -105,6 +105,21 @@ pub fn expected(indexes: impl Iterator<Item = u64>) -> Vec<Row> {
     v
 }
 
+/// Every result the containers wrote, one per id; panics if two writes of an id differ.
+pub fn distinct_results(containers: &[&TestStage]) -> Vec<Row> {
+    let mut by_id: std::collections::BTreeMap<shardflow_engine::ResultId, Row> = std::collections::BTreeMap::new();
+    for c in containers {
+        for o in c.sink().writes() {
+            if let Some(before) = by_id.insert(o.id, o.value) {
+                assert_eq!(before, o.value, "two writes of result {:?} differ", o.id);
+            }
+        }
+    }
+    let mut rows: Vec<Row> = by_id.into_values().collect();
+    rows.sort();
+    rows
+}
+
 pub fn results(stage: &TestStage) -> Vec<Row> {
     let mut v: Vec<Row> = stage.sink().distinct().into_iter().map(|o| o.value).collect();
     v.sort();

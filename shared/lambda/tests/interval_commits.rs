@@ -1,0 +1,279 @@
+//! Interval commits against LocalStack (a real Kinesis stream with real sequence numbers, the
+//! state table in DynamoDB): a stage that commits every few batches emits exactly the results of
+//! an uninterrupted run, also when containers alternate on the shard (each reads the other's
+//! uncommitted records from Kinesis) and when invocations die between emitting and answering.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use common::{distinct_results, expected, purchase, revenue, Purchase, Row, TestStage};
+use shardflow_lambda::{input_record, CheckpointInterval, CrashPoint, Stage, StageConfig, StageError};
+use shardflow_stage::DeadLetterKind;
+use shardflow_stage::{InputRecord, JsonDecoder, MemoryDeadLetters, MemoryResultSink, ShardBatch};
+
+const RECORDS: u64 = 120;
+const BATCH: usize = 10;
+
+/// A stream of one shard holding purchases `0..RECORDS`, put in order; returns the client, the
+/// stream, its shard and the records as GetRecords returns them.
+async fn stream_of_purchases(prefix: &str) -> (aws_sdk_kinesis::Client, String, String, Vec<InputRecord>) {
+    stream_of(prefix, purchase).await
+}
+
+/// A stream of one shard holding `payload(i)` for `i` in `0..RECORDS`, put in order.
+async fn stream_of(
+    prefix: &str,
+    payload: fn(u64) -> Vec<u8>,
+) -> (aws_sdk_kinesis::Client, String, String, Vec<InputRecord>) {
+    let (kinesis, stream) = shardflow_testkit::kinesis_stream(prefix, 1).await;
+    for i in 0..RECORDS {
+        kinesis
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(format!("p{i}"))
+            .data(Blob::new(payload(i)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let shards = kinesis.list_shards().stream_name(&stream).send().await.unwrap();
+    let shard = shards.shards()[0].shard_id().to_owned();
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(&stream)
+        .shard_id(&shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let mut records = Vec::new();
+    while records.len() < RECORDS as usize {
+        let out = kinesis.get_records().shard_iterator(&iterator).send().await.unwrap();
+        records.extend(out.records().iter().map(|r| input_record(r).unwrap()));
+        iterator = out.next_shard_iterator().unwrap().to_owned();
+    }
+    (kinesis, stream, shard, records)
+}
+
+/// The batches Lambda would deliver: `BATCH` records each, in order.
+fn batches(stream: &str, shard: &str, records: &[InputRecord]) -> Vec<ShardBatch> {
+    records
+        .chunks(BATCH)
+        .map(|c| ShardBatch {
+            stream: stream.to_owned(),
+            shard_id: shard.to_owned(),
+            records: c.to_vec(),
+        })
+        .collect()
+}
+
+/// A container of the stage committing every `interval` batches.
+fn container(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    kinesis: &aws_sdk_kinesis::Client,
+    interval: u64,
+) -> TestStage {
+    container_of(revenue(None), client, table, kinesis, interval)
+}
+
+/// A container of `pipeline` committing every `interval` batches.
+fn container_of(
+    pipeline: shardflow_engine::Pipeline<Purchase, Row>,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    kinesis: &aws_sdk_kinesis::Client,
+    interval: u64,
+) -> TestStage {
+    Stage::new(
+        "revenue",
+        pipeline,
+        JsonDecoder::new(),
+        MemoryResultSink::new(),
+        MemoryDeadLetters::default(),
+        client.clone(),
+        table,
+        StageConfig::default(),
+    )
+    .unwrap()
+    .with_checkpoint_interval(CheckpointInterval::batches(interval))
+    .with_kinesis(kinesis.clone())
+}
+
+/// The checkpoint item's `ver` (commits so far).
+async fn committed_version(client: &aws_sdk_dynamodb::Client, table: &str, shard: &str) -> u64 {
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("revenue#shard#{shard}")))
+        .key("sk", AttributeValue::S("checkpoint".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item;
+    match item.as_ref().and_then(|i| i.get("ver")) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap(),
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn one_container_with_an_interval_of_five_batches_commits_every_fifth_batch_and_emits_the_uninterrupted_result() {
+    let (client, table) = shardflow_testkit::state_table("interval-one").await;
+    let (kinesis, stream, shard, records) = stream_of_purchases("interval-one").await;
+    let stage = container(&client, &table, &kinesis, 5);
+    let mut versions = Vec::new();
+    for batch in batches(&stream, &shard, &records) {
+        assert!(stage.handle(batch).await.unwrap().batch_item_failures.is_empty());
+        versions.push(committed_version(&client, &table, &shard).await);
+    }
+    // The first batch commits (nothing was committed), then every fifth.
+    assert_eq!(versions, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3]);
+    assert_eq!(distinct_results(&[&stage]), expected(0..RECORDS));
+}
+
+#[tokio::test]
+async fn two_containers_alternating_with_an_interval_of_three_read_each_others_records_from_kinesis() {
+    let (client, table) = shardflow_testkit::state_table("interval-two").await;
+    let (kinesis, stream, shard, records) = stream_of_purchases("interval-two").await;
+    let (a, b) = (
+        container(&client, &table, &kinesis, 3),
+        container(&client, &table, &kinesis, 3),
+    );
+    let mut versions = Vec::new();
+    for (i, batch) in batches(&stream, &shard, &records).into_iter().enumerate() {
+        let c = if i % 2 == 0 { &a } else { &b };
+        assert!(c.handle(batch).await.unwrap().batch_item_failures.is_empty());
+        versions.push(committed_version(&client, &table, &shard).await);
+    }
+    // The interval counts batches across containers (the progress item carries the count).
+    assert_eq!(versions, [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+    // Neither container saw every record in its batches: each read the other's from Kinesis.
+    assert_eq!(distinct_results(&[&a, &b]), expected(0..RECORDS));
+}
+
+/// A crash hook armed for one point at a time: the next time the invocation reaches it, it dies.
+#[derive(Clone, Default)]
+struct Armed(Arc<Mutex<Option<CrashPoint>>>);
+
+impl Armed {
+    fn arm(&self, point: CrashPoint) {
+        *self.0.lock().unwrap() = Some(point);
+    }
+
+    fn hook(&self) -> shardflow_lambda::StageCrashHook {
+        let armed = self.0.clone();
+        Arc::new(move |point| {
+            let mut armed = armed.lock().unwrap();
+            if *armed == Some(point) {
+                *armed = None;
+                return true;
+            }
+            false
+        })
+    }
+}
+
+#[tokio::test]
+async fn crashes_after_emitting_and_after_writing_progress_with_redelivery_emit_the_results_once() {
+    let (client, table) = shardflow_testkit::state_table("interval-crash").await;
+    let (kinesis, stream, shard, records) = stream_of_purchases("interval-crash").await;
+    let armed = Armed::default();
+    let a = container(&client, &table, &kinesis, 4).with_crash_hook(armed.hook());
+    let b = container(&client, &table, &kinesis, 4);
+    let mut crashes = 0;
+    for (i, batch) in batches(&stream, &shard, &records).into_iter().enumerate() {
+        // Batches 2 and 6 die after emitting (before the progress write), batches 3 and 7 after
+        // the progress write (before answering); none of them is due to commit.
+        let crash = match i {
+            2 | 6 => Some(CrashPoint::AfterEmit),
+            3 | 7 => Some(CrashPoint::AfterProgress),
+            _ => None,
+        };
+        if let Some(point) = crash {
+            armed.arm(point);
+            match a.handle(batch.clone()).await {
+                Err(StageError::InjectedCrash(p)) if p == point => crashes += 1,
+                other => panic!("batch {i}: expected a crash at {point:?}, got {other:?}"),
+            }
+        }
+        // Lambda redelivers the batch: to the same container, or, for batch 7, to another one.
+        let c = if i == 7 { &b } else { &a };
+        assert!(
+            c.handle(batch).await.unwrap().batch_item_failures.is_empty(),
+            "batch {i}"
+        );
+    }
+    assert_eq!(crashes, 4);
+    assert_eq!(distinct_results(&[&a, &b]), expected(0..RECORDS));
+}
+
+/// The poison record of the failure test: the only purchase of product 2.
+const POISON: u64 = 25;
+
+/// Purchase `i`, of product 2 only for [`POISON`].
+fn purchase_with_one_poison(i: u64) -> Vec<u8> {
+    let mut p: Purchase = serde_json::from_slice(&purchase(i)).unwrap();
+    p.product = if i == POISON { 2 } else { p.product.min(1) };
+    serde_json::to_vec(&p).unwrap()
+}
+
+#[tokio::test]
+async fn a_record_failing_after_uncommitted_batches_commits_them_with_its_attempts_and_is_dead_lettered_once_poison() {
+    let (client, table) = shardflow_testkit::state_table("interval-poison").await;
+    let (kinesis, stream, shard, records) = stream_of("interval-poison", purchase_with_one_poison).await;
+    let stage = container_of(revenue(Some(2)), &client, &table, &kinesis, 4).max_attempts(3);
+    // Lambda: batches of `BATCH` from the position after the last acknowledged record; after a
+    // batch item failure it retries from the failed record. Batch 0 commits, batch 1 only writes
+    // progress, batch 2 fails on the poison record: the failure is committed on top of batch 1's
+    // records, which the commit must include (read back from Kinesis: the warm engine saw part of
+    // the failing batch and is dropped).
+    let (mut from, mut failures) = (0, 0);
+    while from < records.len() {
+        let batch = ShardBatch {
+            stream: stream.clone(),
+            shard_id: shard.clone(),
+            records: records[from..(from + BATCH).min(records.len())].to_vec(),
+        };
+        let response = stage.handle(batch).await.unwrap();
+        match response.batch_item_failures.first() {
+            Some(f) => {
+                failures += 1;
+                assert!(failures <= 3, "a poison record must not block the shard");
+                let failed = f.item_identifier.as_deref().unwrap();
+                from = records.iter().position(|r| r.sequence.as_str() == failed).unwrap();
+                assert_eq!(from, POISON as usize);
+            }
+            None => from = (from + BATCH).min(records.len()),
+        }
+    }
+    assert_eq!(failures, 3);
+    let poison: Vec<_> = stage
+        .dead_letters()
+        .letters()
+        .into_iter()
+        .filter(|l| l.kind == DeadLetterKind::Poison)
+        .collect();
+    assert_eq!(poison.len(), 1, "{poison:?}");
+    let p = revenue(None);
+    let mut e = p.engine();
+    let part = e.partition("x");
+    for i in (0..RECORDS).filter(|i| *i != POISON) {
+        e.process(
+            part,
+            i,
+            0,
+            serde_json::from_slice(&purchase_with_one_poison(i)).unwrap(),
+        );
+    }
+    let mut want: Vec<Row> = e.drain_output().into_iter().map(|o| o.value).collect();
+    want.sort();
+    assert_eq!(distinct_results(&[&stage]), want);
+}
