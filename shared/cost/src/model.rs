@@ -12,8 +12,9 @@
 //!   and every live item, strongly consistent, each item rounded up to 4 KB on its own) and
 //!   commits the dirty items plus the checkpoint item in `TransactWriteItems` (2 WRU per started
 //!   KB), then deletes the superseded slot of each dirty item (1 WRU each).
-//! - **Every N batches or seconds** (issue 19's warm state; not implemented in the stages yet):
-//!   a batch checks only the checkpoint item and continues from memory; a commit every `k`
+//! - **Every N batches or seconds** (`SHARDFLOW_CHECKPOINT_INTERVAL_*`): a batch reads the
+//!   checkpoint and progress items in one query, continues from memory and moves the progress
+//!   item (one standard write); a commit every `k`
 //!   batches writes the items dirtied since the last one. With `d` of `L` live items dirtied per
 //!   batch, uniformly, `k` batches dirty `L·(1 − (1 − d/L)^k)` distinct items, so the saving on
 //!   writes is `k` only when the same items are dirtied every batch and less otherwise. A shard
@@ -256,6 +257,9 @@ pub struct DynamoDbPerBatch {
     pub items_per_commit: f64,
 }
 
+/// Bytes of a shard's progress item (sequence number, container id, versions, counters).
+pub const PROGRESS_ITEM_BYTES: f64 = 200.0;
+
 /// DynamoDB read and write units per batch of `stage` committing at `interval`.
 pub fn dynamodb_per_batch(
     stage: &StageProfile,
@@ -299,10 +303,20 @@ pub fn dynamodb_per_batch(
             items_per_commit,
         };
     }
+    // Every batch at an interval moves the shard's progress item (one standard write), and the
+    // warm check reads it with the checkpoint item in one query.
+    let progress = wru_standard(PROGRESS_ITEM_BYTES);
+    let warm = match &stage.dynamodb_units {
+        Some(_) => warm,
+        None => rru(
+            state.checkpoint_item_bytes + PROGRESS_ITEM_BYTES,
+            ReadConsistency::Strong,
+        ),
+    };
     let reload = reload_fraction(traffic, reloads_per_shard_hour);
     DynamoDbPerBatch {
         rru: (1.0 - reload) * warm + reload * load,
-        wru: commit / k,
+        wru: commit / k + progress,
         batches_per_commit: k,
         items_per_commit,
     }

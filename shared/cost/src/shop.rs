@@ -247,9 +247,10 @@ fn basis(options: &ShopOptions) -> Vec<Basis> {
         ),
         Basis::new(
             Assumed,
-            "commits at an interval: a warm batch reads only the checkpoint item; dirty groups \
-             accumulate as L·(1 − (1 − d/L)^k); reloads per shard-hour as the flag says",
-            "issue 19's warm-state design (not implemented in the stages yet)",
+            "commits at an interval: a warm batch reads the checkpoint and progress items and \
+             writes the progress item; dirty groups accumulate as L·(1 − (1 − d/L)^k); reloads \
+             per shard-hour as the flag says",
+            "shared/lambda (warm state, interval commits)",
         ),
         Basis::new(
             Assumed,
