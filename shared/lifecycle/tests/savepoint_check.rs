@@ -2,7 +2,7 @@
 //! revenue pipeline, checked against the same pipeline, the pipeline with a filter added before
 //! its window (both restore everything), a pipeline whose window has another uid (its state
 //! would be dropped: refused unless allowed), and pipelines of another name or key-group count
-//! (refused). Nothing is written.
+//! (refused), and with a damaged shard file (refused). Nothing is written to the stage.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at LocalStack.
 
@@ -73,7 +73,7 @@ async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
     blue.handle(event(SHARD_A, &purchases(0..60))).await.unwrap();
     blue.handle(event(SHARD_B, &purchases(200..255))).await.unwrap();
     let location = S3Location::new(&bucket, "sp/1");
-    create_savepoint(
+    let saved = create_savepoint(
         &client,
         &s3,
         &SavepointOptions::new("revenue", &table, location.clone()),
@@ -166,6 +166,25 @@ async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
         .unwrap_err()
         .to_string()
         .contains("savepoint 128, pipeline 64"));
+
+    // An unreadable image: the shard is reported, the check fails.
+    let file = &saved.manifest.shards[1].file;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(location.key(file))
+        .body(b"not a checkpoint".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let damaged = check(CheckTarget::new("revenue", revenue(None)), strict).await;
+    assert!(!damaged.passed(), "{damaged}");
+    assert_eq!(damaged.problems.len(), 1, "{damaged}");
+    assert_eq!(damaged.problems[0].shard, SHARD_B);
+    assert!(damaged.problems[0].reason.contains("corrupt"), "{damaged}");
+    assert_eq!(
+        restored(&damaged),
+        vec![("window_aggregate-0", "restored from window_aggregate-0".to_owned(), 1)]
+    );
 
     // Not a savepoint at all: an error.
     let err = check_savepoint(
