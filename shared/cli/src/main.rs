@@ -33,7 +33,8 @@ enum Command {
     Rollback(shardflow_bluegreen::commands::RollbackArgs),
     /// Blue/green: compare a colour's shadow revenue with the live revenue over closed windows.
     Validate(shardflow_bluegreen::commands::ValidateArgs),
-    /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage.
+    /// Savepoints of a Lambda stage's state: create one in S3, restore one into a (new) stage,
+    /// check that one restores into a pipeline of this build.
     Savepoint(shardflow_lifecycle::command::savepoint::SavepointArgs),
     /// Per shard of a Lambda stage: checkpointed position, watermark and lag, state, dead letters.
     Status(shardflow_lifecycle::command::status::StatusArgs),
@@ -60,7 +61,9 @@ fn main() -> anyhow::Result<()> {
         Command::Switch(args) => shardflow_bluegreen::commands::switch(args),
         Command::Rollback(args) => shardflow_bluegreen::commands::rollback(args),
         Command::Validate(args) => shardflow_bluegreen::commands::validate(args),
-        Command::Savepoint(args) => shardflow_lifecycle::command::savepoint::run(args),
+        Command::Savepoint(args) => {
+            shardflow_lifecycle::command::savepoint::run(args, &shardflow_shop_stages::check_targets())
+        }
         Command::Status(args) => shardflow_lifecycle::command::status::run(args),
         Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),
     }

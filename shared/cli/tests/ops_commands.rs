@@ -1,7 +1,8 @@
-//! `shardflow savepoint create|restore` and `shardflow status` as a user runs them, against
+//! `shardflow savepoint create|restore|check` and `shardflow status` as a user runs them, against
 //! LocalStack (DynamoDB, S3): the state of a stage is seeded through the checkpoint store, saved,
 //! restored under another name (a second restore is refused with a clear message), and both
-//! stages' status is read as JSON.
+//! stages' status is read as JSON; a savepoint of the shop's revenue pipeline is checked against
+//! this build's pipelines.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at LocalStack.
 
@@ -155,4 +156,84 @@ async fn savepoint_restore_and_status_from_the_command_line() {
     let text = ok(shardflow(&["status", "--stage", "counts", "--table", &table]));
     assert!(text.starts_with(&format!("stage counts (table {table})")), "{text}");
     assert!(text.contains("shardId-000000000001"), "{text}");
+}
+
+#[tokio::test]
+async fn savepoint_check_from_the_command_line() {
+    use shardflow_shop::generator::{ShopConfig, ShopGenerator};
+    let (client, table) = shardflow_testkit::state_table("cli-check").await;
+    let (_, bucket) = shardflow_testkit::bucket("cli-check").await;
+    let shard = "shardId-000000000000";
+    let p = shardflow_shop::pipelines::revenue();
+    let mut e = p.engine();
+    let part = e.partition(shard);
+    let mut generator = ShopGenerator::new(ShopConfig::new(7, 2_000, 1));
+    let mut offset = 0u64;
+    while let Some(tx) = generator.next_transaction() {
+        for event in tx {
+            e.process(part, offset, 0, event);
+            offset += 1;
+        }
+    }
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "revenue", shard);
+    store.load().await.unwrap();
+    let seq = SequenceNumber::parse(&format!("4965{:020}", offset)).unwrap();
+    store.commit(&e.snapshot().unwrap(), &seq).await.unwrap();
+    ok(shardflow(&[
+        "savepoint",
+        "create",
+        "--stage",
+        "revenue",
+        "--table",
+        &table,
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "sp/check",
+    ]));
+    let savepoint = format!("s3://{bucket}/sp/check");
+
+    let checked = ok(shardflow(&[
+        "savepoint",
+        "check",
+        "--savepoint",
+        &savepoint,
+        "--pipeline",
+        "revenue",
+    ]));
+    assert!(
+        checked.starts_with(&format!("savepoint {savepoint} against revenue")),
+        "{checked}"
+    );
+    assert!(checked.contains("restored from window_aggregate-0  1/1"), "{checked}");
+    assert!(checked.contains("PASSED"), "{checked}");
+    let json = ok(shardflow(&[
+        "savepoint",
+        "check",
+        "--savepoint",
+        &savepoint,
+        "--pipeline",
+        "revenue",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["operators"][0]["outcome"], "restored");
+
+    let refused = shardflow(&[
+        "savepoint",
+        "check",
+        "--savepoint",
+        &savepoint,
+        "--pipeline",
+        "receipts",
+    ]);
+    assert!(!refused.status.success());
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stdout.contains("pipeline          FAILED"), "{stdout}");
+    assert!(stderr.contains("does not restore into receipts"), "{stderr}");
+    let unknown = shardflow(&["savepoint", "check", "--savepoint", &savepoint, "--pipeline", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown pipeline \"nope\""));
 }

@@ -108,6 +108,17 @@ pub enum LifecycleError {
         /// The last failure.
         reason: String,
     },
+    /// `savepoint check`: restoring the savepoint into the pipeline would fail or lose state
+    /// silently.
+    #[error("savepoint {savepoint} does not restore into {target}: {}", reasons.join("; "))]
+    CheckFailed {
+        /// The savepoint.
+        savepoint: String,
+        /// The pipeline checked against.
+        target: String,
+        /// Why, one reason per failed check, shard or dropped state.
+        reasons: Vec<String>,
+    },
     /// A name or location argument is not usable.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -2,13 +2,15 @@
 //!
 //! Operations on deployed Lambda stages, after the data path: savepoints of a stage's state to
 //! S3 and restores into a new stage ([`create_savepoint`], [`restore_savepoint`]; layout and
-//! consistency in `savepoint`), per-shard status ([`stage_status`]), replay of a stream's archive
+//! consistency in `savepoint`), dry-run restores of a pipeline against a savepoint
+//! ([`check_savepoint`]), per-shard status ([`stage_status`]), replay of a stream's archive
 //! locally or as invocations of a stage function ([`replay`]), and the `shardflow savepoint`,
 //! `status` and `replay` commands ([`command`], [`replay::command`]). It reads and writes the
 //! state `shardflow-state-dynamodb` keeps.
 #![warn(missing_docs)]
 
 mod barrier;
+mod check;
 pub mod command;
 mod error;
 mod manifest;
@@ -19,6 +21,9 @@ mod shards;
 mod status;
 
 pub use barrier::{EventSourceBarrier, MappingState};
+pub use check::{
+    check_savepoint, Check, CheckOptions, CheckOutcome, CheckReport, CheckTarget, OperatorCheck, ShardProblem,
+};
 pub use error::LifecycleError;
 pub use manifest::{
     ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, RESUME_MARGIN_MS,

@@ -94,9 +94,9 @@ pub struct RestoreReport {
 }
 
 /// One shard read back and verified.
-struct ShardState {
+pub(crate) struct ShardState {
     entry: ShardEntry,
-    checkpoint: Checkpoint,
+    pub(crate) checkpoint: Checkpoint,
     sequence_number: Option<SequenceNumber>,
     failure: Option<RecordFailure>,
 }
@@ -276,7 +276,7 @@ pub(crate) fn check_manifest(
 }
 
 /// Reads one shard's file and verifies it against the manifest.
-async fn read_shard(
+pub(crate) async fn read_shard(
     s3: &aws_sdk_s3::Client,
     location: &S3Location,
     manifest: &SavepointManifest,

@@ -51,7 +51,7 @@ pub use order_enrich::{
     order_enrich, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
-pub use replay::replay_targets;
+pub use replay::{check_targets, replay_targets};
 pub use revenue::{
     revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
 };

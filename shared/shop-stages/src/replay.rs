@@ -1,6 +1,7 @@
-//! The shop's pipelines as targets of `shardflow replay`.
+//! The shop's pipelines as targets of `shardflow replay` and `shardflow savepoint check`.
 
 use shardflow_lifecycle::replay::command::ReplayTarget;
+use shardflow_lifecycle::CheckTarget;
 use shardflow_shop::pipelines;
 
 use crate::ShopDecoder;
@@ -12,5 +13,15 @@ pub fn replay_targets() -> Vec<ReplayTarget> {
         ReplayTarget::new("receipts", pipelines::receipts(), ShopDecoder::new()),
         ReplayTarget::new("revenue", pipelines::revenue(), ShopDecoder::new()),
         ReplayTarget::new("order-enrich", pipelines::order_enrich(), ShopDecoder::new()),
+    ]
+}
+
+/// The shop's pipelines under their stages' names (`receipts`, `revenue`, `order-enrich`), for
+/// `shardflow savepoint check` ([`shardflow_lifecycle::command::savepoint::run`]).
+pub fn check_targets() -> Vec<CheckTarget> {
+    vec![
+        CheckTarget::new("receipts", pipelines::receipts()),
+        CheckTarget::new("revenue", pipelines::revenue()),
+        CheckTarget::new("order-enrich", pipelines::order_enrich()),
     ]
 }

@@ -1,11 +1,12 @@
-//! `shardflow savepoint create|restore`: a stage's state to S3 and back (see
-//! `shardflow-lifecycle` for the layout and the consistency barrier).
+//! `shardflow savepoint create|restore|check`: a stage's state to S3 and back (see
+//! `shardflow-lifecycle` for the layout and the consistency barrier), and a dry-run restore of a
+//! pipeline of this build against a savepoint.
 
 use std::time::Duration;
 
 use crate::{
-    create_savepoint, restore_savepoint, EventSourceBarrier, RestoreExpectations, RestoreOptions, S3Location,
-    SavepointOptions,
+    check_savepoint, create_savepoint, restore_savepoint, CheckOptions, CheckTarget, EventSourceBarrier,
+    RestoreExpectations, RestoreOptions, S3Location, SavepointOptions,
 };
 use anyhow::Context;
 
@@ -25,6 +26,27 @@ enum SavepointAction {
     Create(CreateArgs),
     /// Seed a (new) stage's state from a savepoint.
     Restore(RestoreArgs),
+    /// Dry-run a restore of one of this build's pipelines from a savepoint: per operator,
+    /// restored (from which id), starts empty or dropped; the format, pipeline and key-group
+    /// checks. Exits non-zero if the restore would fail or lose state silently.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The savepoint, `s3://bucket/prefix`.
+    #[arg(long)]
+    savepoint: String,
+    /// The pipeline of this build to check against, by the name of its stage (e.g. `receipts`,
+    /// `revenue`, `order-enrich`).
+    #[arg(long)]
+    pipeline: String,
+    /// Dropped state (of operators the pipeline no longer has) does not fail the check.
+    #[arg(long)]
+    allow_dropped_state: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,15 +115,36 @@ struct RestoreArgs {
     force: bool,
 }
 
-/// Runs `shardflow savepoint`.
-pub fn run(args: SavepointArgs) -> anyhow::Result<()> {
+/// Runs `shardflow savepoint`; `check` takes its pipeline from `targets`.
+pub fn run(args: SavepointArgs, targets: &[CheckTarget]) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let clients = Clients::from_env().await;
         match args.action {
             SavepointAction::Create(a) => create(&clients, a).await,
             SavepointAction::Restore(a) => restore(&clients, a).await,
+            SavepointAction::Check(a) => check(&clients, a, targets).await,
         }
     })
+}
+
+async fn check(clients: &Clients, a: CheckArgs, targets: &[CheckTarget]) -> anyhow::Result<()> {
+    let Some(target) = targets.iter().find(|t| t.name() == a.pipeline) else {
+        let known: Vec<&str> = targets.iter().map(CheckTarget::name).collect();
+        anyhow::bail!("unknown pipeline {:?}; this build has {known:?}", a.pipeline);
+    };
+    let options = CheckOptions {
+        allow_dropped_state: a.allow_dropped_state,
+        ..CheckOptions::default()
+    };
+    let report = check_savepoint(&clients.s3, &S3Location::parse(&a.savepoint)?, target, options)
+        .await
+        .with_context(|| format!("check of {} against {}", a.savepoint, a.pipeline))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(report.ensure_passed()?)
 }
 
 async fn create(clients: &Clients, a: CreateArgs) -> anyhow::Result<()> {

@@ -1,0 +1,199 @@
+//! `check_savepoint` against LocalStack (DynamoDB, S3): a savepoint of a stage running the
+//! revenue pipeline, checked against the same pipeline, the pipeline with a filter added before
+//! its window (both restore everything), a pipeline whose window has another uid (its state
+//! would be dropped: refused unless allowed), and pipelines of another name or key-group count
+//! (refused), and with a damaged shard file (refused). Nothing is written to the stage.
+//!
+//! Needs `AWS_ENDPOINT_URL` pointing at LocalStack.
+
+#[path = "../../lambda/tests/common/mod.rs"]
+mod common;
+
+use common::{event, purchases, revenue, Purchase, Row, TestStage};
+use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
+use shardflow_lambda::{Stage, StageConfig};
+use shardflow_lifecycle::{
+    check_savepoint, create_savepoint, CheckOptions, CheckOutcome, CheckReport, CheckTarget, LifecycleError,
+    S3Location, SavepointOptions,
+};
+use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
+
+const SHARD_A: &str = "shardId-000000000000";
+const SHARD_B: &str = "shardId-000000000001";
+
+/// The revenue pipeline of `common`, changed: named `name`, with `key_groups`, a filter before
+/// the window if `filter`, and the window's uid if given.
+fn variant(name: &str, key_groups: u16, filter: bool, uid: Option<&str>) -> Pipeline<Purchase, Row> {
+    let keyed = Pipeline::builder(name)
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .max_key_groups(key_groups)
+        .event_time(|p: &Purchase| p.ts_ms);
+    let keyed = if filter {
+        keyed.filter(|p: &Purchase| p.cents >= 0).key_by(|p| p.product)
+    } else {
+        keyed.key_by(|p| p.product)
+    };
+    let windowed = keyed
+        .window(Windowing::tumbling(10_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
+            (*k, w.start, n, c)
+        });
+    match uid {
+        Some(uid) => windowed.uid(uid).unwrap().sink("revenue"),
+        None => windowed.sink("revenue"),
+    }
+}
+
+fn restored(report: &CheckReport) -> Vec<(&str, String, usize)> {
+    report
+        .operators
+        .iter()
+        .map(|o| (o.id.as_str(), o.outcome.to_string(), o.shards.len()))
+        .collect()
+}
+
+#[tokio::test]
+async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
+    let (_, bucket) = shardflow_testkit::bucket("sp-check").await;
+    let s3 = shardflow_testkit::s3();
+    let (client, table) = shardflow_testkit::state_table("sp-check").await;
+    let blue: TestStage = Stage::new(
+        "revenue",
+        revenue(None),
+        JsonDecoder::new(),
+        MemoryResultSink::new(),
+        MemoryDeadLetters::default(),
+        client.clone(),
+        &table,
+        StageConfig::default(),
+    )
+    .unwrap();
+    blue.handle(event(SHARD_A, &purchases(0..60))).await.unwrap();
+    blue.handle(event(SHARD_B, &purchases(200..255))).await.unwrap();
+    let location = S3Location::new(&bucket, "sp/1");
+    let saved = create_savepoint(
+        &client,
+        &s3,
+        &SavepointOptions::new("revenue", &table, location.clone()),
+    )
+    .await
+    .unwrap();
+    let strict = CheckOptions::default();
+    let check = |target: CheckTarget, options: CheckOptions| {
+        let s3 = s3.clone();
+        let location = location.clone();
+        async move { check_savepoint(&s3, &location, &target, options).await.unwrap() }
+    };
+
+    // (1) The same pipeline: everything restored.
+    let same = check(CheckTarget::new("revenue", revenue(None)), strict).await;
+    assert!(same.passed(), "{same}");
+    assert!(same.checks.iter().all(|c| c.ok), "{same}");
+    assert_eq!(same.shards, 2);
+    assert_eq!(
+        restored(&same),
+        vec![("window_aggregate-0", "restored from window_aggregate-0".to_owned(), 2)]
+    );
+    same.ensure_passed().unwrap();
+    let json = serde_json::to_value(&same).unwrap();
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["operators"][0]["outcome"], "restored");
+    assert_eq!(json["operators"][0]["from"], "window_aggregate-0");
+
+    // (2) A filter added before the window: its default id does not shift.
+    let filtered = check(CheckTarget::new("revenue", variant("revenue", 128, true, None)), strict).await;
+    assert!(filtered.passed(), "{filtered}");
+    assert_eq!(restored(&filtered), restored(&same));
+
+    // (3) The window under another uid: its state would be dropped, the new one starts empty.
+    let renamed = || CheckTarget::new("revenue", variant("revenue", 128, false, Some("revenue-window")));
+    let refused = check(renamed(), strict).await;
+    assert!(!refused.passed(), "{refused}");
+    assert_eq!(
+        restored(&refused),
+        vec![
+            ("revenue-window", "starts empty".to_owned(), 2),
+            ("window_aggregate-0", "dropped".to_owned(), 2),
+        ]
+    );
+    assert_eq!(refused.ids(|o| *o == CheckOutcome::Dropped), ["window_aggregate-0"]);
+    let err = refused.ensure_passed().unwrap_err();
+    assert!(matches!(err, LifecycleError::CheckFailed { .. }), "{err}");
+    assert!(
+        err.to_string().contains("\"window_aggregate-0\"] would be dropped"),
+        "{err}"
+    );
+    let table = refused.render_table();
+    assert!(
+        table.contains("dropped") && table.contains("starts empty") && table.contains("FAILED"),
+        "{table}"
+    );
+    let allowed = check(
+        renamed(),
+        CheckOptions {
+            allow_dropped_state: true,
+            ..strict
+        },
+    )
+    .await;
+    assert!(allowed.passed(), "{allowed}");
+    assert_eq!(restored(&allowed), restored(&refused));
+
+    // (4) Another pipeline name or key-group count: refused, no operator restored.
+    let other_name = check(CheckTarget::new("orders", variant("orders", 128, false, None)), strict).await;
+    assert!(!other_name.passed());
+    assert!(other_name.operators.is_empty());
+    let failed: Vec<&str> = other_name
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["pipeline"]);
+    let other_groups = check(CheckTarget::new("revenue", variant("revenue", 64, false, None)), strict).await;
+    assert!(!other_groups.passed());
+    let failed: Vec<&str> = other_groups
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["key groups"]);
+    assert!(other_groups
+        .ensure_passed()
+        .unwrap_err()
+        .to_string()
+        .contains("savepoint 128, pipeline 64"));
+
+    // An unreadable image: the shard is reported, the check fails.
+    let file = &saved.manifest.shards[1].file;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(location.key(file))
+        .body(b"not a checkpoint".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let damaged = check(CheckTarget::new("revenue", revenue(None)), strict).await;
+    assert!(!damaged.passed(), "{damaged}");
+    assert_eq!(damaged.problems.len(), 1, "{damaged}");
+    assert_eq!(damaged.problems[0].shard, SHARD_B);
+    assert!(damaged.problems[0].reason.contains("corrupt"), "{damaged}");
+    assert_eq!(
+        restored(&damaged),
+        vec![("window_aggregate-0", "restored from window_aggregate-0".to_owned(), 1)]
+    );
+
+    // Not a savepoint at all: an error.
+    let err = check_savepoint(
+        &s3,
+        &S3Location::new(&bucket, "nothing"),
+        &CheckTarget::new("revenue", revenue(None)),
+        strict,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, LifecycleError::Refused { .. }), "{err}");
+}
