@@ -473,7 +473,7 @@ where
                 engine,
                 store,
                 position: done,
-                state_bytes,
+                state_bytes: state_bytes.max(stats.bytes_written),
             },
         );
         Ok(batch_response(None))

@@ -4,8 +4,9 @@
 //! batch uses it when the shard's checkpoint item still holds the version the entry committed
 //! ([`shardflow_state_dynamodb::DynamoDbCheckpointStore::is_current`]), and loads the shard from
 //! the store otherwise. An entry is put back only after a successful commit, so it always holds
-//! exactly the committed state. Entries cost their state's encoded size times
-//! [`DECODED_OVERHEAD`]; the least recently used go first when the budget is exceeded.
+//! exactly the committed state. Entries cost their state's encoded size (at the last full load,
+//! or the largest commit since: a shard that grew from nothing is counted by what it wrote)
+//! times [`DECODED_OVERHEAD`]; the least recently used go first when the budget is exceeded.
 
 use std::sync::Mutex;
 
@@ -23,7 +24,8 @@ pub(crate) struct WarmShard<In, Out> {
     pub(crate) engine: Engine<In, Out>,
     pub(crate) store: DynamoDbCheckpointStore,
     pub(crate) position: ShardPosition,
-    /// Encoded state bytes at the last full load (the entry's cost is derived from it).
+    /// Encoded state bytes at the last full load or the largest commit since (the entry's cost
+    /// is derived from it).
     pub(crate) state_bytes: usize,
 }
 
@@ -90,4 +92,53 @@ pub fn default_budget_bytes() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(128);
     mb * (1 << 20) / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardflow_engine::{Pipeline, Windowing};
+
+    fn entry(state_bytes: usize) -> WarmShard<u64, u64> {
+        let pipeline = Pipeline::builder("count")
+            .event_time(|v: &u64| *v as i64)
+            .key_by(|v| *v)
+            .window(Windowing::tumbling(1_000).unwrap())
+            .aggregate(shardflow_engine::combine::Count, |_, _, _, n| n)
+            .sink("counts");
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        WarmShard {
+            engine: pipeline.engine(),
+            store: DynamoDbCheckpointStore::new(client, "state", "count", "shard"),
+            position: ShardPosition::default(),
+            state_bytes,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_shards_leave_when_the_budget_is_exceeded() {
+        let mb = 1 << 20;
+        // Each entry of 1 MiB of encoded state costs 4 MiB: three fit 12 MiB, not four.
+        let warm = WarmShards::new(12 * mb);
+        for shard in ["a", "b", "c"] {
+            warm.put(shard, entry(mb));
+        }
+        assert!(warm.take("a").is_some(), "a was kept");
+        warm.put("a", entry(mb));
+        warm.put("d", entry(mb));
+        assert_eq!(warm.shards(), ["c", "a", "d"], "b, least recently used, left");
+    }
+
+    #[test]
+    fn a_shard_larger_than_the_whole_budget_is_not_kept() {
+        let warm = WarmShards::new(8 << 20);
+        warm.put("big", entry(4 << 20));
+        assert!(warm.shards().is_empty());
+        warm.put("small", entry(0));
+        assert_eq!(warm.shards(), ["small"], "an empty shard costs the minimum");
+    }
 }

@@ -134,7 +134,7 @@ where
                     engine,
                     store,
                     position: done,
-                    state_bytes,
+                    state_bytes: state_bytes.max(stats.bytes_written),
                 },
             );
             return Ok(batch_response(None));
