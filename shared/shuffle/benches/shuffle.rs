@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shardflow_engine::InputOrigin;
 use shardflow_shuffle::{DataRecord, KeyGroupSpace, Packed, Packer, RecordId, ShardMap, WatermarkRecord};
 use shardflow_stage::SequenceNumber;
 
@@ -47,6 +48,12 @@ fn shuffle(map: &ShardMap, input: &Input) -> Packed {
             },
             key_group: map.space().key_group(&input.keys[i]),
             timestamp: 1_704_067_200_000 + i as i64,
+            origin: InputOrigin {
+                source: 0x5eed_5eed_5eed_5eed,
+                offset: i as u64,
+                index: 0,
+            },
+            wm_before: 1_704_067_196_000 + i as i64,
             payload: &input.payloads[i],
         };
         packer.push_data(&record).expect("fits");
