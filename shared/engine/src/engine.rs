@@ -202,6 +202,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             },
         );
         if self.external_watermarks {
+            self.watermarks.advance_clock(arrival);
             return;
         }
         if let Some(wm) = self.watermarks.observe(partition, timestamp, arrival) {
@@ -235,13 +236,19 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             self.cx.processing_time = now;
             self.head.on_processing_time(&mut self.cx);
         }
-        if let Some(wm) = self.watermarks.advance_processing_time(now) {
+        if self.external_watermarks {
+            self.watermarks.advance_clock(now);
+        } else if let Some(wm) = self.watermarks.advance_processing_time(now) {
             self.head.on_watermark(&mut self.cx, wm);
         }
     }
 
-    /// Marks a partition as ended (a closed shard, the end of a file).
+    /// Marks a partition as ended (a closed shard, the end of a file). Under external watermarks
+    /// it moves nothing (the feeder says when the input ends).
     pub fn end_partition(&mut self, partition: PartitionId) {
+        if self.external_watermarks {
+            return;
+        }
         if let Some(wm) = self.watermarks.end_partition(partition) {
             self.head.on_watermark(&mut self.cx, wm);
         }

@@ -203,6 +203,14 @@ impl WatermarkTracker {
             .map_or(MIN_TIMESTAMP, |p| self.partition_watermark(p))
     }
 
+    /// Advances processing time to `now` without recombining the partitions (external
+    /// watermarks: the partitions' state does not make the watermark).
+    pub fn advance_clock(&mut self, now: Timestamp) {
+        if now > self.processing_time {
+            self.tick(now);
+        }
+    }
+
     /// Raises the combined watermark to `watermark` if that is later (external watermarks).
     /// Returns the new combined watermark if it advanced.
     pub fn raise_to(&mut self, watermark: Timestamp) -> Option<Timestamp> {

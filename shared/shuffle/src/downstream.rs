@@ -155,18 +155,26 @@ where
             }
         };
         for encoded in frame.encoded_records() {
-            let decoded = encoded.and_then(|bytes| ShuffleRecord::decode(bytes).map(|r| (bytes, r)));
-            match decoded {
-                Ok((bytes, ShuffleRecord::Data(data))) => {
-                    feed_data(engine, state, &data, record.arrival_ms, &mut report)
-                        .unwrap_or_else(|reason| report.dead_letters.push(dead_letter(shard, record, bytes, reason)));
+            // A bad length prefix ends the frame: the whole Kinesis record is dead-lettered.
+            let bytes = match encoded {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    report
+                        .dead_letters
+                        .push(dead_letter(shard, record, &record.data, e.to_string()));
+                    break;
                 }
-                Ok((_, ShuffleRecord::Watermark(w))) => {
-                    feed_watermark(engine, state, &w, record.arrival_ms, &mut report)
+            };
+            match ShuffleRecord::decode(bytes) {
+                Ok(ShuffleRecord::Data(data)) => {
+                    if let Err(reason) = feed_data(engine, state, &data, record.arrival_ms, &mut report) {
+                        report.dead_letters.push(dead_letter(shard, record, bytes, reason));
+                    }
                 }
+                Ok(ShuffleRecord::Watermark(w)) => feed_watermark(engine, state, &w, record.arrival_ms, &mut report),
                 Err(e) => report
                     .dead_letters
-                    .push(dead_letter(shard, record, &record.data, e.to_string())),
+                    .push(dead_letter(shard, record, bytes, e.to_string())),
             }
         }
     }

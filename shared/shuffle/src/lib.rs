@@ -12,6 +12,7 @@
 pub mod dedup;
 pub mod downstream;
 pub mod frame;
+pub mod memory;
 pub mod pack;
 pub mod record;
 pub mod route;
@@ -21,6 +22,7 @@ pub mod watermark;
 pub use dedup::{DedupState, Position, Verdict};
 pub use downstream::{DownstreamReport, DownstreamState, ShuffleShard};
 pub use frame::{Frame, FrameWriter};
+pub use memory::{DownstreamCheckpoint, DownstreamShard, MemoryShuffle, MemoryShuffleError};
 pub use pack::{payload_units, PackError, Packed, PackedRecord, Packer};
 pub use record::{DataRecord, DecodeError, Encode, RecordId, ShuffleRecord, WatermarkRecord};
 pub use route::{KeyGroupSpace, RouteError, ShardMap, ShardRange};
