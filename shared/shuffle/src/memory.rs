@@ -223,6 +223,11 @@ impl<S: DeserializeOwned + Send + 'static, Out: Send + 'static> DownstreamShard<
         &self.shard_id
     }
 
+    /// The engine.
+    pub fn engine(&self) -> &Engine<S, Out> {
+        &self.engine
+    }
+
     /// The engine (drain its results and late records).
     pub fn engine_mut(&mut self) -> &mut Engine<S, Out> {
         &mut self.engine
