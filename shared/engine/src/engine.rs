@@ -9,7 +9,7 @@ use crate::checkpoint::{Checkpoint, CheckpointImage};
 use crate::error::StateError;
 use crate::operators::{Context, Operator};
 use crate::pipeline::{Pipeline, PipelineDef};
-use crate::record::{partition_source, LateRecord, Origin, Output, PartitionId, Record};
+use crate::record::{partition_source, InputOrigin, LateRecord, Origin, Output, PartitionId, Record};
 use crate::restore::{self, RestoreOptions, RestoreReport};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 use crate::watermark::{PartitionWatermark, WatermarkTracker};
@@ -107,6 +107,8 @@ pub struct Engine<In, Out> {
     epoch: u64,
     /// The next snapshot must be full: a restore moved state to other ids or dropped some.
     full_next: bool,
+    /// Records do not move the watermark ([`crate::WatermarkStrategy::external`]).
+    external_watermarks: bool,
     _out: PhantomData<fn() -> Out>,
 }
 
@@ -124,6 +126,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         };
         Engine {
             watermarks: WatermarkTracker::new(def.watermarks),
+            external_watermarks: def.watermarks.is_external(),
             sources: Vec::new(),
             def,
             head,
@@ -149,11 +152,41 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
     /// `arrival` (e.g. Kinesis' approximate arrival timestamp).
     #[inline]
     pub fn process(&mut self, partition: PartitionId, offset: u64, arrival: Timestamp, value: In) {
+        let timestamp = (self.def.timestamp_fn)(&value);
+        let origin = InputOrigin {
+            source: self
+                .sources
+                .get(partition as usize)
+                .copied()
+                .unwrap_or(u64::from(partition)),
+            offset,
+            index: 0,
+        };
+        self.process_from(partition, origin, timestamp, arrival, value);
+    }
+
+    /// Processes a value that another engine derived from input record `origin` of `partition`
+    /// at event time `timestamp` — a record of the shuffle between the two halves of a split
+    /// pipeline ([`crate::SplitPipeline`]): it gets the provenance and timestamp it had there, so
+    /// results, their ids and late records are those of the unsplit pipeline. Like
+    /// [`Engine::process`] otherwise: the record is processed first, then `timestamp` is
+    /// observed for `partition` (which moves nothing under [`WatermarkStrategy::external`]
+    /// watermarks: raise them with [`Engine::advance_watermark`] before the record instead).
+    ///
+    /// [`WatermarkStrategy::external`]: crate::WatermarkStrategy::external
+    #[inline]
+    pub fn process_from(
+        &mut self,
+        partition: PartitionId,
+        origin: InputOrigin,
+        timestamp: Timestamp,
+        arrival: Timestamp,
+        value: In,
+    ) {
         if arrival > self.cx.processing_time {
             self.cx.processing_time = arrival;
             self.head.on_processing_time(&mut self.cx);
         }
-        let timestamp = (self.def.timestamp_fn)(&value);
         self.records_in += 1;
         self.head.process(
             &mut self.cx,
@@ -161,20 +194,39 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
                 timestamp,
                 origin: Origin::Input {
                     partition,
-                    source: self
-                        .sources
-                        .get(partition as usize)
-                        .copied()
-                        .unwrap_or(u64::from(partition)),
-                    offset,
-                    index: 0,
+                    source: origin.source,
+                    offset: origin.offset,
+                    index: origin.index,
                 },
                 value,
             },
         );
+        if self.external_watermarks {
+            self.watermarks.advance_clock(arrival);
+            return;
+        }
         if let Some(wm) = self.watermarks.observe(partition, timestamp, arrival) {
             self.head.on_watermark(&mut self.cx, wm);
         }
+    }
+
+    /// Raises the combined watermark to `watermark` (if that is later) and fires what it makes
+    /// due: how the feeder of an engine with [`WatermarkStrategy::external`] watermarks moves
+    /// them. On an engine deriving its watermark from its records it raises it just the same (it
+    /// never moves back, so later records cannot lower it).
+    ///
+    /// [`WatermarkStrategy::external`]: crate::WatermarkStrategy::external
+    pub fn advance_watermark(&mut self, watermark: Timestamp) {
+        if let Some(wm) = self.watermarks.raise_to(watermark) {
+            self.head.on_watermark(&mut self.cx, wm);
+        }
+    }
+
+    /// The watermark of input partition `partition` alone (its largest event time minus the
+    /// out-of-orderness; [`crate::MIN_TIMESTAMP`] before its first record): what the upstream
+    /// half of a split pipeline sends downstream with each record and at the end of a batch.
+    pub fn partition_watermark(&self, partition: PartitionId) -> Timestamp {
+        self.watermarks.partition_watermark_of(partition)
     }
 
     /// Advances processing time to `now`: fires processing-time triggers and lets idle partitions
@@ -184,13 +236,19 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             self.cx.processing_time = now;
             self.head.on_processing_time(&mut self.cx);
         }
-        if let Some(wm) = self.watermarks.advance_processing_time(now) {
+        if self.external_watermarks {
+            self.watermarks.advance_clock(now);
+        } else if let Some(wm) = self.watermarks.advance_processing_time(now) {
             self.head.on_watermark(&mut self.cx, wm);
         }
     }
 
-    /// Marks a partition as ended (a closed shard, the end of a file).
+    /// Marks a partition as ended (a closed shard, the end of a file). Under external watermarks
+    /// it moves nothing (the feeder says when the input ends).
     pub fn end_partition(&mut self, partition: PartitionId) {
+        if self.external_watermarks {
+            return;
+        }
         if let Some(wm) = self.watermarks.end_partition(partition) {
             self.head.on_watermark(&mut self.cx, wm);
         }

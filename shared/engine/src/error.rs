@@ -39,6 +39,12 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// A stateful operator precedes the shuffle marker ([`crate::KeyedStream::shuffle`]).
+    #[error("operator {operator:?} keeps state before the shuffle marker: the upstream half of a split pipeline is stateless (move the operator after `shuffle`)")]
+    StatefulBeforeShuffle {
+        /// The operator's id.
+        operator: String,
+    },
     /// Two stateful operators of the pipeline would have the same id.
     #[error("operator id {id:?} is used twice in this pipeline: ids name state in checkpoints and must be unique")]
     DuplicateOperatorId {

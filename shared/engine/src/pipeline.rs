@@ -38,11 +38,14 @@ use serde::Serialize;
 
 use crate::combine::{CollectBySide, Combiner};
 use crate::error::PipelineError;
+use crate::lift::{can_lift, BatchCombiner, BatchCombinerFactory, Lifted, WindowPartials};
 use crate::operators::{
     Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
-    LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, Sink, WindowAggregate,
+    LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, ShuffleSink, Sink,
+    WindowAggregate,
 };
-use crate::state::{StateKey, DEFAULT_MAX_KEY_GROUPS};
+use crate::record::ShuffleOutput;
+use crate::state::{key_group, StateKey, DEFAULT_MAX_KEY_GROUPS};
 use crate::time::{DurationMs, Timestamp};
 use crate::trigger::{PaneInfo, Trigger};
 use crate::watermark::WatermarkStrategy;
@@ -155,12 +158,13 @@ impl<In: Send + 'static> PipelineBuilder<In> {
             build: Arc::new(|_, next| next),
             stateful: Vec::new(),
             last_step: None,
+            up: Unsplit,
         }
     }
 }
 
 /// A stream of `T` values inside a pipeline whose input is `In`.
-pub struct Stream<In, T> {
+pub struct Stream<In, T, Up = Unsplit> {
     def: Arc<PipelineDef<In>>,
     build: BuildFn<In, T>,
     /// The stateful operators declared so far, in order.
@@ -168,21 +172,24 @@ pub struct Stream<In, T> {
     /// The builder step that made this stream: its kind, and the index in `stateful` of the
     /// operator it created, if it is stateful (what [`Stream::uid`] names).
     last_step: Option<(&'static str, Option<usize>)>,
+    /// What precedes the shuffle marker, if the stream is past one ([`Upstream`]).
+    up: Up,
 }
 
-impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
+impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
     /// Appends a stateless step.
     fn then<U: Send + 'static>(
         self,
         kind: &'static str,
         make: impl Fn(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + Send + Sync + 'static,
-    ) -> Stream<In, U> {
+    ) -> Stream<In, U, Up> {
         let prev = self.build;
         Stream {
             def: self.def,
             build: Arc::new(move |ids, next| prev(ids, make(next))),
             stateful: self.stateful,
             last_step: Some((kind, None)),
+            up: self.up,
         }
     }
 
@@ -192,7 +199,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
         mut self,
         kind: &'static str,
         make: impl Fn(String, u16, Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + Send + Sync + 'static,
-    ) -> Stream<In, U> {
+    ) -> Stream<In, U, Up> {
         let slot = self.stateful.len();
         let ordinal = self.stateful.iter().filter(|o| o.kind == kind).count();
         self.stateful.push(StatefulOperator {
@@ -211,6 +218,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
             }),
             stateful: self.stateful,
             last_step: Some((kind, Some(slot))),
+            up: self.up,
         }
     }
 
@@ -321,25 +329,28 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
     }
 
     /// Transforms every value.
-    pub fn map<U: Send + 'static>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Stream<In, U> {
+    pub fn map<U: Send + 'static>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Stream<In, U, Up> {
         let f: Arc<dyn Fn(T) -> U + Send + Sync> = Arc::new(f);
         self.then("map", move |next| Box::new(Map { f: f.clone(), next }))
     }
 
     /// Keeps the values for which `f` is true.
-    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Stream<In, T> {
+    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Stream<In, T, Up> {
         let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
         self.then("filter", move |next| Box::new(Filter { f: f.clone(), next }))
     }
 
     /// Transforms and filters in one step.
-    pub fn filter_map<U: Send + 'static>(self, f: impl Fn(T) -> Option<U> + Send + Sync + 'static) -> Stream<In, U> {
+    pub fn filter_map<U: Send + 'static>(
+        self,
+        f: impl Fn(T) -> Option<U> + Send + Sync + 'static,
+    ) -> Stream<In, U, Up> {
         let f: Arc<dyn Fn(T) -> Option<U> + Send + Sync> = Arc::new(f);
         self.then("filter_map", move |next| Box::new(FilterMap { f: f.clone(), next }))
     }
 
     /// Emits every value `f` returns for a value.
-    pub fn flat_map<U: Send + 'static>(self, f: impl Fn(T) -> Vec<U> + Send + Sync + 'static) -> Stream<In, U> {
+    pub fn flat_map<U: Send + 'static>(self, f: impl Fn(T) -> Vec<U> + Send + Sync + 'static) -> Stream<In, U, Up> {
         let f: Arc<dyn Fn(T) -> Vec<U> + Send + Sync> = Arc::new(f);
         self.then("flat_map", move |next| Box::new(FlatMap { f: f.clone(), next }))
     }
@@ -370,7 +381,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
         table: Arc<dyn LookupTable<K, V>>,
         key: impl Fn(&T) -> K + Send + Sync + 'static,
         join: impl Fn(T, Option<V>) -> Option<O> + Send + Sync + 'static,
-    ) -> Stream<In, O> {
+    ) -> Stream<In, O, Up> {
         let key_fn: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
         let join_fn: Arc<dyn Fn(T, Option<V>) -> Option<O> + Send + Sync> = Arc::new(join);
         self.then("lookup_join", move |next| {
@@ -412,7 +423,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
         self,
         id_fn: impl Fn(&T) -> I + Send + Sync + 'static,
         horizon_ms: DurationMs,
-    ) -> Stream<In, T> {
+    ) -> Stream<In, T, Up> {
         let id_fn: Arc<dyn Fn(&T) -> I + Send + Sync> = Arc::new(id_fn);
         self.then_stateful(crate::operators::deduplicate::KIND, move |id, max_kg, next| {
             Box::new(Deduplicate::new(id, max_kg, id_fn.clone(), horizon_ms, next))
@@ -420,13 +431,15 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
     }
 
     /// Partitions the stream by key: what follows keeps state per key.
-    pub fn key_by<K: StateKey>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<In, K, T> {
+    pub fn key_by<K: StateKey>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<In, K, T, Up> {
         KeyedStream {
             stream: self,
             key_fn: Arc::new(f),
         }
     }
+}
 
+impl<In: Send + 'static, T: Send + 'static> Stream<In, T, Unsplit> {
     /// Ends the pipeline: its results are drained from the engine and written to the sink named
     /// `name` by whatever runs the pipeline (the local runner, a Lambda stage).
     ///
@@ -446,16 +459,226 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T> {
     }
 }
 
+impl<In: Send + 'static, S: Send + 'static, T: Send + 'static> Stream<S, T, Upstream<In, S>> {
+    /// Ends a pipeline with a shuffle marker ([`KeyedStream::shuffle`]): its two halves and the
+    /// whole, see [`SplitPipeline`]. Cannot fail, as [`Stream::sink`].
+    pub fn sink(self, name: &str) -> SplitPipeline<In, S, T> {
+        let Upstream {
+            def: up_def,
+            build: up_build,
+            key_group,
+            lift,
+        } = self.up;
+        let (down_build, down_def) = (self.build, self.def);
+        let stateful: Arc<[StatefulOperator]> = self.stateful.into();
+        let ids = stateful.clone();
+        let (up, down) = (up_build.clone(), down_build.clone());
+        let whole = Pipeline {
+            def: up_def.clone(),
+            build: Arc::new(move || up(&ids, down(&ids, Box::new(Sink::<T> { _t: PhantomData })))),
+            stateful: stateful.clone(),
+            sink: name.to_owned(),
+            _out: PhantomData,
+        };
+        let upstream = Pipeline {
+            def: up_def,
+            build: Arc::new(move || up_build(&[], Box::new(ShuffleSink::new(key_group.clone())))),
+            stateful: Arc::from(Vec::new()),
+            sink: SHUFFLE_SINK.to_owned(),
+            _out: PhantomData,
+        };
+        let ids = stateful.clone();
+        let downstream = Pipeline {
+            def: down_def,
+            build: Arc::new(move || down_build(&ids, Box::new(Sink::<T> { _t: PhantomData }))),
+            stateful,
+            sink: name.to_owned(),
+            _out: PhantomData,
+        };
+        SplitPipeline {
+            whole,
+            upstream,
+            downstream,
+            lift,
+        }
+    }
+}
+
+/// The sink name of a split pipeline's upstream half.
+pub const SHUFFLE_SINK: &str = "shuffle";
+
+/// The state of a stream with no shuffle marker before it (the default of [`Stream`]'s last
+/// type parameter).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unsplit;
+
+/// What precedes the shuffle marker of a stream ([`KeyedStream::shuffle`]): the upstream half's
+/// definition and steps, from input `In` to the shuffled values `S`, and how a value's key group
+/// is found.
+pub struct Upstream<In, S> {
+    def: Arc<PipelineDef<In>>,
+    build: BuildFn<In, S>,
+    key_group: Arc<dyn Fn(&S) -> u16 + Send + Sync>,
+    /// The batch combiners of a lifted aggregation ([`WindowedStream::aggregate_lifted`]).
+    lift: Option<BatchCombinerFactory<S>>,
+}
+
+/// A pipeline cut by a shuffle marker into two halves that run as two stages joined by a
+/// shuffle (Flink's `keyBy` between tasks), and the same pipeline whole.
+///
+/// - `upstream` reads the input: event time, the stateless steps before the marker, the key.
+///   Its results are [`ShuffleOutput`]s: each value with its key group and input provenance,
+///   at the event time it has; send each to the shuffle shard owning its key group, with the
+///   watermark its input partition had just before its input record
+///   ([`crate::Engine::partition_watermark`]).
+/// - `downstream` is the keyed rest (windows, joins, process), with
+///   [`WatermarkStrategy::external`] watermarks: feed each shuffled value with
+///   [`crate::Engine::process_from`] (its provenance and timestamp) after raising the watermark to
+///   the minimum over the upstream partitions ([`crate::Engine::advance_watermark`]). Its
+///   [`Pipeline::event_time`] is not the values' event time (that comes with each value).
+/// - `whole` runs both in one engine: the reference the two halves reproduce (same result ids,
+///   panes, values and late records).
+///
+/// The three share the pipeline's name (part of every result id) and key-group count.
+pub struct SplitPipeline<In, S, Out> {
+    /// The whole pipeline in one engine.
+    pub whole: Pipeline<In, Out>,
+    /// The half before the shuffle marker.
+    pub upstream: Pipeline<In, ShuffleOutput<S>>,
+    /// The keyed half after it.
+    pub downstream: Pipeline<S, Out>,
+    lift: Option<BatchCombinerFactory<S>>,
+}
+
+impl<In, S, Out> SplitPipeline<In, S, Out> {
+    /// A fresh combiner for one upstream batch if the pipeline's aggregation is lifted
+    /// ([`WindowedStream::aggregate_lifted`], [`crate::lift`]); `None` if every value is sent raw.
+    pub fn batch_combiner(&self) -> Option<Box<dyn BatchCombiner<S>>> {
+        self.lift.as_ref().map(|make| make())
+    }
+
+    /// Whether the upstream combines values into partial aggregates (else every value is sent
+    /// raw: no lifted aggregation, or one whose trigger or windows fall back).
+    pub fn is_lifted(&self) -> bool {
+        self.lift.is_some()
+    }
+}
+
+impl<In, S, Out> Clone for SplitPipeline<In, S, Out> {
+    fn clone(&self) -> Self {
+        SplitPipeline {
+            whole: self.whole.clone(),
+            upstream: self.upstream.clone(),
+            downstream: self.downstream.clone(),
+            lift: self.lift.clone(),
+        }
+    }
+}
+
 /// A stream partitioned by key `K`.
-pub struct KeyedStream<In, K, T> {
-    stream: Stream<In, T>,
+pub struct KeyedStream<In, K, T, Up = Unsplit> {
+    stream: Stream<In, T, Up>,
     key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
 }
 
-impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
+impl<In: Send + 'static, K: StateKey, T: Serialize + DeserializeOwned + Send + Sync + 'static>
+    KeyedStream<In, K, T, Unsplit>
+{
+    /// Marks the shuffle: the pipeline runs as two stages, cut here ([`SplitPipeline`]). What
+    /// comes before (event time, stateless steps, the key) runs upstream, on the input's
+    /// partitions; what follows (windows, joins, process) runs downstream, on the shards of a
+    /// shuffle stream that own the values' key groups. Values cross the cut encoded, hence
+    /// `T: Serialize + DeserializeOwned`. [`Stream::sink`] then returns the [`SplitPipeline`].
+    ///
+    /// Refused ([`PipelineError::StatefulBeforeShuffle`]) when a stateful operator precedes the
+    /// marker: the upstream half is stateless, so that each shuffled value keeps the provenance
+    /// of its input record.
+    ///
+    /// ```
+    /// use shardflow_engine::combine::Sum;
+    /// use shardflow_engine::{Pipeline, PipelineError, Windowing};
+    ///
+    /// # fn main() -> Result<(), PipelineError> {
+    /// // (product, event time, cents)
+    /// let split = Pipeline::builder("revenue")
+    ///     .event_time(|r: &(u32, i64, i64)| r.1)
+    ///     .filter(|r| r.2 > 0)
+    ///     .key_by(|r| r.0)
+    ///     .shuffle()?
+    ///     .window(Windowing::tumbling(60_000)?)
+    ///     .aggregate(Sum::of(|r: &(u32, i64, i64)| r.2), |product, window, _pane, cents| (*product, window.start, cents))
+    ///     .sink("revenue");
+    ///
+    /// // Upstream: one input partition.
+    /// let mut up = split.upstream.engine();
+    /// let shard = up.partition("shard-0");
+    /// let mut shuffled = Vec::new();
+    /// for (offset, r) in [(7, 1_000, 250), (7, 2_000, 100), (8, 61_000, 5)].into_iter().enumerate() {
+    ///     let wm_before = up.partition_watermark(shard);
+    ///     up.process(shard, offset as u64, 0, r);
+    ///     shuffled.extend(up.drain_output().into_iter().map(|o| (wm_before, o)));
+    /// }
+    ///
+    /// // Downstream: each value after the watermark its partition had before it.
+    /// let mut down = split.downstream.engine();
+    /// let from = down.partition("shard-0");
+    /// for (wm_before, o) in shuffled {
+    ///     down.advance_watermark(wm_before);
+    ///     down.process_from(from, o.value.origin, o.timestamp, 0, o.value.value);
+    /// }
+    /// down.finish();
+    ///
+    /// // The whole pipeline in one engine: the same results, with the same ids.
+    /// let mut whole = split.whole.engine();
+    /// let shard = whole.partition("shard-0");
+    /// for (offset, r) in [(7, 1_000, 250), (7, 2_000, 100), (8, 61_000, 5)].into_iter().enumerate() {
+    ///     whole.process(shard, offset as u64, 0, r);
+    /// }
+    /// whole.finish();
+    /// let ids = |out: Vec<shardflow_engine::Output<(u32, i64, i64)>>| out.into_iter().map(|o| (o.id, o.value)).collect::<Vec<_>>();
+    /// let expected = ids(whole.drain_output());
+    /// assert_eq!(ids(down.drain_output()), expected);
+    /// assert_eq!(expected.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [(7, 0, 350), (8, 60_000, 5)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shuffle(self) -> Result<KeyedStream<T, K, T, Upstream<In, T>>, PipelineError> {
+        if let Some(op) = self.stream.stateful.first() {
+            return Err(PipelineError::StatefulBeforeShuffle {
+                operator: op.id().to_owned(),
+            });
+        }
+        let max_key_groups = self.stream.def.max_key_groups;
+        let key_fn = self.key_fn;
+        let group_of = key_fn.clone();
+        let down_def = Arc::new(PipelineDef {
+            name: self.stream.def.name.clone(),
+            timestamp_fn: Arc::new(|_: &T| crate::time::MIN_TIMESTAMP),
+            watermarks: WatermarkStrategy::external(),
+            max_key_groups,
+        });
+        Ok(KeyedStream {
+            stream: Stream {
+                def: down_def,
+                build: Arc::new(|_, next| next),
+                stateful: Vec::new(),
+                last_step: None,
+                up: Upstream {
+                    def: self.stream.def,
+                    build: self.stream.build,
+                    key_group: Arc::new(move |v: &T| key_group(&group_of(v), max_key_groups)),
+                    lift: None,
+                },
+            },
+            key_fn,
+        })
+    }
+}
+
+impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, T, Up> {
     /// Groups each key's values into windows (fired by the default trigger unless
     /// [`WindowedStream::trigger`] says otherwise).
-    pub fn window(self, windowing: Windowing) -> WindowedStream<In, K, T> {
+    pub fn window(self, windowing: Windowing) -> WindowedStream<In, K, T, Up> {
         WindowedStream {
             keyed: self,
             windowing,
@@ -498,7 +721,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
     /// let out: Vec<_> = engine.drain_output().into_iter().map(|o| o.value).collect();
     /// assert_eq!(out, [('a', 1), ('a', 2), ('A', 2)]);
     /// ```
-    pub fn process<S, O>(self, function: impl KeyedProcessFunction<K, T, S, O>) -> Stream<In, O>
+    pub fn process<S, O>(self, function: impl KeyedProcessFunction<K, T, S, O>) -> Stream<In, O, Up>
     where
         S: Serialize + DeserializeOwned + Send + 'static,
         O: Send + 'static,
@@ -542,7 +765,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
         lower: DurationMs,
         upper: DurationMs,
         join: impl Fn(&K, &T, &T) -> O + Send + Sync + 'static,
-    ) -> Stream<In, O>
+    ) -> Stream<In, O, Up>
     where
         T: Clone + Serialize + DeserializeOwned + Sync,
     {
@@ -565,13 +788,13 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> KeyedStream<In, K, T> {
 }
 
 /// A keyed stream grouped into windows.
-pub struct WindowedStream<In, K, T> {
-    keyed: KeyedStream<In, K, T>,
+pub struct WindowedStream<In, K, T, Up = Unsplit> {
+    keyed: KeyedStream<In, K, T, Up>,
     windowing: Windowing,
     trigger: Trigger,
 }
 
-impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T> {
+impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> WindowedStream<In, K, T, Up> {
     /// When panes fire, how late data is treated, and how panes accumulate.
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.trigger = trigger;
@@ -583,7 +806,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
         self,
         combiner: C,
         result: impl Fn(&K, &Window, &PaneInfo, C::Out) -> O + Send + Sync + 'static,
-    ) -> Stream<In, O>
+    ) -> Stream<In, O, Up>
     where
         C: Combiner<T>,
         C::Out: Send,
@@ -644,7 +867,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
         sides: usize,
         side: impl Fn(&T) -> usize + Send + Sync + 'static,
         join: impl Fn(&K, &Window, &[Vec<T>]) -> Vec<O> + Send + Sync + 'static,
-    ) -> Stream<In, O>
+    ) -> Stream<In, O, Up>
     where
         T: Clone + Serialize + DeserializeOwned,
     {
@@ -657,6 +880,138 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static> WindowedStream<In, K, T
         // The flat_map is part of this step: a uid after `join` names its window operator.
         joined.last_step = aggregate;
         joined
+    }
+}
+
+impl<In, K, T> WindowedStream<T, K, T, Upstream<In, T>>
+where
+    In: Send + 'static,
+    K: StateKey,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// [`WindowedStream::aggregate`] with combiner lifting ([`crate::lift`]): the upstream half
+    /// combines each batch's values per (key, window) and shuffles partial accumulators, which
+    /// the downstream merges — far fewer shuffled records for the same results (ids, panes,
+    /// values, late records). The shuffle carries [`Lifted`] values. Lifting needs a
+    /// non-merging window and a trigger firing at the watermark (allowed lateness and late
+    /// firings by count are fine); with early firings, late firings by processing time or
+    /// session windows the plan falls back to sending every value raw
+    /// ([`SplitPipeline::is_lifted`] is false).
+    ///
+    /// ```
+    /// use shardflow_engine::combine::Sum;
+    /// use shardflow_engine::{Lifted, Pipeline, PipelineError, Windowing};
+    ///
+    /// # fn main() -> Result<(), PipelineError> {
+    /// // (product, event time, cents)
+    /// let split = Pipeline::builder("revenue")
+    ///     .event_time(|r: &(u32, i64, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .shuffle()?
+    ///     .window(Windowing::tumbling(60_000)?)
+    ///     .aggregate_lifted(Sum::of(|r: &(u32, i64, i64)| r.2), |product, window, _pane, cents| (*product, window.start, cents))
+    ///     .sink("revenue");
+    /// assert!(split.is_lifted());
+    ///
+    /// // One upstream batch of three sales of product 7 in one minute: one partial.
+    /// let mut up = split.upstream.engine();
+    /// let shard = up.partition("shard-0");
+    /// let mut combiner = split.batch_combiner().expect("lifted");
+    /// for (offset, r) in [(7, 1_000, 250), (7, 2_000, 100), (7, 3_000, 5)].into_iter().enumerate() {
+    ///     let wm_before = up.partition_watermark(shard);
+    ///     up.process(shard, offset as u64, 0, r);
+    ///     for o in up.drain_output() {
+    ///         let raw = shardflow_engine::Shuffled { output: o.value, timestamp: o.timestamp, wm_before };
+    ///         assert!(combiner.offer(raw).is_none(), "merged into the partial");
+    ///     }
+    /// }
+    /// let mut partials = Vec::new();
+    /// combiner.take_all(&mut partials);
+    /// assert_eq!(partials.len(), 1);
+    /// assert!(matches!(partials[0].output.value, Lifted::Partial { acc: 355, count: 3, .. }));
+    ///
+    /// // Downstream: the partial is merged into its window.
+    /// let mut down = split.downstream.engine();
+    /// let from = down.partition("shard-0");
+    /// for p in partials {
+    ///     down.advance_watermark(p.wm_before);
+    ///     down.process_from(from, p.output.origin, p.timestamp, 0, p.output.value);
+    /// }
+    /// down.finish();
+    /// assert_eq!(down.drain_output()[0].value, (7, 0, 355));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn aggregate_lifted<C, O>(
+        self,
+        combiner: C,
+        result: impl Fn(&K, &Window, &PaneInfo, C::Out) -> O + Send + Sync + 'static,
+    ) -> Stream<Lifted<K, T, C::Acc>, O, Upstream<In, Lifted<K, T, C::Acc>>>
+    where
+        C: Combiner<T>,
+        C::Out: Send,
+        O: Send + 'static,
+    {
+        let WindowedStream {
+            keyed,
+            windowing,
+            trigger,
+        } = self;
+        let KeyedStream { stream, key_fn } = keyed;
+        let max_key_groups = stream.def.max_key_groups;
+        let combiner = Arc::new(combiner);
+        let up = stream.up;
+        let up_build = up.build;
+        let group_of = key_fn.clone();
+        let lift: Option<BatchCombinerFactory<Lifted<K, T, C::Acc>>> = can_lift(&windowing, &trigger).then(|| {
+            let (key_fn, windowing, combiner) = (key_fn.clone(), windowing.clone(), combiner.clone());
+            Arc::new(move || {
+                Box::new(WindowPartials::new(
+                    key_fn.clone(),
+                    windowing.clone(),
+                    combiner.clone(),
+                    max_key_groups,
+                )) as Box<dyn BatchCombiner<Lifted<K, T, C::Acc>>>
+            }) as BatchCombinerFactory<Lifted<K, T, C::Acc>>
+        });
+        let raw: Arc<dyn Fn(T) -> Lifted<K, T, C::Acc> + Send + Sync> = Arc::new(Lifted::Raw);
+        let lifted_up = Upstream {
+            def: up.def,
+            build: Arc::new(move |ids, next| up_build(ids, Box::new(Map { f: raw.clone(), next }))),
+            key_group: Arc::new(move |v: &Lifted<K, T, C::Acc>| match v {
+                Lifted::Raw(t) => key_group(&group_of(t), max_key_groups),
+                Lifted::Partial { key, .. } => key_group(key, max_key_groups),
+            }),
+            lift,
+        };
+        let head: Stream<Lifted<K, T, C::Acc>, Lifted<K, T, C::Acc>, _> = Stream {
+            def: Arc::new(PipelineDef {
+                name: stream.def.name.clone(),
+                timestamp_fn: Arc::new(|_: &Lifted<K, T, C::Acc>| crate::time::MIN_TIMESTAMP),
+                watermarks: WatermarkStrategy::external(),
+                max_key_groups,
+            }),
+            build: Arc::new(|_, next| next),
+            stateful: stream.stateful,
+            last_step: None,
+            up: lifted_up,
+        };
+        let result_fn: ResultFn<K, C::Out, O> = Arc::new(result);
+        head.then_stateful(WINDOW_AGGREGATE, move |id, max_kg, next| {
+            Box::new(LiftedWindowAggregate {
+                inner: WindowAggregate::new(
+                    id,
+                    max_kg,
+                    key_fn.clone(),
+                    windowing.clone(),
+                    trigger,
+                    combiner.clone(),
+                    result_fn.clone(),
+                    next,
+                ),
+            })
+        })
     }
 }
 

@@ -105,6 +105,33 @@ impl Origin {
     }
 }
 
+/// The provenance of a value derived by stateless steps from one input record, without the
+/// engine-local partition id: what the upstream half of a split pipeline sends with each value,
+/// so that the downstream engine gives it the [`Origin::Input`] it had
+/// ([`crate::Engine::process_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputOrigin {
+    /// [`partition_source`] of the input partition's name.
+    pub source: u64,
+    /// The input record's position in its partition.
+    pub offset: u64,
+    /// Which output of `flat_map` steps it is (0 when there were none).
+    pub index: u32,
+}
+
+/// A value leaving the upstream half of a split pipeline ([`crate::SplitPipeline`]) for the
+/// shuffle: the value, the key group of its key, and its input provenance. Its event time is the
+/// [`Output::timestamp`] it comes in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuffleOutput<T> {
+    /// The value.
+    pub value: T,
+    /// The key group of the value's key (it picks the shuffle shard).
+    pub key_group: u16,
+    /// Where it came from.
+    pub origin: InputOrigin,
+}
+
 /// The id of a result derived from input record (`source`, `offset`, `index`): the XXH3-128 hash
 /// of the pipeline's name, a zero byte, then `source`, `offset` and `index` in little-endian.
 /// Hashed in one call over a stack buffer (the same hash as feeding the parts to a streaming

@@ -63,6 +63,12 @@ pub fn key_group<K: Serialize + ?Sized>(key: &K, max_key_groups: u16) -> u16 {
     (h.digest() % u64::from(max_key_groups.max(1))) as u16
 }
 
+/// The key group of a key given by its postcard encoding (what [`crate::Engine::adopt`]'s `keep`
+/// receives): the same as [`key_group`] of the key.
+pub fn key_group_of_encoded(encoded_key: &[u8], max_key_groups: u16) -> u16 {
+    (xxhash_rust::xxh3::xxh3_64(encoded_key) % u64::from(max_key_groups.max(1))) as u16
+}
+
 /// Keyed state of one operator: a map per key group, with dirty tracking.
 pub struct KeyedState<K, V> {
     max_key_groups: u16,

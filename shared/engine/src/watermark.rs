@@ -15,6 +15,9 @@
 //!   from the minimum; when all partitions have ended the watermark is [`MAX_TIMESTAMP`].
 //! - The watermark is recomputed after every record, so it does not depend on how the input was
 //!   cut into batches.
+//! - An engine with [`WatermarkStrategy::external`] watermarks derives nothing from its records:
+//!   whoever feeds it sets the combined watermark ([`crate::Engine::advance_watermark`]), as the
+//!   keyed downstream half of a split pipeline does from its upstream's watermarks.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +30,7 @@ use crate::time::{DurationMs, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 pub struct WatermarkStrategy {
     out_of_orderness: DurationMs,
     idleness: Option<DurationMs>,
+    external: bool,
 }
 
 impl WatermarkStrategy {
@@ -41,7 +45,25 @@ impl WatermarkStrategy {
         Ok(WatermarkStrategy {
             out_of_orderness: ms,
             idleness: None,
+            external: false,
         })
+    }
+
+    /// Watermarks set from outside: records do not move the watermark; the engine's feeder
+    /// raises it with [`crate::Engine::advance_watermark`] (the downstream half of a split
+    /// pipeline, whose watermark is its upstream partitions'). Ending partitions and
+    /// [`crate::Engine::finish`] still end the input.
+    pub fn external() -> Self {
+        WatermarkStrategy {
+            out_of_orderness: 0,
+            idleness: None,
+            external: true,
+        }
+    }
+
+    /// Whether watermarks are set from outside ([`WatermarkStrategy::external`]).
+    pub fn is_external(&self) -> bool {
+        self.external
     }
 
     /// A partition without records for `ms` of processing time stops holding the watermark back.
@@ -73,6 +95,7 @@ impl Default for WatermarkStrategy {
         WatermarkStrategy {
             out_of_orderness: 4_000,
             idleness: None,
+            external: false,
         }
     }
 }
@@ -167,6 +190,33 @@ impl WatermarkTracker {
         self.tick(now);
         if raised || was_idle || self.idleness.is_some() {
             self.recompute()
+        } else {
+            None
+        }
+    }
+
+    /// The watermark of `partition` alone: its largest event time minus the out-of-orderness
+    /// ([`MIN_TIMESTAMP`] before its first record or for an unknown partition).
+    pub fn partition_watermark_of(&self, partition: PartitionId) -> Timestamp {
+        self.partitions
+            .get(partition as usize)
+            .map_or(MIN_TIMESTAMP, |p| self.partition_watermark(p))
+    }
+
+    /// Advances processing time to `now` without recombining the partitions (external
+    /// watermarks: the partitions' state does not make the watermark).
+    pub fn advance_clock(&mut self, now: Timestamp) {
+        if now > self.processing_time {
+            self.tick(now);
+        }
+    }
+
+    /// Raises the combined watermark to `watermark` if that is later (external watermarks).
+    /// Returns the new combined watermark if it advanced.
+    pub fn raise_to(&mut self, watermark: Timestamp) -> Option<Timestamp> {
+        if watermark > self.combined {
+            self.combined = watermark;
+            Some(watermark)
         } else {
             None
         }

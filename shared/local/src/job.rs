@@ -26,12 +26,19 @@ pub(crate) trait Job<In> {
         late: &mut JsonLinesSink,
         partitions: &[String],
     ) -> std::io::Result<()>;
-    /// Takes a checkpoint.
-    fn snapshot(&mut self, full: bool) -> Result<Checkpoint, StateError>;
-    /// Replaces the engine with one restored from `image`.
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
+    /// The engines whose state the job keeps, each in a store of its own: a store directory
+    /// under the job's, by name (`""`: the job's directory itself).
+    fn state_parts(&self) -> Vec<String> {
+        vec![String::new()]
+    }
+    /// Takes a checkpoint of every engine, in [`Job::state_parts`] order.
+    fn snapshot(&mut self, full: bool) -> Result<Vec<Checkpoint>, StateError>;
+    /// Replaces the engines with ones restored from `images`, in [`Job::state_parts`] order.
+    fn restore(&mut self, images: &[CheckpointImage]) -> Result<(), StateError>;
     /// The engine's counters.
     fn metrics(&self) -> EngineMetrics;
+    /// Sets the shard count of the job's shuffle stream, if it has one (before the run).
+    fn set_shuffle_shards(&mut self, _shards: u16) {}
 }
 
 /// A [`Job`] running a typed pipeline.
@@ -87,29 +94,60 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
         late: &mut JsonLinesSink,
         partitions: &[String],
     ) -> std::io::Result<()> {
-        for o in self.engine.drain_output() {
-            results.write(&ResultLine::new(&o))?;
-        }
-        for r in self.engine.drain_late() {
-            late.write(&LateLine::new(self.pipeline.name(), &r, partitions))?;
-        }
-        Ok(())
+        write_outputs(&mut self.engine, self.pipeline.name(), results, late, partitions)
     }
 
-    fn snapshot(&mut self, full: bool) -> Result<Checkpoint, StateError> {
-        if full {
-            self.engine.snapshot_full()
-        } else {
-            self.engine.snapshot()
-        }
+    fn snapshot(&mut self, full: bool) -> Result<Vec<Checkpoint>, StateError> {
+        Ok(vec![snapshot(&mut self.engine, full)?])
     }
 
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        self.engine = Engine::restore(&self.pipeline, image)?;
+    fn restore(&mut self, images: &[CheckpointImage]) -> Result<(), StateError> {
+        self.engine = restore_one(&self.pipeline, images, 0)?;
         Ok(())
     }
 
     fn metrics(&self) -> EngineMetrics {
         self.engine.metrics()
     }
+}
+
+/// A full or incremental checkpoint of `engine`.
+pub(crate) fn snapshot<In: Send + 'static, Out: Send + 'static>(
+    engine: &mut Engine<In, Out>,
+    full: bool,
+) -> Result<Checkpoint, StateError> {
+    if full {
+        engine.snapshot_full()
+    } else {
+        engine.snapshot()
+    }
+}
+
+/// The engine of `pipeline` restored from `images[at]`.
+pub(crate) fn restore_one<In: Send + 'static, Out: Send + 'static>(
+    pipeline: &Pipeline<In, Out>,
+    images: &[CheckpointImage],
+    at: usize,
+) -> Result<Engine<In, Out>, StateError> {
+    let image = images
+        .get(at)
+        .ok_or_else(|| StateError::Mismatch(format!("no checkpoint for engine {at} of {}", pipeline.name())))?;
+    Engine::restore(pipeline, image)
+}
+
+/// Writes the results and late records `engine` (of pipeline `name`) produced so far.
+pub(crate) fn write_outputs<In: Send + 'static, Out: Serialize + Send + 'static>(
+    engine: &mut Engine<In, Out>,
+    name: &str,
+    results: &mut JsonLinesSink,
+    late: &mut JsonLinesSink,
+    partitions: &[String],
+) -> std::io::Result<()> {
+    for o in engine.drain_output_iter() {
+        results.write(&ResultLine::new(&o))?;
+    }
+    for r in engine.drain_late() {
+        late.write(&LateLine::new(name, &r, partitions))?;
+    }
+    Ok(())
 }

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod memory;
 pub mod runner;
 mod sink;
+mod split_job;
 pub mod store;
 
 pub use input::{Input, InputError, Item, IterInput, JsonLinesFiles, ProtobufFiles};
@@ -27,6 +28,6 @@ pub use manifest::RunManifest;
 pub use memory::peak_rss_bytes;
 pub use runner::{
     results_file, Arrival, LocalRunner, PipelineSummary, Progress, RunSummary, RunnerError, TimeFn, DEAD_LETTER_FILE,
-    LATE_FILE,
+    DEFAULT_SHUFFLE_SHARDS, LATE_FILE,
 };
 pub use store::{DirStoreError, LocalDirStateStore};

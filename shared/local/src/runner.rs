@@ -22,14 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::time::DurationMs;
-use shardflow_engine::{Pipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
+use shardflow_engine::{Pipeline, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
 
 use crate::input::{Input, InputError, Item};
 use crate::job::{Job, PipelineJob};
 use crate::manifest::{Cursor, ManifestError, PartitionPosition, RunManifest, MANIFEST_VERSION};
 use crate::sink::{DeadLetterLine, JsonLinesSink};
+use crate::split_job::SplitJob;
 use crate::store::{DirStoreError, LocalDirStateStore};
 
 /// The late side output's file name.
@@ -225,9 +227,14 @@ pub struct LocalRunner<In> {
     stop_after: Option<u64>,
     fsync: bool,
     jobs: Vec<Box<dyn Job<In>>>,
+    shuffle_shards: u16,
     event_time: Option<TimeFn<In>>,
     progress: Option<Box<dyn FnMut(Progress)>>,
 }
+
+/// Shards of a split pipeline's in-memory shuffle stream unless [`LocalRunner::shuffle_shards`]
+/// says otherwise.
+pub const DEFAULT_SHUFFLE_SHARDS: u16 = 4;
 
 /// Progress is reported every this many records.
 const PROGRESS_EVERY: u64 = 16_384;
@@ -247,6 +254,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             stop_after: None,
             fsync: true,
             jobs: Vec::new(),
+            shuffle_shards: DEFAULT_SHUFFLE_SHARDS,
             event_time: None,
             progress: None,
         }
@@ -259,6 +267,53 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             self.event_time = Some(Arc::new(move |v: &In| p.event_time(v)));
         }
         self.jobs.push(Box::new(PipelineJob::new(pipeline)));
+        self
+    }
+
+    /// Adds a split pipeline ([`shardflow_engine::KeyedStream::shuffle`]), run as two stages
+    /// over an in-memory shuffle stream of [`LocalRunner::shuffle_shards`] shards: its upstream
+    /// half on the input partitions, its downstream half on the shuffle shards, through the
+    /// halves the Lambda stages use. Its results (those of the whole pipeline, with the same ids)
+    /// go to `<out_dir>/<sink name>.jsonl`.
+    ///
+    /// ```
+    /// use shardflow_engine::{combine::Count, Pipeline, Windowing};
+    /// use shardflow_local::{IterInput, LocalRunner};
+    ///
+    /// let counts = Pipeline::builder("counts")
+    ///     .event_time(|v: &(u32, i64)| v.1)
+    ///     .key_by(|v| v.0)
+    ///     .shuffle()
+    ///     .unwrap()
+    ///     .window(Windowing::tumbling(1_000).unwrap())
+    ///     .aggregate(Count, |k, w, _, n| (*k, w.start, n))
+    ///     .sink("counts");
+    /// let out = tempfile::tempdir().unwrap();
+    /// let mut input = IterInput::from_vecs(vec![vec![(1, 10), (1, 20)], vec![(2, 30), (1, 40)]]);
+    /// let run = LocalRunner::new(out.path()).shuffle_shards(2).split_job(counts).run(&mut input);
+    /// let summary = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run).unwrap();
+    /// assert_eq!((summary.pipelines[0].records_in, summary.pipelines[0].results_out), (4, 2));
+    /// ```
+    pub fn split_job<S, Out>(mut self, split: SplitPipeline<In, S, Out>) -> Self
+    where
+        S: Serialize + DeserializeOwned + Send + 'static,
+        Out: Serialize + Send + 'static,
+    {
+        if self.event_time.is_none() {
+            let p = split.whole.clone();
+            self.event_time = Some(Arc::new(move |v: &In| p.event_time(v)));
+        }
+        self.jobs.push(Box::new(SplitJob::new(split, self.shuffle_shards)));
+        self
+    }
+
+    /// Shards of the in-memory shuffle stream of every split pipeline ([`LocalRunner::split_job`]);
+    /// default 4. Part of a run's checkpoints: a state directory is resumed with the same count.
+    pub fn shuffle_shards(mut self, n: u16) -> Self {
+        self.shuffle_shards = n.max(1);
+        for job in &mut self.jobs {
+            job.set_shuffle_shards(self.shuffle_shards);
+        }
         self
     }
 
@@ -377,7 +432,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     }
 
     /// The engines' stores and the last committed run manifest, with a state directory.
-    fn open_state(&self) -> Result<(Vec<LocalDirStateStore>, Option<RunManifest>), RunnerError> {
+    fn open_state(&self) -> Result<(Vec<JobStores>, Option<RunManifest>), RunnerError> {
         let Some(dir) = &self.state_dir else {
             return Ok((Vec::new(), None));
         };
@@ -385,7 +440,12 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         let stores = self
             .jobs
             .iter()
-            .map(|j| Ok(LocalDirStateStore::open(dir.join(j.name()))?.with_fsync(self.fsync)))
+            .map(|j| {
+                j.state_parts()
+                    .iter()
+                    .map(|part| Ok(LocalDirStateStore::open(part_dir(dir, j.name(), part))?.with_fsync(self.fsync)))
+                    .collect::<Result<Vec<_>, RunnerError>>()
+            })
             .collect::<Result<Vec<_>, RunnerError>>()?;
         Ok((stores, RunManifest::read(dir)?))
     }
@@ -393,10 +453,10 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     /// A run from the start: no engine checkpoint kept, empty output files.
     fn start_fresh(
         &self,
-        stores: &[LocalDirStateStore],
+        stores: &[JobStores],
         partitions: &[String],
     ) -> Result<(RunPosition, OutputFiles), RunnerError> {
-        for store in stores {
+        for store in stores.iter().flatten() {
             store.discard_after(0)?;
         }
         let outputs = OutputFiles::open(&self.out_dir, &self.jobs, |_| None)?;
@@ -409,22 +469,26 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     async fn resume(
         &mut self,
         m: &RunManifest,
-        stores: &mut [LocalDirStateStore],
+        stores: &mut [JobStores],
         input: &mut dyn Input<In>,
         partitions: &[String],
     ) -> Result<(RunPosition, OutputFiles), RunnerError> {
         let pipelines: Vec<String> = self.jobs.iter().map(|j| j.name().to_owned()).collect();
         self.check_resumable(m, partitions, &pipelines)?;
-        for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
-            store.discard_after(m.epoch)?;
-            let committed = store.load().await?;
-            let Some(image) = committed.map(|c| c.image).filter(|i| i.epoch() == m.epoch) else {
-                return Err(RunnerError::StateMismatch {
-                    dir: store.dir().to_path_buf(),
-                    reason: format!("no checkpoint of epoch {} for {}", m.epoch, job.name()),
-                });
-            };
-            job.restore(&image).map_err(|source| RunnerError::State {
+        for (job, job_stores) in self.jobs.iter_mut().zip(stores.iter_mut()) {
+            let mut images = Vec::with_capacity(job_stores.len());
+            for store in job_stores.iter_mut() {
+                store.discard_after(m.epoch)?;
+                let committed = store.load().await?;
+                let Some(image) = committed.map(|c| c.image).filter(|i| i.epoch() == m.epoch) else {
+                    return Err(RunnerError::StateMismatch {
+                        dir: store.dir().to_path_buf(),
+                        reason: format!("no checkpoint of epoch {} for {}", m.epoch, job.name()),
+                    });
+                };
+                images.push(image);
+            }
+            job.restore(&images).map_err(|source| RunnerError::State {
                 pipeline: job.name().to_owned(),
                 source,
             })?;
@@ -475,7 +539,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         &mut self,
         run: &mut RunPosition,
         outputs: &mut OutputFiles,
-        stores: &mut [LocalDirStateStore],
+        stores: &mut [JobStores],
         input: &mut dyn Input<In>,
         partitions: &[String],
     ) -> Result<bool, RunnerError> {
@@ -626,7 +690,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         &mut self,
         run: &mut RunPosition,
         outputs: &mut OutputFiles,
-        stores: &mut [LocalDirStateStore],
+        stores: &mut [JobStores],
         partitions: &[String],
         finished: bool,
     ) -> Result<(), RunnerError> {
@@ -637,24 +701,26 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         outputs.flush(self.fsync)?;
         let epoch = run.epoch + 1;
         let full = (epoch - 1).is_multiple_of(self.full_checkpoint_every);
-        for (job, store) in self.jobs.iter_mut().zip(stores.iter_mut()) {
-            let cp = job.snapshot(full).map_err(|source| RunnerError::State {
+        for (job, job_stores) in self.jobs.iter_mut().zip(stores.iter_mut()) {
+            let checkpoints = job.snapshot(full).map_err(|source| RunnerError::State {
                 pipeline: job.name().to_owned(),
                 source,
             })?;
-            if cp.epoch != epoch {
-                return Err(RunnerError::StateMismatch {
-                    dir: state_dir.clone(),
-                    reason: format!("{} snapshotted epoch {}, the run is at {epoch}", job.name(), cp.epoch),
-                });
+            for (cp, store) in checkpoints.iter().zip(job_stores.iter_mut()) {
+                if cp.epoch != epoch {
+                    return Err(RunnerError::StateMismatch {
+                        dir: state_dir.clone(),
+                        reason: format!("{} snapshotted epoch {}, the run is at {epoch}", job.name(), cp.epoch),
+                    });
+                }
+                store.commit(cp, &()).await?;
             }
-            store.commit(&cp, &()).await?;
         }
         self.manifest(run, outputs, partitions, epoch, finished)
             .write(&state_dir, self.fsync)?;
         run.epoch = epoch;
         run.checkpoints += 1;
-        for store in stores.iter() {
+        for store in stores.iter().flatten() {
             store.prune(epoch)?;
         }
         tracing::debug!(epoch, full, "checkpoint committed");
@@ -692,6 +758,16 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             records_consumed: run.records_consumed,
             dead_letters: run.dead_letters,
         }
+    }
+}
+
+/// The store directory of engine `part` of job `job` under the state directory.
+fn part_dir(state_dir: &Path, job: &str, part: &str) -> PathBuf {
+    let dir = state_dir.join(job);
+    if part.is_empty() {
+        dir
+    } else {
+        dir.join(part)
     }
 }
 
@@ -769,6 +845,9 @@ fn file_name(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// The stores of one job's engines, in [`Job::state_parts`] order.
+type JobStores = Vec<LocalDirStateStore>;
 
 /// The runner's position in the input.
 struct RunPosition {

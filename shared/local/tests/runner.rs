@@ -2,18 +2,13 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+mod common;
+
+use common::{block_on, shards, Ev};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::trigger::Firing;
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_local::{IterInput, JsonLinesFiles, LocalRunner, RunManifest, RunSummary};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Ev {
-    key: u32,
-    ts: i64,
-    amount: i64,
-}
 
 fn sums() -> Pipeline<Ev, (u32, i64, u64, i64)> {
     Pipeline::builder("sums")
@@ -42,36 +37,6 @@ fn big_amounts() -> Pipeline<Ev, Ev> {
         .sink("big")
 }
 
-/// 4 shards of pseudo-random events: jitter of up to 1.5 s, and now and then one 5-25 s late (within or beyond the allowed lateness).
-fn shards(n: usize) -> Vec<Vec<Ev>> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = move |m: u64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) % m
-    };
-    let mut out = vec![Vec::new(); 4];
-    for i in 0..n {
-        let base = i as i64 * 25;
-        let late = rnd(100) == 0;
-        let ts = base - rnd(1_500) as i64 - if late { 5_000 + rnd(20_000) as i64 } else { 0 };
-        out[i % 4].push(Ev {
-            key: rnd(7) as u32,
-            ts,
-            amount: rnd(100) as i64,
-        });
-    }
-    out
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
 fn runner(out: &Path) -> LocalRunner<Ev> {
     LocalRunner::new(out)
         .job(sums())
@@ -84,7 +49,7 @@ fn runner(out: &Path) -> LocalRunner<Ev> {
 }
 
 fn run(out: &Path, stop_after: Option<u64>) -> RunSummary {
-    let mut input = IterInput::from_vecs(shards(6_000));
+    let mut input = IterInput::from_vecs(shards(6_000, 100, 7));
     let mut r = runner(out);
     if let Some(k) = stop_after {
         r = r.stop_after(k);
@@ -168,7 +133,7 @@ fn a_finished_state_directory_is_resumed_as_a_no_op() {
 fn state_of_another_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), Some(1_000));
-    let mut input = IterInput::from_vecs(shards(6_000));
+    let mut input = IterInput::from_vecs(shards(6_000, 100, 7));
     let err = block_on(runner(dir.path()).input_id("other").run(&mut input)).unwrap_err();
     assert!(err.to_string().contains("cannot be resumed"), "{err}");
 }

@@ -248,6 +248,12 @@ mod tests {
             },
             key_group: group,
             timestamp: 0,
+            origin: shardflow_engine::InputOrigin {
+                source: 0,
+                offset: 0,
+                index: 0,
+            },
+            wm_before: 0,
             payload: b"",
         }
     }

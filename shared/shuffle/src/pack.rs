@@ -87,6 +87,7 @@ impl PackedRecord {
 ///
 /// ```
 /// use std::borrow::Cow;
+/// use shardflow_engine::InputOrigin;
 /// use shardflow_stage::SequenceNumber;
 /// use shardflow_shuffle::{DataRecord, DedupState, Frame, KeyGroupSpace, Packer, RecordId, ShardMap,
 ///     ShuffleRecord, Verdict};
@@ -99,6 +100,8 @@ impl PackedRecord {
 ///                    sequence: Cow::Borrowed(&sequence), output_index: 0 },
 ///     key_group: map.space().key_group(&42u32),
 ///     timestamp: 1_704_067_200_000,
+///     origin: InputOrigin { source: 7, offset: 0, index: 0 },
+///     wm_before: 1_704_067_196_000,
 ///     payload: br#"{"product":42,"cents":250}"#,
 /// };
 /// let mut packer = Packer::new(&map);

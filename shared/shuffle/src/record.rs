@@ -3,7 +3,9 @@
 //! # Encoding (inside a frame of version 1, see [`crate::frame`])
 //! ```text
 //! data      = 0x01 str(stage) str(source_shard) seq(sequence) varint(output_index)
-//!                  varint(key_group) zigzag(timestamp) bytes(payload)
+//!                  varint(key_group) zigzag(timestamp) u64-le(origin.source)
+//!                  varint(origin.offset) varint(origin.index)
+//!                  zigzag(timestamp − wm_before, wrapping) bytes(payload)
 //! watermark = 0x02 str(stage) str(source_stream) str(source_shard) zigzag(watermark)
 //!                  u8(flags: bit 0 = closed) varint(n) str(parent)×n
 //! str/bytes = varint(length) raw bytes          varint = LEB128 (protobuf's)
@@ -12,12 +14,16 @@
 //! ```
 //! A record's id — (stage, source shard, source sequence number, output index) — is a pure
 //! function of the upstream input, so a retried upstream batch sends the same ids; the
-//! downstream drops the repeats ([`crate::dedup`]).
+//! downstream drops the repeats ([`crate::dedup`]). A data record also carries what the
+//! downstream engine needs to give the value the results a single engine gives it: its input
+//! provenance ([`InputOrigin`]: partition source hash, offset, `flat_map` index) and the
+//! watermark its upstream partition had just before it (`wm_before`, stored as the distance
+//! back from the timestamp, which is small for all but a partition's first records).
 
 use std::borrow::Cow;
 
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
-use shardflow_engine::Timestamp;
+use shardflow_engine::{InputOrigin, Timestamp};
 use shardflow_stage::{SequenceNumber, SequenceNumberError};
 use thiserror::Error;
 
@@ -88,6 +94,11 @@ pub struct DataRecord<'a> {
     pub key_group: u16,
     /// Its event time, ms.
     pub timestamp: Timestamp,
+    /// The input record it derives from, as the downstream engine's `Origin::Input` names it.
+    pub origin: InputOrigin,
+    /// Its upstream partition's watermark just before its input record was processed: the
+    /// downstream raises that partition's watermark to it before processing the record.
+    pub wm_before: Timestamp,
     /// The encoded value (opaque to the shuffle).
     pub payload: &'a [u8],
 }
@@ -167,6 +178,10 @@ impl Encode for DataRecord<'_> {
             + encoded_len_varint(u64::from(self.id.output_index))
             + encoded_len_varint(u64::from(self.key_group))
             + encoded_len_varint(zigzag(self.timestamp))
+            + 8
+            + encoded_len_varint(self.origin.offset)
+            + encoded_len_varint(u64::from(self.origin.index))
+            + encoded_len_varint(zigzag(self.timestamp.wrapping_sub(self.wm_before)))
             + str_len(self.payload)
     }
 
@@ -178,6 +193,10 @@ impl Encode for DataRecord<'_> {
         encode_varint(u64::from(self.id.output_index), out);
         encode_varint(u64::from(self.key_group), out);
         encode_varint(zigzag(self.timestamp), out);
+        out.extend_from_slice(&self.origin.source.to_le_bytes());
+        encode_varint(self.origin.offset, out);
+        encode_varint(u64::from(self.origin.index), out);
+        encode_varint(zigzag(self.timestamp.wrapping_sub(self.wm_before)), out);
         put_bytes(out, self.payload);
     }
 }
@@ -243,6 +262,12 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    fn u64_le(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_le_bytes(le))
+    }
+
     fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.bounded::<usize>(what)?;
         self.take(len, what)
@@ -304,17 +329,30 @@ impl<'a> ShuffleRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(bytes);
         let record = match r.byte("kind")? {
-            DATA => ShuffleRecord::Data(DataRecord {
-                id: RecordId {
+            DATA => {
+                let id = RecordId {
                     stage: r.str("stage")?,
                     source_shard: r.str("source shard")?,
                     sequence: Cow::Owned(r.seq()?),
                     output_index: r.bounded("output index")?,
-                },
-                key_group: r.bounded("key group")?,
-                timestamp: unzigzag(r.varint("timestamp")?),
-                payload: r.bytes("payload")?,
-            }),
+                };
+                let key_group = r.bounded("key group")?;
+                let timestamp = unzigzag(r.varint("timestamp")?);
+                let origin = InputOrigin {
+                    source: r.u64_le("origin source")?,
+                    offset: r.varint("origin offset")?,
+                    index: r.bounded("origin index")?,
+                };
+                let wm_before = timestamp.wrapping_sub(unzigzag(r.varint("watermark before")?));
+                ShuffleRecord::Data(DataRecord {
+                    id,
+                    key_group,
+                    timestamp,
+                    origin,
+                    wm_before,
+                    payload: r.bytes("payload")?,
+                })
+            }
             WATERMARK => {
                 let (stage, source_stream, source_shard) =
                     (r.str("stage")?, r.str("source stream")?, r.str("source shard")?);
@@ -372,6 +410,12 @@ pub(crate) mod tests {
             },
             key_group: group,
             timestamp: 1_704_067_200_123,
+            origin: InputOrigin {
+                source: 0x0123_4567_89ab_cdef,
+                offset: 1_234,
+                index: 0,
+            },
+            wm_before: 1_704_067_199_000,
             payload,
         }
     }
@@ -388,8 +432,9 @@ pub(crate) mod tests {
     fn a_data_record_round_trips_with_its_sequence_number_packed_two_digits_a_byte() {
         let s = seq("49590338271490256608559692538361571095921575989136588898");
         let bytes = round_trip(&ShuffleRecord::Data(data(&s, 3, 77, b"{\"cents\":250}")));
-        // kind 1, stage 14, shard 21, 56 digits in 1 + 28, index 1, group 1, timestamp 6, payload 14.
-        assert_eq!(bytes.len(), 87);
+        // kind 1, stage 14, shard 21, 56 digits in 1 + 28, index 1, group 1, timestamp 6,
+        // origin 8 + 2 + 1, watermark distance 2, payload 14.
+        assert_eq!(bytes.len(), 100);
         let odd = seq("7");
         round_trip(&ShuffleRecord::Data(data(&odd, 0, 0, b"")));
     }
@@ -448,11 +493,14 @@ pub(crate) mod tests {
         #[test]
         fn data_records_round_trip(
             seq_num in any::<u128>(), index in any::<u32>(), group in any::<u16>(), ts in any::<i64>(),
+            origin in any::<(u64, u64, u32)>(), wm_before in any::<i64>(),
             payload in prop::collection::vec(any::<u8>(), 0..300),
         ) {
             let s = seq(&seq_num.to_string());
             let mut record = data(&s, index, group, &payload);
             record.timestamp = ts;
+            record.origin = InputOrigin { source: origin.0, offset: origin.1, index: origin.2 };
+            record.wm_before = wm_before;
             round_trip(&ShuffleRecord::Data(record));
         }
     }

@@ -32,7 +32,7 @@ use shardflow_engine::time::DurationMs;
 use shardflow_engine::watermark::WatermarkTracker;
 use shardflow_engine::{PipelineError, Timestamp, WatermarkStrategy, MAX_TIMESTAMP, MIN_TIMESTAMP};
 
-use crate::record::WatermarkRecord;
+use crate::record::{DataRecord, WatermarkRecord};
 
 /// Why a watermark record was ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,15 +186,35 @@ impl ShuffleWatermark {
     /// Notes that a data record of (`stage`, `source_shard`) arrived at `now`: the shard is not
     /// idle. An unknown or retired shard is ignored (only watermark records make shards known).
     pub fn heard_from(&mut self, stage: &str, source_shard: &str, now: Timestamp) -> WatermarkUpdate {
+        self.observe_known(stage, source_shard, MIN_TIMESTAMP, now)
+    }
+
+    /// Raises known upstream shard (`stage`, `source_shard`) to `watermark` at `now`.
+    fn observe_known(
+        &mut self,
+        stage: &str,
+        source_shard: &str,
+        watermark: Timestamp,
+        now: Timestamp,
+    ) -> WatermarkUpdate {
         let before = self.current();
         match self.known(&partition_name(stage, source_shard)) {
             Ok(Some(p)) => {
-                self.tracker.observe(p, MIN_TIMESTAMP, now);
+                self.tracker.observe(p, watermark, now);
                 self.update(before)
             }
             Ok(None) => WatermarkUpdate::Ignored(Ignored::UnknownSource),
             Err(ignored) => WatermarkUpdate::Ignored(ignored),
         }
+    }
+
+    /// Takes in data record `record`, received at `now`: its upstream shard's watermark rises to
+    /// the record's `wm_before` (the watermark that shard had just before the record), and the
+    /// shard is not idle. An unknown or retired shard is ignored, as in
+    /// [`ShuffleWatermark::heard_from`]. Call it before the record is processed: the single
+    /// engine processes a record under the watermark from before it.
+    pub fn observe_data(&mut self, record: &DataRecord<'_>, now: Timestamp) -> WatermarkUpdate {
+        self.observe_known(record.id.stage, record.id.source_shard, record.wm_before, now)
     }
 
     /// Advances processing time to `now` (at every invocation): silent shards may turn idle.

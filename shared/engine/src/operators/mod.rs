@@ -55,6 +55,32 @@ macro_rules! stateless_hooks {
     };
 }
 
+/// The hooks of the last operator of a chain other than `process`: nothing follows it and it
+/// keeps no state.
+macro_rules! terminal_hooks {
+    () => {
+        fn on_watermark(&mut self, _: &mut $crate::operators::Context, _: $crate::time::Timestamp) {}
+        fn on_processing_time(&mut self, _: &mut $crate::operators::Context) {}
+        fn snapshot(
+            &mut self,
+            _: bool,
+            _: &mut Vec<$crate::checkpoint::OperatorState>,
+        ) -> Result<(), $crate::error::StateError> {
+            Ok(())
+        }
+        fn restore(&mut self, _: &$crate::restore::OperatorStates<'_>) -> Result<(), $crate::error::StateError> {
+            Ok(())
+        }
+        fn adopt(
+            &mut self,
+            _: &$crate::restore::OperatorStates<'_>,
+            _: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<(), $crate::error::StateError> {
+            Ok(())
+        }
+    };
+}
+
 mod checkpointed;
 pub(crate) mod deduplicate;
 mod filter;
@@ -63,6 +89,7 @@ mod interval_join;
 mod keyed_process;
 mod lookup_join;
 mod map;
+mod shuffle_sink;
 mod sink;
 mod window_aggregate;
 
@@ -85,8 +112,9 @@ pub use keyed_process::{KeyedProcessFunction, ProcessContext, TimeDomain};
 pub(crate) use lookup_join::LookupJoin;
 pub use lookup_join::LookupTable;
 pub(crate) use map::Map;
+pub(crate) use shuffle_sink::ShuffleSink;
 pub(crate) use sink::Sink;
-pub(crate) use window_aggregate::{ResultFn, WindowAggregate};
+pub(crate) use window_aggregate::{LiftedWindowAggregate, ResultFn, WindowAggregate};
 
 /// What an operator may touch besides its own state while it handles a hook.
 pub struct Context {

@@ -3,11 +3,7 @@
 use std::marker::PhantomData;
 
 use super::{Context, Operator};
-use crate::checkpoint::OperatorState;
-use crate::error::StateError;
 use crate::record::{Origin, Output, Record};
-use crate::restore::OperatorStates;
-use crate::time::Timestamp;
 
 /// Turns records into [`Output`]s with their deterministic ids.
 pub(crate) struct Sink<T> {
@@ -34,15 +30,5 @@ impl<T: Send + 'static> Operator<T> for Sink<T> {
             debug_assert!(false, "output buffer of the wrong type");
         }
     }
-    fn on_watermark(&mut self, _: &mut Context, _: Timestamp) {}
-    fn on_processing_time(&mut self, _: &mut Context) {}
-    fn snapshot(&mut self, _: bool, _: &mut Vec<OperatorState>) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn restore(&mut self, _: &OperatorStates<'_>) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn adopt(&mut self, _: &OperatorStates<'_>, _: &dyn Fn(&[u8]) -> bool) -> Result<(), StateError> {
-        Ok(())
-    }
+    terminal_hooks!();
 }
