@@ -205,22 +205,47 @@ fn interval_join_drops_buffered_records_once_the_watermark_rules_out_any_partner
     assert_eq!(buffered_groups(&mut e), 1);
     e.process(s, 2, 0, ev_side(1, 110, 2, 1)); // right at 110 > watermark 109: matches
     assert_eq!(values(&e.drain_output()), vec![(1, 100, 1, 110, 2)]);
-    tick(&mut e, 3, 110); // left expires (100 + 10 <= 110); the right one (partners from 105 up) stays
-    e.process(s, 4, 0, ev_side(1, 110, 3, 1)); // at the watermark: late
+    tick(&mut e, 3, 110); // the left one stays: a right one at 110 is not late yet
+    e.process(s, 4, 0, ev_side(1, 110, 3, 1)); // at the watermark: joined (Flink's rule)
+    assert_eq!(values(&e.drain_output()), vec![(1, 100, 1, 110, 3)]);
+    e.process(s, 5, 0, ev_side(1, 109, 4, 1)); // behind the watermark: late
     let late = e.drain_late();
     assert_eq!(late.len(), 1);
-    assert_eq!((late[0].timestamp, late[0].watermark, late[0].window), (110, 110, None));
-    e.process(s, 5, 0, ev_side(1, 111, 4, 0)); // left at 111: right 110 in [106, 121]
-    assert_eq!(values(&e.drain_output()), vec![(1, 111, 4, 110, 2)]);
-    tick(&mut e, 6, 114);
+    assert_eq!((late[0].timestamp, late[0].watermark, late[0].window), (109, 110, None));
+    tick(&mut e, 6, 111); // left 100 expires (100 + 10 < 111)
+    e.process(s, 7, 0, ev_side(1, 111, 5, 0)); // left at 111: both rights at 110 in [106, 121]
+    assert_eq!(
+        values(&e.drain_output()),
+        vec![(1, 111, 5, 110, 2), (1, 111, 5, 110, 3)],
+        "and not with left 100, which is gone"
+    );
+    tick(&mut e, 8, 115);
     assert_eq!(
         buffered_groups(&mut e),
         1,
-        "right 110 stays until 115, left 111 until 121"
+        "the rights at 110 stay while the watermark is at 115, left 111 until 121"
     );
-    tick(&mut e, 7, 121);
+    tick(&mut e, 9, 121);
+    assert_eq!(
+        buffered_groups(&mut e),
+        1,
+        "left 111 stays while the watermark is at 121"
+    );
+    tick(&mut e, 10, 122);
     assert_eq!(buffered_groups(&mut e), 0, "nothing can match any more: state is empty");
     assert_eq!(e.metrics().late_records, 1);
+}
+
+#[test]
+fn interval_join_treats_a_record_at_the_watermark_as_on_time_and_only_one_behind_it_as_late() {
+    let mut e = interval_join(0, 0, 0).engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev_side(1, 50, 1, 0)); // watermark 50
+    e.process(s, 1, 0, ev_side(1, 50, 2, 1)); // ts == watermark: joined
+    e.process(s, 2, 0, ev_side(1, 49, 3, 1)); // ts < watermark: late
+    assert_eq!(values(&e.drain_output()), vec![(1, 50, 1, 50, 2)]);
+    let late = e.drain_late();
+    assert_eq!(late.iter().map(|l| l.timestamp).collect::<Vec<_>>(), vec![49]);
 }
 
 /// `default` cases, or `PROPTEST_CASES` when set.
@@ -248,7 +273,7 @@ proptest! {
         let s = e.partition("s0");
         let mut kept = Vec::new();
         for (i, (key, ts, side)) in records.into_iter().enumerate() {
-            let late = ts <= e.watermark() && e.watermark() > MIN_TIMESTAMP;
+            let late = ts < e.watermark() && e.watermark() > MIN_TIMESTAMP;
             let x = ev_side(key, ts, i as i64, side);
             if !late {
                 kept.push(x.clone());

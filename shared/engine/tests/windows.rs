@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::window::{LateSessionRule, SessionWindows};
 use shardflow_engine::{Firing, Pipeline, Trigger, Window, Windowing, MAX_TIMESTAMP, MIN_TIMESTAMP};
 
 /// `(key, count, sum of v)` per key and window, fired by `trigger`.
@@ -167,6 +168,80 @@ fn session_window_fires_when_the_watermark_passes_the_end_of_the_gap() {
     assert!(e.drain_output().is_empty());
     e.process(s, 3, 0, ev(2, 14, 4)); // watermark 14 = last ms of [0,15)
     assert_eq!(panes(&e.drain_output()), vec![(w(0, 15), on_time(0), (1, 2, 3))]);
+}
+
+#[test]
+fn session_windows_that_only_touch_do_not_merge() {
+    let p = count_sum(Windowing::session(1).unwrap(), Trigger::at_watermark(), 100);
+    let mut e = p.engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 0, 1)); // [0, 1)
+    e.process(s, 1, 0, ev(1, 1, 2)); // [1, 2): touches [0, 1), shares no millisecond
+    e.process(s, 2, 0, ev(1, 2, 4)); // [2, 3)
+    e.finish();
+    assert_eq!(
+        panes(&e.drain_output()),
+        vec![
+            (w(0, 1), on_time(0), (1, 1, 1)),
+            (w(1, 2), on_time(0), (1, 1, 2)),
+            (w(2, 3), on_time(0), (1, 1, 4))
+        ],
+        "Beam's rule; Flink would merge them into [0, 3)"
+    );
+}
+
+/// A pane of `count_sum`: window, pane, `(key, count, sum)`.
+type Pane = (Window, shardflow_engine::PaneInfo, (u32, u64, i64));
+
+/// Sessions of gap 20 with 20 ms of allowed lateness, accumulating, watermark = latest time:
+/// key 1 opens [25, 45), key 2 moves the watermark to 50 (past the lateness of [9, 29), not of
+/// [25, 45)), then key 1 at 9, then key 1 at -30 ([-30, -10) overlaps no session).
+fn late_session_panes(sessions: SessionWindows) -> (Vec<Pane>, u64) {
+    let trigger = Trigger::at_watermark()
+        .with_allowed_lateness(20)
+        .unwrap()
+        .accumulating();
+    let mut e = count_sum(Windowing::Session(sessions), trigger, 0).engine();
+    let s = e.partition("s0");
+    for (i, x) in [ev(1, 25, 1), ev(2, 50, 0), ev(1, 9, 2), ev(1, -30, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        e.process(s, i as u64, 0, x);
+    }
+    let out = panes(&e.drain_output())
+        .into_iter()
+        .filter(|(_, _, (k, _, _))| *k == 1)
+        .collect();
+    (out, e.metrics().late_records)
+}
+
+#[test]
+fn a_late_session_element_is_checked_against_its_own_window_before_merging_by_default() {
+    let sessions = SessionWindows::new(20).unwrap();
+    assert_eq!(sessions.late_rule(), LateSessionRule::CheckOwnWindow);
+    let (panes, late) = late_session_panes(sessions);
+    assert_eq!(panes, vec![(w(25, 45), on_time(0), (1, 1, 1))]);
+    assert_eq!(
+        late, 2,
+        "9 is dropped although [9, 29) overlaps [25, 45), which is still open"
+    );
+}
+
+#[test]
+fn with_the_merge_first_rule_a_late_element_that_merges_into_a_live_session_is_kept() {
+    let sessions = SessionWindows::new(20).unwrap().late_elements_merge_first();
+    assert_eq!(sessions.late_rule(), LateSessionRule::MergeFirst);
+    let (panes, late_records) = late_session_panes(sessions);
+    assert_eq!(
+        panes,
+        vec![(w(25, 45), on_time(0), (1, 1, 1)), (w(9, 45), late(1), (1, 2, 3))],
+        "9 extends the session and fires a late pane"
+    );
+    assert_eq!(
+        late_records, 1,
+        "-30 merges into nothing open and is late under either rule"
+    );
 }
 
 #[test]

@@ -78,6 +78,10 @@
 //!   group arrives as empty bytes) leaves the manifest at the flip; after the flip its slot item
 //!   and its object are deleted, best effort (a later re-creation of the group is written to a
 //!   slot of its own attempt, which this delete never names).
+//! - A full commit is the whole state: an operator it does not list (one a restore dropped, or a
+//!   format 1 entry rewritten under its new id) leaves the manifest at the flip, and its slot
+//!   items and objects are deleted after it, as an emptied group's are — so dropped state never
+//!   comes back on the next load.
 //! - Safety net for abandoned stages: every item carries the TTL attribute [`TTL_ATTRIBUTE`]
 //!   (`expires_at`, epoch seconds) = write time + the state horizon ([`DEFAULT_STATE_TTL`], 90
 //!   days; `with_state_ttl`, `None` disables it), and [`create_state_table`] enables TTL on it. A

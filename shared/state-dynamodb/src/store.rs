@@ -185,6 +185,22 @@ fn attempt_id(stage: &str, shard: &str, version: u64) -> u64 {
     h.digest()
 }
 
+/// A full checkpoint is the whole state: removes from `manifest` every operator `checkpoint` does
+/// not list (an operator the pipeline no longer has, whose state a restore dropped, or a format 1
+/// entry rewritten under its new id), adding its groups to `removed` so that their slot items
+/// and objects are deleted after the flip. Without this, dropped state would come back on the
+/// next load.
+fn forget_unlisted_operators(manifest: &mut Manifest, checkpoint: &Checkpoint, removed: &mut Vec<(String, GroupRef)>) {
+    let listed: std::collections::HashSet<&str> = checkpoint.operators.iter().map(|o| o.operator.as_str()).collect();
+    let (kept, forgotten): (Vec<_>, Vec<_>) = std::mem::take(&mut manifest.operators)
+        .into_iter()
+        .partition(|o| listed.contains(o.id.as_str()));
+    manifest.operators = kept;
+    for o in forgotten {
+        removed.extend(o.groups.into_iter().map(|g| (o.id.clone(), g)));
+    }
+}
+
 /// One write of a transaction, with its approximate size and a digest of its content.
 struct SlotPut {
     put: Put,
@@ -767,6 +783,9 @@ impl DynamoDbCheckpointStore {
             superseded_slots: Vec::new(),
             stats: CommitStats::default(),
         };
+        if checkpoint.full {
+            forget_unlisted_operators(&mut plan.manifest, checkpoint, &mut plan.removed);
+        }
         for op in &checkpoint.operators {
             self.plan_operator(
                 &mut plan.manifest,

@@ -264,19 +264,7 @@ async fn superseded_slot_items_are_deleted_in_batches_after_the_flip() {
         (groups + 1, groups),
         "{second:?}"
     );
-    let items = client
-        .scan()
-        .table_name(&table)
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .items()
-        .to_vec();
-    let slots = items
-        .iter()
-        .filter(|i| matches!(i.get("sk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) if sk.contains("#slot")))
-        .count();
+    let slots = count_items(&client, &table, |_, sk| sk.contains("#slot")).await;
     assert_eq!(slots, groups, "one slot item per live key group is left");
     let loaded = DynamoDbCheckpointStore::new(client, &table, "counts", shard)
         .load()
@@ -347,4 +335,87 @@ async fn a_failing_record_is_remembered_until_a_commit_moves_past_it() {
         .unwrap();
     assert_eq!(loaded.failure, None);
     assert_eq!(loaded.sequence_number, Some(seq(3)));
+}
+
+/// Counts with repeats dropped first: two stateful operators, `deduplicate-0` and
+/// `window_aggregate-0`.
+fn deduplicated_pipeline() -> Pipeline<Event, Row> {
+    Pipeline::builder("counts")
+        .max_key_groups(16)
+        .event_time(|e: &Event| e.1)
+        .deduplicate(|e| *e, 60_000)
+        .key_by(|e| e.0)
+        .window(Windowing::tumbling(1_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate(Count, |k, w, _, n| (*k, w.start, n))
+        .sink("counts")
+}
+
+/// The number of items in the table whose string keys `pk`, `sk` pass `keep`.
+async fn count_items(client: &Client, table: &str, keep: impl Fn(&str, &str) -> bool) -> usize {
+    let items = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    let key = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, name: &str| {
+        item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    };
+    items.iter().filter(|i| keep(&key(i, "pk"), &key(i, "sk"))).count()
+}
+
+/// The number of slot items of `operator` in the table.
+async fn slot_items_of(client: &Client, table: &str, operator: &str) -> usize {
+    let prefix = format!("#kg#{operator}#");
+    count_items(client, table, |pk, _| pk.contains(&prefix)).await
+}
+
+#[tokio::test]
+async fn a_full_commit_forgets_the_operators_it_does_not_list_so_dropped_state_never_comes_back() {
+    let (client, table) = client_and_table("forget").await;
+    let shard = "shardId-000000000007";
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    store.load().await.unwrap();
+    let mut engine = deduplicated_pipeline().engine();
+    let part = engine.partition("s");
+    for (i, ev) in events(20, 100).into_iter().enumerate() {
+        engine.process(part, i as u64, 0, ev);
+    }
+    store.commit(&engine.snapshot().unwrap(), &seq(100)).await.unwrap();
+    assert!(slot_items_of(&client, &table, "deduplicate-0").await > 0);
+
+    // The new pipeline has no deduplicate: its state is dropped (allowed) and the next
+    // checkpoint, full, does not list it.
+    let p = pipeline(16);
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    let loaded = store.load().await.unwrap();
+    let (mut engine, report) = shardflow_engine::Engine::restore_with(
+        &p,
+        loaded.image.as_ref().unwrap(),
+        shardflow_engine::RestoreOptions::allowing_dropped_state(),
+    )
+    .unwrap();
+    assert_eq!(report.dropped(), ["deduplicate-0"]);
+    let cp = engine.snapshot().unwrap();
+    assert!(cp.full, "a restore that dropped state takes a full snapshot next");
+    assert!(cp.operators.iter().all(|o| o.operator != "deduplicate-0"));
+    store.commit(&cp, &seq(101)).await.unwrap();
+
+    // The next load holds no state of the dropped operator: a strict restore succeeds and the
+    // stale slot items were deleted after the flip.
+    let loaded = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    let image = loaded.image.unwrap();
+    let ids: Vec<&str> = image.operator_metas().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["window_aggregate-0"]);
+    let (_, report) =
+        shardflow_engine::Engine::restore_with(&p, &image, shardflow_engine::RestoreOptions::strict()).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(slot_items_of(&client, &table, "deduplicate-0").await, 0);
 }

@@ -2,10 +2,19 @@
 //!
 //! Both sides are buffered per key in keyed state. A record is matched against the other side's
 //! buffer when it arrives and the matches are emitted at once, with the later of the two
-//! timestamps. A buffered record is dropped when the watermark guarantees that no partner can
-//! still arrive: a left record at `ts` after `ts + upper`, a right record after `ts - lower`.
-//! A record at or behind the watermark is late (Flink's interval join semantics) and goes to the
-//! late side output.
+//! timestamps.
+//!
+//! A record *behind* the watermark (`ts < watermark`) is late and goes to the late side output;
+//! a record *at* the watermark is joined. This is Flink's rule (`IntervalJoinOperator.isLate`:
+//! `timestamp < currentWatermark`), although a watermark `W` says no more records `<= W` are
+//! expected: the join keeps the one millisecond of slack Flink gives it, so that a pipeline moved
+//! from Flink joins the same records.
+//!
+//! A buffered record is dropped once no partner that is not late can arrive: a left record at
+//! `ts` when the watermark passes `ts + upper` (a right record at `ts + upper` is still joined
+//! while the watermark is at it), a right record when it passes `ts - lower`. Flink drops them
+//! when the watermark *reaches* those times, and so misses a partner that arrives exactly at the
+//! watermark; this join does not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,7 +147,7 @@ where
         if side == IntervalJoinSide::Neither {
             return;
         }
-        if r.timestamp <= self.keyed.watermark {
+        if r.timestamp < self.keyed.watermark {
             cx.refuse_late(&self.keyed.id, self.keyed.watermark, &r, None);
             return;
         }
@@ -203,15 +212,15 @@ where
         }
         let (lower, upper) = (self.lower, self.upper);
         while let Some(entry) = self.cleanup.first_entry() {
-            if *entry.key() > watermark {
+            if *entry.key() >= watermark {
                 break;
             }
             for key in entry.remove() {
                 let group = self.keyed.state.group_of(&key);
                 let map = self.keyed.state.group_mut(group);
                 if let Some(b) = map.get_mut(&key) {
-                    b.left.retain(|l| l.ts.saturating_add(upper) > watermark);
-                    b.right.retain(|r| r.ts.saturating_sub(lower) > watermark);
+                    b.left.retain(|l| l.ts.saturating_add(upper) >= watermark);
+                    b.right.retain(|r| r.ts.saturating_sub(lower) >= watermark);
                     if b.left.is_empty() && b.right.is_empty() {
                         map.remove(&key);
                     }

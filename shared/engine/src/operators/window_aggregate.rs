@@ -20,7 +20,7 @@ use crate::record::{Origin, Record, ResultId};
 use crate::state::{hash_into, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 use crate::trigger::{Accumulation, PaneInfo, PaneTiming, Trigger};
-use crate::window::{Window, Windowing};
+use crate::window::{LateSessionRule, Window, Windowing};
 
 /// Builds a result from a key, its window, the pane and the combiner's output.
 pub(crate) type ResultFn<K, A, O> = Arc<dyn Fn(&K, &Window, &PaneInfo, A) -> O + Send + Sync>;
@@ -89,6 +89,24 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
 
     fn is_expired(&self, w: &Window) -> bool {
         self.gc_time(w) <= self.keyed.watermark && self.keyed.watermark > MIN_TIMESTAMP
+    }
+
+    /// Whether `proto`, a late element's own session proto-window, is kept under Flink's
+    /// merge-first rule ([`crate::window::LateSessionRule::MergeFirst`]): it overlaps a session
+    /// of `key` that is still within the allowed lateness, so the merged session is too.
+    fn merges_into_live_session(&self, key: &K, proto: &Window) -> bool {
+        let Windowing::Session(sessions) = &self.windowing else {
+            return false;
+        };
+        if sessions.late_rule() != LateSessionRule::MergeFirst {
+            return false;
+        }
+        let group = self.keyed.state.group_of(key);
+        self.keyed.state.group(group).get(key).is_some_and(|slots| {
+            slots
+                .iter()
+                .any(|s| s.window.intersects(proto) && !self.is_expired(&s.window))
+        })
     }
 
     /// Emits the panes collected in `self.fired`, in order.
@@ -499,6 +517,9 @@ where
         self.windowing.assign(r.timestamp, |w| assigned.push(w));
         let last = *assigned.last().unwrap_or(&Window::GLOBAL);
         assigned.retain(|w| !self.is_expired(w));
+        if assigned.is_empty() && self.merges_into_live_session(&key, &last) {
+            assigned.push(last);
+        }
         self.assigned = assigned;
         if self.assigned.is_empty() {
             cx.refuse_late(&self.keyed.id, self.keyed.watermark, &r, Some(last));

@@ -15,7 +15,7 @@ use crate::error::PipelineError;
 use crate::time::{DurationMs, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 
 pub use global::GlobalWindows;
-pub use session::SessionWindows;
+pub use session::{LateSessionRule, SessionWindows};
 pub use sliding::SlidingWindows;
 pub use tumbling::TumblingWindows;
 
@@ -132,6 +132,9 @@ impl Windowing {
 
     /// Session windows closed by `gap` ms of inactivity of a key: a record at `ts` opens
     /// `[ts, ts + gap)`, and overlapping sessions of a key merge, whatever the arrival order.
+    /// Sessions that only touch do not merge (Beam's rule; Flink merges them), and a late
+    /// element is checked against its own proto-window before merging (Beam's rule; Flink's is
+    /// [`SessionWindows::late_elements_merge_first`]): see [`SessionWindows`].
     ///
     /// ```
     /// use shardflow_engine::{combine::Count, Pipeline, Window, Windowing};
