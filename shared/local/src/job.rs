@@ -1,7 +1,9 @@
 //! A pipeline instance inside the runner, with its output type erased.
 
 use serde::Serialize;
-use shardflow_engine::{Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError};
+use shardflow_engine::{
+    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError, Timestamp, MIN_TIMESTAMP,
+};
 
 use crate::sink::{JsonLinesSink, LateLine, ResultLine};
 
@@ -32,6 +34,9 @@ pub(crate) trait Job<In> {
     fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
     /// The engine's counters.
     fn metrics(&self) -> EngineMetrics;
+    /// Partition `p`'s own watermark (its largest event time minus the out-of-orderness), once
+    /// it has seen a record.
+    fn partition_watermark(&self, p: usize) -> Option<Timestamp>;
 }
 
 /// A [`Job`] running a typed pipeline.
@@ -111,5 +116,15 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
 
     fn metrics(&self) -> EngineMetrics {
         self.engine.metrics()
+    }
+
+    fn partition_watermark(&self, p: usize) -> Option<Timestamp> {
+        let id = *self.ids.get(p)?;
+        let partition = self.engine.partitions().get(usize::try_from(id).ok()?)?;
+        (partition.max_timestamp > MIN_TIMESTAMP).then(|| {
+            partition
+                .max_timestamp
+                .saturating_sub(self.pipeline.watermark_strategy().out_of_orderness())
+        })
     }
 }

@@ -15,6 +15,7 @@ fn args(out: &Path, events: u64) -> DemoArgs {
         batch_size: 64,
         stop_after: None,
         fresh: false,
+        report: None,
     }
 }
 
@@ -98,4 +99,50 @@ fn an_interrupted_demo_resumes_to_the_same_outputs() {
     let third = execute(&args(twice.path(), 8_000), false).unwrap();
     assert_eq!(third.run.resumed_from_epoch, None);
     assert_eq!(third.run.records_read, 8_000);
+}
+
+#[test]
+fn a_reported_demo_prints_a_batch_line_per_pipeline_and_shard_that_add_up_to_its_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let report = execute(
+        &DemoArgs {
+            report: Some(out.path().join("report.html")),
+            ..args(out.path(), 6_000)
+        },
+        false,
+    )
+    .unwrap();
+    let records: Vec<shardflow_stage::EmfRecord> = report
+        .metrics_lines
+        .iter()
+        .map(|l| shardflow_stage::EmfRecord::parse_line(l).unwrap())
+        .collect();
+    for p in &report.run.pipelines {
+        let mine: Vec<_> = records.iter().filter(|r| r.stage == p.pipeline).collect();
+        let sum = |f: fn(&shardflow_stage::BatchMetrics) -> u64| mine.iter().map(|r| f(&r.metrics)).sum::<u64>();
+        assert_eq!(sum(|m| m.records_in), p.records_in, "{}", p.pipeline);
+        assert_eq!(sum(|m| m.results_out), p.results_out, "{}", p.pipeline);
+        assert_eq!(sum(|m| m.late_records), p.late_records, "{}", p.pipeline);
+        assert_eq!(
+            sum(|m| m.dead_letter_records),
+            report.run.dead_letters,
+            "{}",
+            p.pipeline
+        );
+        let shards: std::collections::BTreeSet<&str> = mine.iter().map(|r| r.shard.as_str()).collect();
+        assert_eq!(shards.len(), 4, "{shards:?}");
+        // Every shard's watermark moves forward batch after batch.
+        for shard in shards {
+            let marks: Vec<i64> = mine
+                .iter()
+                .filter(|r| r.shard == shard)
+                .filter_map(|r| r.watermark_ms())
+                .collect();
+            assert!(
+                marks.windows(2).all(|w| w[1] >= w[0]) && marks.len() > 1,
+                "{shard}: {marks:?}"
+            );
+        }
+    }
+    assert!(report.run.dead_letters > 0);
 }
