@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
+use shardflow_stage::{json_object_of, EmfRecord};
 
 use crate::error::CostError;
 use crate::profile::{Basis, BasisKind, StageProfile};
@@ -41,19 +42,6 @@ pub struct EmfSummary {
     pub other_stages: u64,
 }
 
-fn count(v: &Value, name: &str) -> u64 {
-    v.get(name).and_then(Value::as_u64).unwrap_or(0)
-}
-
-/// The JSON object a line holds, if any: the whole line, or from its first `{` (exports prefix
-/// lines with a timestamp).
-fn json_of(line: &str) -> Option<Value> {
-    let start = line.find('{')?;
-    serde_json::from_str::<Value>(&line[start..])
-        .ok()
-        .filter(Value::is_object)
-}
-
 /// The number after `label` up to the next space, e.g. `Billed Duration: 12 ms`.
 fn number_after(line: &str, label: &str) -> Option<f64> {
     let rest = &line[line.find(label)? + label.len()..];
@@ -70,24 +58,21 @@ impl EmfSummary {
                 continue;
             }
             let bytes = trimmed.len() as f64 + LOG_EVENT_OVERHEAD_BYTES;
-            let json = json_of(trimmed);
-            if let Some(v) = json
-                .as_ref()
-                .filter(|v| v.get("_aws").is_some() && v.get("RecordsIn").is_some())
-            {
-                if stage.is_some_and(|want| v.get("Stage").and_then(Value::as_str) != Some(want)) {
+            let json = json_object_of(trimmed);
+            if let Some(record) = json.as_ref().and_then(EmfRecord::from_value) {
+                if stage.is_some_and(|want| record.stage != want) {
                     s.other_stages += 1;
                     continue;
                 }
+                let m = record.metrics;
                 s.batches += 1;
-                s.records_in += count(v, "RecordsIn");
-                s.results_out += count(v, "ResultsOut");
-                let items = count(v, "StateItemsWritten");
-                if items > 0 {
+                s.records_in += m.records_in;
+                s.results_out += m.results_out;
+                if m.state_items_written > 0 {
                     s.commits += 1;
-                    s.state_items_written += items;
-                    s.state_bytes_written += count(v, "StateBytesWritten");
-                    s.commit_ms += count(v, "CommitDuration");
+                    s.state_items_written += m.state_items_written;
+                    s.state_bytes_written += m.state_bytes_written;
+                    s.commit_ms += m.commit_ms;
                 }
                 s.emf_bytes += bytes;
                 continue;

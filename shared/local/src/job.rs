@@ -1,7 +1,11 @@
 //! A pipeline instance inside the runner, with its output type erased.
 
 use serde::Serialize;
-use shardflow_engine::{Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError};
+use shardflow_engine::watermark::PartitionWatermark;
+use shardflow_engine::{
+    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError, Timestamp, WatermarkStrategy,
+    MIN_TIMESTAMP,
+};
 
 use crate::sink::{JsonLinesSink, LateLine, ResultLine};
 
@@ -39,6 +43,9 @@ pub(crate) trait Job<In> {
     fn metrics(&self) -> EngineMetrics;
     /// Sets the shard count of the job's shuffle stream, if it has one (before the run).
     fn set_shuffle_shards(&mut self, _shards: u16) {}
+    /// Partition `p`'s own watermark (its largest event time minus the out-of-orderness), once
+    /// it has seen a record.
+    fn partition_watermark(&self, p: usize) -> Option<Timestamp>;
 }
 
 /// A [`Job`] running a typed pipeline.
@@ -109,6 +116,19 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
     fn metrics(&self) -> EngineMetrics {
         self.engine.metrics()
     }
+
+    fn partition_watermark(&self, p: usize) -> Option<Timestamp> {
+        let id = *self.ids.get(p)?;
+        let partition = self.engine.partitions().get(usize::try_from(id).ok()?)?;
+        own_watermark(partition, self.pipeline.watermark_strategy())
+    }
+}
+
+/// A partition's own watermark (its largest event time minus the out-of-orderness), once it has
+/// seen a record.
+pub(crate) fn own_watermark(partition: &PartitionWatermark, strategy: WatermarkStrategy) -> Option<Timestamp> {
+    (partition.max_timestamp > MIN_TIMESTAMP)
+        .then(|| partition.max_timestamp.saturating_sub(strategy.out_of_orderness()))
 }
 
 /// A full or incremental checkpoint of `engine`.

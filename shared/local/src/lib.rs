@@ -27,7 +27,7 @@ pub use input::{Input, InputError, Item, IterInput, JsonLinesFiles, ProtobufFile
 pub use manifest::RunManifest;
 pub use memory::peak_rss_bytes;
 pub use runner::{
-    results_file, Arrival, LocalRunner, PipelineSummary, Progress, RunSummary, RunnerError, TimeFn, DEAD_LETTER_FILE,
-    DEFAULT_SHUFFLE_SHARDS, LATE_FILE,
+    results_file, Arrival, BatchReport, LocalRunner, PipelineSummary, Progress, RunSummary, RunnerError, TimeFn,
+    DEAD_LETTER_FILE, DEFAULT_SHUFFLE_SHARDS, LATE_FILE,
 };
 pub use store::{DirStoreError, LocalDirStateStore};

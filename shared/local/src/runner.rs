@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::time::DurationMs;
-use shardflow_engine::{Pipeline, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
+use shardflow_engine::{EngineMetrics, Pipeline, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
 
 use crate::input::{Input, InputError, Item};
 use crate::job::{Job, PipelineJob};
@@ -92,6 +92,34 @@ pub enum Arrival<In> {
     /// A function of the record (e.g. the time the producer or CDC connector handled it).
     Field(TimeFn<In>),
 }
+
+/// What one pipeline did in one batch (a partition's turn of up to `batch_size` records),
+/// reported to [`LocalRunner::on_batch`]: the counts a Lambda stage prints per batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The partition the batch was read from.
+    pub partition: String,
+    /// The runner's clock after the batch (the largest arrival time seen).
+    pub clock: Timestamp,
+    /// Records of the batch the pipeline processed.
+    pub records_in: u64,
+    /// Results the batch made the pipeline emit.
+    pub results_out: u64,
+    /// Records of the batch routed to the late side output.
+    pub late_records: u64,
+    /// Values the pipeline's `deduplicate` steps dropped.
+    pub duplicates_dropped: u64,
+    /// Records of the batch that could not be decoded (dead letters).
+    pub dead_letters: u64,
+    /// The partition's watermark after the batch (its largest event time minus the
+    /// out-of-orderness), once it has one.
+    pub partition_watermark: Option<Timestamp>,
+}
+
+/// The callback of [`LocalRunner::on_batch`].
+type OnBatch = Box<dyn FnMut(&BatchReport)>;
 
 /// Progress of a run, reported to [`LocalRunner::on_progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +258,11 @@ pub struct LocalRunner<In> {
     shuffle_shards: u16,
     event_time: Option<TimeFn<In>>,
     progress: Option<Box<dyn FnMut(Progress)>>,
+    on_batch: Option<OnBatch>,
+    /// Per job, its counters when the last batch was reported.
+    batch_base: Vec<EngineMetrics>,
+    /// Dead letters when the last batch was reported.
+    dead_letters_base: u64,
 }
 
 /// Shards of a split pipeline's in-memory shuffle stream unless [`LocalRunner::shuffle_shards`]
@@ -257,6 +290,9 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             shuffle_shards: DEFAULT_SHUFFLE_SHARDS,
             event_time: None,
             progress: None,
+            on_batch: None,
+            batch_base: Vec::new(),
+            dead_letters_base: 0,
         }
     }
 
@@ -369,6 +405,14 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         self
     }
 
+    /// Calls `f` after every batch with what each pipeline did in it (see [`BatchReport`]); the
+    /// end of the input, which fires the windows still open, is reported as a batch of no
+    /// records on the partition read last.
+    pub fn on_batch(mut self, f: impl FnMut(&BatchReport) + 'static) -> Self {
+        self.on_batch = Some(Box::new(f));
+        self
+    }
+
     fn validate(&self) -> Result<(), RunnerError> {
         if self.jobs.is_empty() {
             return Err(RunnerError::Config("no pipeline to run".into()));
@@ -424,6 +468,12 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             for job in &mut self.jobs {
                 job.finish();
             }
+            self.report_batch(
+                run.dead_letters,
+                run.cursor.partition,
+                partitions.get(run.cursor.partition),
+                run.clock,
+            );
             self.checkpoint(&mut run, &mut outputs, &mut stores, &partitions, true)
                 .await?;
         }
@@ -546,9 +596,14 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         let arrival = self.arrival_fn();
         let n_parts = partitions.len();
         let mut since_checkpoint = 0u64;
+        self.batch_base = self.jobs.iter().map(|j| j.metrics()).collect();
+        self.dead_letters_base = run.dead_letters;
         while run.ended.iter().any(|e| !e) {
             let p = run.cursor.partition % n_parts.max(1);
             if run.ended[p] || run.cursor.taken >= self.batch_size {
+                if run.cursor.taken > 0 {
+                    self.report_batch(run.dead_letters, p, partitions.get(p), run.clock);
+                }
                 run.cursor = Cursor {
                     partition: (p + 1) % n_parts,
                     taken: 0,
@@ -613,6 +668,35 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
         run.records_consumed += 1;
         run.read += 1;
         Ok(())
+    }
+
+    /// Reports to [`LocalRunner::on_batch`] what each job did since the last report, as a batch
+    /// of partition `p`.
+    fn report_batch(&mut self, dead_letters: u64, p: usize, partition: Option<&String>, clock: Timestamp) {
+        let Some(on_batch) = self.on_batch.as_mut() else {
+            return;
+        };
+        let partition = partition.cloned().unwrap_or_default();
+        let new_dead_letters = dead_letters.saturating_sub(self.dead_letters_base);
+        self.dead_letters_base = dead_letters;
+        for (i, job) in self.jobs.iter().enumerate() {
+            let now = job.metrics();
+            let base = self.batch_base.get(i).copied().unwrap_or_default();
+            on_batch(&BatchReport {
+                pipeline: job.name().to_owned(),
+                partition: partition.clone(),
+                clock,
+                records_in: now.records_in.saturating_sub(base.records_in),
+                results_out: now.results_out.saturating_sub(base.results_out),
+                late_records: now.late_records.saturating_sub(base.late_records),
+                duplicates_dropped: now.duplicates_dropped.saturating_sub(base.duplicates_dropped),
+                dead_letters: new_dead_letters,
+                partition_watermark: job.partition_watermark(p),
+            });
+            if let Some(slot) = self.batch_base.get_mut(i) {
+                *slot = now;
+            }
+        }
     }
 
     fn report_progress(&mut self, records: u64) {

@@ -31,7 +31,7 @@ use shardflow_shuffle::{
 };
 use shardflow_stage::SequenceNumber;
 
-use crate::job::{restore_one, snapshot, write_outputs, Job};
+use crate::job::{own_watermark, restore_one, snapshot, write_outputs, Job};
 use crate::sink::JsonLinesSink;
 
 /// The stream the upstream half reads, as its watermark records name it.
@@ -320,6 +320,12 @@ where
         let map = ShardMap::even(KeyGroupSpace::new(self.split.whole.max_key_groups()), shards.max(1));
         self.shuffle = MemoryShuffle::new(map);
         self.downstream = self.fresh_downstream();
+    }
+
+    fn partition_watermark(&self, p: usize) -> Option<Timestamp> {
+        let name = self.partitions.get(p)?;
+        let partition = self.upstream.partitions().iter().find(|w| &w.name == name)?;
+        own_watermark(partition, self.split.whole.watermark_strategy())
     }
 
     fn metrics(&self) -> EngineMetrics {

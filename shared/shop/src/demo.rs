@@ -10,23 +10,31 @@
 //!    `enriched_orders.jsonl`, late records to `late.jsonl`, undecodable ones to
 //!    `dead_letters.jsonl`.
 //! 3. Prints a summary.
+//! 4. With `--report FILE.html`, also writes every batch's metrics as the EMF lines a Lambda
+//!    stage prints (`<out>/metrics.jsonl`) and a self-contained HTML report of the run
+//!    ([`shardflow_dashboard::report`]).
 //!
 //! An interrupted run (`--stop-after K`, or a crash) resumes from `<out>/state/` when started
 //! again with the same arguments; a finished run, or state of other arguments, is replaced.
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shardflow_local::{Arrival, LocalRunner, ProtobufFiles, RunManifest, RunSummary};
+use shardflow_dashboard::report::{results_per_window, PipelineTotals, RunReport};
+use shardflow_dashboard::Observations;
+use shardflow_local::{Arrival, BatchReport, LocalRunner, ProtobufFiles, RunManifest, RunSummary};
 use shardflow_schemas::ChangeEvent;
+use shardflow_stage::BatchMetrics;
 
 use crate::generator::{write_shard_files, ShopConfig};
-use crate::pipelines::{order_enrich, receipts, revenue, revenue_split};
+use crate::pipelines::{order_enrich, receipts, revenue, revenue_split, windows};
 
 /// Arguments of `shardflow demo`.
 #[derive(Debug, Clone, Args)]
@@ -65,6 +73,11 @@ pub struct DemoArgs {
     /// processing time.
     #[arg(long, default_value_t = 0)]
     pub shuffle_shards: u16,
+    /// Also write a self-contained HTML report of the run (throughput, watermarks per shard,
+    /// late data and dead letters, results per window) to FILE, and every batch's EMF metrics
+    /// line to `<out>/metrics.jsonl`.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// What the demo did.
@@ -76,6 +89,8 @@ pub struct DemoReport {
     pub generate_secs: f64,
     /// The input files.
     pub input_files: Vec<PathBuf>,
+    /// Every batch's metrics as EMF lines (with `--report`).
+    pub metrics_lines: Vec<String>,
 }
 
 /// Runs `shardflow demo` and prints its summary.
@@ -92,6 +107,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         run.pipelines.iter().map(|p| p.late_records).sum::<u64>()
     );
     println!("outputs in {}", args.out.display());
+    if let Some(path) = &args.report {
+        write_report(&args, &report, path)?;
+        println!("report in {}", path.display());
+    }
     if run.interrupted {
         println!("stopped early: run the same command again to resume from the last checkpoint");
     }
@@ -154,15 +173,22 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
     if let Some(k) = args.stop_after {
         runner = runner.stop_after(k);
     }
+    let metrics_lines = Rc::new(RefCell::new(Vec::new()));
+    if args.report.is_some() {
+        let lines = metrics_lines.clone();
+        runner = runner.on_batch(move |b| lines.borrow_mut().push(emf_line(b)));
+    }
     let run = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("starting the async runtime")?
         .block_on(runner.run(&mut input))?;
     bar.finish_and_clear();
+    let metrics_lines = metrics_lines.take();
     Ok(DemoReport {
         run,
         generate_secs,
         input_files: files,
+        metrics_lines,
     })
 }
 
@@ -180,5 +206,70 @@ fn prepare_state(state_dir: &Path, input_id: &str, fresh: bool) -> anyhow::Resul
     if (fresh || !resumable) && state_dir.exists() {
         std::fs::remove_dir_all(state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
     }
+    Ok(())
+}
+
+/// The EMF line a Lambda stage would print for the batch `b` (stage = pipeline, shard =
+/// partition, time = the run's clock, i.e. arrival time).
+fn emf_line(b: &BatchReport) -> String {
+    let lag = b
+        .partition_watermark
+        .map_or(0, |w| u64::try_from(b.clock.saturating_sub(w)).unwrap_or(0));
+    BatchMetrics {
+        records_in: b.records_in,
+        duplicates_dropped: b.duplicates_dropped,
+        late_records: b.late_records,
+        dead_letter_records: b.dead_letters,
+        results_out: b.results_out,
+        watermark_lag_ms: lag,
+        ..Default::default()
+    }
+    .to_emf_line(&b.pipeline, &b.partition, b.clock)
+}
+
+/// Writes `<out>/metrics.jsonl` and the HTML report of the run to `path`.
+fn write_report(args: &DemoArgs, report: &DemoReport, path: &Path) -> anyhow::Result<()> {
+    let mut text = report.metrics_lines.join("\n");
+    text.push('\n');
+    let metrics = args.out.join("metrics.jsonl");
+    std::fs::write(&metrics, &text).with_context(|| format!("writing {}", metrics.display()))?;
+    let mut observations = Observations::default();
+    observations.add_log("demo", &text, None);
+    let windows = windows();
+    let pipelines = report
+        .run
+        .pipelines
+        .iter()
+        .map(|p| {
+            let results =
+                std::fs::read_to_string(&p.output).with_context(|| format!("reading {}", p.output.display()))?;
+            Ok(PipelineTotals {
+                pipeline: p.pipeline.clone(),
+                records_in: p.records_in,
+                results_out: p.results_out,
+                late_records: p.late_records,
+                results_per_window: results_per_window(&results),
+                window_ms: windows
+                    .get(&p.pipeline)
+                    .copied()
+                    .unwrap_or(shardflow_dashboard::model::DEFAULT_WINDOW_MS),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let run = RunReport {
+        title: "shardflow demo".into(),
+        description: format!(
+            "{} events over {} shards (seed {}), damaged every {}th; the seed platform's pipelines on the embedded runner.",
+            args.events, args.shards, args.seed, args.corrupt_every
+        ),
+        events_in: report.run.records_read,
+        dead_letters: report.run.dead_letters,
+        checkpoints: report.run.checkpoints,
+        elapsed_secs: report.run.elapsed.as_secs_f64(),
+        pipelines,
+        observations,
+    };
+    let html = run.render()?;
+    std::fs::write(path, html).with_context(|| format!("writing the report {}", path.display()))?;
     Ok(())
 }

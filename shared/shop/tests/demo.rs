@@ -16,6 +16,7 @@ fn args(out: &Path, events: u64) -> DemoArgs {
         stop_after: None,
         fresh: false,
         shuffle_shards: 0,
+        report: None,
     }
 }
 
@@ -142,4 +143,50 @@ fn the_demo_with_a_shuffle_writes_the_revenue_of_one_engine_but_its_early_panes(
         late
     };
     assert_eq!(sorted_late(two.path()), sorted_late(one.path()), "late records");
+}
+
+#[test]
+fn a_reported_demo_prints_a_batch_line_per_pipeline_and_shard_that_add_up_to_its_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let report = execute(
+        &DemoArgs {
+            report: Some(out.path().join("report.html")),
+            ..args(out.path(), 6_000)
+        },
+        false,
+    )
+    .unwrap();
+    let records: Vec<shardflow_stage::EmfRecord> = report
+        .metrics_lines
+        .iter()
+        .map(|l| shardflow_stage::EmfRecord::parse_line(l).unwrap())
+        .collect();
+    for p in &report.run.pipelines {
+        let mine: Vec<_> = records.iter().filter(|r| r.stage == p.pipeline).collect();
+        let sum = |f: fn(&shardflow_stage::BatchMetrics) -> u64| mine.iter().map(|r| f(&r.metrics)).sum::<u64>();
+        assert_eq!(sum(|m| m.records_in), p.records_in, "{}", p.pipeline);
+        assert_eq!(sum(|m| m.results_out), p.results_out, "{}", p.pipeline);
+        assert_eq!(sum(|m| m.late_records), p.late_records, "{}", p.pipeline);
+        assert_eq!(
+            sum(|m| m.dead_letter_records),
+            report.run.dead_letters,
+            "{}",
+            p.pipeline
+        );
+        let shards: std::collections::BTreeSet<&str> = mine.iter().map(|r| r.shard.as_str()).collect();
+        assert_eq!(shards.len(), 4, "{shards:?}");
+        // Every shard's watermark moves forward batch after batch.
+        for shard in shards {
+            let marks: Vec<i64> = mine
+                .iter()
+                .filter(|r| r.shard == shard)
+                .filter_map(|r| r.watermark_ms())
+                .collect();
+            assert!(
+                marks.windows(2).all(|w| w[1] >= w[0]) && marks.len() > 1,
+                "{shard}: {marks:?}"
+            );
+        }
+    }
+    assert!(report.run.dead_letters > 0);
 }

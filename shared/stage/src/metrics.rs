@@ -45,6 +45,7 @@ const METRICS: [(&str, &str); 10] = [
 ];
 
 impl BatchMetrics {
+    /// The metrics in the order of [`METRICS`].
     fn values(&self) -> [u64; 10] {
         [
             self.records_in,
@@ -58,6 +59,22 @@ impl BatchMetrics {
             self.state_items_written,
             self.commit_ms,
         ]
+    }
+
+    /// The metrics from their values in the order of [`METRICS`].
+    fn from_values(v: [u64; 10]) -> Self {
+        BatchMetrics {
+            records_in: v[0],
+            duplicates_skipped: v[1],
+            duplicates_dropped: v[2],
+            late_records: v[3],
+            dead_letter_records: v[4],
+            results_out: v[5],
+            watermark_lag_ms: v[6],
+            state_bytes_written: v[7],
+            state_items_written: v[8],
+            commit_ms: v[9],
+        }
     }
 
     /// The EMF object for `stage` and `shard` at `timestamp_ms`.
@@ -90,6 +107,62 @@ impl BatchMetrics {
     pub fn to_emf_line(&self, stage: &str, shard: &str, timestamp_ms: i64) -> String {
         self.to_emf(stage, shard, timestamp_ms).to_string()
     }
+}
+
+/// One EMF line of a stage read back: whose batch it was, when, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfRecord {
+    /// The stage (dimension `Stage`).
+    pub stage: String,
+    /// The shard (dimension `Shard`).
+    pub shard: String,
+    /// `_aws.Timestamp`, epoch ms: the arrival time of the batch's last record.
+    pub timestamp_ms: i64,
+    /// The batch's metrics; a metric missing from the line reads as 0.
+    pub metrics: BatchMetrics,
+}
+
+impl EmfRecord {
+    /// The record an EMF object holds, if it is one of [`BatchMetrics::to_emf`]'s (it has `_aws`
+    /// and `RecordsIn`); `None` for any other JSON value.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let aws = v.get("_aws")?;
+        v.get("RecordsIn")?;
+        let text = |name: &str| v.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mut values = [0u64; 10];
+        for (slot, (name, _)) in values.iter_mut().zip(METRICS.iter()) {
+            *slot = v.get(*name).and_then(Value::as_u64).unwrap_or(0);
+        }
+        Some(EmfRecord {
+            stage: text("Stage"),
+            shard: text("Shard"),
+            timestamp_ms: aws.get("Timestamp").and_then(Value::as_i64).unwrap_or(0),
+            metrics: BatchMetrics::from_values(values),
+        })
+    }
+
+    /// The record of a log line holding an EMF object: the whole line, or from its first `{`
+    /// (log exports and LocalStack's function logs prefix lines).
+    pub fn parse_line(line: &str) -> Option<Self> {
+        Self::from_value(&json_object_of(line)?)
+    }
+
+    /// The watermark the line implies (timestamp minus `WatermarkLag`), if the stage had one (a
+    /// lag of 0 means none yet).
+    pub fn watermark_ms(&self) -> Option<i64> {
+        (self.metrics.watermark_lag_ms > 0).then(|| {
+            self.timestamp_ms
+                .saturating_sub(i64::try_from(self.metrics.watermark_lag_ms).unwrap_or(i64::MAX))
+        })
+    }
+}
+
+/// The JSON object a log line holds, if any: the whole line, or from its first `{`.
+pub fn json_object_of(line: &str) -> Option<Value> {
+    let start = line.find('{')?;
+    serde_json::from_str::<Value>(&line[start..])
+        .ok()
+        .filter(Value::is_object)
 }
 
 #[cfg(test)]
@@ -128,5 +201,39 @@ mod tests {
             v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
             json!(["Stage", "Shard"])
         );
+    }
+
+    #[test]
+    fn an_emf_line_reads_back_as_the_batch_that_printed_it() {
+        let m = BatchMetrics {
+            records_in: 250,
+            late_records: 3,
+            dead_letter_records: 1,
+            results_out: 20,
+            watermark_lag_ms: 4_000,
+            state_bytes_written: 900,
+            state_items_written: 5,
+            commit_ms: 12,
+            ..Default::default()
+        };
+        let line = format!(
+            "[abcd1234] {}",
+            m.to_emf_line("revenue", "shardId-000000000002", 1_700_000_010_000)
+        );
+        let r = EmfRecord::parse_line(&line).unwrap();
+        assert_eq!(r.stage, "revenue");
+        assert_eq!(r.shard, "shardId-000000000002");
+        assert_eq!(r.timestamp_ms, 1_700_000_010_000);
+        assert_eq!(r.metrics, m);
+        assert_eq!(r.watermark_ms(), Some(1_700_000_006_000));
+    }
+
+    #[test]
+    fn lines_that_are_not_emf_read_as_nothing() {
+        assert_eq!(EmfRecord::parse_line("START RequestId: 1"), None);
+        assert_eq!(EmfRecord::parse_line(r#"{"level":"ERROR","message":"x"}"#), None);
+        assert_eq!(EmfRecord::parse_line(r#"{"_aws": {"#), None);
+        let no_watermark = BatchMetrics::default().to_emf_line("s", "shard", 5);
+        assert_eq!(EmfRecord::parse_line(&no_watermark).unwrap().watermark_ms(), None);
     }
 }

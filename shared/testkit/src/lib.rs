@@ -4,6 +4,10 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL` (as the AWS SDKs read them); `scripts/test`
 //! starts LocalStack and sets them. A test that needs a service fails with a message saying so
 //! when neither is set — it never passes without the service.
+//!
+//! [`browser`]: headless chromium for the browser tests of the dashboard and the demo report.
+
+pub mod browser;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 

@@ -14,11 +14,24 @@ use shardflow_engine::WatermarkStrategy;
 use shardflow_schemas::ChangeEvent;
 
 pub use order_enrich::{order_enrich, EnrichInput, EnrichedOrder, ENRICH_SESSION_GAP_MS};
-pub use receipts::{receipts, Receipt, RECEIPT_DEDUP_HORIZON_MS};
+pub use receipts::{receipts, Receipt, RECEIPTS_WINDOW_MS, RECEIPT_DEDUP_HORIZON_MS};
 pub use revenue::{
     revenue, revenue_split, KeyedSale, LineSale, RevenueRow, REVENUE_ALLOWED_LATENESS_MS, REVENUE_EARLY_FIRING_MS,
     REVENUE_WINDOW_MS,
 };
+
+/// Each pipeline's window (the session gap for `order_enrich`) by pipeline name: how long a
+/// watermark may stand still before its windows wait (the dashboard's highlights).
+pub fn windows() -> std::collections::BTreeMap<String, i64> {
+    [
+        ("revenue", REVENUE_WINDOW_MS),
+        ("receipts", RECEIPTS_WINDOW_MS),
+        ("order_enrich", ENRICH_SESSION_GAP_MS),
+    ]
+    .into_iter()
+    .map(|(name, ms)| (name.to_owned(), ms))
+    .collect()
+}
 
 /// Bounded out-of-orderness of the shop's shards.
 pub const OUT_OF_ORDERNESS_MS: i64 = 5_000;

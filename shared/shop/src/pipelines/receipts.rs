@@ -18,6 +18,9 @@ use shardflow_schemas::{ChangeEvent, Op, Order, OrderStatus};
 
 use super::{event_time, watermarks};
 
+/// The receipts' tumbling window: one minute.
+pub const RECEIPTS_WINDOW_MS: i64 = 60_000;
+
 /// How long after a completion's minute duplicates of it are still recognised.
 pub const RECEIPT_DEDUP_HORIZON_MS: i64 = 60 * 60_000;
 
@@ -73,7 +76,7 @@ pub fn receipts() -> Pipeline<ChangeEvent, Receipt> {
         .event_time(event_time)
         .filter_map(|e: ChangeEvent| completion(&e).map(|o| (o, e.event_time())))
         .key_by(|(o, _)| o.order_id)
-        .window(Windowing::tumbling(60_000).expect("a positive constant window size"))
+        .window(Windowing::tumbling(RECEIPTS_WINDOW_MS).expect("a positive constant window size"))
         .trigger(
             Trigger::at_watermark()
                 .with_early_firings(Firing::every_elements(1))
