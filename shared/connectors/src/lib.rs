@@ -9,6 +9,7 @@
 //! | [`SnsSink`] | SNS topic | FIFO: `MessageDeduplicationId` = result id; standard: attribute `shardflow-result-id` for consumers |
 //! | [`S3Sink`] | S3 objects | deterministic object keys (per result id, or per key and window with the latest pane kept) |
 //! | [`PostgresSink`] | Postgres table | upsert on the row's key, a row changes only for a later pane |
+//! | [`DynamoDbSink`] | DynamoDB table | conditional `PutItem` per key and window, an item changes only for a later pane |
 //! | [`KinesisSink`] | Kinesis stream (the next stage) | the id travels in the record; the next stage drops repeats (`Stream::deduplicate`) |
 //! | [`SqsDeadLetterSink`] | SQS queue | FIFO: deduplication id = stage/shard/sequence/kind; standard: attribute `shardflow-dead-letter-id` |
 //! | [`S3DeadLetterSink`] | S3 objects | deterministic key `dead-letters/{stage}/{shard}/{sequence}-{kind}.json` |
@@ -23,6 +24,7 @@
 
 mod batching;
 mod dead_letter_destination;
+mod dynamodb;
 mod error;
 mod kinesis;
 mod message;
@@ -34,6 +36,11 @@ mod sns;
 mod sqs_dead_letters;
 
 pub use dead_letter_destination::{DeadLetterDestination, DLQ_BUCKET_ENV, DLQ_URL_ENV};
+pub use dynamodb::{
+    create_upsert_table, DynamoDbItem, DynamoDbItemError, DynamoDbSink, DynamoDbSinkConfig, ItemKeyFn, SortKey,
+    ITEM_RESULT_ID_ATTRIBUTE, MAX_ITEM_BYTES, PANE_INDEX_ATTRIBUTE, PANE_TIMING_ATTRIBUTE, PARTITION_KEY_ATTRIBUTE,
+    SORT_KEY_ATTRIBUTE, WINDOW_END_ATTRIBUTE, WINDOW_START_ATTRIBUTE,
+};
 pub use kinesis::{KinesisSink, KinesisSinkConfig, PartitionKeyFn};
 pub use message::{KinesisEnvelope, ResultMessage};
 pub use postgres::{quote_identifier, PostgresRow, PostgresSink, PostgresSinkConfig};
