@@ -1,7 +1,10 @@
 //! A pipeline instance inside the runner, with its output type erased.
 
 use serde::Serialize;
-use shardflow_engine::{Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError};
+use shardflow_engine::{
+    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, RestoreOptions, RestoreReport,
+    StateError,
+};
 
 use crate::sink::{JsonLinesSink, LateLine, ResultLine};
 
@@ -28,8 +31,9 @@ pub(crate) trait Job<In> {
     ) -> std::io::Result<()>;
     /// Takes a checkpoint.
     fn snapshot(&mut self, full: bool) -> Result<Checkpoint, StateError>;
-    /// Replaces the engine with one restored from `image`.
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError>;
+    /// Replaces the engine with one restored from `image` under `options`; what the restore did
+    /// with each operator's state.
+    fn restore(&mut self, image: &CheckpointImage, options: RestoreOptions) -> Result<RestoreReport, StateError>;
     /// The engine's counters.
     fn metrics(&self) -> EngineMetrics;
 }
@@ -104,9 +108,10 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
         }
     }
 
-    fn restore(&mut self, image: &CheckpointImage) -> Result<(), StateError> {
-        self.engine = Engine::restore(&self.pipeline, image)?;
-        Ok(())
+    fn restore(&mut self, image: &CheckpointImage, options: RestoreOptions) -> Result<RestoreReport, StateError> {
+        let (engine, report) = Engine::restore_with(&self.pipeline, image, options)?;
+        self.engine = engine;
+        Ok(report)
     }
 
     fn metrics(&self) -> EngineMetrics {
