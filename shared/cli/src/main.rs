@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rollback(args) => shardflow_bluegreen::commands::rollback(args),
         Command::Validate(args) => shardflow_bluegreen::commands::validate(args),
         Command::Savepoint(args) => {
-            shardflow_lifecycle::command::savepoint::run(args, &shardflow_shop_stages::check_targets())
+            shardflow_lifecycle::command::savepoint::run(args, shardflow_shop_stages::check_targets())
         }
         Command::Status(args) => shardflow_lifecycle::command::status::run(args),
         Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),

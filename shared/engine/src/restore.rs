@@ -129,6 +129,15 @@ impl RestoreReport {
         })
     }
 
+    /// Whether every line is an operator of the pipeline restored under its own id: nothing
+    /// starts empty, was dropped, superseded or read under a format version 1 id. What a
+    /// runner logs is the report of a restore that is not plain.
+    pub fn is_plain(&self) -> bool {
+        self.operators
+            .iter()
+            .all(|o| matches!(&o.outcome, RestoreOutcome::Restored { from } if *from == o.id))
+    }
+
     /// Logs what did not restore as it was stored: operators that start empty although the image
     /// holds state of others, dropped state (warnings), state read under another id (info).
     pub(crate) fn log(&self, pipeline: &str, image_has_state: bool) {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use shardflow_engine::RestoreOptions;
+
 /// The environment variable the template sets to the event source mapping's
 /// `ParallelizationFactor`.
 pub const PARALLELIZATION_FACTOR_ENV: &str = "SHARDFLOW_PARALLELIZATION_FACTOR";
@@ -14,6 +16,10 @@ pub type PartitionKeyOf = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
 pub const CHECKPOINT_INTERVAL_BATCHES_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES";
 /// The environment variable of the checkpoint interval in milliseconds of processing time.
 pub const CHECKPOINT_INTERVAL_MS_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_MS";
+
+/// The environment variable that lets a stage drop checkpointed state of operators its pipeline
+/// no longer has (`true` or `1`; `false`, `0` or unset: refuse). See [`StageConfig::restore`].
+pub const ALLOW_DROPPED_STATE_ENV: &str = "SHARDFLOW_ALLOW_DROPPED_STATE";
 
 /// How often a stage commits a shard's state (see the crate documentation, "Interval commits"):
 /// when `batches` batches were handled since the last commit, or when `millis` of processing time
@@ -129,6 +135,10 @@ pub struct StageConfig {
     pub keying: PartitionKeying,
     /// How often a shard's state is committed (default: every batch).
     pub checkpoint_interval: CheckpointInterval,
+    /// How a cold load restores a shard's checkpoint into the pipeline (default: strict, state
+    /// of an operator the pipeline does not have refuses the restore; see the crate
+    /// documentation, "Restores").
+    pub restore: RestoreOptions,
 }
 
 impl Default for StageConfig {
@@ -137,7 +147,28 @@ impl Default for StageConfig {
             parallelization_factor: 1,
             keying: PartitionKeying::Undeclared,
             checkpoint_interval: CheckpointInterval::default(),
+            restore: RestoreOptions::strict(),
         }
+    }
+}
+
+/// The restore options from [`ALLOW_DROPPED_STATE_ENV`]: unset, `false` or `0` is strict, `true`
+/// or `1` allows dropped state; anything else is an error naming the variable.
+pub fn restore_options_from_env() -> Result<RestoreOptions, String> {
+    match std::env::var(ALLOW_DROPPED_STATE_ENV) {
+        Err(_) => Ok(RestoreOptions::strict()),
+        Ok(v) => parse_allow_dropped_state(&v)
+            .map(|allow_dropped_state| RestoreOptions { allow_dropped_state })
+            .ok_or_else(|| format!("{ALLOW_DROPPED_STATE_ENV}={v:?} is not true, false, 1 or 0")),
+    }
+}
+
+/// `true`/`1` → `Some(true)`, `false`/`0`/empty → `Some(false)`, anything else `None`.
+fn parse_allow_dropped_state(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" | "" => Some(false),
+        _ => None,
     }
 }
 
@@ -145,7 +176,9 @@ impl StageConfig {
     /// The configuration with the parallelization factor from [`PARALLELIZATION_FACTOR_ENV`]
     /// (1 when unset; a value that is not a number is kept as 0, which `Stage::new` refuses) and
     /// the checkpoint interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] /
-    /// [`CHECKPOINT_INTERVAL_MS_ENV`] (one batch when unset or unreadable; unreadable is logged).
+    /// [`CHECKPOINT_INTERVAL_MS_ENV`] (one batch when unset or unreadable; unreadable is logged),
+    /// and the restore options from [`ALLOW_DROPPED_STATE_ENV`] (strict when unset or
+    /// unreadable — a typo never drops state; unreadable is logged).
     pub fn from_env(keying: PartitionKeying) -> Self {
         let parallelization_factor = match std::env::var(PARALLELIZATION_FACTOR_ENV) {
             Ok(v) => v.trim().parse().unwrap_or(0),
@@ -155,17 +188,33 @@ impl StageConfig {
             tracing::error!(error = %e, "checkpoint interval: committing every batch");
             CheckpointInterval::default()
         });
+        let restore = restore_options_from_env().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "restore options: refusing dropped state");
+            RestoreOptions::strict()
+        });
         StageConfig {
             parallelization_factor,
             keying,
             checkpoint_interval,
+            restore,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::CheckpointInterval;
+    use super::{parse_allow_dropped_state, CheckpointInterval};
+
+    #[test]
+    fn only_true_or_1_allows_dropped_state_and_a_typo_is_not_read_as_either() {
+        assert_eq!(parse_allow_dropped_state("true"), Some(true));
+        assert_eq!(parse_allow_dropped_state(" TRUE "), Some(true));
+        assert_eq!(parse_allow_dropped_state("1"), Some(true));
+        assert_eq!(parse_allow_dropped_state("false"), Some(false));
+        assert_eq!(parse_allow_dropped_state("0"), Some(false));
+        assert_eq!(parse_allow_dropped_state(""), Some(false));
+        assert_eq!(parse_allow_dropped_state("yes please"), None);
+    }
 
     #[test]
     fn the_default_interval_commits_every_batch() {

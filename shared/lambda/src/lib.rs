@@ -63,6 +63,28 @@
 //! counted in the checkpoint; after [`Stage::max_attempts`] it is dead-lettered as `poison`, so a
 //! poison record never blocks its shard.
 //!
+//! # Restores
+//! A cold load (no warm engine, or another container committed since) restores the shard's
+//! checkpoint into the deployed pipeline with `Engine::restore_with` and the options of
+//! [`StageConfig::restore`] (env `SHARDFLOW_ALLOW_DROPPED_STATE`, strict unless `true` or `1`); a
+//! new shard adopts its parents' state under the same options. It is the rule of every runner
+//! (the local runner, `shardflow savepoint restore`, replay): an operator's state is found by its id;
+//! state of an operator the pipeline does not have refuses the restore unless dropping it is
+//! allowed; an operator with no state starts empty. A report that is not plain (an operator starts
+//! empty, state was dropped or read under a format version 1 id) is logged as a warning with the
+//! stage, the shard and the operators; a dropped operator's state is gone from the store after the
+//! next commit, which is full.
+//!
+//! A refusal fails the invocation with [`StageError::RestoreRefused`], logged as an error whose
+//! message starts `RESTORE REFUSED` and names the operators. It is deterministic, so Lambda's
+//! retries fail the same way: with the template's default `MaximumRetryAttempts` of -1 the shard is
+//! retried forever and does not advance — nothing is lost or skipped, the `IteratorAge` alarm of
+//! the stage fires, and the log says why. With a retry limit Lambda would skip the batches instead
+//! (their positions go to the FailedBatches queue and its alarm fires; replay them after the fix).
+//! Fix it by deploying a pipeline that has the operators (their uids), or, when losing their state
+//! is intended, by setting `SHARDFLOW_ALLOW_DROPPED_STATE=true`; `shardflow savepoint check` finds
+//! the problem before a deploy.
+//!
 //! # Keys and shards
 //! Kinesis routes a record to the shard whose hash-key range holds MD5(partition key) (as a
 //! 128-bit big-endian number, [`hash_key`]); the engine places a key in the key group
@@ -111,8 +133,8 @@ mod stage;
 pub mod warm;
 
 pub use config::{
-    CheckpointInterval, PartitionKeyOf, PartitionKeying, StageConfig, CHECKPOINT_INTERVAL_BATCHES_ENV,
-    CHECKPOINT_INTERVAL_MS_ENV, PARALLELIZATION_FACTOR_ENV,
+    restore_options_from_env, CheckpointInterval, PartitionKeyOf, PartitionKeying, StageConfig,
+    ALLOW_DROPPED_STATE_ENV, CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_MS_ENV, PARALLELIZATION_FACTOR_ENV,
 };
 pub use env::{
     StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,

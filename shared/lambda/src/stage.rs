@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
-use shardflow_engine::{CheckpointImage, Committed, Engine, Pipeline, StateError, StateStore};
+use shardflow_engine::{CheckpointImage, Committed, Engine, Pipeline, RestoreReport, StateError, StateStore};
 use shardflow_stage::{
     batch_response, partition_name, process_batch, BatchError, BatchMetrics, BatchOutcome, DeadLetterSink,
     RecordDecoder, ResultSink, SequenceNumber, ShardBatch, SinkError,
@@ -39,6 +39,28 @@ pub enum StageError {
     /// The stored state does not fit this pipeline.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The shard's checkpoint (or its parents') holds state of operators this pipeline does not
+    /// have, and the stage does not allow dropping it (see the crate documentation,
+    /// "Restores"). Every invocation of the shard fails this way until a pipeline with those
+    /// operator ids is deployed or `SHARDFLOW_ALLOW_DROPPED_STATE=true` is set: the shard does
+    /// not advance, nothing is lost, its iterator age grows.
+    #[error(
+        "RESTORE REFUSED: stage {stage}, shard {shard}: the checkpoint holds state of operator(s) {unmatched:?} \
+         that this pipeline does not have{}; deploy a pipeline with those operator ids (uid), or set \
+         SHARDFLOW_ALLOW_DROPPED_STATE=true to drop their state. The shard does not advance until then",
+        if starts_empty.is_empty() { String::new() } else { format!(" (its operator(s) {starts_empty:?} find no state)") }
+    )]
+    RestoreRefused {
+        /// The stage.
+        stage: String,
+        /// The shard whose batch failed.
+        shard: String,
+        /// The checkpoint's operator ids the pipeline does not have.
+        unmatched: Vec<String>,
+        /// The pipeline's operators that find no state in the checkpoint (a renamed id shows on
+        /// both lists).
+        starts_empty: Vec<String>,
+    },
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -305,11 +327,55 @@ where
         &self.dead_letters
     }
 
-    fn restore(&self, start: &Start) -> Result<Engine<In, Out>, StateError> {
-        match &start.image {
-            Some(image) => Engine::restore(&self.pipeline, image),
-            None => Ok(self.pipeline.engine()),
+    /// The engine of `shard` at `start`, restored with the stage's [`StageConfig::restore`]
+    /// options; a report that is not plain is logged, a refusal is
+    /// [`StageError::RestoreRefused`].
+    fn restore(&self, shard: &str, start: &Start) -> Result<Engine<In, Out>, StageError> {
+        let Some(image) = &start.image else {
+            return Ok(self.pipeline.engine());
+        };
+        let restored = Engine::restore_with(&self.pipeline, image, self.config.restore);
+        let (engine, report) = restored.map_err(|e| self.refused(shard, e))?;
+        self.log_restore(shard, "restore", &report);
+        Ok(engine)
+    }
+
+    /// [`StageError::RestoreRefused`] for a refusal of unmatched state (logged as an error),
+    /// [`StageError::State`] for any other.
+    fn refused(&self, shard: &str, e: StateError) -> StageError {
+        match e {
+            StateError::UnmatchedState {
+                unmatched,
+                starts_empty,
+            } => {
+                let e = StageError::RestoreRefused {
+                    stage: self.name.clone(),
+                    shard: shard.to_owned(),
+                    unmatched,
+                    starts_empty,
+                };
+                tracing::error!(stage = %self.name, shard, error = %e, "restore refused");
+                e
+            }
+            other => StageError::State(other),
         }
+    }
+
+    /// Logs a restore (or adoption) report that is not plain: what starts empty, was dropped or
+    /// was read under another id.
+    fn log_restore(&self, shard: &str, what: &str, report: &RestoreReport) {
+        if report.is_plain() {
+            return;
+        }
+        tracing::warn!(
+            stage = %self.name,
+            shard,
+            restored = ?report.restored(),
+            starts_empty = ?report.starts_empty(),
+            dropped = ?report.dropped(),
+            allow_dropped_state = self.config.restore.allow_dropped_state,
+            "{what}: not every operator's state was restored as stored"
+        );
     }
 
     /// The committed state of `shard`, or, for a shard that never committed, the state it takes
@@ -373,7 +439,7 @@ where
                 .all(|p| range.start() <= p.start() && p.end() <= range.end());
         if covers_parents {
             // A merge (or a shard that owns all its ancestors' hash keys): everything is its own.
-            return Ok(Engine::adopt(&self.pipeline, images, &|_| true)?);
+            return self.adopt_keys(&child.shard_id, images, &|_| true);
         }
         if !self.config.keying.is_declared() {
             return Err(StageError::ReshardRefused {
@@ -388,7 +454,23 @@ where
                 .partition_key_of(key)
                 .is_some_and(|pk| range.contains(&hash_key(&pk)))
         };
-        Ok(Engine::adopt(&self.pipeline, images, &keep)?)
+        self.adopt_keys(&child.shard_id, images, &keep)
+    }
+
+    /// `Engine::adopt_with` under the stage's restore options, each parent's report logged
+    /// when not plain.
+    fn adopt_keys(
+        &self,
+        shard: &str,
+        images: &[CheckpointImage],
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Engine<In, Out>, StageError> {
+        let (engine, reports) = Engine::adopt_with(&self.pipeline, images, keep, self.config.restore)
+            .map_err(|e| self.refused(shard, e))?;
+        for report in &reports {
+            self.log_restore(shard, "adoption of a parent's state", report);
+        }
+        Ok(engine)
     }
 
     fn process(&self, engine: &mut Engine<In, Out>, batch: &ShardBatch, position: &ShardPosition) -> BatchOutcome<Out> {
@@ -443,7 +525,7 @@ where
         if let Some((at, message)) = outcome.panicked_at.clone() {
             // The engine saw part of the batch: start again from the committed state.
             let shard = self.load_shard(&batch.shard_id).await?;
-            let engine = self.restore(&shard.start)?;
+            let engine = self.restore(&batch.shard_id, &shard.start)?;
             return self
                 .handle_failure(
                     shard.store,
@@ -531,7 +613,7 @@ where
         let committed = StateStore::load(&mut store).await?;
         let position = committed.as_ref().map(|c| c.position.clone()).unwrap_or_default();
         let start = self.start(shard, committed.as_ref()).await?;
-        let engine = self.restore(&start)?;
+        let engine = self.restore(shard, &start)?;
         let state_bytes = start.image.as_ref().map_or(0, CheckpointImage::size_hint);
         Ok(OpenShard {
             store,
@@ -561,7 +643,7 @@ where
             return Ok(batch_response(None));
         };
         let start = self.start(&end.shard_id, Some(&committed)).await?;
-        let engine = self.restore(&start)?;
+        let engine = self.restore(&end.shard_id, &start)?;
         self.finish_input(end, store, engine, false, &committed.position).await
     }
 

@@ -21,7 +21,7 @@ use crate::error::LifecycleError;
 use crate::manifest::{S3Location, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION};
 use crate::restore::{read_manifest, read_shard};
 
-type CheckFn = Box<dyn Fn(&CheckpointImage) -> Result<RestoreReport, StateError>>;
+type CheckFn = Box<dyn Fn(&CheckpointImage) -> Result<RestoreReport, StateError> + Send + Sync>;
 
 /// A pipeline to check savepoints against, with its type erased so that a catalogue of
 /// pipelines of different record types can be given to the `savepoint check` command.
@@ -48,6 +48,12 @@ impl CheckTarget {
                 .map(|(_, report)| report)
             }),
         }
+    }
+
+    /// A dry-run restore of `image` into a fresh engine of the pipeline, dropped state allowed
+    /// (so that everything is reported).
+    pub(crate) fn dry_run(&self, image: &CheckpointImage) -> Result<RestoreReport, StateError> {
+        (self.check)(image)
     }
 
     /// The name the target is known by.
@@ -366,7 +372,9 @@ pub async fn check_savepoint(
         .await;
         for (shard, state) in read {
             let restored = match state {
-                Ok(state) => (target.check)(&CheckpointImage::new(state.checkpoint)).map_err(LifecycleError::from),
+                Ok(state) => target
+                    .dry_run(&CheckpointImage::new(state.checkpoint))
+                    .map_err(LifecycleError::from),
                 Err(e) => Err(e),
             };
             match restored {

@@ -119,6 +119,27 @@ pub enum LifecycleError {
         /// Why, one reason per failed check, shard or dropped state.
         reasons: Vec<String>,
     },
+    /// `savepoint restore` with a pipeline: the savepoint holds state of operators the pipeline
+    /// does not have, and dropping it is not allowed (the rule of every restore; see
+    /// `shardflow_engine::restore`).
+    #[error(
+        "savepoint {savepoint} does not restore into {target}: shard {shard} holds state of operator(s) \
+         {unmatched:?} that the pipeline does not have{}; give the operators those ids (uid), or allow dropping \
+         the state (--allow-dropped-state)",
+        if starts_empty.is_empty() { String::new() } else { format!(" (its operator(s) {starts_empty:?} find no state)") }
+    )]
+    RestoreRefused {
+        /// The savepoint.
+        savepoint: String,
+        /// The pipeline restored into.
+        target: String,
+        /// The first shard refused.
+        shard: String,
+        /// The savepoint's operator ids the pipeline does not have.
+        unmatched: Vec<String>,
+        /// The pipeline's operators that find no state.
+        starts_empty: Vec<String>,
+    },
     /// A name or location argument is not usable.
     #[error("invalid argument: {0}")]
     Invalid(String),

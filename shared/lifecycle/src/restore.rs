@@ -15,15 +15,28 @@
 //! the last record its state covers; mappings cannot start at a sequence number) therefore continues exactly where the old stage stopped. A restore is atomic per
 //! shard, not across shards: if it fails part way, rerun it with `force`.
 //!
+//! # With the new pipeline
+//! Given the pipeline the stage will run ([`RestoreOptions::pipeline`], a
+//! [`CheckTarget`]), the restore applies the rule of every restore before anything is written:
+//! each shard's image is restored into the pipeline as a dry run; state of an operator the
+//! pipeline does not have refuses the whole restore ([`LifecycleError::RestoreRefused`], naming
+//! the operators) unless [`RestoreOptions::allow_dropped_state`] is set, in which case that state
+//! is left out of what is written — so the stage, strict by default, restores what the savepoint
+//! restore accepted. An image that does not restore at all (damaged, another pipeline) refuses it
+//! too. Without a pipeline the savepoint is copied as it is and the stage's own restore applies
+//! the rule at its first load.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use shardflow_engine::checkpoint::{FORMAT_VERSION, MIN_FORMAT_VERSION};
-use shardflow_engine::Checkpoint;
+use shardflow_engine::{Checkpoint, CheckpointImage};
 use shardflow_stage::SequenceNumber;
 use shardflow_state_dynamodb::{DynamoDbCheckpointStore, RecordFailure, SpillBucket, MAX_INLINE_STATE_BYTES};
 
+use crate::check::CheckTarget;
 use crate::error::LifecycleError;
 use crate::manifest::{
     checksum, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
@@ -59,6 +72,11 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Shards written at once (default 8).
     pub concurrency: usize,
+    /// The pipeline the stage will run: each shard is dry-run restored into it first (see the
+    /// module documentation). `None`: copied as it is.
+    pub pipeline: Option<Arc<CheckTarget>>,
+    /// With a pipeline: leave out the state of operators it does not have instead of refusing.
+    pub allow_dropped_state: bool,
 }
 
 impl RestoreOptions {
@@ -72,6 +90,8 @@ impl RestoreOptions {
             expect: RestoreExpectations::default(),
             force: false,
             concurrency: 8,
+            pipeline: None,
+            allow_dropped_state: false,
         }
     }
 }
@@ -120,6 +140,12 @@ pub async fn restore_savepoint(
     .buffered(options.concurrency.max(1))
     .try_collect()
     .await?;
+    let mut shards = shards;
+    if let Some(target) = &options.pipeline {
+        for shard in &mut shards {
+            apply_restore_rule(options, target, shard)?;
+        }
+    }
     if options.spill_bucket.is_none() {
         let large = shards.iter().find_map(|s| {
             s.checkpoint
@@ -184,6 +210,33 @@ pub async fn restore_savepoint(
     tracing::info!(stage = %options.stage, table = %options.table, shards = report.manifest.shards.len(),
         items = report.items_written, "savepoint restored");
     Ok(report)
+}
+
+/// Dry-runs the restore of `shard` into `target`: refuses state of operators the pipeline does
+/// not have unless `options.allow_dropped_state`, and then leaves it out of the checkpoint.
+fn apply_restore_rule(
+    options: &RestoreOptions,
+    target: &CheckTarget,
+    shard: &mut ShardState,
+) -> Result<(), LifecycleError> {
+    let report = target.dry_run(&CheckpointImage::new(shard.checkpoint.clone()))?;
+    let dropped: BTreeSet<String> = report.dropped().into_iter().map(str::to_owned).collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    if !options.allow_dropped_state {
+        return Err(LifecycleError::RestoreRefused {
+            savepoint: options.savepoint.to_string(),
+            target: target.name().to_owned(),
+            shard: shard.entry.shard.clone(),
+            unmatched: dropped.into_iter().collect(),
+            starts_empty: report.starts_empty().into_iter().map(str::to_owned).collect(),
+        });
+    }
+    tracing::warn!(shard = %shard.entry.shard, target = target.name(), dropped = ?dropped,
+        "savepoint restore: state of operators the pipeline does not have is left out");
+    shard.checkpoint.operators.retain(|o| !dropped.contains(&o.operator));
+    Ok(())
 }
 
 async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, LifecycleError> {

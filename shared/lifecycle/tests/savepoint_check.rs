@@ -11,13 +11,18 @@ mod common;
 
 use common::{event, purchases, revenue, Purchase, Row, TestStage};
 use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};
+use std::sync::Arc;
+
+use shardflow_engine::{
+    Engine, Pipeline, RestoreOptions as EngineRestoreOptions, Trigger, WatermarkStrategy, Windowing,
+};
 use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{
-    check_savepoint, create_savepoint, CheckOptions, CheckOutcome, CheckReport, CheckTarget, LifecycleError,
-    S3Location, SavepointOptions,
+    check_savepoint, create_savepoint, restore_savepoint, stage_has_state, CheckOptions, CheckOutcome, CheckReport,
+    CheckTarget, LifecycleError, RestoreOptions, S3Location, SavepointOptions,
 };
 use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
+use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 
 const SHARD_A: &str = "shardId-000000000000";
 const SHARD_B: &str = "shardId-000000000001";
@@ -54,11 +59,20 @@ fn restored(report: &CheckReport) -> Vec<(&str, String, usize)> {
         .collect()
 }
 
-#[tokio::test]
-async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
-    let (_, bucket) = shardflow_testkit::bucket("sp-check").await;
+/// A savepoint of a stage that ran the revenue pipeline on two shards.
+struct Blue {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    location: S3Location,
+    saved: shardflow_lifecycle::SavepointReport,
+}
+
+async fn blue_savepoint(name: &str) -> Blue {
+    let (_, bucket) = shardflow_testkit::bucket(name).await;
     let s3 = shardflow_testkit::s3();
-    let (client, table) = shardflow_testkit::state_table("sp-check").await;
+    let (client, table) = shardflow_testkit::state_table(name).await;
     let blue: TestStage = Stage::new(
         "revenue",
         revenue(None),
@@ -80,6 +94,25 @@ async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
     )
     .await
     .unwrap();
+    Blue {
+        client,
+        table,
+        s3,
+        bucket,
+        location,
+        saved,
+    }
+}
+
+#[tokio::test]
+async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
+    let Blue {
+        s3,
+        bucket,
+        location,
+        saved,
+        ..
+    } = blue_savepoint("sp-check").await;
     let strict = CheckOptions::default();
     let check = |target: CheckTarget, options: CheckOptions| {
         let s3 = s3.clone();
@@ -196,4 +229,75 @@ async fn checks_report_per_operator_and_refuse_what_would_lose_state() {
     .await
     .unwrap_err();
     assert!(matches!(err, LifecycleError::Refused { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_restore_into_the_new_pipeline_refuses_dropped_state_naming_it_and_leaves_it_out_when_allowed() {
+    let blue = blue_savepoint("sp-restore-rule").await;
+    let restore = |stage: &str, target: Pipeline<Purchase, Row>, allow_dropped_state: bool| {
+        let mut options = RestoreOptions::new(blue.location.clone(), stage, &blue.table);
+        options.pipeline = Some(Arc::new(CheckTarget::new("revenue", target)));
+        options.allow_dropped_state = allow_dropped_state;
+        options
+    };
+    let renamed = || variant("revenue", 128, false, Some("revenue-window"));
+
+    let err = restore_savepoint(&blue.client, &blue.s3, &restore("green", renamed(), false))
+        .await
+        .unwrap_err();
+    match &err {
+        LifecycleError::RestoreRefused {
+            unmatched,
+            starts_empty,
+            target,
+            ..
+        } => {
+            assert_eq!(unmatched, &["window_aggregate-0"]);
+            assert_eq!(starts_empty, &["revenue-window"]);
+            assert_eq!(target, "revenue");
+        }
+        other => panic!("expected a refused restore, got {other}"),
+    }
+    assert!(err.to_string().contains("--allow-dropped-state"), "{err}");
+    assert_eq!(
+        stage_has_state(&blue.client, &blue.table, "green").await.unwrap(),
+        0,
+        "nothing was written"
+    );
+
+    // Allowed: the dropped operator's state is left out, so a strict stage of the new pipeline
+    // restores what was written.
+    restore_savepoint(&blue.client, &blue.s3, &restore("green", renamed(), true))
+        .await
+        .unwrap();
+    for shard in [SHARD_A, SHARD_B] {
+        let loaded = DynamoDbCheckpointStore::new(blue.client.clone(), &blue.table, "green", shard)
+            .load()
+            .await
+            .unwrap();
+        let image = loaded.image.unwrap();
+        assert_eq!(image.operator_metas().count(), 0, "{shard}");
+        let (_, report) = Engine::restore_with(&renamed(), &image, EngineRestoreOptions::strict()).unwrap();
+        assert_eq!(report.starts_empty(), ["revenue-window"]);
+    }
+
+    // A compatible change (a filter before the window) restores everything.
+    restore_savepoint(
+        &blue.client,
+        &blue.s3,
+        &restore("green-filtered", variant("revenue", 128, true, None), false),
+    )
+    .await
+    .unwrap();
+    let loaded = DynamoDbCheckpointStore::new(blue.client.clone(), &blue.table, "green-filtered", SHARD_A)
+        .load()
+        .await
+        .unwrap();
+    let ids: Vec<String> = loaded
+        .image
+        .unwrap()
+        .operator_metas()
+        .map(|(id, _)| id.to_owned())
+        .collect();
+    assert_eq!(ids, ["window_aggregate-0"]);
 }

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use shardflow_engine::watermark::PartitionWatermark;
 use shardflow_engine::{
-    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, StateError, Timestamp, WatermarkStrategy,
-    MIN_TIMESTAMP,
+    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, Pipeline, RestoreOptions, RestoreReport,
+    StateError, Timestamp, WatermarkStrategy, MIN_TIMESTAMP,
 };
 
 use crate::sink::{JsonLinesSink, LateLine, ResultLine};
@@ -37,8 +37,10 @@ pub(crate) trait Job<In> {
     }
     /// Takes a checkpoint of every engine, in [`Job::state_parts`] order.
     fn snapshot(&mut self, full: bool) -> Result<Vec<Checkpoint>, StateError>;
-    /// Replaces the engines with ones restored from `images`, in [`Job::state_parts`] order.
-    fn restore(&mut self, images: &[CheckpointImage]) -> Result<(), StateError>;
+    /// Replaces the engines with ones restored from `images` (in [`Job::state_parts`] order)
+    /// under `options`; what each restore did with each operator's state, in the same order.
+    fn restore(&mut self, images: &[CheckpointImage], options: RestoreOptions)
+        -> Result<Vec<RestoreReport>, StateError>;
     /// The engine's counters.
     fn metrics(&self) -> EngineMetrics;
     /// Sets the shard count of the job's shuffle stream, if it has one (before the run).
@@ -108,9 +110,14 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
         Ok(vec![snapshot(&mut self.engine, full)?])
     }
 
-    fn restore(&mut self, images: &[CheckpointImage]) -> Result<(), StateError> {
-        self.engine = restore_one(&self.pipeline, images, 0)?;
-        Ok(())
+    fn restore(
+        &mut self,
+        images: &[CheckpointImage],
+        options: RestoreOptions,
+    ) -> Result<Vec<RestoreReport>, StateError> {
+        let (engine, report) = restore_one(&self.pipeline, images, 0, options)?;
+        self.engine = engine;
+        Ok(vec![report])
     }
 
     fn metrics(&self) -> EngineMetrics {
@@ -143,16 +150,17 @@ pub(crate) fn snapshot<In: Send + 'static, Out: Send + 'static>(
     }
 }
 
-/// The engine of `pipeline` restored from `images[at]`.
+/// The engine of `pipeline` restored from `images[at]` under `options`, and what the restore did.
 pub(crate) fn restore_one<In: Send + 'static, Out: Send + 'static>(
     pipeline: &Pipeline<In, Out>,
     images: &[CheckpointImage],
     at: usize,
-) -> Result<Engine<In, Out>, StateError> {
+    options: RestoreOptions,
+) -> Result<(Engine<In, Out>, RestoreReport), StateError> {
     let image = images
         .get(at)
         .ok_or_else(|| StateError::Mismatch(format!("no checkpoint for engine {at} of {}", pipeline.name())))?;
-    Engine::restore(pipeline, image)
+    Engine::restore_with(pipeline, image, options)
 }
 
 /// Writes the results and late records `engine` (of pipeline `name`) produced so far.

@@ -16,6 +16,13 @@
 //! directory, it restores the engines, cuts the output files back to their checkpointed length,
 //! skips every partition to its checkpointed offset and goes on, so that the output files end up
 //! exactly as one uninterrupted run writes them.
+//!
+//! The pipelines may have changed between the runs (a new build): each engine is restored by the
+//! rule of every runner (`Engine::restore_with`): an operator's state is found by its id, state of
+//! an operator the pipeline no longer has refuses the resume ([`RunnerError::State`] with
+//! `StateError::UnmatchedState`, naming the operators) unless
+//! [`LocalRunner::allow_dropped_state`] is set, and an operator without state starts empty. A
+//! restore that is not plain is logged as a warning.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::time::DurationMs;
-use shardflow_engine::{EngineMetrics, Pipeline, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
+use shardflow_engine::{EngineMetrics, Pipeline, RestoreOptions, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
 
 use crate::input::{Input, InputError, Item};
 use crate::job::{Job, PipelineJob};
@@ -254,6 +261,7 @@ pub struct LocalRunner<In> {
     input_id: String,
     stop_after: Option<u64>,
     fsync: bool,
+    restore: RestoreOptions,
     jobs: Vec<Box<dyn Job<In>>>,
     shuffle_shards: u16,
     event_time: Option<TimeFn<In>>,
@@ -286,6 +294,7 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
             input_id: String::new(),
             stop_after: None,
             fsync: true,
+            restore: RestoreOptions::strict(),
             jobs: Vec::new(),
             shuffle_shards: DEFAULT_SHUFFLE_SHARDS,
             event_time: None,
@@ -390,6 +399,14 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
     /// cuts it off). For tests and demonstrations of resume.
     pub fn stop_after(mut self, n: u64) -> Self {
         self.stop_after = Some(n);
+        self
+    }
+
+    /// Whether a resume may drop checkpointed state of operators the pipelines no longer have
+    /// (Flink's `allowNonRestoredState`; default `false`: such a resume is refused, naming the
+    /// operators). See the module documentation.
+    pub fn allow_dropped_state(mut self, allow: bool) -> Self {
+        self.restore.allow_dropped_state = allow;
         self
     }
 
@@ -538,10 +555,19 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                 };
                 images.push(image);
             }
-            job.restore(&images).map_err(|source| RunnerError::State {
+            let reports = job.restore(&images, self.restore).map_err(|source| RunnerError::State {
                 pipeline: job.name().to_owned(),
                 source,
             })?;
+            for report in reports.iter().filter(|r| !r.is_plain()) {
+                tracing::warn!(
+                    pipeline = job.name(),
+                    restored = ?report.restored(),
+                    starts_empty = ?report.starts_empty(),
+                    dropped = ?report.dropped(),
+                    "resume: not every operator's state was restored as stored"
+                );
+            }
         }
         let outputs = OutputFiles::open(&self.out_dir, &self.jobs, |file| {
             Some(m.outputs.get(file).copied().unwrap_or(0))

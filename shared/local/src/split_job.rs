@@ -22,8 +22,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::{
-    BatchCombiner, Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, ShuffleOutput, SplitPipeline,
-    StateError, Timestamp, MIN_TIMESTAMP,
+    BatchCombiner, Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, RestoreOptions, RestoreReport,
+    ShuffleOutput, SplitPipeline, StateError, Timestamp, MIN_TIMESTAMP,
 };
 use shardflow_shuffle::{
     BatchEnd, DownstreamShard, KeyGroupSpace, MemoryShuffle, Packed, Packer, ShardMap, Source, UpstreamBatch,
@@ -305,15 +305,23 @@ where
         Ok(checkpoints)
     }
 
-    fn restore(&mut self, images: &[CheckpointImage]) -> Result<(), StateError> {
-        self.upstream = restore_one(&self.split.upstream, images, 0)?;
+    fn restore(
+        &mut self,
+        images: &[CheckpointImage],
+        options: RestoreOptions,
+    ) -> Result<Vec<RestoreReport>, StateError> {
+        let (upstream, report) = restore_one(&self.split.upstream, images, 0, options)?;
+        self.upstream = upstream;
+        let mut reports = vec![report];
         self.shuffle = MemoryShuffle::new(self.shuffle.map().clone());
         let mut downstream = self.fresh_downstream();
         for (i, shard) in downstream.iter_mut().enumerate() {
-            *shard.engine_mut() = restore_one(&self.split.downstream, images, i + 1)?;
+            let (engine, report) = restore_one(&self.split.downstream, images, i + 1, options)?;
+            *shard.engine_mut() = engine;
+            reports.push(report);
         }
         self.downstream = downstream;
-        Ok(())
+        Ok(reports)
     }
 
     fn set_shuffle_shards(&mut self, shards: u16) {

@@ -188,3 +188,51 @@ fn late_records_are_written_with_their_partition_and_offset() {
     assert_eq!(late["event_time"], 2_000);
     assert_eq!(late["window"]["start"], 0);
 }
+
+/// `sums` whose window operator has the uid `uid`, after a filter that keeps everything (a
+/// changed build of the same pipeline).
+fn sums_named(uid: &str) -> Pipeline<Ev, (u32, i64, u64, i64)> {
+    Pipeline::builder("sums")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(2_000).unwrap())
+        .max_key_groups(16)
+        .event_time(|e: &Ev| e.ts)
+        .filter(|e| e.amount >= 0)
+        .key_by(|e| e.key)
+        .window(Windowing::tumbling(10_000).unwrap())
+        .aggregate(Count, |k, w, _, n| (*k, w.start, n, 0))
+        .uid(uid)
+        .unwrap()
+        .sink("sums")
+}
+
+fn run_named(out: &Path, uid: &str, stop_after: Option<u64>, allow_dropped_state: bool) -> Result<RunSummary, String> {
+    let mut input = IterInput::from_vecs(shards(2_000));
+    let mut r = LocalRunner::new(out)
+        .job(sums_named(uid))
+        .checkpoints(out.join("state"), 500)
+        .batch_size(8)
+        .fsync(false)
+        .input_id("test-shards")
+        .allow_dropped_state(allow_dropped_state);
+    if let Some(k) = stop_after {
+        r = r.stop_after(k);
+    }
+    block_on(r.run(&mut input)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_resume_into_a_pipeline_without_the_checkpointed_operator_is_refused_naming_it_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    run_named(dir.path(), "minutes", Some(1_200), false).unwrap();
+    // Same ids: the resume restores the window's state.
+    let same = run_named(dir.path(), "minutes", Some(300), false).unwrap();
+    assert!(same.resumed_from_epoch.is_some() && same.interrupted);
+    let err = run_named(dir.path(), "ten-seconds", None, false).unwrap_err();
+    assert!(
+        err.contains("\"minutes\"") && err.contains("\"ten-seconds\"") && err.contains("sums"),
+        "{err}"
+    );
+    let resumed = run_named(dir.path(), "ten-seconds", None, true).unwrap();
+    assert!(resumed.resumed_from_epoch.is_some());
+    assert!(!resumed.interrupted);
+}

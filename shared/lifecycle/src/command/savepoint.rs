@@ -113,30 +113,46 @@ struct RestoreArgs {
     /// Delete the stage's existing state first instead of refusing.
     #[arg(long)]
     force: bool,
+    /// The pipeline of this build the stage will run, by the name of its stage (as `check`
+    /// takes it): every shard is dry-run restored into it first, and state of operators it does
+    /// not have refuses the restore.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// With --pipeline: leave out the state of operators the pipeline does not have instead of
+    /// refusing.
+    #[arg(long, requires = "pipeline")]
+    allow_dropped_state: bool,
 }
 
-/// Runs `shardflow savepoint`; `check` takes its pipeline from `targets`.
-pub fn run(args: SavepointArgs, targets: &[CheckTarget]) -> anyhow::Result<()> {
+/// Runs `shardflow savepoint`; `check` and `restore --pipeline` take their pipeline from
+/// `targets`.
+pub fn run(args: SavepointArgs, targets: Vec<CheckTarget>) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let clients = Clients::from_env().await;
         match args.action {
             SavepointAction::Create(a) => create(&clients, a).await,
-            SavepointAction::Restore(a) => restore(&clients, a).await,
+            SavepointAction::Restore(a) => restore(&clients, a, targets).await,
             SavepointAction::Check(a) => check(&clients, a, targets).await,
         }
     })
 }
 
-async fn check(clients: &Clients, a: CheckArgs, targets: &[CheckTarget]) -> anyhow::Result<()> {
-    let Some(target) = targets.iter().find(|t| t.name() == a.pipeline) else {
-        let known: Vec<&str> = targets.iter().map(CheckTarget::name).collect();
-        anyhow::bail!("unknown pipeline {:?}; this build has {known:?}", a.pipeline);
-    };
+/// The target named `name`, or an error listing the known ones.
+fn find_target(targets: Vec<CheckTarget>, name: &str) -> anyhow::Result<CheckTarget> {
+    let known: Vec<String> = targets.iter().map(|t| t.name().to_owned()).collect();
+    targets
+        .into_iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| anyhow::anyhow!("unknown pipeline {name:?}; this build has {known:?}"))
+}
+
+async fn check(clients: &Clients, a: CheckArgs, targets: Vec<CheckTarget>) -> anyhow::Result<()> {
+    let target = find_target(targets, &a.pipeline)?;
     let options = CheckOptions {
         allow_dropped_state: a.allow_dropped_state,
         ..CheckOptions::default()
     };
-    let report = check_savepoint(&clients.s3, &S3Location::parse(&a.savepoint)?, target, options)
+    let report = check_savepoint(&clients.s3, &S3Location::parse(&a.savepoint)?, &target, options)
         .await
         .with_context(|| format!("check of {} against {}", a.savepoint, a.pipeline))?;
     if a.json {
@@ -201,10 +217,14 @@ async fn create(clients: &Clients, a: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn restore(clients: &Clients, a: RestoreArgs) -> anyhow::Result<()> {
+async fn restore(clients: &Clients, a: RestoreArgs, targets: Vec<CheckTarget>) -> anyhow::Result<()> {
     let mut options = RestoreOptions::new(S3Location::parse(&a.savepoint)?, &a.stage, &a.table);
     options.spill_bucket = a.bucket;
     options.force = a.force;
+    if let Some(name) = &a.pipeline {
+        options.pipeline = Some(std::sync::Arc::new(find_target(targets, name)?));
+        options.allow_dropped_state = a.allow_dropped_state;
+    }
     options.expect = RestoreExpectations {
         pipeline: a.expect_pipeline,
         pipeline_version: a.expect_pipeline_version,
