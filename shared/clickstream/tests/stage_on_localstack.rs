@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
-use shardflow_clickstream::{sessions_stage, Session, PAGE_VIEWS_STREAM};
+use shardflow_clickstream::{latest_sessions, sessions_stage, Session, PAGE_VIEWS_STREAM};
+use shardflow_connectors::item_value;
 use shardflow_lambda::EndOfInput;
 use shardflow_stage::ShardBatch;
 
@@ -50,12 +50,6 @@ async fn embedded() -> (Vec<String>, BTreeMap<(String, i64), Session>) {
     #[derive(serde::Deserialize)]
     struct Line {
         id: String,
-        pane: Pane,
-        value: Session,
-    }
-    #[derive(serde::Deserialize)]
-    struct Pane {
-        index: u32,
     }
     let out = tempfile::tempdir().expect("a temporary directory");
     sessions_stage()
@@ -63,32 +57,12 @@ async fn embedded() -> (Vec<String>, BTreeMap<(String, i64), Session>) {
         .await
         .expect("the embedded run");
     let text = std::fs::read_to_string(out.path().join("sessions.jsonl")).expect("sessions.jsonl");
-    let mut ids = Vec::new();
-    let mut latest: BTreeMap<(String, i64), (u32, Session)> = BTreeMap::new();
-    for line in text.lines() {
-        let line: Line = serde_json::from_str(line).expect("a session line");
-        ids.push(line.id);
-        let key = (line.value.user_id.clone(), line.value.session_start_ms);
-        if latest.get(&key).is_none_or(|(index, _)| *index < line.pane.index) {
-            latest.insert(key, (line.pane.index, line.value));
-        }
-    }
+    let mut ids: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Line>(l).expect("a result line").id)
+        .collect();
     ids.sort();
-    (ids, latest.into_iter().map(|(k, (_, v))| (k, v)).collect())
-}
-
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {item:?}"))
-}
-
-fn string(item: &HashMap<String, AttributeValue>, name: &str) -> String {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} in {item:?}"))
+    (ids, latest_sessions(&text).expect("session lines"))
 }
 
 #[tokio::test]
@@ -144,15 +118,7 @@ async fn the_sessions_stage_upserts_the_embedded_runners_latest_panes_into_dynam
         .items()
         .iter()
         .map(|item| {
-            let session = Session {
-                user_id: string(item, "user_id"),
-                session_start_ms: number(item, "session_start_ms"),
-                session_end_ms: number(item, "session_end_ms"),
-                views: u64::try_from(number(item, "views")).expect("a count"),
-                first_view_ms: number(item, "first_view_ms"),
-                last_view_ms: number(item, "last_view_ms"),
-            };
-            assert_eq!(string(item, "pk"), session.user_id);
+            let session: Session = item_value(item).expect("a session item");
             ((session.user_id.clone(), session.session_start_ms), session)
         })
         .collect();

@@ -40,9 +40,9 @@ mod sqs_dead_letters;
 
 pub use dead_letter_destination::{DeadLetterDestination, DLQ_BUCKET_ENV, DLQ_URL_ENV};
 pub use dynamodb::{
-    create_upsert_table, DynamoDbItem, DynamoDbItemError, DynamoDbSink, DynamoDbSinkConfig, ItemKeyFn, SortKey,
-    ITEM_RESULT_ID_ATTRIBUTE, MAX_ITEM_BYTES, PANE_INDEX_ATTRIBUTE, PANE_TIMING_ATTRIBUTE, PARTITION_KEY_ATTRIBUTE,
-    SORT_KEY_ATTRIBUTE, WINDOW_END_ATTRIBUTE, WINDOW_START_ATTRIBUTE,
+    create_upsert_table, item_value, DynamoDbItem, DynamoDbItemError, DynamoDbSink, DynamoDbSinkConfig, ItemKeyFn,
+    SortKey, ITEM_RESULT_ID_ATTRIBUTE, MAX_ITEM_BYTES, PANE_INDEX_ATTRIBUTE, PANE_TIMING_ATTRIBUTE,
+    PARTITION_KEY_ATTRIBUTE, SORT_KEY_ATTRIBUTE, WINDOW_END_ATTRIBUTE, WINDOW_START_ATTRIBUTE,
 };
 pub use kinesis::{KinesisSink, KinesisSinkConfig, PartitionKeyFn};
 pub use message::{KinesisEnvelope, ResultMessage};
