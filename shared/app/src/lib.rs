@@ -2,7 +2,7 @@
 //!
 //! A pipeline application declared in code. Each stage names its source (a Kinesis stream of
 //! JSON, Protobuf or `shardflow cdc` change envelopes), its [`shardflow_engine::Pipeline`], its
-//! sinks (SNS, S3, Kinesis, DynamoDB upsert, Postgres upsert, from `shardflow-connectors`) and
+//! sinks (SNS, SQS, S3, Kinesis, DynamoDB upsert, Postgres upsert, from `shardflow-connectors`) and
 //! its dead-letter destination; the addresses are read from environment variables whose names
 //! are derived from the sinks' names ([`env_var`]), so no assembly code per pipeline is needed.
 //!

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use shardflow_connectors::{
     DynamoDbSink, DynamoDbSinkConfig, KinesisSink, KinesisSinkConfig, PostgresRow, PostgresSink, PostgresSinkConfig,
-    S3Sink, S3SinkConfig, SnsSink, SnsSinkConfig, SortKey,
+    S3Sink, S3SinkConfig, SnsSink, SnsSinkConfig, SortKey, SqsSink, SqsSinkConfig,
 };
 use shardflow_engine::Output;
 use shardflow_stage::{ResultSink, SinkError};
@@ -89,6 +89,26 @@ impl<Out: Serialize + Send + Sync + 'static> Sink<Out> {
                 let topic = setup.require(address_suffix("sns"), "the topic's ARN")?;
                 let config = SnsSinkConfig::<Out>::new(topic);
                 ready(SnsSink::new(aws_sdk_sns::Client::new(setup.sdk), config))
+            }),
+        }
+    }
+
+    /// An SQS queue, one JSON message per result (idempotence as [`SqsSink`]'s). Variable:
+    /// `SHARDFLOW_SINK_<NAME>_QUEUE_URL`.
+    pub fn sqs(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let env = vec![var(&name, address_suffix("sqs"), true, "the queue's URL")];
+        Sink {
+            name,
+            kind: "sqs",
+            target: None,
+            env,
+            build: Arc::new(|setup| {
+                let url = setup.require(address_suffix("sqs"), "the queue's URL")?;
+                ready(SqsSink::new(
+                    aws_sdk_sqs::Client::new(setup.sdk),
+                    SqsSinkConfig::<Out>::new(url),
+                ))
             }),
         }
     }

@@ -26,6 +26,7 @@ fn stage() -> StageDef<Click, Click> {
         .pipeline(pipeline())
         .sink(Sink::dynamodb("latest", |c: &Click| c.user.clone(), SortKey::Window))
         .sink(Sink::kinesis("forward", "copies", |c: &Click| c.user.clone()))
+        .sink(Sink::sqs("work"))
 }
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -48,7 +49,8 @@ fn the_description_names_every_sink_variable_and_stream() {
         [
             "SHARDFLOW_SINK_LATEST_TABLE",
             "SHARDFLOW_SINK_LATEST_REGION",
-            "SHARDFLOW_SINK_FORWARD_STREAM"
+            "SHARDFLOW_SINK_FORWARD_STREAM",
+            "SHARDFLOW_SINK_WORK_QUEUE_URL"
         ]
     );
     assert_eq!(
@@ -77,6 +79,7 @@ async fn a_stage_names_the_variable_it_misses() {
         ("SHARDFLOW_STATE_TABLE", "state"),
         ("SHARDFLOW_DLQ_URL", "http://queue"),
         ("SHARDFLOW_SINK_FORWARD_STREAM", "copies"),
+        ("SHARDFLOW_SINK_WORK_QUEUE_URL", "http://work"),
     ]);
     let err = stage().lambda_stage(&missing_table).await.err().expect("refused");
     assert!(
@@ -88,6 +91,7 @@ async fn a_stage_names_the_variable_it_misses() {
         ("SHARDFLOW_STATE_TABLE", "state"),
         ("SHARDFLOW_SINK_LATEST_TABLE", "t"),
         ("SHARDFLOW_SINK_FORWARD_STREAM", "copies"),
+        ("SHARDFLOW_SINK_WORK_QUEUE_URL", "http://work"),
     ]);
     let err = stage().lambda_stage(&missing_dlq).await.err().expect("refused");
     assert!(err.to_string().contains("SHARDFLOW_DLQ_URL"), "{err}");

@@ -42,6 +42,10 @@ enum Command {
     /// per-batch counts, beside Managed Flink and Lambda tumbling windows; prices from a dated
     /// table in the repository, never fetched.
     Cost(shardflow_cost::command::CostArgs),
+    /// An application's CloudFormation template from its description (a JSON file, or a
+    /// function binary of the application run with `--describe`): functions, least-privilege
+    /// roles, streams, state, sinks' resources, dead-letter queues and alarms.
+    Synth(shardflow_synth::command::SynthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,5 +70,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Status(args) => shardflow_lifecycle::command::status::run(args),
         Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),
+        Command::Synth(args) => Ok(shardflow_synth::command::run(args)?),
     }
 }

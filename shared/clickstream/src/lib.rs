@@ -13,6 +13,8 @@
 //! | `sessions-archive` | S3, one object per pane under `sessions/` | `SHARDFLOW_SINK_SESSIONS_ARCHIVE_BUCKET` |
 #![warn(missing_docs)]
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use shardflow_app::{App, Sink, SortKey, Source, StageDef};
 use shardflow_engine::combine::{Count, Max, Min};
@@ -84,6 +86,29 @@ pub fn sessions_pipeline() -> Pipeline<PageView, Session> {
             },
         )
         .sink("sessions")
+}
+
+/// The latest pane of every session in `results` (the embedded runner's `sessions.jsonl`: one
+/// result line per pane), by user and session start — what the DynamoDB sink keeps.
+pub fn latest_sessions(results: &str) -> Result<BTreeMap<(String, i64), Session>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Line {
+        pane: Pane,
+        value: Session,
+    }
+    #[derive(Deserialize)]
+    struct Pane {
+        index: u32,
+    }
+    let mut latest: BTreeMap<(String, i64), (u32, Session)> = BTreeMap::new();
+    for line in results.lines().filter(|l| !l.trim().is_empty()) {
+        let line: Line = serde_json::from_str(line)?;
+        let key = (line.value.user_id.clone(), line.value.session_start_ms);
+        if latest.get(&key).is_none_or(|(index, _)| *index < line.pane.index) {
+            latest.insert(key, (line.pane.index, line.value));
+        }
+    }
+    Ok(latest.into_iter().map(|(k, (_, v))| (k, v)).collect())
 }
 
 /// The `sessions` stage: page views in, sessions to DynamoDB and S3.

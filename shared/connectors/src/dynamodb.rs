@@ -359,6 +359,34 @@ pub async fn create_upsert_table(client: &aws_sdk_dynamodb::Client, table: &str)
     Ok(())
 }
 
+/// The value a [`DynamoDbSink`] wrote as `item`, read back with serde: the item's attributes as
+/// a JSON object (numbers, strings, booleans, nulls, lists and maps as the sink writes them;
+/// sets as lists, binaries as arrays of bytes), the keys and provenance attributes among them
+/// (which `T` ignores unless it names them).
+pub fn item_value<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, serde_json::Error> {
+    let object = item.iter().map(|(k, v)| (k.clone(), json_of(v))).collect();
+    serde_json::from_value(serde_json::Value::Object(object))
+}
+
+/// A DynamoDB attribute value as JSON (the inverse of [`attribute`]).
+fn json_of(value: &AttributeValue) -> serde_json::Value {
+    use serde_json::Value;
+    let number = |n: &str| serde_json::from_str::<Value>(n).unwrap_or_else(|_| Value::String(n.to_owned()));
+    match value {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => number(n),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::L(items) => Value::Array(items.iter().map(json_of).collect()),
+        AttributeValue::M(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
+        AttributeValue::Ss(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(items) => Value::Array(items.iter().map(|n| number(n)).collect()),
+        AttributeValue::B(b) => Value::Array(b.as_ref().iter().map(|x| Value::from(*x)).collect()),
+        _ => Value::Null,
+    }
+}
+
 /// Whether the sink writes an attribute of this name itself.
 fn is_reserved(field: &str) -> bool {
     field == PARTITION_KEY_ATTRIBUTE || field == SORT_KEY_ATTRIBUTE || field.starts_with("shardflow_")
@@ -465,6 +493,31 @@ mod tests {
         assert_eq!(a[ITEM_RESULT_ID_ATTRIBUTE], AttributeValue::S(ResultId(7).to_hex()));
         assert_eq!(a[WINDOW_END_ATTRIBUTE], AttributeValue::N("120000".into()));
         assert_eq!(item.pane_index, 3);
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Read {
+        user: String,
+        views: u64,
+        pages: Vec<String>,
+        shardflow_pane_index: u32,
+    }
+
+    #[test]
+    fn an_item_reads_back_as_the_value_it_was_written_from() {
+        let item = sink()
+            .item(&output("u1", vec!["/a".into(), "/b".into()]))
+            .expect("an item");
+        let read: Read = item_value(&item.attributes).expect("the value");
+        assert_eq!(
+            read,
+            Read {
+                user: "u1".into(),
+                views: 2,
+                pages: vec!["/a".into(), "/b".into()],
+                shardflow_pane_index: 3,
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | [`PostgresSink`] | Postgres table | upsert on the row's key, a row changes only for a later pane |
 //! | [`DynamoDbSink`] | DynamoDB table | conditional `PutItem` per key and window, an item changes only for a later pane |
 //! | [`KinesisSink`] | Kinesis stream (the next stage) | the id travels in the record; the next stage drops repeats (`Stream::deduplicate`) |
+//! | [`SqsSink`] | SQS queue | FIFO: `MessageDeduplicationId` = result id; standard: attribute `shardflow-result-id` for consumers |
 //! | [`SqsDeadLetterSink`] | SQS queue | FIFO: deduplication id = stage/shard/sequence/kind; standard: attribute `shardflow-dead-letter-id` |
 //! | [`S3DeadLetterSink`] | S3 objects | deterministic key `dead-letters/{stage}/{shard}/{sequence}-{kind}.json` |
 //!
@@ -33,13 +34,15 @@ mod retry;
 mod s3;
 mod s3_dead_letters;
 mod sns;
+mod sqs;
+mod sqs_batch;
 mod sqs_dead_letters;
 
 pub use dead_letter_destination::{DeadLetterDestination, DLQ_BUCKET_ENV, DLQ_URL_ENV};
 pub use dynamodb::{
-    create_upsert_table, DynamoDbItem, DynamoDbItemError, DynamoDbSink, DynamoDbSinkConfig, ItemKeyFn, SortKey,
-    ITEM_RESULT_ID_ATTRIBUTE, MAX_ITEM_BYTES, PANE_INDEX_ATTRIBUTE, PANE_TIMING_ATTRIBUTE, PARTITION_KEY_ATTRIBUTE,
-    SORT_KEY_ATTRIBUTE, WINDOW_END_ATTRIBUTE, WINDOW_START_ATTRIBUTE,
+    create_upsert_table, item_value, DynamoDbItem, DynamoDbItemError, DynamoDbSink, DynamoDbSinkConfig, ItemKeyFn,
+    SortKey, ITEM_RESULT_ID_ATTRIBUTE, MAX_ITEM_BYTES, PANE_INDEX_ATTRIBUTE, PANE_TIMING_ATTRIBUTE,
+    PARTITION_KEY_ATTRIBUTE, SORT_KEY_ATTRIBUTE, WINDOW_END_ATTRIBUTE, WINDOW_START_ATTRIBUTE,
 };
 pub use kinesis::{KinesisSink, KinesisSinkConfig, PartitionKeyFn};
 pub use message::{KinesisEnvelope, ResultMessage};
@@ -48,4 +51,5 @@ pub use retry::RetryPolicy;
 pub use s3::{S3KeyMode, S3Sink, S3SinkConfig};
 pub use s3_dead_letters::{S3DeadLetterSink, S3DeadLetterSinkConfig};
 pub use sns::{MessageGroupFn, SnsSink, SnsSinkConfig, RESULT_ID_ATTRIBUTE};
+pub use sqs::{SqsSink, SqsSinkConfig};
 pub use sqs_dead_letters::{dead_letter_id, SqsDeadLetterSink, SqsDeadLetterSinkConfig, DEAD_LETTER_ID_ATTRIBUTE};

@@ -67,6 +67,21 @@ pub(crate) struct EntryFailure {
     pub message: String,
 }
 
+/// The failure of the entry at `index` of a call (`None`: the answer named an entry that was not
+/// sent): retriable unless the sender was at fault.
+pub(crate) fn entry_failure(
+    index: Option<usize>,
+    sender_fault: bool,
+    code: &str,
+    message: Option<&str>,
+) -> EntryFailure {
+    EntryFailure {
+        index: index.unwrap_or(usize::MAX),
+        retriable: !sender_fault,
+        message: format!("{code}: {}", message.unwrap_or("")),
+    }
+}
+
 /// Sends `entries` with `call` (one batch call, answering the entries it did not accept), then
 /// sends again only the failed ones after a backoff, until all are accepted. Fails at once on an
 /// entry that cannot succeed, on a failed call, or when `policy` allows no more attempts.

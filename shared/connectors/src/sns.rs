@@ -11,7 +11,7 @@ use tracing::{info_span, Instrument};
 use crate::batching::chunks;
 use crate::error::{sdk_error, sink_error};
 use crate::message::ResultMessage;
-use crate::retry::{send_with_retries, EntryFailure, RetryPolicy};
+use crate::retry::{entry_failure, send_with_retries, RetryPolicy};
 
 /// The message attribute that carries a result's id (32 hex digits) on every message.
 pub const RESULT_ID_ATTRIBUTE: &str = "shardflow-result-id";
@@ -115,10 +115,9 @@ impl<Out> SnsSink<Out> {
             let failures = response
                 .failed()
                 .iter()
-                .map(|f| EntryFailure {
-                    index: entries.iter().position(|e| e.id == f.id).unwrap_or(usize::MAX),
-                    retriable: !f.sender_fault,
-                    message: format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                .map(|f| {
+                    let index = entries.iter().position(|e| e.id == f.id);
+                    entry_failure(index, f.sender_fault, &f.code, f.message.as_deref())
                 })
                 .collect();
             Ok((entries, failures))

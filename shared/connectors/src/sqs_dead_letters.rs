@@ -6,8 +6,9 @@ use shardflow_stage::{DeadLetterSink, SinkError};
 use tracing::{info_span, Instrument};
 
 use crate::batching::chunks;
-use crate::error::{sdk_error, sink_error};
-use crate::retry::{send_with_retries, EntryFailure, RetryPolicy};
+use crate::error::sink_error;
+use crate::retry::RetryPolicy;
+use crate::sqs_batch::send_message_batch;
 
 /// The message attribute that carries a dead letter's id ([`dead_letter_id`]) on every message.
 pub const DEAD_LETTER_ID_ATTRIBUTE: &str = "shardflow-dead-letter-id";
@@ -110,28 +111,8 @@ impl SqsDeadLetterSink {
 
     /// Sends one call's entries, retrying the refused ones.
     async fn send_batch(&self, entries: Vec<SendMessageBatchRequestEntry>) -> Result<(), SinkError> {
-        let name = &self.config.name;
-        send_with_retries(name, "SendMessageBatch", &self.config.retry, entries, |entries| async {
-            let response = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.config.queue_url)
-                .set_entries(Some(entries.clone()))
-                .send()
-                .await
-                .map_err(|e| sdk_error(name, "SendMessageBatch", e))?;
-            let failures = response
-                .failed()
-                .iter()
-                .map(|f| EntryFailure {
-                    index: entries.iter().position(|e| e.id == f.id).unwrap_or(usize::MAX),
-                    retriable: !f.sender_fault,
-                    message: format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
-                })
-                .collect();
-            Ok((entries, failures))
-        })
-        .await
+        let c = &self.config;
+        send_message_batch(&self.client, &c.name, &c.queue_url, &c.retry, entries).await
     }
 }
 

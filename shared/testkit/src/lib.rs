@@ -129,6 +129,21 @@ pub async fn bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
     (client, name)
 }
 
+/// An SQS client and a fresh standard queue's URL.
+pub async fn queue(prefix: &str) -> (aws_sdk_sqs::Client, String) {
+    let client = sqs();
+    let url = client
+        .create_queue()
+        .queue_name(unique_name(prefix))
+        .send()
+        .await
+        .expect("create the queue in the emulator")
+        .queue_url()
+        .expect("a queue URL")
+        .to_owned();
+    (client, url)
+}
+
 /// A name unique to this run, for tables, buckets and streams of one test.
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
