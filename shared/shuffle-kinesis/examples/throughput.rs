@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use shardflow_kinesis::{KinesisTransport, PutRecordsTransport, StreamRecord};
 use shardflow_shuffle::{DataRecord, KeyGroupSpace, PackError, Packed, Packer, RecordId, ShardMap, WatermarkRecord};
 use shardflow_shuffle_kinesis::{ShuffleWriter, WriteStats, WriterConfig};
 use shardflow_stage::SequenceNumber;
@@ -55,6 +56,7 @@ async fn main() {
 
     let mut total = WriteStats::default();
     let (mut bytes, mut elapsed, mut pack_time) = (0usize, Duration::ZERO, Duration::ZERO);
+    let (mut last_seqs, mut last_payloads, mut last_groups) = (Vec::new(), Vec::new(), Vec::new());
     for b in 0..batches {
         let seqs: Vec<SequenceNumber> = (0..per_batch)
             .map(|i| {
@@ -66,6 +68,9 @@ async fn main() {
             .map(|i| format!(r#"{{"product":{:>3},"cents":{:>3}}}"#, i % 997, i % 500).into_bytes())
             .collect();
         let groups: Vec<u16> = (0..per_batch).map(|i| space.key_group(&((i % 997) as u32))).collect();
+        if b + 1 == batches {
+            (last_seqs, last_payloads, last_groups) = (seqs.clone(), payloads.clone(), groups.clone());
+        }
         let t = Instant::now();
         let packed = pack(writer.shard_map(space).await.unwrap(), &seqs, &payloads, &groups).unwrap();
         pack_time += t.elapsed();
@@ -83,6 +88,29 @@ async fn main() {
         total.retries += stats.retries;
         total.repacks += stats.repacks;
     }
+    // The same bytes through the bare transport, for the writer's own share of the time.
+    let (raw_calls, mut raw) = (3u32, Duration::ZERO);
+    let last = pack(
+        writer.shard_map(space).await.unwrap(),
+        &last_seqs,
+        &last_payloads,
+        &last_groups,
+    )
+    .unwrap();
+    let records: Vec<StreamRecord> = last
+        .records
+        .iter()
+        .map(|r| {
+            StreamRecord::new(r.partition_key.clone(), r.data.clone())
+                .with_explicit_hash_key(r.explicit_hash_key.parse().unwrap())
+        })
+        .collect();
+    let transport = KinesisTransport::new(client.clone(), &stream);
+    for _ in 0..raw_calls {
+        let t = Instant::now();
+        transport.put_records(&records).await.expect("a raw call");
+        raw += t.elapsed();
+    }
     let secs = elapsed.as_secs_f64();
     println!("{batches} batches of {per_batch} records into a 4-shard shuffle stream on LocalStack");
     println!(
@@ -95,6 +123,11 @@ async fn main() {
         bytes as f64 / secs / 1e6,
         secs * 1e3 / batches as f64,
         pack_time.as_nanos() as f64 / total.data_records as f64
+    );
+    println!(
+        "the last batch's {} records through the bare KinesisTransport: {:.1} ms per call",
+        records.len(),
+        raw.as_secs_f64() * 1e3 / f64::from(raw_calls)
     );
     println!(
         "payload units: {} = {:.4} per shuffled record ({:.1} bytes per record on the wire)",
