@@ -53,7 +53,7 @@ pub(crate) struct SplitJob<In, S, Out> {
     /// The partition and records of the batch under way.
     batch: Option<(usize, Vec<Buffered<In>>)>,
     clock: Timestamp,
-    /// The first upstream error: the run fails at its next checkpoint or drain.
+    /// The first upstream error: the run fails at its next drain or checkpoint.
     failed: Option<UpstreamError>,
 }
 
@@ -199,14 +199,8 @@ fn pack<In: Send + 'static, S: Serialize + Send + 'static>(
 ) -> Result<Packed, UpstreamError> {
     let mut batch = UpstreamBatch::begin(engine, map, shard)?.with_combiner(combiner);
     for (offset, arrival, value) in records {
-        // Offsets are line numbers: a decimal number is a sequence number.
-        let sequence = SequenceNumber::parse(&offset.to_string()).map_err(|e| {
-            UpstreamError::Pack(shardflow_shuffle::PackError::Route(
-                shardflow_shuffle::RouteError::InvalidShardId {
-                    shard_id: e.to_string(),
-                },
-            ))
-        })?;
+        // An offset (a line number) in decimal is its sequence number.
+        let sequence = SequenceNumber::parse(&offset.to_string())?;
         batch.push(&sequence, offset, arrival, value)?;
     }
     batch.finish(end)
@@ -274,6 +268,12 @@ where
         partitions: &[String],
     ) -> std::io::Result<()> {
         self.flush();
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::other(format!(
+                "the upstream half of {} failed: {e}",
+                self.name()
+            )));
+        }
         self.run_downstream();
         let name = self.split.whole.name();
         for shard in &mut self.downstream {

@@ -34,6 +34,9 @@ pub enum UpstreamError {
     /// A shuffled value cannot be encoded.
     #[error("a shuffled value cannot be encoded: {0}")]
     Encode(#[from] postcard::Error),
+    /// An input record's position is not a sequence number (its id in the shuffle).
+    #[error(transparent)]
+    Sequence(#[from] shardflow_stage::SequenceNumberError),
 }
 
 /// The upstream partition a batch comes from.
