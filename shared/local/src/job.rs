@@ -39,8 +39,11 @@ pub(crate) trait Job<In> {
     fn snapshot(&mut self, full: bool) -> Result<Vec<Checkpoint>, StateError>;
     /// Replaces the engines with ones restored from `images` (in [`Job::state_parts`] order)
     /// under `options`; what each restore did with each operator's state, in the same order.
-    fn restore(&mut self, images: &[CheckpointImage], options: RestoreOptions)
-        -> Result<Vec<RestoreReport>, StateError>;
+    fn restore(
+        &mut self,
+        images: &[CheckpointImage],
+        options: RestoreOptions,
+    ) -> Result<Vec<RestoreReport>, StateError>;
     /// The engine's counters.
     fn metrics(&self) -> EngineMetrics;
     /// Sets the shard count of the job's shuffle stream, if it has one (before the run).

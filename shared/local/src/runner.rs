@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::time::DurationMs;
-use shardflow_engine::{EngineMetrics, Pipeline, RestoreOptions, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP};
+use shardflow_engine::{
+    EngineMetrics, Pipeline, RestoreOptions, SplitPipeline, StateError, StateStore, Timestamp, MIN_TIMESTAMP,
+};
 
 use crate::input::{Input, InputError, Item};
 use crate::job::{Job, PipelineJob};
@@ -555,10 +557,12 @@ impl<In: Clone + Send + 'static> LocalRunner<In> {
                 };
                 images.push(image);
             }
-            let reports = job.restore(&images, self.restore).map_err(|source| RunnerError::State {
-                pipeline: job.name().to_owned(),
-                source,
-            })?;
+            let reports = job
+                .restore(&images, self.restore)
+                .map_err(|source| RunnerError::State {
+                    pipeline: job.name().to_owned(),
+                    source,
+                })?;
             for report in reports.iter().filter(|r| !r.is_plain()) {
                 tracing::warn!(
                     pipeline = job.name(),

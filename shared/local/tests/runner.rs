@@ -206,7 +206,7 @@ fn sums_named(uid: &str) -> Pipeline<Ev, (u32, i64, u64, i64)> {
 }
 
 fn run_named(out: &Path, uid: &str, stop_after: Option<u64>, allow_dropped_state: bool) -> Result<RunSummary, String> {
-    let mut input = IterInput::from_vecs(shards(2_000));
+    let mut input = IterInput::from_vecs(shards(2_000, 100, 7));
     let mut r = LocalRunner::new(out)
         .job(sums_named(uid))
         .checkpoints(out.join("state"), 500)

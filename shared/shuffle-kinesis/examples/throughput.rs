@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use shardflow_engine::{InputOrigin, MIN_TIMESTAMP};
 use shardflow_kinesis::{KinesisTransport, PutRecordsTransport, StreamRecord};
 use shardflow_shuffle::{DataRecord, KeyGroupSpace, PackError, Packed, Packer, RecordId, ShardMap, WatermarkRecord};
 use shardflow_shuffle_kinesis::{ShuffleWriter, WriteStats, WriterConfig};
@@ -30,6 +31,12 @@ fn pack(map: &ShardMap, seqs: &[SequenceNumber], payloads: &[Vec<u8>], groups: &
             },
             key_group: *group,
             timestamp: 1_704_067_200_000,
+            origin: InputOrigin {
+                source: 1,
+                offset: 0,
+                index: 0,
+            },
+            wm_before: MIN_TIMESTAMP,
             payload,
         })?;
     }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use shardflow_engine::{InputOrigin, MIN_TIMESTAMP};
 use shardflow_kinesis::{Backoff, CallError, KinesisTransport, PutRecordsTransport, RecordResult, StreamRecord};
 use shardflow_shuffle::{
     DataRecord, DedupState, Frame, KeyGroupSpace, PackError, Packed, Packer, RecordId, ShardMap, ShuffleRecord,
@@ -59,6 +60,12 @@ impl Batch {
                 },
                 key_group: *group,
                 timestamp: 1_704_067_200_000,
+                origin: InputOrigin {
+                    source: 1,
+                    offset: 0,
+                    index: 0,
+                },
+                wm_before: MIN_TIMESTAMP,
                 payload,
             })?;
         }
