@@ -107,6 +107,7 @@ mod env;
 mod gap;
 mod lineage;
 pub mod request;
+pub mod shuffle;
 mod stage;
 pub mod warm;
 
