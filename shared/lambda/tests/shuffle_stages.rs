@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use common::{purchase, Purchase, Row};
+use common::{purchase, wait_active, Purchase, Row};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Pipeline, ResultId, ShuffleOutput, SplitPipeline, Trigger, WatermarkStrategy, Windowing};
 use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
@@ -124,6 +124,14 @@ async fn topology(
     }
 }
 
+impl Topology {
+    /// Deletes the test's streams (the emulator keeps every record in memory and limits shards).
+    async fn delete_streams(self) {
+        shardflow_testkit::delete_stream(&self.kinesis, &self.input).await;
+        shardflow_testkit::delete_stream(&self.kinesis, &self.shuffle).await;
+    }
+}
+
 /// Puts `payload`s with partition keys `p{i}` (spread over the shards) into `stream`.
 async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, payloads: impl Iterator<Item = (String, Vec<u8>)>) {
     for (key, data) in payloads {
@@ -160,7 +168,9 @@ async fn read_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> BTreeMa
             if page.records().is_empty() && page.millis_behind_latest().is_none_or(|ms| ms == 0) {
                 break;
             }
-            iterator = page.next_shard_iterator().unwrap().to_owned();
+            // A closed shard read to its end has no next iterator.
+            let Some(next) = page.next_shard_iterator() else { break };
+            iterator = next.to_owned();
         }
         out.insert(shard.shard_id().to_owned(), records);
     }
@@ -300,6 +310,7 @@ async fn three_input_shards_through_a_two_shard_shuffle_equal_the_single_engine(
     // Every result was emitted once (no batch failed or was redelivered here).
     assert_eq!(t.down.stage().sink().writes().len(), expected.len());
     assert!(t.down.stage().dead_letters().letters().is_empty());
+    t.delete_streams().await;
 }
 
 #[tokio::test]
@@ -349,6 +360,7 @@ async fn crashes_after_the_shuffle_write_and_redelivery_on_both_sides_emit_each_
         expected,
         "each result exactly once, as the single engine"
     );
+    t.delete_streams().await;
 }
 
 #[tokio::test]
@@ -388,6 +400,7 @@ async fn a_corrupted_shuffle_record_is_dead_lettered_with_its_reason_and_the_sha
         b"not a frame"
     );
     assert_eq!(results(&t.down), single_engine(&input, 10, &[]));
+    t.delete_streams().await;
 }
 
 #[tokio::test]
@@ -438,4 +451,60 @@ async fn a_silent_upstream_shards_windows_close_after_the_idleness_timeout_with_
         t.down.stage().dead_letters().letters().is_empty(),
         "heartbeats are not dead letters"
     );
+    t.delete_streams().await;
+}
+
+#[tokio::test]
+async fn a_split_of_the_shuffle_stream_hands_key_groups_and_dedup_marks_to_the_children() {
+    // One upstream batch dies after its shuffle write, which lands on a parent; the shuffle
+    // shard is split; the retry sends the same records to the children, which must drop them by
+    // the marks they adopted from the parent.
+    let crash_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = crash_next.clone();
+    let hook: shardflow_lambda::StageCrashHook =
+        Arc::new(move |point| point == CrashPoint::AfterEmit && flag.swap(false, Ordering::SeqCst));
+    let t = topology("shuffle-split", 3, 1, None, Some(hook)).await;
+    put(&t.kinesis, &t.input, purchases(0..180)).await;
+    let input = read_shards(&t.kinesis, &t.input).await;
+    let mut order = round_robin(&input, 15);
+    let mut second_half = order.split_off(order.len() / 2);
+    deliver_upstream(&t, order).await;
+    let (crashing_shard, crashing_records) = second_half.remove(0);
+    let crashing = ShardBatch {
+        stream: t.input.clone(),
+        shard_id: crashing_shard,
+        records: crashing_records,
+    };
+    crash_next.store(true, Ordering::SeqCst);
+    assert!(t.up.handle(crashing.clone()).await.is_err(), "the injected crash");
+    let (positions, _) = run_downstream(&t, 10, &BTreeMap::new()).await;
+
+    let shards = t.kinesis.list_shards().stream_name(&t.shuffle).send().await.unwrap();
+    let parent = &shards.shards()[0];
+    let range = parent.hash_key_range().unwrap();
+    let range = range.starting_hash_key().parse::<u128>().unwrap()..=range.ending_hash_key().parse::<u128>().unwrap();
+    let space = shardflow_shuffle::KeyGroupSpace::new(split().whole.max_key_groups());
+    let groups = space.groups_in(&range);
+    let at = space
+        .slice_start(groups.start + (groups.end - groups.start) / 2)
+        .unwrap();
+    t.kinesis
+        .split_shard()
+        .stream_name(&t.shuffle)
+        .shard_to_split(parent.shard_id())
+        .new_starting_hash_key(at.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&t.kinesis, &t.shuffle).await;
+
+    assert_eq!(deliver(crashing.clone(), |b| t.up.handle(b)).await, 0);
+    deliver_upstream(&t, second_half).await;
+    // Parents are read to their end before their children (shard ids grow), as Lambda does.
+    let (after, failures) = run_downstream(&t, 10, &positions).await;
+    assert_eq!(failures, 0);
+    assert_eq!(after.len(), 3, "the closed parent and its two children: {after:?}");
+    assert_eq!(results(&t.down), single_engine(&input, 15, &[]));
+    assert!(t.down.stage().dead_letters().letters().is_empty());
+    t.delete_streams().await;
 }
