@@ -83,7 +83,7 @@ fn entry(stream: &str, record: &PackedRecord) -> Result<PutRecordsRequestEntry, 
 
 /// Sends `packed` to shuffle stream `stream` following the sending protocol: the calls of
 /// [`Packed::calls`] in order, each only once every record of the previous one is stored, failed
-/// entries of a call sent again (up to [`MAX_PUT_ATTEMPTS`] times) before the next call. Fails
+/// entries of a call sent again (up to 8 times) before the next call. Fails
 /// with [`ShuffleStageError::Resharded`] as soon as a record is stored on another shard than it
 /// was packed for (the caller must not commit: the retry packs for the new map).
 pub async fn send_packed(
