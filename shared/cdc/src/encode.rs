@@ -7,18 +7,18 @@ use shardflow_kinesis::MAX_PARTITION_KEY_CHARS;
 use crate::event::ChangeEvent;
 use crate::shop::{to_shop, ShopMapError};
 
-/// How change events are encoded.
+/// How change events are encoded: [`crate::proto`] describes the Protobuf envelope, [`ChangeEvent`]'s
+/// serialization the JSON payload, [`crate::shop`] the shop's envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     /// The pipeline's generic Protobuf envelope `shardflow.cdc.v1.ChangeEvent` (any table, typed
-    /// column values; see [`crate::proto`]). Partition key `schema.table|key values`.
+    /// column values). Partition key `schema.table|key values`.
     #[default]
     Protobuf,
-    /// Debezium's JSON payload (see [`ChangeEvent`]'s serialization). Partition key as for
-    /// `protobuf`.
+    /// Debezium's JSON payload, one event per line. Partition key as for `protobuf`.
     Json,
-    /// The shop's typed envelope `shardflow.shop.v1.ChangeEvent`, for the shop's tables only (see
-    /// [`crate::shop`]). Partition key `table:primary key`, as the shop's generator writes it.
+    /// The shop's typed envelope `shardflow.shop.v1.ChangeEvent`, for the shop's tables only.
+    /// Partition key `table:primary key`, as the shop's generator writes it.
     Shop,
 }
 

@@ -55,6 +55,10 @@ fn cdc_help_names_the_protobuf_default_and_every_format() {
     for value in ["- protobuf:", "- json:", "- shop:"] {
         assert!(help.contains(value), "--help describes {value}\n{help}");
     }
+    assert!(
+        !help.contains("[`") && !help.contains("`]"),
+        "--help shows no rustdoc link syntax:\n{help}"
+    );
     let short = ok(&["cdc", "-h"]);
     assert!(short.lines().next() == Some(about), "{short}");
     assert!(

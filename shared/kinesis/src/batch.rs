@@ -31,25 +31,46 @@ pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRecord {
     /// Partition key: records with the same key go to the same shard and, through the
-    /// producer, arrive in the order they were sent.
+    /// producer, arrive in the order they were sent (the producer orders by partition key even
+    /// when an explicit hash key picks the shard).
     pub partition_key: String,
     /// The payload.
     pub data: Vec<u8>,
+    /// `ExplicitHashKey`: the point of the hash-key space (a decimal in `[0, 2¹²⁸)`) whose
+    /// owning shard stores the record, instead of the MD5 of the partition key.
+    pub explicit_hash_key: Option<String>,
 }
 
 impl StreamRecord {
-    /// A record of `data` under `partition_key`.
+    /// A record of `data` under `partition_key` (its shard chosen by the key's MD5).
     pub fn new(partition_key: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
         StreamRecord {
             partition_key: partition_key.into(),
             data: data.into(),
+            explicit_hash_key: None,
         }
     }
 
-    /// Bytes the record counts toward the limits: data plus partition key.
+    /// The same record sent to the shard owning `hash_key` (`ExplicitHashKey`).
+    pub fn with_explicit_hash_key(mut self, hash_key: u128) -> Self {
+        self.explicit_hash_key = Some(hash_key.to_string());
+        self
+    }
+
+    /// Bytes the record counts toward the limits: data plus partition key. The explicit hash
+    /// key is not counted: Kinesis limits a record to 1 MiB of data plus partition key, and a
+    /// call to 5 MiB of those (API reference, `PutRecordsRequestEntry`).
     pub fn billed_bytes(&self) -> usize {
         self.data.len() + self.partition_key.len()
     }
+}
+
+/// Whether `key` is an `ExplicitHashKey` Kinesis accepts: the decimal form of a number in
+/// `[0, 2¹²⁸)`, without sign or leading zeros (pattern `0|([1-9]\d{0,38})`, and at most
+/// `2¹²⁸ − 1`).
+pub fn is_valid_explicit_hash_key(key: &str) -> bool {
+    let canonical = key == "0" || (key.starts_with(|c: char| matches!(c, '1'..='9')) && key.len() <= 39);
+    canonical && key.bytes().all(|b| b.is_ascii_digit()) && key.parse::<u128>().is_ok()
 }
 
 /// Why a record can never be put.
@@ -71,6 +92,12 @@ pub enum InvalidRecord {
         /// Characters in the key.
         chars: usize,
     },
+    /// The explicit hash key is not a decimal in `[0, 2¹²⁸)` ([`is_valid_explicit_hash_key`]).
+    #[error("explicit hash key {hash_key:?} is not a decimal number in [0, 2^128)")]
+    ExplicitHashKey {
+        /// The key given (at most 64 characters of it).
+        hash_key: String,
+    },
 }
 
 /// Checks that `record` can be put under `limits`.
@@ -78,6 +105,15 @@ pub fn check_record(record: &StreamRecord, limits: &PutRecordsLimits) -> Result<
     let chars = record.partition_key.chars().count();
     if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
         return Err(InvalidRecord::PartitionKey { chars });
+    }
+    if let Some(key) = record
+        .explicit_hash_key
+        .as_deref()
+        .filter(|k| !is_valid_explicit_hash_key(k))
+    {
+        return Err(InvalidRecord::ExplicitHashKey {
+            hash_key: key.chars().take(64).collect(),
+        });
     }
     let bytes = record.billed_bytes();
     if bytes > limits.max_record_bytes {
@@ -93,8 +129,14 @@ pub fn check_record(record: &StreamRecord, limits: &PutRecordsLimits) -> Result<
 /// The per-record result of a `PutRecords` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordResult {
-    /// Stored.
-    Stored,
+    /// Stored, in this shard at this sequence number (`ShardId`, `SequenceNumber` of the
+    /// result entry).
+    Stored {
+        /// The shard that stored the record.
+        shard_id: String,
+        /// The record's sequence number in that shard.
+        sequence_number: String,
+    },
     /// Failed with this error code (`ProvisionedThroughputExceededException`, `InternalFailure`, ...).
     Failed {
         /// The error code.
@@ -195,6 +237,47 @@ mod tests {
             check_record(&StreamRecord::new("é".repeat(256), vec![1]), &limits),
             Ok(())
         );
+    }
+
+    #[test]
+    fn explicit_hash_keys_must_be_canonical_decimals_below_two_to_the_128() {
+        let limits = PutRecordsLimits::default();
+        let max = u128::MAX.to_string();
+        for good in ["0", "1", "170141183460469231731687303715884105728", max.as_str()] {
+            assert!(is_valid_explicit_hash_key(good), "{good}");
+        }
+        let over = "340282366920938463463374607431768211456"; // 2^128
+        for bad in [
+            "",
+            "01",
+            "+1",
+            "-1",
+            "1e3",
+            " 1",
+            over,
+            "1000000000000000000000000000000000000000",
+        ] {
+            assert!(!is_valid_explicit_hash_key(bad), "{bad}");
+        }
+        let record = StreamRecord::new("k", vec![1]).with_explicit_hash_key(u128::MAX);
+        assert_eq!(record.explicit_hash_key.as_deref(), Some(max.as_str()));
+        assert_eq!(check_record(&record, &limits), Ok(()));
+        let bad = StreamRecord {
+            explicit_hash_key: Some(over.into()),
+            ..record
+        };
+        assert_eq!(
+            check_record(&bad, &limits),
+            Err(InvalidRecord::ExplicitHashKey { hash_key: over.into() })
+        );
+    }
+
+    #[test]
+    fn the_explicit_hash_key_does_not_count_toward_the_size_limits() {
+        let limits = PutRecordsLimits::default();
+        let record = StreamRecord::new("k", vec![0; (1 << 20) - 1]).with_explicit_hash_key(u128::MAX);
+        assert_eq!(record.billed_bytes(), 1 << 20);
+        assert_eq!(check_record(&record, &limits), Ok(()));
     }
 
     #[test]

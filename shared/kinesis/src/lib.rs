@@ -4,8 +4,12 @@
 //! workload generators).
 //!
 //! * **Batching**: records go out as `PutRecords` calls of at most 500 records and 5 MiB; a
-//!   record over 1 MiB (data plus partition key) or with a partition key outside 1-256
-//!   characters is refused at [`KinesisProducer::send`] with [`ProducerError::Invalid`].
+//!   record over 1 MiB (data plus partition key), with a partition key outside 1-256
+//!   characters or with an explicit hash key that is not a decimal in `[0, 2¹²⁸)` is refused at
+//!   [`KinesisProducer::send`] with [`ProducerError::Invalid`].
+//! * **Explicit hash keys**: a [`StreamRecord`] may name the point of the hash-key space whose
+//!   shard stores it (`ExplicitHashKey`, the shuffle's routing); it does not count toward the
+//!   size limits, and a stored record's result names its shard ([`RecordResult::Stored`]).
 //! * **Order per partition key**: records of one key are stored in the order they were sent,
 //!   even across retries. `PutRecords` is not atomic, so the producer keeps at most one record
 //!   of a key in flight and sends a key's oldest record first ([`queue`] explains the rule).
@@ -28,6 +32,9 @@ pub mod producer;
 pub mod queue;
 pub mod transport;
 
-pub use batch::{Backoff, InvalidRecord, PutRecordsLimits, RecordResult, StreamRecord, MAX_PARTITION_KEY_CHARS};
+pub use batch::{
+    is_retryable, is_valid_explicit_hash_key, Backoff, InvalidRecord, PutRecordsLimits, RecordResult, StreamRecord,
+    MAX_PARTITION_KEY_CHARS,
+};
 pub use producer::{KinesisProducer, ProducerConfig, ProducerError, ProducerStats};
 pub use transport::{client_from_env, request_entries, CallError, KinesisTransport, PutRecordsTransport};

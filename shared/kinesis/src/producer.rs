@@ -333,7 +333,7 @@ impl<T: PutRecordsTransport> Worker<T> {
         }
         for (entry, result) in done.entries.into_iter().zip(results) {
             match result {
-                RecordResult::Stored => {
+                RecordResult::Stored { .. } => {
                     self.shared.stored.fetch_add(1, Ordering::Relaxed);
                     self.queue.stored(entry);
                 }

@@ -53,13 +53,15 @@ impl KinesisTransport {
     }
 }
 
-/// The `PutRecords` request entries of `records` (a copy of each payload, as the SDK takes it).
+/// The `PutRecords` request entries of `records` (a copy of each payload, as the SDK takes it),
+/// with their explicit hash keys.
 pub fn request_entries(records: &[StreamRecord]) -> Result<Vec<PutRecordsRequestEntry>, CallError> {
     records
         .iter()
         .map(|r| {
             PutRecordsRequestEntry::builder()
                 .partition_key(&r.partition_key)
+                .set_explicit_hash_key(r.explicit_hash_key.clone())
                 .data(Blob::new(r.data.clone()))
                 .build()
                 .map_err(|e| CallError::Fatal(format!("building a PutRecords entry: {e}")))
@@ -82,7 +84,10 @@ impl PutRecordsTransport for KinesisTransport {
             .records()
             .iter()
             .map(|r| match r.error_code() {
-                None => RecordResult::Stored,
+                None => RecordResult::Stored {
+                    shard_id: r.shard_id().unwrap_or_default().to_owned(),
+                    sequence_number: r.sequence_number().unwrap_or_default().to_owned(),
+                },
                 Some(code) => RecordResult::Failed {
                     code: code.to_owned(),
                     message: r.error_message().unwrap_or_default().to_owned(),

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use shardflow_kinesis::{
-    InvalidRecord, KinesisProducer, KinesisTransport, ProducerConfig, ProducerError, StreamRecord,
+    InvalidRecord, KinesisProducer, KinesisTransport, ProducerConfig, ProducerError, PutRecordsTransport, RecordResult,
+    StreamRecord,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,4 +83,40 @@ async fn a_missing_stream_fails_flush_with_the_service_error() {
         matches!(&err, ProducerError::Call(m) if m.contains("ResourceNotFound")),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_record_with_an_explicit_hash_key_is_stored_on_the_shard_owning_that_key_whatever_its_partition_key() {
+    let (client, stream) = shardflow_testkit::kinesis_stream("producer-hash-key", 4).await;
+    let shards = client.list_shards().stream_name(&stream).send().await.unwrap();
+    // The last hash key of every shard, all under one partition key.
+    let ends: Vec<(String, u128)> = shards
+        .shards()
+        .iter()
+        .map(|s| {
+            let end = s.hash_key_range().unwrap().ending_hash_key().parse().unwrap();
+            (s.shard_id().to_owned(), end)
+        })
+        .collect();
+    assert_eq!(ends.len(), 4);
+    let records: Vec<StreamRecord> = ends
+        .iter()
+        .map(|(shard, end)| StreamRecord::new("one-key", shard.clone().into_bytes()).with_explicit_hash_key(*end))
+        .collect();
+    let results = KinesisTransport::new(client.clone(), &stream)
+        .put_records(&records)
+        .await
+        .unwrap();
+    for ((shard, _), result) in ends.iter().zip(&results) {
+        assert!(
+            matches!(result, RecordResult::Stored { shard_id, sequence_number } if shard_id == shard && !sequence_number.is_empty()),
+            "{result:?}"
+        );
+    }
+    let read = shardflow_testkit::read_stream(&client, &stream, 4, Duration::from_secs(30)).await;
+    assert_eq!(read.len(), 4);
+    for r in &read {
+        assert_eq!(r.data, r.shard_id.as_bytes(), "the record named its shard by hash key");
+    }
+    shardflow_testkit::delete_stream(&client, &stream).await;
 }

@@ -64,7 +64,10 @@ impl PutRecordsTransport for FlakyStream {
                     }
                 } else {
                     stored.push(r.clone());
-                    RecordResult::Stored
+                    RecordResult::Stored {
+                        shard_id: "shardId-000000000000".into(),
+                        sequence_number: stored.len().to_string(),
+                    }
                 }
             })
             .collect())
@@ -183,7 +186,13 @@ struct Gate(Arc<Semaphore>);
 impl PutRecordsTransport for Gate {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<RecordResult>, CallError> {
         let _pass = self.0.acquire().await.map_err(|e| CallError::Fatal(e.to_string()))?;
-        Ok(records.iter().map(|_| RecordResult::Stored).collect())
+        Ok(records
+            .iter()
+            .map(|_| RecordResult::Stored {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: "1".into(),
+            })
+            .collect())
     }
 }
 
