@@ -12,10 +12,12 @@
 //!   previous one is stored, failed entries retried first). A crash between the send and the
 //!   commit is redelivered: the retry restarts from the committed engine and re-sends
 //!   byte-identical records, which the downstream drops by their ids.
-//! - **Resharded shuffle stream**: when Kinesis stores a record on another shard than it was
-//!   packed for, the invocation fails ([`ShuffleStageError::Resharded`]) before committing; the
-//!   retry reads the new shard map and packs again from the committed state (the downstream drops
-//!   what it already has, and records of key groups a shard does not own).
+//! - **Resharded shuffle stream**: the records are sent with
+//!   [`shardflow_shuffle_kinesis::ShuffleWriter`]; when Kinesis stores a record on another shard
+//!   than it was packed for, the writer reads the new map and the batch is packed again — by
+//!   re-running it on a copy of the engine as it was before the batch (the upstream half holds no
+//!   keyed state, so the copy is cheap, and the engine's state after the batch does not depend on
+//!   the map).
 //! - **Downstream** ([`DownstreamStage`]): the shard's [`shardflow_shuffle::DownstreamState`]
 //!   (dedup marks and upstream watermarks) lives in the checkpoint item beside the engine's
 //!   manifest and position, written by the same fenced commit
@@ -46,7 +48,7 @@ mod tick;
 mod upstream;
 
 pub use downstream::{run_downstream, DownstreamStage};
-pub use kinesis::{read_shard_map, send_packed, NoDecoder, NoSink};
+pub use kinesis::{NoDecoder, NoSink};
 pub use tick::{Tick, UpstreamRequest, TICK_KEY};
 pub use upstream::{run_upstream, UpstreamStage};
 
@@ -85,26 +87,10 @@ pub enum ShuffleStageError {
     /// The upstream half could not pack the batch.
     #[error(transparent)]
     Upstream(#[from] shardflow_shuffle::UpstreamError),
-    /// The shuffle stream could not be read or written.
-    #[error("Kinesis {operation} on the shuffle stream {stream} failed: {message}")]
-    Kinesis {
-        /// The API call.
-        operation: &'static str,
-        /// The shuffle stream.
-        stream: String,
-        /// The SDK's error, or what was wrong with the answer.
-        message: String,
-    },
-    /// The shuffle stream was resharded while a batch was sent: the retry packs for the new map.
-    #[error("the shuffle stream {stream} was resharded while a batch was sent (a record for {packed_for} went to {stored_on})")]
-    Resharded {
-        /// The shuffle stream.
-        stream: String,
-        /// The shard the record was packed for.
-        packed_for: String,
-        /// The shard Kinesis stored it on.
-        stored_on: String,
-    },
+    /// The shuffle stream could not be read or written (the batch may be partly stored; nothing
+    /// was committed, and the retry re-sends it).
+    #[error(transparent)]
+    Write(#[from] shardflow_shuffle_kinesis::WriteError),
     /// The stored downstream shuffle state does not decode, or a new one cannot be made.
     #[error("shard {shard}: downstream shuffle state: {reason}")]
     State {

@@ -6,14 +6,17 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use serde::Serialize;
-use shardflow_engine::{Engine, ShuffleOutput};
-use shardflow_shuffle::{BatchEnd, KeyGroupSpace, Packed, ShardMap, UpstreamBatch, UpstreamShard};
+use shardflow_engine::{CheckpointImage, Engine, ShuffleOutput};
+use shardflow_shuffle::{
+    BatchEnd, KeyGroupSpace, PackError, Packed, RouteError, ShardMap, UpstreamBatch, UpstreamShard,
+};
+use shardflow_shuffle_kinesis::{ShuffleWriter, WriterConfig};
 use shardflow_stage::{
     batch_response, BatchOutcome, DeadLetter, DeadLetterKind, DeadLetterSink, RecordDecoder, ShardBatch,
 };
 use shardflow_state_dynamodb::ShardPosition;
 
-use super::kinesis::{read_shard_map, records_after, send_packed, NoSink};
+use super::kinesis::{records_after, NoSink};
 use super::tick::{heartbeats, UpstreamRequest};
 use super::{run_handler, ShuffleStageError};
 use crate::request::StageRequest;
@@ -100,13 +103,9 @@ where
             Some(engine) => (engine, false),
             None => self.start(&batch.shard_id).await?,
         };
-        let map = read_shard_map(&self.kinesis, &self.shuffle_stream, self.space).await?;
-        let PackedBatch { packed, outcome } = self.pack(&mut engine, &map, &batch, &position, &parents)?;
-        send_packed(&self.kinesis, &self.shuffle_stream, &packed).await?;
+        let PackedBatch { outcome, .. } = self.send(&mut engine, &batch, &position, &parents).await?;
         self.stage.emit_outcome(&outcome).await.map_err(StageError::from)?;
         self.stage.crash_point(CrashPoint::AfterEmit)?;
-        tracing::info!(stage = %self.stage.name(), shard = %batch.shard_id, kinesis_records = packed.records.len(),
-            shuffled = packed.data_records, payload_units = packed.payload_units(), "batch sent to the shuffle stream");
         let done = ShardPosition {
             sequence_number: outcome.last_sequence.clone(),
             failure: None,
@@ -119,6 +118,46 @@ where
         };
         self.stage.commit_and_keep_warm(&batch, open, adopted, &outcome).await?;
         Ok(batch_response(None))
+    }
+
+    /// Packs the batch on `engine` for the shuffle stream's current map and sends it with the
+    /// [`ShuffleWriter`]; after a reshard the batch is packed again for the new map by re-running
+    /// it on a copy of the engine as it was before the batch (what the engine holds after the
+    /// batch does not depend on the map). Returns what was last sent and the batch's outcome.
+    async fn send(
+        &self,
+        engine: &mut Engine<In, ShuffleOutput<S>>,
+        batch: &ShardBatch,
+        position: &ShardPosition,
+        parents: &[String],
+    ) -> Result<PackedBatch<S>, ShuffleStageError> {
+        let mut writer = ShuffleWriter::new(self.kinesis.clone(), &self.shuffle_stream, WriterConfig::default());
+        let before = CheckpointImage::new(engine.snapshot_full().map_err(StageError::from)?);
+        let map = writer.shard_map(self.space).await?.clone();
+        let first = self.pack(engine, &map, batch, position, parents)?;
+        let repack_error = std::cell::RefCell::new(None);
+        let repack = |map: &ShardMap| {
+            let repacked = Engine::restore(self.stage.pipeline(), &before)
+                .map_err(|e| ShuffleStageError::Stage(e.into()))
+                .and_then(|mut copy| self.pack(&mut copy, map, batch, position, parents));
+            match repacked {
+                Ok(again) => Ok(again.packed),
+                Err(ShuffleStageError::Upstream(shardflow_shuffle::UpstreamError::Pack(e))) => Err(e),
+                Err(e) => {
+                    // Not a packing error: kept, and reported instead of the placeholder below.
+                    repack_error.replace(Some(e));
+                    Err(PackError::Route(RouteError::NoShards))
+                }
+            }
+        };
+        let sent = writer.send(self.space, first.packed.clone(), repack).await;
+        if let Some(e) = repack_error.into_inner() {
+            return Err(e);
+        }
+        let stats = sent?;
+        tracing::info!(stage = %self.stage.name(), shard = %batch.shard_id, kinesis_records = stats.records,
+            calls = stats.calls, repacks = stats.repacks, "batch sent to the shuffle stream");
+        Ok(first)
     }
 
     /// The engine of a shard that never committed: its committed ancestors' adopted (every
@@ -209,9 +248,11 @@ where
     /// Handles a tick: one heartbeat to every open shard of the shuffle stream (see
     /// [`crate::shuffle`], "Idle upstream shards: the tick"). Touches no checkpoint.
     pub async fn tick(&self) -> Result<KinesisEventResponse, ShuffleStageError> {
-        let map = read_shard_map(&self.kinesis, &self.shuffle_stream, self.space).await?;
-        let packed = heartbeats(&map);
-        send_packed(&self.kinesis, &self.shuffle_stream, &packed).await?;
+        let mut writer = ShuffleWriter::new(self.kinesis.clone(), &self.shuffle_stream, WriterConfig::default());
+        let packed = heartbeats(writer.shard_map(self.space).await?);
+        writer
+            .send(self.space, packed.clone(), |map| Ok(heartbeats(map)))
+            .await?;
         tracing::info!(stage = %self.stage.name(), shards = packed.records.len(), "tick: heartbeats sent");
         Ok(batch_response(None))
     }
