@@ -13,6 +13,7 @@ pub mod combine;
 mod engine;
 pub mod error;
 pub mod join;
+pub mod lift;
 pub mod operators;
 mod pipeline;
 pub mod record;
@@ -26,6 +27,7 @@ pub mod window;
 pub use checkpoint::{Checkpoint, CheckpointImage, Committed, StateStore};
 pub use engine::{Engine, EngineMetrics};
 pub use error::{PipelineError, StateError};
+pub use lift::{BatchCombiner, Lifted, Shuffled};
 pub use operators::{IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain};
 pub use pipeline::{
     KeyedStream, Pipeline, PipelineBuilder, SplitPipeline, StatefulOperator, Stream, Unsplit, Upstream, WindowedStream,

@@ -38,9 +38,11 @@ use serde::Serialize;
 
 use crate::combine::{CollectBySide, Combiner};
 use crate::error::PipelineError;
+use crate::lift::{can_lift, BatchCombiner, BatchCombinerFactory, Lifted, WindowPartials};
 use crate::operators::{
     Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
-    LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, ShuffleSink, Sink, WindowAggregate,
+    LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, ShuffleSink, Sink,
+    WindowAggregate,
 };
 use crate::record::ShuffleOutput;
 use crate::state::{key_group, StateKey, DEFAULT_MAX_KEY_GROUPS};
@@ -465,6 +467,7 @@ impl<In: Send + 'static, S: Send + 'static, T: Send + 'static> Stream<S, T, Upst
             def: up_def,
             build: up_build,
             key_group,
+            lift,
         } = self.up;
         let (down_build, down_def) = (self.build, self.def);
         let stateful: Arc<[StatefulOperator]> = self.stateful.into();
@@ -496,6 +499,7 @@ impl<In: Send + 'static, S: Send + 'static, T: Send + 'static> Stream<S, T, Upst
             whole,
             upstream,
             downstream,
+            lift,
         }
     }
 }
@@ -515,6 +519,8 @@ pub struct Upstream<In, S> {
     def: Arc<PipelineDef<In>>,
     build: BuildFn<In, S>,
     key_group: Arc<dyn Fn(&S) -> u16 + Send + Sync>,
+    /// The batch combiners of a lifted aggregation ([`WindowedStream::aggregate_lifted`]).
+    lift: Option<BatchCombinerFactory<S>>,
 }
 
 /// A pipeline cut by a shuffle marker into two halves that run as two stages joined by a
@@ -541,6 +547,21 @@ pub struct SplitPipeline<In, S, Out> {
     pub upstream: Pipeline<In, ShuffleOutput<S>>,
     /// The keyed half after it.
     pub downstream: Pipeline<S, Out>,
+    lift: Option<BatchCombinerFactory<S>>,
+}
+
+impl<In, S, Out> SplitPipeline<In, S, Out> {
+    /// A fresh combiner for one upstream batch if the pipeline's aggregation is lifted
+    /// ([`WindowedStream::aggregate_lifted`], [`crate::lift`]); `None` if every value is sent raw.
+    pub fn batch_combiner(&self) -> Option<Box<dyn BatchCombiner<S>>> {
+        self.lift.as_ref().map(|make| make())
+    }
+
+    /// Whether the upstream combines values into partial aggregates (else every value is sent
+    /// raw: no lifted aggregation, or one whose trigger or windows fall back).
+    pub fn is_lifted(&self) -> bool {
+        self.lift.is_some()
+    }
 }
 
 impl<In, S, Out> Clone for SplitPipeline<In, S, Out> {
@@ -549,6 +570,7 @@ impl<In, S, Out> Clone for SplitPipeline<In, S, Out> {
             whole: self.whole.clone(),
             upstream: self.upstream.clone(),
             downstream: self.downstream.clone(),
+            lift: self.lift.clone(),
         }
     }
 }
@@ -645,6 +667,7 @@ impl<In: Send + 'static, K: StateKey, T: Serialize + DeserializeOwned + Send + S
                     def: self.stream.def,
                     build: self.stream.build,
                     key_group: Arc::new(move |v: &T| key_group(&group_of(v), max_key_groups)),
+                    lift: None,
                 },
             },
             key_fn,
@@ -857,6 +880,138 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> WindowedStream<In, 
         // The flat_map is part of this step: a uid after `join` names its window operator.
         joined.last_step = aggregate;
         joined
+    }
+}
+
+impl<In, K, T> WindowedStream<T, K, T, Upstream<In, T>>
+where
+    In: Send + 'static,
+    K: StateKey,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// [`WindowedStream::aggregate`] with combiner lifting ([`crate::lift`]): the upstream half
+    /// combines each batch's values per (key, window) and shuffles partial accumulators, which
+    /// the downstream merges — far fewer shuffled records for the same results (ids, panes,
+    /// values, late records). The shuffle carries [`Lifted`] values. Lifting needs a
+    /// non-merging window and a trigger firing at the watermark (allowed lateness and late
+    /// firings by count are fine); with early firings, late firings by processing time or
+    /// session windows the plan falls back to sending every value raw
+    /// ([`SplitPipeline::is_lifted`] is false).
+    ///
+    /// ```
+    /// use shardflow_engine::combine::Sum;
+    /// use shardflow_engine::{Lifted, Pipeline, PipelineError, Windowing};
+    ///
+    /// # fn main() -> Result<(), PipelineError> {
+    /// // (product, event time, cents)
+    /// let split = Pipeline::builder("revenue")
+    ///     .event_time(|r: &(u32, i64, i64)| r.1)
+    ///     .key_by(|r| r.0)
+    ///     .shuffle()?
+    ///     .window(Windowing::tumbling(60_000)?)
+    ///     .aggregate_lifted(Sum::of(|r: &(u32, i64, i64)| r.2), |product, window, _pane, cents| (*product, window.start, cents))
+    ///     .sink("revenue");
+    /// assert!(split.is_lifted());
+    ///
+    /// // One upstream batch of three sales of product 7 in one minute: one partial.
+    /// let mut up = split.upstream.engine();
+    /// let shard = up.partition("shard-0");
+    /// let mut combiner = split.batch_combiner().expect("lifted");
+    /// for (offset, r) in [(7, 1_000, 250), (7, 2_000, 100), (7, 3_000, 5)].into_iter().enumerate() {
+    ///     let wm_before = up.partition_watermark(shard);
+    ///     up.process(shard, offset as u64, 0, r);
+    ///     for o in up.drain_output() {
+    ///         let raw = shardflow_engine::Shuffled { output: o.value, timestamp: o.timestamp, wm_before };
+    ///         assert!(combiner.offer(raw).is_none(), "merged into the partial");
+    ///     }
+    /// }
+    /// let mut partials = Vec::new();
+    /// combiner.take_all(&mut partials);
+    /// assert_eq!(partials.len(), 1);
+    /// assert!(matches!(partials[0].output.value, Lifted::Partial { acc: 355, count: 3, .. }));
+    ///
+    /// // Downstream: the partial is merged into its window.
+    /// let mut down = split.downstream.engine();
+    /// let from = down.partition("shard-0");
+    /// for p in partials {
+    ///     down.advance_watermark(p.wm_before);
+    ///     down.process_from(from, p.output.origin, p.timestamp, 0, p.output.value);
+    /// }
+    /// down.finish();
+    /// assert_eq!(down.drain_output()[0].value, (7, 0, 355));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn aggregate_lifted<C, O>(
+        self,
+        combiner: C,
+        result: impl Fn(&K, &Window, &PaneInfo, C::Out) -> O + Send + Sync + 'static,
+    ) -> Stream<Lifted<K, T, C::Acc>, O, Upstream<In, Lifted<K, T, C::Acc>>>
+    where
+        C: Combiner<T>,
+        C::Out: Send,
+        O: Send + 'static,
+    {
+        let WindowedStream {
+            keyed,
+            windowing,
+            trigger,
+        } = self;
+        let KeyedStream { stream, key_fn } = keyed;
+        let max_key_groups = stream.def.max_key_groups;
+        let combiner = Arc::new(combiner);
+        let up = stream.up;
+        let up_build = up.build;
+        let group_of = key_fn.clone();
+        let lift: Option<BatchCombinerFactory<Lifted<K, T, C::Acc>>> = can_lift(&windowing, &trigger).then(|| {
+            let (key_fn, windowing, combiner) = (key_fn.clone(), windowing.clone(), combiner.clone());
+            Arc::new(move || {
+                Box::new(WindowPartials::new(
+                    key_fn.clone(),
+                    windowing.clone(),
+                    combiner.clone(),
+                    max_key_groups,
+                )) as Box<dyn BatchCombiner<Lifted<K, T, C::Acc>>>
+            }) as BatchCombinerFactory<Lifted<K, T, C::Acc>>
+        });
+        let raw: Arc<dyn Fn(T) -> Lifted<K, T, C::Acc> + Send + Sync> = Arc::new(Lifted::Raw);
+        let lifted_up = Upstream {
+            def: up.def,
+            build: Arc::new(move |ids, next| up_build(ids, Box::new(Map { f: raw.clone(), next }))),
+            key_group: Arc::new(move |v: &Lifted<K, T, C::Acc>| match v {
+                Lifted::Raw(t) => key_group(&group_of(t), max_key_groups),
+                Lifted::Partial { key, .. } => key_group(key, max_key_groups),
+            }),
+            lift,
+        };
+        let head: Stream<Lifted<K, T, C::Acc>, Lifted<K, T, C::Acc>, _> = Stream {
+            def: Arc::new(PipelineDef {
+                name: stream.def.name.clone(),
+                timestamp_fn: Arc::new(|_: &Lifted<K, T, C::Acc>| crate::time::MIN_TIMESTAMP),
+                watermarks: WatermarkStrategy::external(),
+                max_key_groups,
+            }),
+            build: Arc::new(|_, next| next),
+            stateful: stream.stateful,
+            last_step: None,
+            up: lifted_up,
+        };
+        let result_fn: ResultFn<K, C::Out, O> = Arc::new(result);
+        head.then_stateful(WINDOW_AGGREGATE, move |id, max_kg, next| {
+            Box::new(LiftedWindowAggregate {
+                inner: WindowAggregate::new(
+                    id,
+                    max_kg,
+                    key_fn.clone(),
+                    windowing.clone(),
+                    trigger,
+                    combiner.clone(),
+                    result_fn.clone(),
+                    next,
+                ),
+            })
+        })
     }
 }
 

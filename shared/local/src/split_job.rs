@@ -10,7 +10,8 @@
 //!   the downstream in the runner's order, which is what makes the two stages equal one engine.
 //! - At the start, every input partition is registered upstream in the runner's order, which
 //!   sends its first watermark record: the downstream engines know the partitions in that order
-//!   (late records name their partition by it).
+//!   (late records name their partition by it), and know them all before any data, which makes
+//!   a lifted aggregation exact ([`shardflow_engine::lift`]).
 //! - A checkpoint is taken with the shuffle stream read to its end: the upstream engine and every
 //!   downstream engine are stored, each in a store of its own. The in-memory stream does not
 //!   survive a restart, nor need to: on resume the upstream announces every known partition to
@@ -21,8 +22,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_engine::{
-    Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, ShuffleOutput, SplitPipeline, StateError,
-    Timestamp, MIN_TIMESTAMP,
+    BatchCombiner, Checkpoint, CheckpointImage, Engine, EngineMetrics, PartitionId, ShuffleOutput, SplitPipeline,
+    StateError, Timestamp, MIN_TIMESTAMP,
 };
 use shardflow_shuffle::{
     BatchEnd, DownstreamShard, KeyGroupSpace, MemoryShuffle, Packed, Packer, ShardMap, Source, UpstreamBatch,
@@ -52,7 +53,7 @@ pub(crate) struct SplitJob<In, S, Out> {
     /// The partition and records of the batch under way.
     batch: Option<(usize, Vec<Buffered<In>>)>,
     clock: Timestamp,
-    /// The first upstream error: the run fails at its next checkpoint or drain.
+    /// The first upstream error: the run fails at its next drain or checkpoint.
     failed: Option<UpstreamError>,
 }
 
@@ -104,7 +105,8 @@ where
             shard: name,
             parents: &[],
         };
-        let packed = pack(&mut self.upstream, self.shuffle.map(), shard, records, end);
+        let combiner = self.split.batch_combiner();
+        let packed = pack(&mut self.upstream, combiner, self.shuffle.map(), shard, records, end);
         self.put(packed);
     }
 
@@ -185,24 +187,20 @@ where
     }
 }
 
-/// Packs `records` of `shard` on `engine` for `map` (the upstream half of one batch).
+/// Packs `records` of `shard` on `engine` for `map`, combined by `combiner` if the pipeline is
+/// lifted (the upstream half of one batch).
 fn pack<In: Send + 'static, S: Serialize + Send + 'static>(
     engine: &mut Engine<In, ShuffleOutput<S>>,
+    combiner: Option<Box<dyn BatchCombiner<S>>>,
     map: &ShardMap,
     shard: UpstreamShard<'_>,
     records: Vec<Buffered<In>>,
     end: BatchEnd,
 ) -> Result<Packed, UpstreamError> {
-    let mut batch = UpstreamBatch::begin(engine, map, shard)?;
+    let mut batch = UpstreamBatch::begin(engine, map, shard)?.with_combiner(combiner);
     for (offset, arrival, value) in records {
-        // Offsets are line numbers: a decimal number is a sequence number.
-        let sequence = SequenceNumber::parse(&offset.to_string()).map_err(|e| {
-            UpstreamError::Pack(shardflow_shuffle::PackError::Route(
-                shardflow_shuffle::RouteError::InvalidShardId {
-                    shard_id: e.to_string(),
-                },
-            ))
-        })?;
+        // An offset (a line number) in decimal is its sequence number.
+        let sequence = SequenceNumber::parse(&offset.to_string())?;
         batch.push(&sequence, offset, arrival, value)?;
     }
     batch.finish(end)
@@ -270,6 +268,12 @@ where
         partitions: &[String],
     ) -> std::io::Result<()> {
         self.flush();
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::other(format!(
+                "the upstream half of {} failed: {e}",
+                self.name()
+            )));
+        }
         self.run_downstream();
         let name = self.split.whole.name();
         for shard in &mut self.downstream {

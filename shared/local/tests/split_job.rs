@@ -8,12 +8,17 @@ mod common;
 use common::{block_on, shards, Ev};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::trigger::Firing;
-use shardflow_engine::{Pipeline, SplitPipeline, Trigger, WatermarkStrategy, Windowing};
+use shardflow_engine::{
+    Lifted, Pipeline, SplitPipeline, Trigger, Upstream, WatermarkStrategy, WindowedStream, Windowing,
+};
 use shardflow_local::{IterInput, LocalRunner, RunSummary};
 
-/// Per key and 10 s window: count and sum, 5 s of allowed lateness with a late pane every two
-/// late values; amounts above 95 are counted twice (a `flat_map` before the shuffle).
-fn sums() -> SplitPipeline<Ev, Ev, (u32, i64, u64, i64)> {
+/// (key, window start, count, sum)
+type Row = (u32, i64, u64, i64);
+
+/// Per key and 10 s window, 5 s of allowed lateness with a late pane every two late values;
+/// amounts above 95 are counted twice (a `flat_map` before the shuffle).
+fn windowed() -> WindowedStream<Ev, u32, Ev, Upstream<Ev, Ev>> {
     Pipeline::builder("sums")
         .watermarks(WatermarkStrategy::bounded_out_of_orderness(2_000).unwrap())
         .max_key_groups(16)
@@ -29,7 +34,21 @@ fn sums() -> SplitPipeline<Ev, Ev, (u32, i64, u64, i64)> {
                 .unwrap()
                 .with_late_firings(Firing::every_elements(2)),
         )
+}
+
+/// Count and sum of the amounts per key and window of [`windowed`].
+fn sums() -> SplitPipeline<Ev, Ev, Row> {
+    windowed()
         .aggregate((Count, Sum::of(|e: &Ev| e.amount)), |k, w, _, (n, s)| {
+            (*k, w.start, n, s)
+        })
+        .sink("sums")
+}
+
+/// [`sums`] with its aggregation lifted.
+fn lifted_sums() -> SplitPipeline<Ev, Lifted<u32, Ev, (u64, i64)>, Row> {
+    windowed()
+        .aggregate_lifted((Count, Sum::of(|e: &Ev| e.amount)), |k, w, _, (n, s)| {
             (*k, w.start, n, s)
         })
         .sink("sums")
@@ -64,7 +83,7 @@ fn sorted_lines(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn a_split_pipeline_over_any_shuffle_shard_count_writes_what_one_engine_writes() {
+fn a_split_pipeline_over_any_shuffle_shard_count_lifted_or_not_writes_what_one_engine_writes() {
     let whole = tempfile::tempdir().unwrap();
     let mut input = IterInput::from_vecs(shards(4_000, 60, 11));
     let one = block_on(runner(whole.path()).job(sums().whole).run(&mut input)).unwrap();
@@ -90,6 +109,20 @@ fn a_split_pipeline_over_any_shuffle_shard_count_writes_what_one_engine_writes()
             (b.records_in, b.results_out, b.late_records)
         );
     }
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = IterInput::from_vecs(shards(4_000, 60, 11));
+    assert!(lifted_sums().is_lifted());
+    block_on(runner(dir.path()).split_job(lifted_sums()).run(&mut input)).unwrap();
+    assert_eq!(
+        sorted_lines(&read(dir.path(), "sums.jsonl")),
+        sorted_lines(&expected),
+        "lifted"
+    );
+    assert_eq!(
+        sorted_lines(&read(dir.path(), "late.jsonl")),
+        sorted_lines(&expected_late),
+        "lifted"
+    );
 }
 
 #[test]

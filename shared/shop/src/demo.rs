@@ -3,7 +3,8 @@
 //! 1. Generates the stream ([`crate::generator`]) as length-delimited Protobuf files, one per
 //!    shard, under `<out>/input/` (every `--corrupt-every`-th record damaged, to show dead
 //!    letters).
-//! 2. Runs `revenue`, `receipts` and `order_enrich` over the shards with the local runner:
+//! 2. Runs `revenue` (as two stages over an in-memory shuffle with `--shuffle-shards N`),
+//!    `receipts` and `order_enrich` over the shards with the local runner:
 //!    arrival time is the envelope's `ts_ms`, checkpoints go to `<out>/state/` every
 //!    `--checkpoint-every` records, results to `<out>/revenue.jsonl`, `receipts.jsonl`,
 //!    `enriched_orders.jsonl`, late records to `late.jsonl`, undecodable ones to
@@ -25,7 +26,7 @@ use shardflow_local::{Arrival, LocalRunner, ProtobufFiles, RunManifest, RunSumma
 use shardflow_schemas::ChangeEvent;
 
 use crate::generator::{write_shard_files, ShopConfig};
-use crate::pipelines::{order_enrich, receipts, revenue};
+use crate::pipelines::{order_enrich, receipts, revenue, revenue_split};
 
 /// Arguments of `shardflow demo`.
 #[derive(Debug, Clone, Args)]
@@ -58,6 +59,12 @@ pub struct DemoArgs {
     /// Ignore any previous state in `<out>/state/` and start from the beginning.
     #[arg(long)]
     pub fresh: bool,
+    /// Run `revenue` as two stages joined by an in-memory shuffle stream of this many shards
+    /// (its upstream half on the stream's shards, its keyed half on the shuffle's); 0 runs it in
+    /// one engine. Its results are the same but for the early panes, which fire on each stage's
+    /// processing time.
+    #[arg(long, default_value_t = 0)]
+    pub shuffle_shards: u16,
 }
 
 /// What the demo did.
@@ -110,7 +117,12 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
     anyhow::ensure!(args.shards > 0, "--shards must be positive");
     let config = ShopConfig::new(args.seed, args.events, args.shards);
     let corrupt_every = (args.corrupt_every > 0).then_some(args.corrupt_every);
-    let input_id = format!("{} corrupt_every={}", config.id(), args.corrupt_every);
+    let input_id = format!(
+        "{} corrupt_every={} shuffle_shards={}",
+        config.id(),
+        args.corrupt_every,
+        args.shuffle_shards
+    );
     let state_dir = args.out.join("state");
     prepare_state(&state_dir, &input_id, args.fresh)?;
 
@@ -125,8 +137,13 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
     let mut input = ProtobufFiles::<ChangeEvent>::open(&files)?;
     let bar = progress_bar(args.events, "pipelines", show_progress);
     let progress = bar.clone();
-    let mut runner = LocalRunner::new(&args.out)
-        .job(revenue())
+    let runner = LocalRunner::new(&args.out);
+    let runner = if args.shuffle_shards > 0 {
+        runner.shuffle_shards(args.shuffle_shards).split_job(revenue_split())
+    } else {
+        runner.job(revenue())
+    };
+    let mut runner = runner
         .job(receipts())
         .job(order_enrich())
         .arrival(Arrival::Field(Arc::new(|e: &ChangeEvent| e.ts_ms)))

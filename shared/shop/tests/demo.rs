@@ -15,6 +15,7 @@ fn args(out: &Path, events: u64) -> DemoArgs {
         batch_size: 64,
         stop_after: None,
         fresh: false,
+        shuffle_shards: 0,
     }
 }
 
@@ -98,4 +99,47 @@ fn an_interrupted_demo_resumes_to_the_same_outputs() {
     let third = execute(&args(twice.path(), 8_000), false).unwrap();
     assert_eq!(third.run.resumed_from_epoch, None);
     assert_eq!(third.run.records_read, 8_000);
+}
+
+#[test]
+fn the_demo_with_a_shuffle_writes_the_revenue_of_one_engine_but_its_early_panes() {
+    let one = tempfile::tempdir().unwrap();
+    execute(&args(one.path(), 8_000), false).unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let report = execute(
+        &DemoArgs {
+            shuffle_shards: 3,
+            ..args(two.path(), 8_000)
+        },
+        false,
+    )
+    .unwrap();
+    assert!(report.run.pipelines.iter().any(|p| p.pipeline == "revenue"));
+    let not_early = |out: &Path| {
+        let mut rows: Vec<String> = lines(out, "revenue.jsonl")
+            .into_iter()
+            .filter(|r| r["value"]["pane"] != "early")
+            .map(|mut r| {
+                // Pane indexes count the early panes before them.
+                r["value"]["pane_index"] = serde_json::Value::Null;
+                r["pane"]["index"] = serde_json::Value::Null;
+                r["id"] = serde_json::Value::Null;
+                r.to_string()
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    let expected = not_early(one.path());
+    assert!(!expected.is_empty());
+    assert_eq!(not_early(two.path()), expected);
+    for file in ["receipts.jsonl", "enriched_orders.jsonl"] {
+        assert_eq!(lines(one.path(), file), lines(two.path(), file), "{file}");
+    }
+    let sorted_late = |out: &Path| {
+        let mut late: Vec<String> = lines(out, "late.jsonl").iter().map(|l| l.to_string()).collect();
+        late.sort_unstable();
+        late
+    };
+    assert_eq!(sorted_late(two.path()), sorted_late(one.path()), "late records");
 }

@@ -9,14 +9,16 @@
 //!    its key group as a [`DataRecord`] with the id (stage, shard, sequence number, output index),
 //!    the output's event time and provenance, and `wm_before`, the partition's watermark just
 //!    before the input record.
-//! 3. [`UpstreamBatch::finish`]: if the partition's watermark advanced during the batch, or the
-//!    partition ended, its watermark record goes to every shard after the batch's data.
+//!    With combiner lifting ([`UpstreamBatch::with_combiner`]), values go into partial
+//!    aggregates where [`shardflow_engine::lift`] allows it, and partials are sent when due.
+//! 3. [`UpstreamBatch::finish`]: the remaining partials, then, if the partition's watermark
+//!    advanced during the batch or the partition ended, its watermark record to every shard.
 //! 4. The caller sends the [`Packed`] records ([`crate::pack`]'s sending protocol) and only then
 //!    commits the upstream position and engine state. A retried batch restarts from the committed
 //!    state and re-sends byte-identical records, which the downstream drops ([`crate::dedup`]).
 
 use serde::Serialize;
-use shardflow_engine::{Engine, PartitionId, ShuffleOutput, Timestamp};
+use shardflow_engine::{BatchCombiner, Engine, PartitionId, ShuffleOutput, Shuffled, Timestamp};
 use shardflow_stage::SequenceNumber;
 
 use crate::pack::{PackError, Packed, Packer};
@@ -32,6 +34,9 @@ pub enum UpstreamError {
     /// A shuffled value cannot be encoded.
     #[error("a shuffled value cannot be encoded: {0}")]
     Encode(#[from] postcard::Error),
+    /// An input record's position is not a sequence number (its id in the shuffle).
+    #[error(transparent)]
+    Sequence(#[from] shardflow_stage::SequenceNumberError),
 }
 
 /// The upstream partition a batch comes from.
@@ -65,6 +70,17 @@ pub struct UpstreamBatch<'e, 'm, 's, In, S> {
     packer: Packer<'m>,
     wm_start: Timestamp,
     payload: Vec<u8>,
+    lifting: Option<Lifting<S>>,
+}
+
+/// The batch's combiner (combiner lifting) and where its partials get their ids.
+struct Lifting<S> {
+    combiner: Box<dyn BatchCombiner<S>>,
+    /// Partials due, waiting to be packed.
+    due: Vec<Shuffled<S>>,
+    /// The last input record's sequence number and its next output index: the id of partials
+    /// sent at the end of the batch.
+    last: Option<(SequenceNumber, u32)>,
 }
 
 impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatch<'e, 'm, 's, In, S> {
@@ -86,11 +102,26 @@ impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatc
             packer: Packer::new(map),
             wm_start,
             payload: Vec::new(),
+            lifting: None,
         };
         if !known {
             batch.push_watermark(wm_start, false)?;
         }
         Ok(batch)
+    }
+
+    /// Combines the batch's values with `combiner` (a lifted split pipeline's
+    /// [`shardflow_engine::SplitPipeline::batch_combiner`]; `None` sends every value raw). A
+    /// partial is sent before the first input record whose `wm_before` reaches its window's end,
+    /// with ids of that record's outputs (partials first), or at the end of the batch after the
+    /// last record's outputs: ids stay in sending order, as the downstream's marks need.
+    pub fn with_combiner(mut self, combiner: Option<Box<dyn BatchCombiner<S>>>) -> Self {
+        self.lifting = combiner.map(|combiner| Lifting {
+            combiner,
+            due: Vec::new(),
+            last: None,
+        });
+        self
     }
 
     /// Processes input record `value` at `sequence` (its id in the shuffle) and `offset` (its
@@ -104,23 +135,32 @@ impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatc
         value: In,
     ) -> Result<(), UpstreamError> {
         let wm_before = self.engine.partition_watermark(self.partition);
+        let mut output_index = 0u32;
+        if let Some(lifting) = &mut self.lifting {
+            lifting.combiner.take_due(wm_before, &mut lifting.due);
+            for partial in lifting.due.drain(..) {
+                let at = next_index(&mut output_index);
+                pack_one(&mut self.packer, &mut self.payload, self.shard, sequence, at, partial)?;
+            }
+        }
         self.engine.process(self.partition, offset, arrival, value);
-        for (output_index, out) in (0u32..).zip(self.engine.drain_output_iter()) {
-            self.payload.clear();
-            self.payload = postcard::to_extend(&out.value.value, std::mem::take(&mut self.payload))?;
-            self.packer.push_data(&DataRecord {
-                id: RecordId {
-                    stage: self.shard.stage,
-                    source_shard: self.shard.shard,
-                    sequence: std::borrow::Cow::Borrowed(sequence),
-                    output_index,
-                },
-                key_group: out.value.key_group,
+        for out in self.engine.drain_output_iter() {
+            let shuffled = Shuffled {
+                output: out.value,
                 timestamp: out.timestamp,
-                origin: out.value.origin,
                 wm_before,
-                payload: &self.payload,
-            })?;
+            };
+            let raw = match &mut self.lifting {
+                Some(lifting) => lifting.combiner.offer(shuffled),
+                None => Some(shuffled),
+            };
+            if let Some(raw) = raw {
+                let at = next_index(&mut output_index);
+                pack_one(&mut self.packer, &mut self.payload, self.shard, sequence, at, raw)?;
+            }
+        }
+        if let Some(lifting) = &mut self.lifting {
+            lifting.last = Some((sequence.clone(), output_index));
         }
         Ok(())
     }
@@ -128,6 +168,18 @@ impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatc
     /// Ends the batch: the partition's watermark record follows the data if the watermark
     /// advanced or the partition ended. Returns the Kinesis records to send, in order.
     pub fn finish(mut self, end: BatchEnd) -> Result<Packed, UpstreamError> {
+        if let Some(Lifting {
+            mut combiner,
+            mut due,
+            last: Some((sequence, mut output_index)),
+        }) = self.lifting.take()
+        {
+            combiner.take_all(&mut due);
+            for partial in due {
+                let at = next_index(&mut output_index);
+                pack_one(&mut self.packer, &mut self.payload, self.shard, &sequence, at, partial)?;
+            }
+        }
         let wm_end = self.engine.partition_watermark(self.partition);
         if end == BatchEnd::Closed {
             self.engine.end_partition(self.partition);
@@ -149,4 +201,39 @@ impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatc
         })?;
         Ok(())
     }
+}
+
+/// The next output index of an input record.
+fn next_index(index: &mut u32) -> u32 {
+    let at = *index;
+    *index = index.wrapping_add(1);
+    at
+}
+
+/// Encodes `value` into `payload` and packs it as output `output_index` of input record
+/// `sequence` of `shard`.
+fn pack_one<S: Serialize>(
+    packer: &mut Packer<'_>,
+    payload: &mut Vec<u8>,
+    shard: UpstreamShard<'_>,
+    sequence: &SequenceNumber,
+    output_index: u32,
+    value: Shuffled<S>,
+) -> Result<(), UpstreamError> {
+    payload.clear();
+    *payload = postcard::to_extend(&value.output.value, std::mem::take(payload))?;
+    packer.push_data(&DataRecord {
+        id: RecordId {
+            stage: shard.stage,
+            source_shard: shard.shard,
+            sequence: std::borrow::Cow::Borrowed(sequence),
+            output_index,
+        },
+        key_group: value.output.key_group,
+        timestamp: value.timestamp,
+        origin: value.output.origin,
+        wm_before: value.wm_before,
+        payload,
+    })?;
+    Ok(())
 }

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use proptest::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{
-    CheckpointImage, Engine, Firing, LateRecord, Output, Pipeline, ShuffleOutput, SplitPipeline, Trigger,
+    CheckpointImage, Engine, Firing, LateRecord, Lifted, Output, Pipeline, ShuffleOutput, SplitPipeline, Trigger,
     WatermarkStrategy, Windowing,
 };
 use shardflow_shuffle::{
@@ -35,9 +36,20 @@ struct Ev {
 /// (key, window start, sum, count)
 type Out = (u8, i64, i64, u64);
 
-/// Sums and counts per key and 10 ms window, with `lateness` ms of allowed lateness and a late
-/// pane every `late_every` late values; values divisible by 3 are doubled by a `flat_map`.
-fn pipeline(out_of_orderness: i64, lateness: i64, late_every: u32) -> SplitPipeline<Ev, Ev, Out> {
+/// The windowed stream of the test pipelines: values divisible by 3 are doubled by a
+/// `flat_map`, the key is shuffled, 10 ms windows (or 20 ms sliding by 10) with `lateness` ms of
+/// allowed lateness and a late pane every `late_every` late values.
+fn windowed(
+    out_of_orderness: i64,
+    lateness: i64,
+    late_every: u32,
+    sliding: bool,
+) -> shardflow_engine::WindowedStream<Ev, u8, Ev, shardflow_engine::Upstream<Ev, Ev>> {
+    let windowing = if sliding {
+        Windowing::sliding(20, 10).unwrap()
+    } else {
+        Windowing::tumbling(10).unwrap()
+    };
     Pipeline::builder("two-stage")
         .max_key_groups(KEY_GROUPS)
         .watermarks(WatermarkStrategy::bounded_out_of_orderness(out_of_orderness).unwrap())
@@ -52,13 +64,35 @@ fn pipeline(out_of_orderness: i64, lateness: i64, late_every: u32) -> SplitPipel
         .key_by(|e: &Ev| e.key)
         .shuffle()
         .unwrap()
-        .window(Windowing::tumbling(10).unwrap())
+        .window(windowing)
         .trigger(
             Trigger::at_watermark()
                 .with_allowed_lateness(lateness)
                 .unwrap()
                 .with_late_firings(Firing::every_elements(late_every)),
         )
+}
+
+/// Sums and counts per key and window of [`windowed`].
+fn pipeline(out_of_orderness: i64, lateness: i64, late_every: u32) -> SplitPipeline<Ev, Ev, Out> {
+    windowed(out_of_orderness, lateness, late_every, false)
+        .aggregate((Sum::of(|e: &Ev| e.v), Count), |k, w, _p, (s, n)| (*k, w.start, s, n))
+        .sink("out")
+}
+
+/// The shuffled values of [`lifted`].
+type LiftedEv = Lifted<u8, Ev, (i64, u64)>;
+
+/// [`pipeline`] with its aggregation lifted.
+fn lifted(out_of_orderness: i64, lateness: i64, late_every: u32, sliding: bool) -> SplitPipeline<Ev, LiftedEv, Out> {
+    windowed(out_of_orderness, lateness, late_every, sliding)
+        .aggregate_lifted((Sum::of(|e: &Ev| e.v), Count), |k, w, _p, (s, n)| (*k, w.start, s, n))
+        .sink("out")
+}
+
+/// [`pipeline`] unlifted, with the windows of [`lifted`].
+fn unlifted(out_of_orderness: i64, lateness: i64, late_every: u32, sliding: bool) -> SplitPipeline<Ev, Ev, Out> {
+    windowed(out_of_orderness, lateness, late_every, sliding)
         .aggregate((Sum::of(|e: &Ev| e.v), Count), |k, w, _p, (s, n)| (*k, w.start, s, n))
         .sink("out")
 }
@@ -93,9 +127,9 @@ fn shard_name(p: usize) -> String {
 
 /// One upstream partition's stage: its engine, committed state and position, and a batch
 /// written but not committed (a crash after the shuffle write).
-struct Up {
+struct Up<S> {
     name: String,
-    engine: Engine<Ev, ShuffleOutput<Ev>>,
+    engine: Engine<Ev, ShuffleOutput<S>>,
     image: Option<CheckpointImage>,
     position: usize,
     batches: usize,
@@ -105,21 +139,21 @@ struct Up {
 }
 
 /// One downstream shard's stage: the shard, its committed checkpoint, what it emitted since.
-struct Down {
-    shard: DownstreamShard<Ev, Out>,
+struct Down<S> {
+    shard: DownstreamShard<S, Out>,
     committed: DownstreamCheckpoint,
     results: Vec<ResultKey>,
     late: Vec<LateKey>,
 }
 
 /// The two-stage run.
-struct TwoStage {
-    split: SplitPipeline<Ev, Ev, Out>,
+struct TwoStage<S> {
+    split: SplitPipeline<Ev, S, Out>,
     input: Vec<Vec<Ev>>,
     sizes: Vec<usize>,
     shuffle: MemoryShuffle,
-    ups: Vec<Up>,
-    downs: BTreeMap<String, Down>,
+    ups: Vec<Up<S>>,
+    downs: BTreeMap<String, Down<S>>,
     /// Final checkpoints of closed shuffle shards read to their end.
     finished: BTreeMap<String, DownstreamCheckpoint>,
     /// Children waiting for their parents: (child, its key groups, parents).
@@ -132,8 +166,8 @@ struct TwoStage {
     lost: Vec<ResultKey>,
 }
 
-impl TwoStage {
-    fn new(split: SplitPipeline<Ev, Ev, Out>, input: Vec<Vec<Ev>>, sizes: Vec<usize>, shards: u16) -> Self {
+impl<S: Serialize + DeserializeOwned + Send + 'static> TwoStage<S> {
+    fn new(split: SplitPipeline<Ev, S, Out>, input: Vec<Vec<Ev>>, sizes: Vec<usize>, shards: u16) -> Self {
         let shuffle = MemoryShuffle::new(ShardMap::even(KeyGroupSpace::new(KEY_GROUPS), shards));
         let ups = (0..input.len())
             .map(|p| Up {
@@ -176,7 +210,7 @@ impl TwoStage {
         run
     }
 
-    fn start_down(&mut self, mut shard: DownstreamShard<Ev, Out>) {
+    fn start_down(&mut self, mut shard: DownstreamShard<S, Out>) {
         let committed = shard.checkpoint().unwrap();
         self.downs.insert(
             shard.shard_id().to_owned(),
@@ -187,6 +221,27 @@ impl TwoStage {
                 late: vec![],
             },
         );
+    }
+
+    /// Registers every upstream partition before any data, as the embedded runner does: each
+    /// sends its first watermark record, so the downstream knows them all from the start.
+    fn register_all(&mut self) {
+        for p in 0..self.ups.len() {
+            let up = &mut self.ups[p];
+            let shard = UpstreamShard {
+                stage: STAGE,
+                stream: STREAM,
+                shard: &up.name,
+                parents: &[],
+            };
+            let packed = UpstreamBatch::begin(&mut up.engine, self.shuffle.map(), shard)
+                .unwrap()
+                .finish(BatchEnd::Open)
+                .unwrap();
+            self.shuffle.put(&packed, 0);
+            up.image = Some(CheckpointImage::new(up.engine.snapshot_full().unwrap()));
+            self.order.push((p, 0, 0, false));
+        }
     }
 
     /// Runs partition `p`'s next batch through the upstream half: the packed records and the
@@ -210,7 +265,8 @@ impl TwoStage {
                 parents: &parents,
             },
         )
-        .unwrap();
+        .unwrap()
+        .with_combiner(self.split.batch_combiner());
         for i in up.position..up.position + len {
             let sequence = SequenceNumber::parse(&i.to_string()).unwrap();
             batch.push(&sequence, i as u64, 0, self.input[p][i].clone()).unwrap();
@@ -380,7 +436,12 @@ impl TwoStage {
 
     /// The single engine over the same batches in the order of their first write.
     fn reference(&self) -> (Vec<ResultKey>, Vec<LateKey>) {
-        let mut engine = self.split.whole.engine();
+        self.reference_of(&self.split.whole)
+    }
+
+    /// Pipeline `whole` in one engine over the same batches in the order of their first write.
+    fn reference_of(&self, whole: &Pipeline<Ev, Out>) -> (Vec<ResultKey>, Vec<LateKey>) {
+        let mut engine = whole.engine();
         let mut ids = BTreeMap::new();
         for &(p, start, len, closed) in &self.order {
             let id = *ids.entry(p).or_insert_with(|| engine.partition(&shard_name(p)));
@@ -412,15 +473,30 @@ fn inputs() -> impl Strategy<Value = Vec<Vec<Ev>>> {
     prop::collection::vec(prop::collection::vec(ev, 0..14), 1..=16)
 }
 
-fn run(
-    split: SplitPipeline<Ev, Ev, Out>,
+fn run<S: Serialize + DeserializeOwned + Send + 'static>(
+    split: SplitPipeline<Ev, S, Out>,
     input: Vec<Vec<Ev>>,
     sizes: Vec<usize>,
     shards: u16,
     steps: Vec<(u8, usize, usize)>,
-) -> TwoStage {
+) -> TwoStage<S> {
+    run_registered(split, input, sizes, shards, steps, false)
+}
+
+/// [`run`], with every partition registered first if `register_all`.
+fn run_registered<S: Serialize + DeserializeOwned + Send + 'static>(
+    split: SplitPipeline<Ev, S, Out>,
+    input: Vec<Vec<Ev>>,
+    sizes: Vec<usize>,
+    shards: u16,
+    steps: Vec<(u8, usize, usize)>,
+    register_all: bool,
+) -> TwoStage<S> {
     let n = input.len();
     let mut two = TwoStage::new(split, input, sizes, shards);
+    if register_all {
+        two.register_all();
+    }
     for (kind, a, b) in steps {
         match kind {
             0..=3 => two.upstream_batch(a % n, b % 6),
@@ -511,4 +587,45 @@ fn a_split_and_a_merge_of_the_shuffle_stream_in_the_middle_of_late_data_change_n
     assert!(results.iter().any(|r| r.2.contains("Late")), "late panes");
     assert_eq!(sorted(two.results.clone()), sorted(results));
     assert_eq!(sorted(two.late.clone()), sorted(late));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Combiner lifting under the same random runs (tumbling or sliding windows, allowed lateness,
+    /// late firings by count), every upstream partition known downstream before any data (as in
+    /// the embedded runner): the lifted two-stage run equals the unlifted pipeline in one engine
+    /// — ids, panes, values and late records.
+    #[test]
+    fn the_lifted_two_stage_run_equals_the_unlifted_single_engine(
+        input in inputs(),
+        sizes in prop::collection::vec(1usize..8, 1..8),
+        shards in 1u16..=8,
+        out_of_orderness in 0i64..15,
+        lateness in 0i64..25,
+        late_every in 1u32..3,
+        sliding in any::<bool>(),
+        steps in steps(),
+    ) {
+        let split = lifted(out_of_orderness, lateness, late_every, sliding);
+        prop_assert!(split.is_lifted());
+        let two = run_registered(split, input, sizes, shards, steps, true);
+        let (results, late) = two.reference_of(&unlifted(out_of_orderness, lateness, late_every, sliding).whole);
+        let got = sorted(two.results.clone());
+        prop_assert_eq!(&got, &sorted(results));
+        prop_assert_eq!(sorted(two.late.clone()), sorted(late));
+        for lost in &two.lost {
+            prop_assert!(got.binary_search(lost).is_ok(), "a result lost in a crash is re-emitted the same: {:?}", lost);
+        }
+    }
+}
+
+#[test]
+fn early_firings_fall_back_to_the_unlifted_plan() {
+    let split = windowed(0, 0, 1, false)
+        .trigger(Trigger::at_watermark().with_early_firings(Firing::every_elements(2)))
+        .aggregate_lifted((Sum::of(|e: &Ev| e.v), Count), |k, w, _p, (s, n)| (*k, w.start, s, n))
+        .sink("out");
+    assert!(!split.is_lifted());
+    assert!(split.batch_combiner().is_none());
 }

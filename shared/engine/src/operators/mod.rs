@@ -114,7 +114,7 @@ pub use lookup_join::LookupTable;
 pub(crate) use map::Map;
 pub(crate) use shuffle_sink::ShuffleSink;
 pub(crate) use sink::Sink;
-pub(crate) use window_aggregate::{ResultFn, WindowAggregate};
+pub(crate) use window_aggregate::{LiftedWindowAggregate, ResultFn, WindowAggregate};
 
 /// What an operator may touch besides its own state while it handles a hook.
 pub struct Context {

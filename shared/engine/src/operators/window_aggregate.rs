@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::checkpointed::CheckpointedKeyedState;
 use super::{Context, Operator};
 use crate::combine::Combiner;
+use crate::lift::Lifted;
 use crate::record::{Origin, Record, ResultId};
 use crate::state::{hash_into, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
@@ -110,27 +111,18 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         let group = self.keyed.state.group_of(&key);
         let now = cx.processing_time;
         let watermark = self.keyed.watermark;
+        let lateness = self.trigger.allowed_lateness;
         let slots = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
         for &window in &self.assigned {
-            let at = match slots.iter().position(|s| s.window == window) {
-                Some(at) => at,
-                None => {
-                    let fired_on_time = window.max_timestamp() <= watermark;
-                    slots.push(WindowSlot {
-                        window,
-                        acc: self.combiner.create(),
-                        pending: 0,
-                        next_pane: 0,
-                        fired_on_time,
-                        deadline: None,
-                    });
-                    let gc = window.max_timestamp().saturating_add(self.trigger.allowed_lateness);
-                    let t = if fired_on_time { gc } else { window.max_timestamp() };
-                    self.event_timers.entry(t).or_default().push((key.clone(), window));
-                    slots.len() - 1
-                }
-            };
-            let slot = &mut slots[at];
+            let slot = open_slot(
+                slots,
+                &key,
+                window,
+                watermark,
+                lateness,
+                &*self.combiner,
+                &mut self.event_timers,
+            );
             self.combiner.add(&mut slot.acc, &r.value);
             after_add(
                 &self.trigger,
@@ -141,6 +133,54 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
                 &mut self.fired,
                 &mut self.processing_timers,
             );
+        }
+    }
+
+    /// Merges `acc`, the partial aggregate of `count` values of `key` in `window` made upstream
+    /// (combiner lifting, [`crate::lift`]), as if the values were added one by one. Lifting sends
+    /// a partial only while its window is open; one that finds it closed (not expected) counts
+    /// its values as late elements, and one that finds it expired is refused as late.
+    fn merge_partial(&mut self, cx: &mut Context, partial: Record<(K, Window, C::Acc, u32)>) {
+        let (key, window, acc, count) = partial.value;
+        if self.is_expired(&window) {
+            tracing::warn!(operator = %self.keyed.id, ?window, "a partial aggregate arrived after its window expired");
+            let refused = Record {
+                timestamp: partial.timestamp,
+                origin: partial.origin,
+                value: (),
+            };
+            cx.refuse_late(&self.keyed.id, self.keyed.watermark, &refused, Some(window));
+            return;
+        }
+        let group = self.keyed.state.group_of(&key);
+        let now = cx.processing_time;
+        let watermark = self.keyed.watermark;
+        let lateness = self.trigger.allowed_lateness;
+        let slots = self.keyed.state.group_mut(group).entry(key.clone()).or_default();
+        let slot = open_slot(
+            slots,
+            &key,
+            window,
+            watermark,
+            lateness,
+            &*self.combiner,
+            &mut self.event_timers,
+        );
+        self.combiner.merge(&mut slot.acc, acc);
+        if slot.fired_on_time {
+            for _ in 0..count {
+                after_add(
+                    &self.trigger,
+                    &*self.combiner,
+                    slot,
+                    &key,
+                    now,
+                    &mut self.fired,
+                    &mut self.processing_timers,
+                );
+            }
+        } else {
+            slot.pending = slot.pending.saturating_add(count);
         }
     }
 
@@ -348,6 +388,37 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
 
 type Fired<K, O> = Vec<(K, Window, PaneInfo, O)>;
 
+/// The slot of `window` among a key's `slots`, opened (with its event-time timer) if absent.
+fn open_slot<'s, K: Clone, T, C: Combiner<T>>(
+    slots: &'s mut Vec<WindowSlot<C::Acc>>,
+    key: &K,
+    window: Window,
+    watermark: Timestamp,
+    lateness: Timestamp,
+    combiner: &C,
+    event_timers: &mut BTreeMap<Timestamp, Vec<(K, Window)>>,
+) -> &'s mut WindowSlot<C::Acc> {
+    let at = match slots.iter().position(|s| s.window == window) {
+        Some(at) => at,
+        None => {
+            let fired_on_time = window.max_timestamp() <= watermark;
+            slots.push(WindowSlot {
+                window,
+                acc: combiner.create(),
+                pending: 0,
+                next_pane: 0,
+                fired_on_time,
+                deadline: None,
+            });
+            let gc = window.max_timestamp().saturating_add(lateness);
+            let t = if fired_on_time { gc } else { window.max_timestamp() };
+            event_timers.entry(t).or_default().push((key.clone(), window));
+            slots.len() - 1
+        }
+    };
+    &mut slots[at]
+}
+
 /// Counts an element just added to `slot` and applies the early or late firing condition: fires
 /// the pane now (into `fired`), or arms a processing-time deadline and its timer.
 fn after_add<K: Clone, T, C: Combiner<T>>(
@@ -466,4 +537,77 @@ where
     }
 
     checkpoint_hooks!(keyed, rebuild_timers);
+}
+
+/// A [`WindowAggregate`] fed with [`Lifted`] values: raw values as usual, partial aggregates
+/// merged into their windows (combiner lifting, [`crate::lift`]).
+pub(crate) struct LiftedWindowAggregate<K: StateKey, T, C: Combiner<T>, O> {
+    pub(crate) inner: WindowAggregate<K, T, C, O>,
+}
+
+impl<K: StateKey, T: Send, C: Combiner<T>, O> Operator<Lifted<K, T, C::Acc>> for LiftedWindowAggregate<K, T, C, O>
+where
+    C::Out: Send,
+{
+    fn process(&mut self, cx: &mut Context, r: Record<Lifted<K, T, C::Acc>>) {
+        let Record {
+            timestamp,
+            origin,
+            value,
+        } = r;
+        match value {
+            Lifted::Raw(value) => self.inner.process(
+                cx,
+                Record {
+                    timestamp,
+                    origin,
+                    value,
+                },
+            ),
+            Lifted::Partial {
+                key,
+                window,
+                acc,
+                count,
+            } => {
+                let partial = Record {
+                    timestamp,
+                    origin,
+                    value: (key, window, acc, count),
+                };
+                self.inner.merge_partial(cx, partial);
+                if !self.inner.fired.is_empty() {
+                    self.inner.emit_fired(cx);
+                }
+            }
+        }
+    }
+
+    fn on_watermark(&mut self, cx: &mut Context, watermark: Timestamp) {
+        self.inner.on_watermark(cx, watermark);
+    }
+
+    fn on_processing_time(&mut self, cx: &mut Context) {
+        self.inner.on_processing_time(cx);
+    }
+
+    fn snapshot(
+        &mut self,
+        full: bool,
+        out: &mut Vec<crate::checkpoint::OperatorState>,
+    ) -> Result<(), crate::error::StateError> {
+        self.inner.snapshot(full, out)
+    }
+
+    fn restore(&mut self, image: &crate::restore::OperatorStates<'_>) -> Result<(), crate::error::StateError> {
+        self.inner.restore(image)
+    }
+
+    fn adopt(
+        &mut self,
+        image: &crate::restore::OperatorStates<'_>,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(), crate::error::StateError> {
+        self.inner.adopt(image, keep)
+    }
 }

@@ -15,7 +15,10 @@ use shardflow_schemas::ChangeEvent;
 
 pub use order_enrich::{order_enrich, EnrichInput, EnrichedOrder, ENRICH_SESSION_GAP_MS};
 pub use receipts::{receipts, Receipt, RECEIPT_DEDUP_HORIZON_MS};
-pub use revenue::{revenue, RevenueRow, REVENUE_ALLOWED_LATENESS_MS, REVENUE_EARLY_FIRING_MS, REVENUE_WINDOW_MS};
+pub use revenue::{
+    revenue, revenue_split, KeyedSale, LineSale, RevenueRow, REVENUE_ALLOWED_LATENESS_MS, REVENUE_EARLY_FIRING_MS,
+    REVENUE_WINDOW_MS,
+};
 
 /// Bounded out-of-orderness of the shop's shards.
 pub const OUT_OF_ORDERNESS_MS: i64 = 5_000;

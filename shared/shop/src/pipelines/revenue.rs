@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::trigger::Firing;
-use shardflow_engine::{Pipeline, Trigger, Windowing};
+use shardflow_engine::{KeyedStream, Pipeline, SplitPipeline, Stream, Trigger, Windowing};
 use shardflow_schemas::{ChangeEvent, Op};
 
 use super::{event_time, watermarks};
@@ -45,18 +45,30 @@ pub struct RevenueRow {
 }
 
 /// A line sold: what the revenue aggregation needs of an `order_lines` insert.
-#[derive(Debug, Clone, Copy)]
-struct LineSale {
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LineSale {
     amount_cents: i64,
 }
 
+/// What `revenue` keys: ((product, currency), the sale).
+pub type KeyedSale = ((i64, String), LineSale);
+
 /// The `revenue` pipeline (see the module documentation); sink `revenue`.
 pub fn revenue() -> Pipeline<ChangeEvent, RevenueRow> {
-    let trigger = Trigger::at_watermark()
-        .with_early_firings(Firing::every_processing_ms(REVENUE_EARLY_FIRING_MS))
-        .with_allowed_lateness(REVENUE_ALLOWED_LATENESS_MS)
-        .expect("a non-negative constant lateness")
-        .accumulating();
+    revenue_rows(sales()).sink("revenue")
+}
+
+/// The `revenue` pipeline cut at its key (`key_by(..).shuffle()`): its upstream half reads the
+/// change stream, its downstream half owns the (product, currency) keys of a shuffle shard; its
+/// `whole` is [`revenue`]. Across the hop its results equal [`revenue`]'s except the early panes,
+/// which fire on processing time (each stage's own).
+pub fn revenue_split() -> SplitPipeline<ChangeEvent, KeyedSale, RevenueRow> {
+    let keyed = sales().shuffle().expect("nothing stateful before the key");
+    revenue_rows(keyed).sink("revenue")
+}
+
+/// The inserted order lines keyed by (product, currency).
+fn sales() -> KeyedStream<ChangeEvent, (i64, String), KeyedSale> {
     Pipeline::builder("revenue")
         .watermarks(watermarks())
         .event_time(event_time)
@@ -73,10 +85,22 @@ pub fn revenue() -> Pipeline<ChangeEvent, RevenueRow> {
             ))
         })
         .key_by(|(key, _)| key.clone())
+}
+
+/// The windows, trigger and aggregation of `revenue`, before or after a shuffle marker.
+fn revenue_rows<In: Send + 'static, Up>(
+    keyed: KeyedStream<In, (i64, String), KeyedSale, Up>,
+) -> Stream<In, RevenueRow, Up> {
+    let trigger = Trigger::at_watermark()
+        .with_early_firings(Firing::every_processing_ms(REVENUE_EARLY_FIRING_MS))
+        .with_allowed_lateness(REVENUE_ALLOWED_LATENESS_MS)
+        .expect("a non-negative constant lateness")
+        .accumulating();
+    keyed
         .window(Windowing::tumbling(REVENUE_WINDOW_MS).expect("a positive constant window size"))
         .trigger(trigger)
         .aggregate(
-            (Count, Sum::of(|(_, sale): &(_, LineSale)| sale.amount_cents)),
+            (Count, Sum::of(|(_, sale): &KeyedSale| sale.amount_cents)),
             |(product_id, currency), window, pane, (orders, cents)| RevenueRow {
                 product_id: *product_id,
                 currency: currency.clone(),
@@ -88,5 +112,4 @@ pub fn revenue() -> Pipeline<ChangeEvent, RevenueRow> {
                 pane_index: pane.index,
             },
         )
-        .sink("revenue")
 }
