@@ -16,7 +16,9 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use common::{purchase, wait_active, Purchase, Row};
 use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{Pipeline, ResultId, ShuffleOutput, SplitPipeline, Trigger, WatermarkStrategy, Windowing};
+use shardflow_engine::{
+    Lifted, Pipeline, ResultId, ShuffleOutput, SplitPipeline, Trigger, WatermarkStrategy, Windowing,
+};
 use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
 use shardflow_lambda::{input_record, CrashPoint, KinesisLineage, Stage, StageConfig};
 use shardflow_shuffle::Source;
@@ -40,29 +42,47 @@ fn split() -> SplitPipeline<Purchase, Purchase, Row> {
         .sink("revenue")
 }
 
-type Up = UpstreamStage<Purchase, Purchase, JsonDecoder<Purchase>, MemoryDeadLetters>;
-type Down = DownstreamStage<Purchase, Row, MemoryResultSink<Row>, MemoryDeadLetters>;
+/// The pipeline with minute windows and its aggregation lifted (partials combined upstream per
+/// batch).
+fn lifted_split() -> SplitPipeline<Purchase, Lifted<u32, Purchase, (u64, i64)>, Row> {
+    Pipeline::builder("revenue")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .event_time(|p: &Purchase| p.ts_ms)
+        .key_by(|p| p.product)
+        .shuffle()
+        .unwrap()
+        .window(Windowing::tumbling(60_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate_lifted((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
+            (*k, w.start, n, c)
+        })
+        .sink("revenue")
+}
+
+type Up<S = Purchase> = UpstreamStage<Purchase, S, JsonDecoder<Purchase>, MemoryDeadLetters>;
+type Down<S = Purchase> = DownstreamStage<S, Row, MemoryResultSink<Row>, MemoryDeadLetters>;
 
 /// The deployed topology of one test: the streams, the state table and one container per stage.
-struct Topology {
+struct Topology<S = Purchase> {
     kinesis: aws_sdk_kinesis::Client,
     input: String,
     shuffle: String,
-    up: Up,
-    down: Down,
+    up: Up<S>,
+    down: Down<S>,
 }
 
-fn upstream(
+fn upstream<S: Shuffled>(
+    split: &SplitPipeline<Purchase, S, Row>,
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     kinesis: &aws_sdk_kinesis::Client,
     input: &str,
     shuffle: &str,
     crash: Option<shardflow_lambda::StageCrashHook>,
-) -> Up {
-    let mut stage: Stage<Purchase, ShuffleOutput<Purchase>, _, NoSink, _> = Stage::new(
+) -> Up<S> {
+    let mut stage: Stage<Purchase, ShuffleOutput<S>, _, NoSink, _> = Stage::new(
         UPSTREAM,
-        split().upstream,
+        split.upstream.clone(),
         JsonDecoder::new(),
         NoSink,
         MemoryDeadLetters::default(),
@@ -75,10 +95,13 @@ fn upstream(
     if let Some(hook) = crash {
         stage = stage.with_crash_hook(hook);
     }
-    UpstreamStage::new(stage, kinesis.clone(), shuffle)
+    let lifting = split.clone();
+    UpstreamStage::new(stage, kinesis.clone(), shuffle).with_combiner(Arc::new(move || lifting.batch_combiner()))
 }
 
-fn downstream(
+#[allow(clippy::too_many_arguments)]
+fn downstream<S: Shuffled>(
+    split: &SplitPipeline<Purchase, S, Row>,
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     kinesis: &aws_sdk_kinesis::Client,
@@ -86,10 +109,10 @@ fn downstream(
     shuffle: &str,
     idleness: Option<i64>,
     crash: Option<shardflow_lambda::StageCrashHook>,
-) -> Down {
+) -> Down<S> {
     let mut stage = Stage::new(
         DOWNSTREAM,
-        split().downstream,
+        split.downstream.clone(),
         NoDecoder,
         MemoryResultSink::new(),
         MemoryDeadLetters::default(),
@@ -112,19 +135,34 @@ async fn topology(
     idleness: Option<i64>,
     crash: Option<shardflow_lambda::StageCrashHook>,
 ) -> Topology {
+    topology_of(&split(), prefix, input_shards, shuffle_shards, idleness, crash).await
+}
+
+/// The values a shuffle carries between the test's stages.
+trait Shuffled: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Shuffled for S {}
+
+async fn topology_of<S: Shuffled>(
+    split: &SplitPipeline<Purchase, S, Row>,
+    prefix: &str,
+    input_shards: i32,
+    shuffle_shards: i32,
+    idleness: Option<i64>,
+    crash: Option<shardflow_lambda::StageCrashHook>,
+) -> Topology<S> {
     let (client, table) = shardflow_testkit::state_table(prefix).await;
     let (kinesis, input) = shardflow_testkit::kinesis_stream(&format!("{prefix}-in"), input_shards).await;
     let (_, shuffle) = shardflow_testkit::kinesis_stream(&format!("{prefix}-sh"), shuffle_shards).await;
     Topology {
-        up: upstream(&client, &table, &kinesis, &input, &shuffle, crash.clone()),
-        down: downstream(&client, &table, &kinesis, &input, &shuffle, idleness, crash),
+        up: upstream(split, &client, &table, &kinesis, &input, &shuffle, crash.clone()),
+        down: downstream(split, &client, &table, &kinesis, &input, &shuffle, idleness, crash),
         kinesis,
         input,
         shuffle,
     }
 }
 
-impl Topology {
+impl<S> Topology<S> {
     /// Deletes the test's streams (the emulator keeps every record in memory and limits shards).
     async fn delete_streams(self) {
         shardflow_testkit::delete_stream(&self.kinesis, &self.input).await;
@@ -224,12 +262,12 @@ fn round_robin(input: &BTreeMap<String, Vec<InputRecord>>, size: usize) -> Vec<(
 }
 
 /// Runs the upstream stage over the input stream's shards, round robin by batch of `size`.
-async fn run_upstream(t: &Topology, input: &BTreeMap<String, Vec<InputRecord>>, size: usize) -> usize {
+async fn run_upstream<S: Shuffled>(t: &Topology<S>, input: &BTreeMap<String, Vec<InputRecord>>, size: usize) -> usize {
     deliver_upstream(t, round_robin(input, size)).await
 }
 
 /// Delivers `batches` (shard, records) to the upstream stage, in order; returns the failures.
-async fn deliver_upstream(t: &Topology, batches: Vec<(String, Vec<InputRecord>)>) -> usize {
+async fn deliver_upstream<S: Shuffled>(t: &Topology<S>, batches: Vec<(String, Vec<InputRecord>)>) -> usize {
     let mut failures = 0;
     for (shard, records) in batches {
         let batch = ShardBatch {
@@ -244,7 +282,11 @@ async fn deliver_upstream(t: &Topology, batches: Vec<(String, Vec<InputRecord>)>
 
 /// Runs the downstream stage over every shuffle shard from `from` (records already handled per
 /// shard), in batches of `size`; returns the new positions.
-async fn run_downstream(t: &Topology, size: usize, from: &BTreeMap<String, usize>) -> (BTreeMap<String, usize>, usize) {
+async fn run_downstream<S: Shuffled>(
+    t: &Topology<S>,
+    size: usize,
+    from: &BTreeMap<String, usize>,
+) -> (BTreeMap<String, usize>, usize) {
     let mut positions = BTreeMap::new();
     let mut failures = 0;
     for (shard, records) in read_shards(&t.kinesis, &t.shuffle).await {
@@ -261,7 +303,17 @@ async fn run_downstream(t: &Topology, size: usize, from: &BTreeMap<String, usize
 /// ([`round_robin`] by `size`; partition = shard id, offset = the sequence number's digest, as
 /// the upstream stage runs it); `ended` shards are ended at the end. Results by id.
 fn single_engine(input: &BTreeMap<String, Vec<InputRecord>>, size: usize, ended: &[&str]) -> BTreeMap<ResultId, Row> {
-    let mut e = split().whole.engine();
+    single_engine_of(&split().whole, input, size, ended)
+}
+
+/// [`single_engine`] of `whole`.
+fn single_engine_of(
+    whole: &Pipeline<Purchase, Row>,
+    input: &BTreeMap<String, Vec<InputRecord>>,
+    size: usize,
+    ended: &[&str],
+) -> BTreeMap<ResultId, Row> {
+    let mut e = whole.engine();
     for (shard, records) in round_robin(input, size) {
         let p = e.partition(&shard);
         for r in records {
@@ -281,7 +333,7 @@ fn single_engine(input: &BTreeMap<String, Vec<InputRecord>>, size: usize, ended:
 }
 
 /// The downstream's results by id; panics if two writes of an id differ.
-fn results(down: &Down) -> BTreeMap<ResultId, Row> {
+fn results<S: Shuffled>(down: &Down<S>) -> BTreeMap<ResultId, Row> {
     let mut by_id = BTreeMap::new();
     for o in down.stage().sink().writes() {
         if let Some(before) = by_id.insert(o.id, o.value) {
@@ -506,5 +558,37 @@ async fn a_split_of_the_shuffle_stream_hands_key_groups_and_dedup_marks_to_the_c
     assert_eq!(after.len(), 3, "the closed parent and its two children: {after:?}");
     assert_eq!(results(&t.down), single_engine(&input, 15, &[]));
     assert!(t.down.stage().dead_letters().letters().is_empty());
+    t.delete_streams().await;
+}
+
+#[tokio::test]
+async fn a_lifted_aggregation_shuffles_partials_and_equals_the_single_engine() {
+    let lifted = lifted_split();
+    assert!(lifted.is_lifted());
+    let t = topology_of(&lifted, "shuffle-lifted", 3, 2, None, None).await;
+    put(&t.kinesis, &t.input, purchases(0..240)).await;
+    let input = read_shards(&t.kinesis, &t.input).await;
+    run_upstream(&t, &input, 40).await;
+    // Data records on the shuffle stream: partials, far fewer than the 240 inputs.
+    let shuffled: usize = read_shards(&t.kinesis, &t.shuffle)
+        .await
+        .values()
+        .flatten()
+        .map(|r| {
+            let frame = shardflow_shuffle::Frame::parse(&r.data).unwrap();
+            frame
+                .records()
+                .filter(|s| matches!(s, Ok(shardflow_shuffle::ShuffleRecord::Data(_))))
+                .count()
+        })
+        .sum();
+    assert!(
+        shuffled > 0 && shuffled < 120,
+        "{shuffled} shuffled data records for 240 inputs"
+    );
+    run_downstream(&t, 10, &BTreeMap::new()).await;
+    let expected = single_engine_of(&lifted.whole, &input, 40, &[]);
+    assert!(!expected.is_empty());
+    assert_eq!(results(&t.down), expected);
     t.delete_streams().await;
 }

@@ -50,7 +50,7 @@ mod upstream;
 pub use downstream::{run_downstream, DownstreamStage};
 pub use kinesis::{NoDecoder, NoSink};
 pub use tick::{Tick, UpstreamRequest, TICK_KEY};
-pub use upstream::{run_upstream, UpstreamStage};
+pub use upstream::{run_upstream, CombinerFactory, UpstreamStage};
 
 use std::future::Future;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use serde::Serialize;
-use shardflow_engine::{CheckpointImage, Engine, ShuffleOutput};
+use shardflow_engine::{BatchCombiner, CheckpointImage, Engine, ShuffleOutput};
 use shardflow_shuffle::{
     BatchEnd, KeyGroupSpace, PackError, Packed, RouteError, ShardMap, UpstreamBatch, UpstreamShard,
 };
@@ -29,7 +29,12 @@ pub struct UpstreamStage<In, S, D, L> {
     kinesis: aws_sdk_kinesis::Client,
     shuffle_stream: String,
     space: KeyGroupSpace,
+    combiner: Option<CombinerFactory<S>>,
 }
+
+/// Makes a fresh combiner for one upstream batch (combiner lifting): e.g.
+/// `Arc::new(move || split.batch_combiner())` of the split pipeline.
+pub type CombinerFactory<S> = Arc<dyn Fn() -> Option<Box<dyn BatchCombiner<S>>> + Send + Sync>;
 
 /// An upstream batch packed: the records to send, the dead letters, the batch's counts.
 struct PackedBatch<S> {
@@ -59,7 +64,17 @@ where
             kinesis,
             shuffle_stream: shuffle_stream.to_owned(),
             space,
+            combiner: None,
         }
+    }
+
+    /// Combines each batch's values per (key, window) into partial accumulators before the
+    /// shuffle, with a combiner from `factory` per batch (the split pipeline's
+    /// `batch_combiner`; it must be the pipeline the stage runs). A retried batch combines the
+    /// same records the same way, so it re-sends the same partials with the same ids.
+    pub fn with_combiner(mut self, factory: CombinerFactory<S>) -> Self {
+        self.combiner = Some(factory);
+        self
     }
 
     /// The stage (its name, state table, dead letters).
@@ -205,7 +220,8 @@ where
             last_sequence: batch.last_sequence().cloned(),
             panicked_at: None,
         };
-        let mut upstream = UpstreamBatch::begin(engine, map, shard)?;
+        let combiner = self.combiner.as_ref().and_then(|make| make());
+        let mut upstream = UpstreamBatch::begin(engine, map, shard)?.with_combiner(combiner);
         let mut handled = 0;
         for record in records_after(batch, position.sequence_number.as_ref()) {
             handled += 1;
