@@ -111,6 +111,11 @@
 //!   from the key's encoding). Undeclared, a split child refuses to start
 //!   ([`StageError::ReshardRefused`]) rather than emit its sibling's windows.
 //!
+//! # Shuffles
+//! A split pipeline (`key_by(..).shuffle()`) runs as two stages joined by a Kinesis shuffle
+//! stream: [`shuffle::UpstreamStage`] and the keyed [`shuffle::DownstreamStage`], whose dedup
+//! marks and upstream watermarks commit in its checkpoint item (see [`shuffle`]).
+//!
 //! # ParallelizationFactor
 //! With a factor above 1 Lambda runs several batches of one shard at once, ordered only per
 //! partition key. Exactness would then need state *and positions* per partition key (a
@@ -129,6 +134,7 @@ mod env;
 mod gap;
 mod lineage;
 pub mod request;
+pub mod shuffle;
 mod stage;
 pub mod warm;
 

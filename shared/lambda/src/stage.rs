@@ -22,6 +22,8 @@ use crate::lineage::{hash_key, FixedLineage, LineageError, ShardInfo, ShardLinea
 use crate::request::{EndOfInput, StageRequest};
 use crate::warm::{default_budget_bytes, WarmShard, WarmShards};
 
+mod hooks;
+pub(crate) use hooks::CommittedShard;
 mod interval;
 
 /// How many generations of empty ancestors a new shard looks through for state.
@@ -393,24 +395,9 @@ where
                 adopted: false,
             });
         };
-        let mut images = Vec::new();
-        let mut ranges = Vec::new();
-        let mut pending: Vec<(String, usize)> = info.parents.iter().map(|p| (p.clone(), 1)).collect();
-        while let Some((ancestor, depth)) = pending.pop() {
-            let parent = self.lineage.shard(&ancestor).await?;
-            let loaded = StateStore::load(&mut self.store(&ancestor)).await?;
-            match (loaded.map(|c| c.image), parent) {
-                (Some(image), parent) => {
-                    images.push(image);
-                    ranges.extend(parent.map(|p| p.hash_key_range));
-                }
-                // An ancestor that never committed: its state, if any, is still with its parents.
-                (None, Some(p)) if depth < MAX_ANCESTRY => {
-                    pending.extend(p.parents.into_iter().map(|g| (g, depth + 1)));
-                }
-                (None, _) => {}
-            }
-        }
+        let ancestors = self.committed_ancestors(&info).await?;
+        let ranges: Vec<_> = ancestors.iter().filter_map(|a| a.range.clone()).collect();
+        let images: Vec<CheckpointImage> = ancestors.into_iter().map(|a| a.image).collect();
         if images.is_empty() {
             return Ok(Start {
                 image: None,

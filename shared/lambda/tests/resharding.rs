@@ -8,11 +8,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use common::by_customer::{revenue, Purchase, Row};
+use common::wait_active;
 use shardflow_engine::{Engine, ResultId};
 use shardflow_lambda::{hash_key, CrashPoint, KinesisLineage, PartitionKeying, Stage, StageConfig, StageError};
 use shardflow_stage::{InputRecord, JsonDecoder, SequenceNumber, ShardBatch};
@@ -48,22 +48,6 @@ fn purchase(i: i64, customer: &str) -> Purchase {
         cents: 100 + i,
         ts_ms: 1_700_000_000_000 + i * 1_000,
     }
-}
-
-async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
-    for _ in 0..100 {
-        let s = kinesis
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        if s.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {stream} did not become active");
 }
 
 async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, p: &Purchase) {

@@ -8,7 +8,9 @@
 //! - a **checkpoint item** per shard (`pk = {stage}#shard#{shard}`, `sk = checkpoint`): the last
 //!   committed sequence number, a `ver` counter (the fencing token), and the manifest — engine
 //!   state (watermarks, counters), each operator's meta state, and for each key group the slot
-//!   item holding its live state and the version it was written for;
+//!   item holding its live state and the version it was written for; and, for the downstream
+//!   stage of a shuffle, its opaque shuffle state (`shuffle_state`: dedup marks and upstream
+//!   watermarks), written by the same conditional write;
 //! - **slot items** (`pk = {stage}#kg#{operator}#{group}`, `sk = {shard}#slot{id}`), each holding
 //!   one key group's encoded state and the checkpoint version it was written for. The slot id is
 //!   a fresh random id of the commit attempt that wrote it: no two attempts ever write the same
@@ -106,6 +108,6 @@ pub use spill::SpillBucket;
 pub use store::{
     CommitStats, CommitStep, CrashHook, DynamoDbCheckpointStore, EpochClock, LoadedCheckpoint, RecordFailure,
     ShardPosition, ShardProbe, ShardProgress, DEFAULT_STATE_TTL, MAX_INLINE_STATE_BYTES, MAX_TRANSACTION_ITEMS,
-    TTL_ATTRIBUTE,
+    SHUFFLE_STATE_ATTRIBUTE, TTL_ATTRIBUTE,
 };
 pub use table::create_state_table;

@@ -31,6 +31,8 @@ const MAX_BATCH_DELETE: usize = 25;
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The TTL attribute of every item the store writes (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// The checkpoint item's attribute holding the opaque shuffle state (binary; absent when none).
+pub const SHUFFLE_STATE_ATTRIBUTE: &str = "shuffle_state";
 
 /// A record on which user code failed, and how often (kept with the checkpoint so that a poison
 /// record is retried a bounded number of times across invocations).
@@ -67,6 +69,8 @@ pub struct LoadedCheckpoint {
     pub image: Option<CheckpointImage>,
     /// The record that failed last, if the last commit recorded one.
     pub failure: Option<RecordFailure>,
+    /// The opaque shuffle state committed with it (a shuffle's downstream stage), if any.
+    pub shuffle_state: Option<Vec<u8>>,
 }
 
 /// The shard's progress item: the last record any invocation handled, by whom and on which
@@ -250,6 +254,9 @@ pub struct DynamoDbCheckpointStore {
     refresh: HashMap<(String, u16), Vec<u8>>,
     /// The slot id of the commit in progress (fresh for every attempt).
     attempt: u64,
+    /// The opaque shuffle state the checkpoint item holds (as loaded or last committed) and the
+    /// next commit writes (see [`DynamoDbCheckpointStore::set_shuffle_state`]).
+    shuffle_state: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for DynamoDbCheckpointStore {
@@ -295,6 +302,7 @@ impl DynamoDbCheckpointStore {
             clock: Arc::new(system_clock),
             refresh: HashMap::new(),
             attempt: 0,
+            shuffle_state: None,
         }
     }
 
@@ -502,6 +510,7 @@ impl DynamoDbCheckpointStore {
             .item;
         let Some(item) = item else {
             self.refresh.clear();
+            self.shuffle_state = None;
             self.committed = Some(CommittedVersion {
                 version: 0,
                 attempt: None,
@@ -513,6 +522,7 @@ impl DynamoDbCheckpointStore {
                 sequence_number: None,
                 image: None,
                 failure: None,
+                shuffle_state: None,
             });
         };
         let version = match item.get("ver") {
@@ -538,6 +548,10 @@ impl DynamoDbCheckpointStore {
                     _ => String::new(),
                 },
             }),
+            _ => None,
+        };
+        let shuffle_state = match item.get(SHUFFLE_STATE_ATTRIBUTE) {
+            Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
             _ => None,
         };
         let slots = self.read_slots(&manifest).await?;
@@ -569,12 +583,28 @@ impl DynamoDbCheckpointStore {
             sequence_number: sequence_number.clone(),
             manifest: Some(manifest),
         });
+        self.shuffle_state.clone_from(&shuffle_state);
         Ok(LoadedCheckpoint {
             version,
             sequence_number,
             image: Some(CheckpointImage::new(checkpoint)),
             failure,
+            shuffle_state,
         })
+    }
+
+    /// The opaque shuffle state of the shard (a shuffle's downstream dedup marks and watermarks):
+    /// as the last [`DynamoDbCheckpointStore::load`] read it from the checkpoint item, or as set
+    /// since. `None` for a stage without a shuffle input.
+    pub fn shuffle_state(&self) -> Option<&[u8]> {
+        self.shuffle_state.as_deref()
+    }
+
+    /// Sets the shuffle state the next commit writes into the checkpoint item, in the same
+    /// conditional write as the manifest and position (so it commits atomically with them).
+    /// Until it is set again, every later commit writes the same bytes.
+    pub fn set_shuffle_state(&mut self, state: Option<Vec<u8>>) {
+        self.shuffle_state = state;
     }
 
     /// Whether the shard's checkpoint item still holds the version this store last loaded or
@@ -881,6 +911,12 @@ impl DynamoDbCheckpointStore {
             );
         }
         item.insert("manifest".into(), AttributeValue::B(Blob::new(manifest_bytes.clone())));
+        if let Some(state) = &self.shuffle_state {
+            item.insert(
+                SHUFFLE_STATE_ATTRIBUTE.into(),
+                AttributeValue::B(Blob::new(state.clone())),
+            );
+        }
         let mut flip = Put::builder().table_name(&self.table).set_item(Some(item));
         flip = if expected == 0 {
             flip.condition_expression("attribute_not_exists(pk)")
@@ -900,8 +936,11 @@ impl DynamoDbCheckpointStore {
             digest.update(&f.attempts.to_le_bytes());
             digest.update(f.reason.as_bytes());
         }
+        if let Some(state) = &self.shuffle_state {
+            digest.update(state);
+        }
         Ok(SlotPut {
-            bytes: manifest_bytes.len() + 256,
+            bytes: manifest_bytes.len() + self.shuffle_state.as_ref().map_or(0, Vec::len) + 256,
             digest: digest.digest(),
             put: flip,
         })

@@ -407,6 +407,32 @@ async fn a_full_commit_forgets_the_operators_it_does_not_list_so_dropped_state_n
 
     // The next load holds no state of the dropped operator: a strict restore succeeds and the
     // stale slot items were deleted after the flip.
+
+#[tokio::test]
+async fn the_shuffle_state_commits_with_the_checkpoint_and_a_fenced_out_commit_does_not_change_it() {
+    let (client, table) = client_and_table("shuffle-state").await;
+    let shard = "shardId-000000000007";
+    let mut store = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    assert_eq!(store.load().await.unwrap().shuffle_state, None);
+    let mut e = pipeline(16).engine();
+    let part = e.partition("s");
+    e.process(part, 0, 0, (1, 1));
+    store.set_shuffle_state(Some(b"marks v1".to_vec()));
+    store.commit(&e.snapshot().unwrap(), &seq(1)).await.unwrap();
+    let mut zombie = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    let loaded = zombie.load().await.unwrap();
+    assert_eq!(loaded.shuffle_state.as_deref(), Some(&b"marks v1"[..]));
+    assert_eq!(
+        zombie.shuffle_state(),
+        Some(&b"marks v1"[..]),
+        "the store holds what it loaded"
+    );
+    // The first store commits again; the zombie, loaded before, loses the fence.
+    store.set_shuffle_state(Some(b"marks v2".to_vec()));
+    e.process(part, 1, 0, (2, 2));
+    store.commit(&e.snapshot().unwrap(), &seq(2)).await.unwrap();
+    zombie.set_shuffle_state(Some(b"stale".to_vec()));
+    assert!(zombie.commit(&e.snapshot_full().unwrap(), &seq(3)).await.is_err());
     let loaded = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard)
         .load()
         .await
@@ -418,4 +444,15 @@ async fn a_full_commit_forgets_the_operators_it_does_not_list_so_dropped_state_n
         shardflow_engine::Engine::restore_with(&p, &image, shardflow_engine::RestoreOptions::strict()).unwrap();
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(slot_items_of(&client, &table, "deduplicate-0").await, 0);
+
+    assert_eq!(loaded.shuffle_state.as_deref(), Some(&b"marks v2"[..]));
+    assert_eq!(loaded.sequence_number, Some(seq(2)));
+    // A commit that sets nothing new writes the same state again.
+    e.process(part, 2, 0, (3, 3));
+    store.commit(&e.snapshot().unwrap(), &seq(3)).await.unwrap();
+    let loaded = DynamoDbCheckpointStore::new(client, &table, "counts", shard)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(loaded.shuffle_state.as_deref(), Some(&b"marks v2"[..]));
 }

@@ -88,6 +88,26 @@ pub fn event(shard: &str, records: &[(u64, Vec<u8>)]) -> ShardBatch {
     ShardBatch::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// Waits until `stream` is active (again, after a reshard).
+pub async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    for _ in 0..300 {
+        let summary = kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        if summary
+            .stream_description_summary()
+            .is_some_and(|s| s.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("stream {stream} did not become active");
+}
+
 pub fn purchases(range: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
     range.map(|i| (i, purchase(i))).collect()
 }
