@@ -154,7 +154,8 @@ pub fn shop(options: &ShopOptions) -> Platform {
     stages.push(StageProfile {
         results_per_record: measured_results_per_record::ORDER_ENRICH,
         result_bytes: 1_000.0,
-        s3_puts_per_result: 1.0,
+        // One object per shard and minute of event time (ENRICHED_ORDERS_BUCKET_MS).
+        s3_bucket_objects_per_shard_hour: 60.0,
         output: Some(StageOutput::Records {
             stream: ENRICHED.to_owned(),
         }),
@@ -194,7 +195,7 @@ fn basis(options: &ShopOptions) -> Vec<Basis> {
         ),
         Basis::new(
             Measured,
-            format!("EMF line per batch: 10 metrics, {EMF_LINE_BYTES} B"),
+            format!("EMF line per batch: 10 metrics on the Stage dimension (the shard a property), {EMF_LINE_BYTES} B"),
             "BatchMetrics::to_emf_line (checked by this crate's tests)",
         ),
         Basis::new(
@@ -206,8 +207,10 @@ fn basis(options: &ShopOptions) -> Vec<Basis> {
         Basis::new(
             FromCode,
             "receipts: one SNS message per result, PublishBatch of 10; order-enrich: one Kinesis \
-             record and one S3 object per result; archive: one S3 object per batch",
-            "shared/connectors (SnsSink, S3Sink PerResult), shared/archive",
+             record per result and one S3 object per shard and minute of event time; archive: one \
+             S3 object per batch",
+            "shared/connectors (SnsSink, S3Sink EventTimeBuckets), shared/shop (order_enrich \
+             sink_with_buckets), shared/archive",
         ),
         Basis::new(
             FromCode,

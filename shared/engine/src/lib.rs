@@ -26,7 +26,9 @@ pub mod window;
 pub use checkpoint::{Checkpoint, CheckpointImage, Committed, StateStore};
 pub use engine::{Engine, EngineMetrics};
 pub use error::{PipelineError, StateError};
-pub use operators::{IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain};
+pub use operators::{
+    ClosedBucket, EventTimeBuckets, IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain,
+};
 pub use pipeline::{KeyedStream, Pipeline, PipelineBuilder, StatefulOperator, Stream, WindowedStream};
 pub use record::{LateRecord, Output, PartitionId, ResultId};
 pub use restore::{OperatorRestore, RestoreOptions, RestoreOutcome, RestoreReport};

@@ -416,6 +416,9 @@ where
         if !outcome.outputs.is_empty() {
             self.sink.emit(&outcome.outputs).await?;
         }
+        if !outcome.buckets.is_empty() {
+            self.sink.emit_buckets(&outcome.buckets).await?;
+        }
         if !outcome.dead_letters.is_empty() {
             self.dead_letters.send(&outcome.dead_letters).await?;
         }
@@ -578,9 +581,13 @@ where
         engine.end_partition(partition);
         engine.finish();
         let outputs = engine.drain_output();
-        tracing::info!(stage = %self.name, shard = %end.shard_id, results = outputs.len(), "end of input");
+        let buckets = engine.drain_buckets();
+        tracing::info!(stage = %self.name, shard = %end.shard_id, results = outputs.len(), buckets = buckets.len(), "end of input");
         if !outputs.is_empty() {
             self.sink.emit(&outputs).await?;
+        }
+        if !buckets.is_empty() {
+            self.sink.emit_buckets(&buckets).await?;
         }
         let checkpoint = if full {
             engine.snapshot_full()?

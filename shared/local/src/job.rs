@@ -90,6 +90,9 @@ impl<In: Send + 'static, Out: Serialize + Send + 'static> Job<In> for PipelineJo
         for o in self.engine.drain_output() {
             results.write(&ResultLine::new(&o))?;
         }
+        // The local runner writes results one by one; closed event-time buckets (the same
+        // results, grouped for object stores) are dropped rather than kept in memory.
+        drop(self.engine.drain_buckets());
         for r in self.engine.drain_late() {
             late.write(&LateLine::new(self.pipeline.name(), &r, partitions))?;
         }

@@ -1,7 +1,11 @@
 //! Per-batch metrics as CloudWatch Embedded Metric Format (EMF) log lines.
 //!
 //! One JSON object per batch, printed to stdout: CloudWatch Logs extracts the metrics named in
-//! `_aws.CloudWatchMetrics` under the namespace `shardflow`, with dimensions stage and shard.
+//! `_aws.CloudWatchMetrics` under the namespace `shardflow`, with the dimension `Stage` only.
+//! The shard is a property of the line (`Shard`), not a dimension: every dimension value makes
+//! its own billed custom metric, so a `Shard` dimension would multiply the metrics by the shard
+//! count (and again at every reshard). Per-shard figures stay in the logs, where CloudWatch Logs
+//! Insights (or `shardflow cost --emf`) reads them.
 
 use serde_json::{json, Map, Value};
 
@@ -60,7 +64,8 @@ impl BatchMetrics {
         ]
     }
 
-    /// The EMF object for `stage` and `shard` at `timestamp_ms`.
+    /// The EMF object for `stage` and `shard` at `timestamp_ms`: metrics on the dimension
+    /// `Stage`, the shard as the property `Shard`.
     pub fn to_emf(&self, stage: &str, shard: &str, timestamp_ms: i64) -> Value {
         let definitions: Vec<Value> = METRICS
             .iter()
@@ -73,7 +78,7 @@ impl BatchMetrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": "shardflow",
-                    "Dimensions": [["Stage", "Shard"]],
+                    "Dimensions": [["Stage"]],
                     "Metrics": definitions,
                 }],
             }),
@@ -124,9 +129,17 @@ mod tests {
         );
         assert_eq!(v["LateRecords"], 2);
         assert_eq!(v["Stage"], "revenue");
-        assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            json!(["Stage", "Shard"])
-        );
+        assert_eq!(v["Shard"], "shardId-000000000001", "the shard stays a property");
+    }
+
+    #[test]
+    fn emf_metrics_are_published_on_the_stage_dimension_only_so_their_count_does_not_grow_with_shards() {
+        let line = |shard: &str| -> Value {
+            serde_json::from_str(&BatchMetrics::default().to_emf_line("revenue", shard, 1_700_000_000_000)).unwrap()
+        };
+        let (a, b) = (line("shardId-000000000000"), line("shardId-000000000001"));
+        let dimensions = &a["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(dimensions, &json!([["Stage"]]));
+        assert_eq!(dimensions, &b["_aws"]["CloudWatchMetrics"][0]["Dimensions"]);
     }
 }
