@@ -209,6 +209,17 @@ where
         self
     }
 
+    /// The stage, if its checkpoint interval passes [`CheckpointInterval::check`] against
+    /// `limits` (the input's retention, a sink's deduplication window); refused as
+    /// [`StageError::Unsupported`] otherwise, so that the function fails its init.
+    pub fn check_interval(self, limits: &crate::config::IntervalLimits) -> Result<Self, StageError> {
+        self.config
+            .checkpoint_interval
+            .check(limits)
+            .map_err(|reason| StageError::Unsupported(format!("stage {}: {reason}", self.name)))?;
+        Ok(self)
+    }
+
     /// The Kinesis client with which a container reads the records another one handled after the
     /// checkpoint (interval commits; the lineage's client serves).
     pub fn with_kinesis(mut self, kinesis: aws_sdk_kinesis::Client) -> Self {
