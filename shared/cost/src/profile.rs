@@ -181,7 +181,7 @@ impl Default for StageProfile {
             output: None,
             platform_log_bytes_per_invocation: crate::shop::PLATFORM_LOG_BYTES,
             emf_bytes_per_batch: crate::shop::EMF_LINE_BYTES + crate::shop::LOG_EVENT_OVERHEAD_BYTES,
-            emf_metrics: 10.0,
+            emf_metrics: 12.0,
             keyed: false,
         }
     }

@@ -284,6 +284,6 @@ fn emf_metrics_count_per_stage_not_per_shard() {
             .find(|l| l.item == "revenue" && l.service == Service::CloudWatch)
             .map(|l| l.usage.clone())
             .unwrap();
-        assert!(usage.ends_with(", 10 custom metrics"), "{shards} shards: {usage}");
+        assert!(usage.ends_with(", 12 custom metrics"), "{shards} shards: {usage}");
     }
 }

@@ -128,6 +128,13 @@ fn new_container_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// What a batch read back from Kinesis before it (interval commits), for its EMF line.
+#[derive(Debug, Clone, Copy, Default)]
+struct GapCounts {
+    records: u64,
+    get_records_calls: u64,
+}
+
 /// A shard's engine at its committed state, with its store and position, for one batch.
 struct OpenShard<In, Out> {
     store: DynamoDbCheckpointStore,
@@ -472,7 +479,7 @@ where
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
-            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0);
+            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0, GapCounts::default());
             return Ok(batch_response(None));
         }
         self.emit(&outcome).await?;
@@ -480,7 +487,7 @@ where
         let (done, stats, commit_ms) = self
             .commit_batch(&mut store, &mut engine, start.adopted, &outcome)
             .await?;
-        self.print_metrics(&batch, &outcome, &engine, stats, commit_ms);
+        self.print_metrics(&batch, &outcome, &engine, stats, commit_ms, GapCounts::default());
         self.warm.put(
             &batch.shard_id,
             WarmShard {
@@ -673,6 +680,7 @@ where
         engine: &Engine<In, Out>,
         stats: CommitStats,
         commit_ms: u64,
+        gap: GapCounts,
     ) {
         let now = batch.records.last().map_or(0, |r| r.arrival_ms);
         let watermark = engine.watermark();
@@ -691,6 +699,8 @@ where
             state_bytes_written: stats.bytes_written as u64,
             state_items_written: stats.items_written as u64,
             commit_ms,
+            gap_records: gap.records,
+            gap_get_records: gap.get_records_calls,
         };
         let line = metrics.to_emf_line(&self.name, &batch.shard_id, now);
         match &self.metrics_writer {

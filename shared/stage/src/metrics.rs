@@ -33,9 +33,13 @@ pub struct BatchMetrics {
     pub state_items_written: u64,
     /// Duration of the commit, ms.
     pub commit_ms: u64,
+    /// Records read back from Kinesis before the batch (a gap under interval commits).
+    pub gap_records: u64,
+    /// `GetRecords` calls of that read (throttled ones included).
+    pub gap_get_records: u64,
 }
 
-const METRICS: [(&str, &str); 10] = [
+const METRICS: [(&str, &str); 12] = [
     ("RecordsIn", "Count"),
     ("DuplicatesSkipped", "Count"),
     ("DuplicatesDropped", "Count"),
@@ -46,10 +50,12 @@ const METRICS: [(&str, &str); 10] = [
     ("StateBytesWritten", "Bytes"),
     ("StateItemsWritten", "Count"),
     ("CommitDuration", "Milliseconds"),
+    ("GapRecords", "Count"),
+    ("GapGetRecords", "Count"),
 ];
 
 impl BatchMetrics {
-    fn values(&self) -> [u64; 10] {
+    fn values(&self) -> [u64; 12] {
         [
             self.records_in,
             self.duplicates_skipped,
@@ -61,6 +67,8 @@ impl BatchMetrics {
             self.state_bytes_written,
             self.state_items_written,
             self.commit_ms,
+            self.gap_records,
+            self.gap_get_records,
         ]
     }
 
@@ -114,7 +122,7 @@ mod tests {
         let v: Value =
             serde_json::from_str(&m.to_emf_line("revenue", "shardId-000000000001", 1_700_000_000_000)).unwrap();
         let defs = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
-        assert_eq!(defs.len(), 10);
+        assert_eq!(defs.len(), 12);
         for d in defs {
             let name = d["Name"].as_str().unwrap();
             assert!(v[name].is_u64(), "{name} has a value");
