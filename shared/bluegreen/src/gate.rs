@@ -1,11 +1,11 @@
 //! [`ColourGate`]: a stage's sink that writes the results its colour owns live and the rest to
 //! its shadow outputs.
 
-use shardflow_engine::Output;
+use shardflow_engine::{ClosedBucket, Output};
 use shardflow_stage::{ResultSink, SinkError};
 
 use crate::control::ColourControl;
-use crate::cutover::{position, Colour};
+use crate::cutover::{position, Colour, Cutover};
 
 /// A stage's sink in a blue/green deployment: results its colour owns go to `live`, the others
 /// to `shadow` (see the module documentation). Idempotent because both sinks are.
@@ -19,6 +19,16 @@ struct BlueGreen<S> {
     colour: Colour,
     control: ColourControl,
     shadow: S,
+}
+
+impl<S> BlueGreen<S> {
+    /// The current cutover, read from the control table.
+    async fn cutover(&self) -> Result<Cutover, SinkError> {
+        self.control.load().await.map_err(|e| SinkError {
+            sink: "colour-gate".to_owned(),
+            message: e.to_string(),
+        })
+    }
 }
 
 impl<L, S> ColourGate<L, S> {
@@ -61,10 +71,7 @@ where
         let Some(bg) = &self.blue_green else {
             return self.live.emit(outputs).await;
         };
-        let cutover = bg.control.load().await.map_err(|e| SinkError {
-            sink: "colour-gate".to_owned(),
-            message: e.to_string(),
-        })?;
+        let cutover = bg.cutover().await?;
         let (mine, others): (Vec<Output<Out>>, Vec<Output<Out>>) = outputs
             .iter()
             .cloned()
@@ -74,6 +81,40 @@ where
         }
         if !others.is_empty() {
             bg.shadow.emit(&others).await?;
+        }
+        Ok(())
+    }
+
+    /// Splits each bucket by owner: the results its colour owns make a bucket for `live`, the
+    /// others one for `shadow` (each named by its own smallest id, so both stay idempotent).
+    async fn emit_buckets(&self, buckets: &[ClosedBucket<Out>]) -> Result<(), SinkError> {
+        let Some(bg) = &self.blue_green else {
+            return self.live.emit_buckets(buckets).await;
+        };
+        let cutover = bg.cutover().await?;
+        let mut mine = Vec::new();
+        let mut others = Vec::new();
+        for bucket in buckets {
+            let (m, o): (Vec<Output<Out>>, Vec<Output<Out>>) = bucket
+                .results
+                .iter()
+                .cloned()
+                .partition(|r| cutover.owner(position(r)) == bg.colour);
+            for (results, to) in [(m, &mut mine), (o, &mut others)] {
+                if !results.is_empty() {
+                    to.push(ClosedBucket {
+                        start: bucket.start,
+                        end: bucket.end,
+                        results,
+                    });
+                }
+            }
+        }
+        if !mine.is_empty() {
+            self.live.emit_buckets(&mine).await?;
+        }
+        if !others.is_empty() {
+            bg.shadow.emit_buckets(&others).await?;
         }
         Ok(())
     }

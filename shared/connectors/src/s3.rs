@@ -1,4 +1,4 @@
-//! Results to S3, one object per result (or per key and window).
+//! Results to S3, one object per result (or per key and window, or per event-time bucket).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use shardflow_engine::Output;
+use shardflow_engine::{ClosedBucket, Output};
 use shardflow_stage::{ResultSink, SinkError};
 use tracing::{debug, info_span, Instrument};
 
@@ -32,6 +32,13 @@ pub enum S3KeyMode<Out> {
         /// The key of a result's value.
         key: Arc<dyn Fn(&Out) -> String + Send + Sync>,
     },
+    /// One object per closed event-time bucket of the stage's engine (a pipeline ending with
+    /// `sink_with_buckets`): `{prefix}/{date}/{start_ms}-{end_ms}/{first_id}.ndjson`, one
+    /// [`ResultMessage`] per line, sorted by id. Results are not written one by one. A bucket
+    /// closes with the same results whatever the batching, and `first_id` (its smallest result
+    /// id) tells apart the buckets of the same minute of different shards, so rewriting it after
+    /// a redelivery overwrites the object with the same bytes.
+    EventTimeBuckets,
 }
 
 /// Where and how an [`S3Sink`] writes.
@@ -66,14 +73,32 @@ impl<Out> S3SinkConfig<Out> {
         self
     }
 
+    /// The same configuration writing one object per closed event-time bucket instead of one
+    /// per result (see [`S3KeyMode::EventTimeBuckets`]).
+    pub fn event_time_buckets(mut self) -> Self {
+        self.mode = S3KeyMode::EventTimeBuckets;
+        self
+    }
+
+    /// The object key of `bucket` in [`S3KeyMode::EventTimeBuckets`] (`None` for an empty
+    /// bucket, which is never written).
+    pub fn bucket_key(&self, bucket: &ClosedBucket<Out>) -> Option<String> {
+        let first = bucket.first_id()?;
+        Some(format!(
+            "{}/{}/{}-{}/{}.ndjson",
+            self.prefix,
+            day(bucket.start),
+            bucket.start,
+            bucket.end,
+            first.to_hex()
+        ))
+    }
+
     /// The object key of `output` (see [`S3KeyMode`]). `{date}` is the UTC day (`YYYY-MM-DD`) of
     /// the window's start for a window result and of the result's event time otherwise
     /// (`undated` for the global window), so that a day's objects share a prefix.
     pub fn key(&self, output: &Output<Out>) -> String {
-        let day_of = output.pane.map(|(w, _)| w.start).unwrap_or(output.timestamp);
-        let date = chrono::DateTime::from_timestamp_millis(day_of)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_else(|| "undated".to_owned());
+        let date = day(output.pane.map(|(w, _)| w.start).unwrap_or(output.timestamp));
         match (&self.mode, output.pane) {
             (S3KeyMode::LatestPane { key }, Some((window, _))) => format!(
                 "{}/{date}/{}-{}/{}.json",
@@ -87,6 +112,13 @@ impl<Out> S3SinkConfig<Out> {
     }
 }
 
+/// The UTC day (`YYYY-MM-DD`) of `ms`, `undated` out of range.
+fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "undated".to_owned())
+}
+
 /// Writes each result as one JSON object ([`ResultMessage`]) under a deterministic key.
 ///
 /// Idempotence contract: in [`S3KeyMode::PerResult`] a result's key is a function of its id, so
@@ -94,7 +126,9 @@ impl<Out> S3SinkConfig<Out> {
 /// [`S3KeyMode::LatestPane`] all panes of a (key, window) share one object, which records its
 /// pane index in user metadata; a write replaces it only with a higher pane, by compare-and-swap
 /// (`If-None-Match: *` for a new object, `If-Match: <etag>` for an existing one), so a redelivered
-/// older pane changes nothing and the object ends with the latest pane whatever the order.
+/// older pane changes nothing and the object ends with the latest pane whatever the order. In
+/// [`S3KeyMode::EventTimeBuckets`] an object is a function of its bucket, which closes with the
+/// same results after a redelivery: rewriting it writes the same bytes.
 pub struct S3Sink<Out> {
     client: aws_sdk_s3::Client,
     config: S3SinkConfig<Out>,
@@ -116,11 +150,25 @@ impl<Out: Serialize + Send + Sync> S3Sink<Out> {
     /// Writes `output` to `key` unconditionally.
     async fn put(&self, key: String, output: &Output<Out>) -> Result<(), SinkError> {
         let body = self.body(output)?;
+        self.put_bytes(key, "application/json", body).await
+    }
+
+    /// Writes `bucket` as NDJSON (its results are sorted by id) unconditionally.
+    async fn put_bucket(&self, key: String, bucket: &ClosedBucket<Out>) -> Result<(), SinkError> {
+        let mut body = Vec::new();
+        for output in &bucket.results {
+            body.extend(self.body(output)?);
+            body.push(b'\n');
+        }
+        self.put_bytes(key, "application/x-ndjson", body).await
+    }
+
+    async fn put_bytes(&self, key: String, content_type: &str, body: Vec<u8>) -> Result<(), SinkError> {
         self.client
             .put_object()
             .bucket(&self.config.bucket)
             .key(&key)
-            .content_type("application/json")
+            .content_type(content_type)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -222,7 +270,27 @@ impl<Out: Serialize + Send + Sync> ResultSink<Out> for S3Sink<Out> {
                     .instrument(span)
                     .await?;
             }
+            // Written when their bucket closes (`emit_buckets`).
+            S3KeyMode::EventTimeBuckets => {}
         }
+        Ok(())
+    }
+
+    async fn emit_buckets(&self, buckets: &[ClosedBucket<Out>]) -> Result<(), SinkError> {
+        if !matches!(self.config.mode, S3KeyMode::EventTimeBuckets) {
+            return Ok(());
+        }
+        let span = info_span!("s3_emit_buckets", sink = %self.config.name, bucket = %self.config.bucket,
+            buckets = buckets.len());
+        let puts: Vec<_> = buckets
+            .iter()
+            .filter_map(|b| Some(self.put_bucket(self.config.bucket_key(b)?, b)))
+            .collect();
+        futures_util::stream::iter(puts)
+            .buffer_unordered(self.config.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .instrument(span)
+            .await?;
         Ok(())
     }
 }

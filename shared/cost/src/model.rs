@@ -609,11 +609,7 @@ fn column_lines(
             let emf = matches!(deployment, Deployment::Shardflow(_));
             let log_bytes = invocations * stage.platform_log_bytes_per_invocation
                 + if emf { batches * stage.emf_bytes_per_batch } else { 0.0 };
-            let metrics = if emf {
-                stage.emf_metrics_per_shard * tr.shards
-            } else {
-                0.0
-            };
+            let metrics = if emf { stage.emf_metrics } else { 0.0 };
             push(
                 &stage.name,
                 Service::CloudWatch,
@@ -640,12 +636,13 @@ fn column_lines(
         }
         // Sinks: the same work in every column.
         let results = tr.results_per_batch * batches;
-        let puts = stage.s3_puts_per_batch * batches + stage.s3_puts_per_result * results;
+        let bucket_objects = stage.s3_bucket_objects_per_shard_hour * tr.shards * SECONDS_PER_MONTH / 3_600.0;
+        let puts = stage.s3_puts_per_batch * batches + stage.s3_puts_per_result * results + bucket_objects;
         let gets = stage.s3_gets_per_batch * batches;
         if puts + gets > 0.0 {
             let records = tr.records_per_batch * batches;
-            let gb = (stage.s3_put_bytes_per_record * records
-                + stage.s3_puts_per_result * results * stage.result_bytes)
+            let results_written = stage.s3_puts_per_result + if bucket_objects > 0.0 { 1.0 } else { 0.0 };
+            let gb = (stage.s3_put_bytes_per_record * records + results_written * results * stage.result_bytes)
                 / unit_bytes::GB;
             push(
                 &stage.name,

@@ -129,6 +129,10 @@ pub struct StageProfile {
     pub s3_puts_per_result: f64,
     /// S3 objects written per batch.
     pub s3_puts_per_batch: f64,
+    /// S3 objects written per input shard and hour whatever the rate: one per closed event-time
+    /// bucket (`S3KeyMode::EventTimeBuckets`, e.g. 60 for buckets of a minute). Each result's
+    /// `result_bytes` are written once, in its bucket's object.
+    pub s3_bucket_objects_per_shard_hour: f64,
     /// Bytes of the per-batch objects per input record.
     pub s3_put_bytes_per_record: f64,
     /// S3 GETs per batch (spilled state, for example).
@@ -141,8 +145,11 @@ pub struct StageProfile {
     pub platform_log_bytes_per_invocation: f64,
     /// Bytes of the stage's EMF line per batch (26 B of overhead included).
     pub emf_bytes_per_batch: f64,
-    /// CloudWatch custom metrics the EMF line defines, per shard (dimensions stage and shard).
-    pub emf_metrics_per_shard: f64,
+    /// CloudWatch custom metrics the stage's EMF lines define. The line publishes on the
+    /// dimension `Stage` only (the shard is a property), so this does not grow with shards.
+    /// (Read also under its former name `emf_metrics_per_shard`.)
+    #[serde(alias = "emf_metrics_per_shard")]
+    pub emf_metrics: f64,
     /// Whether the stage keeps keyed state in windows (so Lambda tumbling windows would hold it).
     pub keyed: bool,
 }
@@ -167,13 +174,14 @@ impl Default for StageProfile {
             sns_messages_per_result: 0.0,
             s3_puts_per_result: 0.0,
             s3_puts_per_batch: 0.0,
+            s3_bucket_objects_per_shard_hour: 0.0,
             s3_put_bytes_per_record: 0.0,
             s3_gets_per_batch: 0.0,
             sqs_requests_per_batch: 0.0,
             output: None,
             platform_log_bytes_per_invocation: crate::shop::PLATFORM_LOG_BYTES,
             emf_bytes_per_batch: crate::shop::EMF_LINE_BYTES + crate::shop::LOG_EVENT_OVERHEAD_BYTES,
-            emf_metrics_per_shard: 10.0,
+            emf_metrics: 12.0,
             keyed: false,
         }
     }
@@ -201,6 +209,10 @@ impl StageProfile {
             ("sns_messages_per_result", self.sns_messages_per_result),
             ("s3_puts_per_result", self.s3_puts_per_result),
             ("s3_puts_per_batch", self.s3_puts_per_batch),
+            (
+                "s3_bucket_objects_per_shard_hour",
+                self.s3_bucket_objects_per_shard_hour,
+            ),
             ("s3_put_bytes_per_record", self.s3_put_bytes_per_record),
             ("s3_gets_per_batch", self.s3_gets_per_batch),
             ("sqs_requests_per_batch", self.sqs_requests_per_batch),
@@ -209,7 +221,7 @@ impl StageProfile {
                 self.platform_log_bytes_per_invocation,
             ),
             ("emf_bytes_per_batch", self.emf_bytes_per_batch),
-            ("emf_metrics_per_shard", self.emf_metrics_per_shard),
+            ("emf_metrics", self.emf_metrics),
         ];
         for (field, value) in non_negative {
             at_least(at(field), value, 0.0, "a finite number ≥ 0")?;

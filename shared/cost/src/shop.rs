@@ -6,7 +6,7 @@ use crate::profile::{Basis, BasisKind, Platform, StageOutput, StageProfile, Stat
 
 /// Bytes of one EMF line as `BatchMetrics::to_emf_line` prints it for a typical batch (a test
 /// renders a real line and checks this figure against it).
-pub const EMF_LINE_BYTES: f64 = 810.0;
+pub const EMF_LINE_BYTES: f64 = 910.0;
 /// CloudWatch Logs bills 26 bytes of overhead per log event on top of its text.
 pub const LOG_EVENT_OVERHEAD_BYTES: f64 = 26.0;
 /// Lambda's START, END and REPORT lines of one invocation with their overhead (assumed: about
@@ -154,7 +154,8 @@ pub fn shop(options: &ShopOptions) -> Platform {
     stages.push(StageProfile {
         results_per_record: measured_results_per_record::ORDER_ENRICH,
         result_bytes: 1_000.0,
-        s3_puts_per_result: 1.0,
+        // One object per shard and minute of event time (ENRICHED_ORDERS_BUCKET_MS).
+        s3_bucket_objects_per_shard_hour: 60.0,
         output: Some(StageOutput::Records {
             stream: ENRICHED.to_owned(),
         }),
@@ -194,7 +195,7 @@ fn basis(options: &ShopOptions) -> Vec<Basis> {
         ),
         Basis::new(
             Measured,
-            format!("EMF line per batch: 10 metrics, {EMF_LINE_BYTES} B"),
+            format!("EMF line per batch: 12 metrics on the Stage dimension (the shard a property), {EMF_LINE_BYTES} B"),
             "BatchMetrics::to_emf_line (checked by this crate's tests)",
         ),
         Basis::new(
@@ -206,8 +207,10 @@ fn basis(options: &ShopOptions) -> Vec<Basis> {
         Basis::new(
             FromCode,
             "receipts: one SNS message per result, PublishBatch of 10; order-enrich: one Kinesis \
-             record and one S3 object per result; archive: one S3 object per batch",
-            "shared/connectors (SnsSink, S3Sink PerResult), shared/archive",
+             record per result and one S3 object per shard and minute of event time; archive: one \
+             S3 object per batch",
+            "shared/connectors (SnsSink, S3Sink EventTimeBuckets), shared/shop (order_enrich \
+             sink_with_buckets), shared/archive",
         ),
         Basis::new(
             FromCode,

@@ -247,3 +247,43 @@ fn out_of_range_figures_are_errors_that_name_them() {
     let err = cost(&broken, &workload(1_000.0), &us_east_1(), &ALL).unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
 }
+
+#[test]
+fn order_enrich_s3_costs_one_put_per_shard_and_minute_whatever_the_rate() {
+    let puts_cost = |rate: f64| {
+        let report = shop_report(&ShopOptions::default(), &workload(rate));
+        line(&report, EVERY_30_S, "order-enrich", Service::S3).unwrap()
+    };
+    let (slow, fast) = (puts_cost(100.0), puts_cost(1_000.0));
+    // 4 shards × 60 objects an hour × a month of hours, at $0.005 per 1,000 PUTs, plus the bytes
+    // (written and stored: they grow with the rate, the PUTs do not).
+    let puts = 4.0 * 60.0 * SECONDS_PER_MONTH / 3_600.0;
+    assert!(slow >= puts * 0.005 / 1_000.0, "{slow}");
+    assert!(
+        fast < 10.0,
+        "one object per result would cost ~$1,075 at 1,000 events/s: {fast}"
+    );
+    assert!(
+        fast < 5.0 * slow,
+        "ten times the rate, far less than ten times the cost: {slow} → {fast}"
+    );
+}
+
+#[test]
+fn emf_metrics_count_per_stage_not_per_shard() {
+    for shards in [1, 4, 8] {
+        let options = ShopOptions {
+            shards,
+            ..ShopOptions::default()
+        };
+        let report = shop_report(&options, &workload(1_000.0));
+        let column = report.column(EVERY_30_S).unwrap();
+        let usage = column
+            .lines
+            .iter()
+            .find(|l| l.item == "revenue" && l.service == Service::CloudWatch)
+            .map(|l| l.usage.clone())
+            .unwrap();
+        assert!(usage.ends_with(", 12 custom metrics"), "{shards} shards: {usage}");
+    }
+}

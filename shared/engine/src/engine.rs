@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointImage};
 use crate::error::StateError;
-use crate::operators::{Context, Operator};
+use crate::operators::{ClosedBucket, Context, Operator};
 use crate::pipeline::{Pipeline, PipelineDef};
 use crate::record::{partition_source, InputOrigin, LateRecord, Origin, Output, PartitionId, Record};
 use crate::restore::{self, RestoreOptions, RestoreReport};
@@ -123,6 +123,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             results_total: 0,
             duplicates_total: 0,
             output: Box::new(Vec::<Output<Out>>::new()),
+            buckets: Box::new(Vec::<ClosedBucket<Out>>::new()),
         };
         Engine {
             watermarks: WatermarkTracker::new(def.watermarks),
@@ -280,6 +281,16 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
 
     fn outputs(&mut self) -> Option<&mut Vec<Output<Out>>> {
         self.cx.output.downcast_mut::<Vec<Output<Out>>>()
+    }
+
+    /// Takes the event-time buckets closed so far (see [`crate::Stream::sink_with_buckets`];
+    /// always empty for a pipeline without buckets).
+    pub fn drain_buckets(&mut self) -> Vec<ClosedBucket<Out>> {
+        self.cx
+            .buckets
+            .downcast_mut::<Vec<ClosedBucket<Out>>>()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Takes the records routed to the late side output so far.

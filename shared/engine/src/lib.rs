@@ -28,7 +28,9 @@ pub use checkpoint::{Checkpoint, CheckpointImage, Committed, StateStore};
 pub use engine::{Engine, EngineMetrics};
 pub use error::{PipelineError, StateError};
 pub use lift::{BatchCombiner, Lifted, Shuffled};
-pub use operators::{IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain};
+pub use operators::{
+    ClosedBucket, EventTimeBuckets, IntervalJoinSide, KeyedProcessFunction, LookupTable, ProcessContext, TimeDomain,
+};
 pub use pipeline::{
     KeyedStream, Pipeline, PipelineBuilder, SplitPipeline, StatefulOperator, Stream, Unsplit, Upstream, WindowedStream,
     SHUFFLE_SINK,

@@ -40,8 +40,9 @@ use crate::combine::{CollectBySide, Combiner};
 use crate::error::PipelineError;
 use crate::lift::{can_lift, BatchCombiner, BatchCombinerFactory, Lifted, WindowPartials};
 use crate::operators::{
-    Deduplicate, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide, KeyedProcess, KeyedProcessFunction,
-    LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn, ShuffleSink, Sink,
+    BucketResults, Deduplicate, EventTimeBuckets, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide,
+    KeyedProcess, KeyedProcessFunction, LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn,
+    ShuffleSink, Sink,
     WindowAggregate,
 };
 use crate::record::ShuffleOutput;
@@ -56,11 +57,12 @@ use crate::window::{Window, Windowing};
 type BuildFn<In, T> = Arc<dyn Fn(&[StatefulOperator], Box<dyn Operator<T>>) -> Box<dyn Operator<In>> + Send + Sync>;
 
 /// The kinds of stateful operators, as they appear in their default ids.
-pub(crate) const STATEFUL_KINDS: [&str; 4] = [
+pub(crate) const STATEFUL_KINDS: [&str; 5] = [
     WINDOW_AGGREGATE,
     KEYED_PROCESS,
     INTERVAL_JOIN,
     crate::operators::deduplicate::KIND,
+    crate::operators::event_time_buckets::KIND,
 ];
 const WINDOW_AGGREGATE: &str = "window_aggregate";
 const KEYED_PROCESS: &str = "keyed_process";
@@ -440,6 +442,41 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
 }
 
 impl<In: Send + 'static, T: Send + 'static> Stream<In, T, Unsplit> {
+    /// Ends the pipeline as [`Stream::sink`] does, and also collects its results per event-time
+    /// bucket in keyed state (a stateful operator of kind `event_time_buckets`, before the sink):
+    /// [`Engine::drain_buckets`](crate::Engine::drain_buckets) hands out each bucket once, with
+    /// its results sorted by id, when the watermark passes it (see [`EventTimeBuckets`]). The
+    /// results still come out one by one as well, with the same ids. What a closed bucket holds
+    /// does not depend on how the input was batched, so a sink can write one object per bucket
+    /// and stay exactly-once under replays.
+    ///
+    /// ```
+    /// use shardflow_engine::{EventTimeBuckets, Pipeline};
+    ///
+    /// let p = Pipeline::builder("b")
+    ///     .event_time(|r: &(u32, i64)| r.1)
+    ///     .sink_with_buckets("out", EventTimeBuckets::new(1_000).expect("positive"));
+    /// let mut engine = p.engine();
+    /// let shard = engine.partition("shard-0");
+    /// engine.process(shard, 0, 0, (1, 100));
+    /// engine.process(shard, 1, 0, (2, 900));
+    /// engine.process(shard, 2, 0, (3, 1_500));
+    /// assert_eq!(engine.drain_output().len(), 3);
+    /// engine.finish();
+    /// let buckets = engine.drain_buckets();
+    /// let sizes: Vec<_> = buckets.iter().map(|b| (b.start, b.results.len())).collect();
+    /// assert_eq!(sizes, [(0, 2), (1_000, 1)]);
+    /// ```
+    pub fn sink_with_buckets(self, name: &str, buckets: EventTimeBuckets) -> Pipeline<In, T>
+    where
+        T: Clone + Serialize + DeserializeOwned,
+    {
+        self.then_stateful(crate::operators::event_time_buckets::KIND, move |id, max_kg, next| {
+            Box::new(BucketResults::new(id, max_kg, buckets, next))
+        })
+        .sink(name)
+    }
+
     /// Ends the pipeline: its results are drained from the engine and written to the sink named
     /// `name` by whatever runs the pipeline (the local runner, a Lambda stage).
     ///

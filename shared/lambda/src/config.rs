@@ -20,6 +20,59 @@ pub const CHECKPOINT_INTERVAL_MS_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_MS";
 /// The environment variable that lets a stage drop checkpointed state of operators its pipeline
 /// no longer has (`true` or `1`; `false`, `0` or unset: refuse). See [`StageConfig::restore`].
 pub const ALLOW_DROPPED_STATE_ENV: &str = "SHARDFLOW_ALLOW_DROPPED_STATE";
+/// The environment variable the template sets to the input stream's retention, hours (the
+/// start-up check of the checkpoint interval, [`CheckpointInterval::check`]).
+pub const INPUT_RETENTION_HOURS_ENV: &str = "SHARDFLOW_INPUT_RETENTION_HOURS";
+
+/// SNS FIFO topics drop a message whose `MessageDeduplicationId` was published in the last 5
+/// minutes, and only then.
+pub const SNS_FIFO_DEDUPLICATION_WINDOW_MS: u64 = 5 * 60 * 1_000;
+
+/// What [`CheckpointInterval::check`] leaves for Lambda to retry a crashed invocation, on top of
+/// the interval, before a sink's deduplication window closes.
+pub const RETRY_MARGIN_MS: u64 = 60 * 1_000;
+
+/// The longest interval allowed, as a fraction of the input stream's retention: a gap must be
+/// read back from Kinesis long before its records expire (an iterator age alarm fires first).
+pub const MAX_RETENTION_FRACTION: u64 = 4;
+
+/// What the deployment around a stage allows its checkpoint interval: the input stream's
+/// retention and the deduplication window of its sinks, where they have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IntervalLimits {
+    /// The input stream's retention, ms.
+    pub input_retention_ms: Option<u64>,
+    /// How long after a first write a sink still drops a repeat of it, ms.
+    pub sink_dedup_window_ms: Option<u64>,
+}
+
+impl IntervalLimits {
+    /// The input retention from [`INPUT_RETENTION_HOURS_ENV`] (unset: unknown; not a whole
+    /// number: an error naming the variable).
+    pub fn from_env() -> Result<Self, String> {
+        let input_retention_ms = match std::env::var(INPUT_RETENTION_HOURS_ENV) {
+            Ok(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{INPUT_RETENTION_HOURS_ENV}={v:?} is not a whole number"))?
+                    .saturating_mul(3_600_000),
+            ),
+            Err(_) => None,
+        };
+        Ok(IntervalLimits {
+            input_retention_ms,
+            sink_dedup_window_ms: None,
+        })
+    }
+
+    /// The same limits with a sink deduplicating for `window_ms` (the shorter window wins).
+    pub fn with_dedup_window(self, window_ms: u64) -> Self {
+        IntervalLimits {
+            sink_dedup_window_ms: Some(self.sink_dedup_window_ms.map_or(window_ms, |w| w.min(window_ms))),
+            ..self
+        }
+    }
+}
 
 /// How often a stage commits a shard's state (see the crate documentation, "Interval commits"):
 /// when `batches` batches were handled since the last commit, or when `millis` of processing time
@@ -64,8 +117,43 @@ impl CheckpointInterval {
             || self.millis.is_some_and(|m| elapsed_ms >= m)
     }
 
+    /// Refuses an interval the deployment cannot keep exact (the start-up check; `Ok` for one
+    /// batch, which re-emits nothing beyond a retried batch). A longer interval re-emits, after a
+    /// crash, records first emitted up to one interval earlier, read back from Kinesis, so it must
+    /// - be bounded in time ([`CheckpointInterval::millis`]): a count of batches alone can span
+    ///   any time at a low rate;
+    /// - stay within a quarter of the input retention ([`MAX_RETENTION_FRACTION`]);
+    /// - leave [`RETRY_MARGIN_MS`] inside a sink's deduplication window (SNS FIFO: 5 minutes).
+    pub fn check(&self, limits: &IntervalLimits) -> Result<(), String> {
+        if self.every_batch() || (limits.input_retention_ms.is_none() && limits.sink_dedup_window_ms.is_none()) {
+            return Ok(());
+        }
+        let Some(millis) = self.millis else {
+            return Err(format!(
+                "a checkpoint interval of {:?} batches has no time bound: set {CHECKPOINT_INTERVAL_MS_ENV}",
+                self.batches
+            ));
+        };
+        if let Some(retention) = limits.input_retention_ms {
+            if millis > retention / MAX_RETENTION_FRACTION {
+                return Err(format!(
+                    "a checkpoint interval of {millis} ms is not well inside the input's retention of                      {retention} ms (at most 1/{MAX_RETENTION_FRACTION} of it)"
+                ));
+            }
+        }
+        if let Some(window) = limits.sink_dedup_window_ms {
+            if millis.saturating_add(RETRY_MARGIN_MS) > window {
+                return Err(format!(
+                    "a checkpoint interval of {millis} ms plus {RETRY_MARGIN_MS} ms for retries exceeds the                      sink's deduplication window of {window} ms: re-emitted results would be duplicates"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] and [`CHECKPOINT_INTERVAL_MS_ENV`]
-    /// (both unset: one batch; a value that is not a number is an error naming the variable).
+    /// (both unset: one batch; 0 ms: no time bound; a value that is not a number is an error
+    /// naming the variable).
     pub fn from_env() -> Result<Self, String> {
         let read = |name: &str| -> Result<Option<u64>, String> {
             match std::env::var(name) {
@@ -78,7 +166,8 @@ impl CheckpointInterval {
             }
         };
         let batches = read(CHECKPOINT_INTERVAL_BATCHES_ENV)?.map(|b| b.max(1));
-        let millis = read(CHECKPOINT_INTERVAL_MS_ENV)?;
+        // 0 ms is "no time bound" (the template's default), not "every batch".
+        let millis = read(CHECKPOINT_INTERVAL_MS_ENV)?.filter(|m| *m > 0);
         if batches.is_none() && millis.is_none() {
             return Ok(CheckpointInterval::default());
         }
@@ -203,7 +292,7 @@ impl StageConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_allow_dropped_state, CheckpointInterval};
+    use super::{parse_allow_dropped_state, CheckpointInterval, IntervalLimits, SNS_FIFO_DEDUPLICATION_WINDOW_MS};
 
     #[test]
     fn only_true_or_1_allows_dropped_state_and_a_typo_is_not_read_as_either() {
@@ -214,6 +303,52 @@ mod tests {
         assert_eq!(parse_allow_dropped_state("0"), Some(false));
         assert_eq!(parse_allow_dropped_state(""), Some(false));
         assert_eq!(parse_allow_dropped_state("yes please"), None);
+    }
+
+    fn millis(ms: u64) -> CheckpointInterval {
+        CheckpointInterval {
+            batches: None,
+            millis: Some(ms),
+        }
+    }
+
+    #[test]
+    fn the_start_up_check_refuses_intervals_without_a_time_bound_or_not_well_inside_retention() {
+        let day = IntervalLimits {
+            input_retention_ms: Some(24 * 3_600_000),
+            sink_dedup_window_ms: None,
+        };
+        assert!(
+            CheckpointInterval::default().check(&day).is_ok(),
+            "every batch is always exact"
+        );
+        assert!(
+            CheckpointInterval::batches(30).check(&day).is_err(),
+            "batches alone span any time"
+        );
+        assert!(millis(6 * 3_600_000).check(&day).is_ok());
+        assert!(
+            millis(6 * 3_600_000 + 1).check(&day).is_err(),
+            "over a quarter of the retention"
+        );
+        assert!(
+            CheckpointInterval::batches(30)
+                .check(&IntervalLimits::default())
+                .is_ok(),
+            "nothing known"
+        );
+    }
+
+    #[test]
+    fn the_start_up_check_refuses_an_interval_that_outlasts_sns_fifo_deduplication_with_its_retry_margin() {
+        let fifo = IntervalLimits {
+            input_retention_ms: Some(168 * 3_600_000),
+            sink_dedup_window_ms: None,
+        }
+        .with_dedup_window(SNS_FIFO_DEDUPLICATION_WINDOW_MS);
+        assert!(millis(240_000).check(&fifo).is_ok(), "4 minutes and a minute to retry");
+        assert!(millis(240_001).check(&fifo).is_err());
+        assert!(millis(600_000).check(&fifo).is_err(), "10 minutes");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{PartitionKeying, StageConfig};
+use crate::config::{IntervalLimits, PartitionKeying, StageConfig};
 use crate::lineage::KinesisLineage;
 use crate::stage::{Stage, StageError};
 use shardflow_engine::Pipeline;
@@ -77,7 +77,9 @@ impl StageEnv {
     /// The stage of `pipeline` as deployed here: the checkpoint table's client, the spill bucket,
     /// the input stream's lineage, a Kinesis client for interval commits' gap reads, the attempts,
     /// the parallelization factor and the checkpoint interval of the environment.
-    /// Fails as [`Stage::new`] does for a configuration the protocol cannot make exact.
+    /// Fails as [`Stage::new`] does for a configuration the protocol cannot make exact, and when
+    /// the checkpoint interval is not well inside the input's retention
+    /// ([`crate::INPUT_RETENTION_HOURS_ENV`], [`Stage::check_interval`]).
     pub fn stage<In, Out, D, S, L>(
         &self,
         pipeline: Pipeline<In, Out>,
@@ -104,6 +106,7 @@ impl StageEnv {
             &self.state_table,
             StageConfig::from_env(keying),
         )?
+        .check_interval(&IntervalLimits::from_env().map_err(StageError::Unsupported)?)?
         .max_attempts(self.max_attempts)
         // Under interval commits a container reads the records another one handled after the
         // checkpoint from Kinesis (the stream's name comes with each batch).

@@ -19,7 +19,8 @@
 //!    skipped whole as already committed): records in, records skipped as redelivered, values
 //!    the pipeline's `deduplicate` steps dropped as repeats of an upstream result, late and
 //!    dead-lettered records, results out, watermark lag, state bytes and items written, commit
-//!    duration.
+//!    duration, and the records and `GetRecords` calls of a gap read before the batch (interval
+//!    commits). Metrics are published on the dimension `Stage` only; the shard is a property.
 //!
 //! These are the steps with the default checkpoint interval of one batch; with a longer one,
 //! see below.
@@ -38,7 +39,11 @@
 //!    checkpoint, loaded otherwise) and, if the progress item is beyond the checkpoint's position,
 //!    read the records in between from Kinesis (`GetShardIterator AFTER_SEQUENCE_NUMBER`,
 //!    `GetRecords` up to the progress item's sequence number; [`Stage::with_kinesis`]), process
-//!    them as any batch and emit their results again (same ids, absorbed by the sinks). Logged.
+//!    them as any batch and emit their results again (same ids, absorbed by the sinks). Logged
+//!    and counted in the EMF line. The read shares the shard's 5 `GetRecords` calls a second with
+//!    the event source mapping: its calls are at least [`GAP_GET_RECORDS_PACE`] apart, and a
+//!    throttled call (`ProvisionedThroughputExceededException`) is made again after a doubling
+//!    wait, up to 6 times, before the invocation fails (Lambda retries it).
 //! 3. **Process and emit** the batch (records at or below the handled position are skipped).
 //! 4. **Commit** when the interval is due (batches or milliseconds since the last commit, counted
 //!    across containers by the progress item), a record failure is recorded, nothing was
@@ -139,13 +144,14 @@ mod stage;
 pub mod warm;
 
 pub use config::{
-    restore_options_from_env, CheckpointInterval, PartitionKeyOf, PartitionKeying, StageConfig,
-    ALLOW_DROPPED_STATE_ENV, CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_MS_ENV, PARALLELIZATION_FACTOR_ENV,
+    restore_options_from_env, CheckpointInterval, IntervalLimits, PartitionKeyOf, PartitionKeying, StageConfig,
+    ALLOW_DROPPED_STATE_ENV, CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_MS_ENV, INPUT_RETENTION_HOURS_ENV,
+    MAX_RETENTION_FRACTION, PARALLELIZATION_FACTOR_ENV, RETRY_MARGIN_MS, SNS_FIFO_DEDUPLICATION_WINDOW_MS,
 };
 pub use env::{
     StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,
 };
-pub use gap::{input_record, GapError};
+pub use gap::{input_record, GapError, GAP_GET_RECORDS_PACE};
 pub use lineage::{hash_key, FixedLineage, KinesisLineage, LineageError, ShardFuture, ShardInfo, ShardLineage};
 pub use request::{EndOfInput, StageRequest, END_OF_INPUT_KEY};
 pub use stage::{run, CrashPoint, MetricsWriter, Stage, StageCrashHook, StageError};

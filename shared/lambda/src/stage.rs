@@ -152,6 +152,13 @@ fn new_container_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// What a batch read back from Kinesis before it (interval commits), for its EMF line.
+#[derive(Debug, Clone, Copy, Default)]
+struct GapCounts {
+    records: u64,
+    get_records_calls: u64,
+}
+
 /// A shard's engine at its committed state, with its store and position, for one batch.
 struct OpenShard<In, Out> {
     store: DynamoDbCheckpointStore,
@@ -231,6 +238,17 @@ where
     pub fn with_checkpoint_interval(mut self, interval: CheckpointInterval) -> Self {
         self.config.checkpoint_interval = interval;
         self
+    }
+
+    /// The stage, if its checkpoint interval passes [`CheckpointInterval::check`] against
+    /// `limits` (the input's retention, a sink's deduplication window); refused as
+    /// [`StageError::Unsupported`] otherwise, so that the function fails its init.
+    pub fn check_interval(self, limits: &crate::config::IntervalLimits) -> Result<Self, StageError> {
+        self.config
+            .checkpoint_interval
+            .check(limits)
+            .map_err(|reason| StageError::Unsupported(format!("stage {}: {reason}", self.name)))?;
+        Ok(self)
     }
 
     /// The Kinesis client with which a container reads the records another one handled after the
@@ -485,6 +503,9 @@ where
         if !outcome.outputs.is_empty() {
             self.sink.emit(&outcome.outputs).await?;
         }
+        if !outcome.buckets.is_empty() {
+            self.sink.emit_buckets(&outcome.buckets).await?;
+        }
         if !outcome.dead_letters.is_empty() {
             self.dead_letters.send(&outcome.dead_letters).await?;
         }
@@ -527,7 +548,7 @@ where
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
-            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0);
+            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0, GapCounts::default());
             return Ok(batch_response(None));
         }
         self.emit(&outcome).await?;
@@ -535,7 +556,7 @@ where
         let (done, stats, commit_ms) = self
             .commit_batch(&mut store, &mut engine, start.adopted, &outcome)
             .await?;
-        self.print_metrics(&batch, &outcome, &engine, stats, commit_ms);
+        self.print_metrics(&batch, &outcome, &engine, stats, commit_ms, GapCounts::default());
         self.warm.put(
             &batch.shard_id,
             WarmShard {
@@ -647,9 +668,13 @@ where
         engine.end_partition(partition);
         engine.finish();
         let outputs = engine.drain_output();
-        tracing::info!(stage = %self.name, shard = %end.shard_id, results = outputs.len(), "end of input");
+        let buckets = engine.drain_buckets();
+        tracing::info!(stage = %self.name, shard = %end.shard_id, results = outputs.len(), buckets = buckets.len(), "end of input");
         if !outputs.is_empty() {
             self.sink.emit(&outputs).await?;
+        }
+        if !buckets.is_empty() {
+            self.sink.emit_buckets(&buckets).await?;
         }
         let checkpoint = if full {
             engine.snapshot_full()?
@@ -724,6 +749,7 @@ where
         engine: &Engine<In, Out>,
         stats: CommitStats,
         commit_ms: u64,
+        gap: GapCounts,
     ) {
         let now = batch.records.last().map_or(0, |r| r.arrival_ms);
         let watermark = engine.watermark();
@@ -742,6 +768,8 @@ where
             state_bytes_written: stats.bytes_written as u64,
             state_items_written: stats.items_written as u64,
             commit_ms,
+            gap_records: gap.records,
+            gap_get_records: gap.get_records_calls,
         };
         let line = metrics.to_emf_line(&self.name, &batch.shard_id, now);
         match &self.metrics_writer {

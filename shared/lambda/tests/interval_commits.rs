@@ -277,3 +277,32 @@ async fn a_record_failing_after_uncommitted_batches_commits_them_with_its_attemp
     want.sort();
     assert_eq!(distinct_results(&[&stage]), want);
 }
+
+#[tokio::test]
+async fn a_gap_read_from_kinesis_is_counted_in_the_emf_line_with_its_get_records_calls() {
+    let (client, table) = shardflow_testkit::state_table("interval-gap-emf").await;
+    let (kinesis, stream, shard, records) = stream_of_purchases("interval-gap-emf").await;
+    let lines: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let writer = || -> shardflow_lambda::MetricsWriter {
+        let lines = lines.clone();
+        Arc::new(move |line: &str| lines.lock().unwrap().push(serde_json::from_str(line).unwrap()))
+    };
+    let a = container(&client, &table, &kinesis, 3).with_metrics_writer(writer());
+    let b = container(&client, &table, &kinesis, 3).with_metrics_writer(writer());
+    // `a` commits batch 0 and only moves the progress item with batch 1; `b` gets batch 2 and
+    // must read batch 1 back from Kinesis first.
+    for (i, batch) in batches(&stream, &shard, &records).into_iter().take(3).enumerate() {
+        let c = if i < 2 { &a } else { &b };
+        assert!(c.handle(batch).await.unwrap().batch_item_failures.is_empty());
+    }
+    let gaps: Vec<(u64, u64)> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| (l["GapRecords"].as_u64().unwrap(), l["GapGetRecords"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(gaps.len(), 3);
+    assert_eq!(&gaps[..2], [(0, 0), (0, 0)], "no gap before batches 0 and 1");
+    assert_eq!(gaps[2].0, BATCH as u64, "batch 1 read back before batch 2");
+    assert!(gaps[2].1 >= 1, "{gaps:?}");
+}

@@ -177,6 +177,9 @@ pub(crate) fn write_outputs<In: Send + 'static, Out: Serialize + Send + 'static>
     for o in engine.drain_output_iter() {
         results.write(&ResultLine::new(&o))?;
     }
+    // The local runner writes results one by one; closed event-time buckets (the same results,
+    // grouped for object stores) are dropped rather than kept in memory.
+    drop(engine.drain_buckets());
     for r in engine.drain_late() {
         late.write(&LateLine::new(name, &r, partitions))?;
     }

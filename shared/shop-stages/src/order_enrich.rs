@@ -30,8 +30,13 @@ pub type OrderEnrichStage = Stage<
 >;
 
 /// The `order-enrich` stage of this function's environment. Records to the stream are partitioned
-/// by order id; S3 holds one object per result (`enriched-orders/{date}/{id}.json`). Results its
-/// colour does not own (blue/green) go to S3 only, under `shadow/{colour}/enriched-orders/`.
+/// by order id, one per result as soon as it is produced; S3 holds one object per shard and
+/// minute of event time (`enriched-orders/{date}/{start}-{end}/{first id}.ndjson`, see
+/// [`shardflow_shop::pipelines::ENRICHED_ORDERS_BUCKET_MS`] and
+/// [`shardflow_connectors::S3KeyMode::EventTimeBuckets`]), written when the watermark passes
+/// the minute: an order reaches S3 up to a minute (plus the watermark's lag) after its event
+/// time. Results its colour does not own (blue/green) go to S3 only, under
+/// `shadow/{colour}/enriched-orders/`.
 pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let stream = KinesisSink::new(
@@ -43,7 +48,7 @@ pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
     let s3 = |prefix: String| {
         S3Sink::new(
             aws_sdk_s3::Client::new(&env.sdk),
-            S3SinkConfig::new(bucket_name.clone(), prefix),
+            S3SinkConfig::new(bucket_name.clone(), prefix).event_time_buckets(),
         )
     };
     let live = BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned()));

@@ -2,7 +2,9 @@
 
 use shardflow_bluegreen::{blue_green, ColourGate};
 use shardflow_connectors::{DeadLetterDestination, SnsSink, SnsSinkConfig};
-use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
+use shardflow_lambda::{
+    IntervalLimits, PartitionKeying, Stage, StageEnv, StageError, SNS_FIFO_DEDUPLICATION_WINDOW_MS,
+};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::Receipt;
 use shardflow_stage::required_var;
@@ -20,10 +22,14 @@ pub type ReceiptsStage =
     Stage<ChangeEvent, Receipt, ShopDecoder, ColourGate<SnsSink<Receipt>, SnsSink<Receipt>>, DeadLetterDestination>;
 
 /// The `receipts` stage of this function's environment. On a FIFO topic a receipt's message group
-/// is its customer, so one customer's receipts stay in order.
+/// is its customer, so one customer's receipts stay in order, and the stage refuses a checkpoint
+/// interval that, with a minute for retries, outlasts SNS FIFO's 5-minute deduplication window
+/// ([`shardflow_lambda::CheckpointInterval::check`]): a result re-emitted after a crash must
+/// still be recognised as a repeat.
 pub async fn receipts() -> Result<ReceiptsStage, StageSetupError> {
     let env = StageEnv::load().await?;
     let topic = required_var(TOPIC_ARN_ENV)?;
+    let topic_arn = topic.clone();
     let sns = |topic: String| {
         SnsSink::new(
             aws_sdk_sns::Client::new(&env.sdk),
@@ -37,13 +43,20 @@ pub async fn receipts() -> Result<ReceiptsStage, StageSetupError> {
         None => ColourGate::single(sns(topic)),
     };
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
-    Ok(env.stage(
+    let stage = env.stage(
         shardflow_shop::pipelines::receipts(),
         ShopDecoder::new(),
         sink,
         dead_letters,
         keying(),
-    )?)
+    )?;
+    if !SnsSinkConfig::<Receipt>::new(topic_arn).is_fifo() {
+        return Ok(stage);
+    }
+    let limits = IntervalLimits::from_env()
+        .map_err(StageError::Unsupported)?
+        .with_dedup_window(SNS_FIFO_DEDUPLICATION_WINDOW_MS);
+    Ok(stage.check_interval(&limits)?)
 }
 
 /// The pipeline keys by order id, and an order's changes have the partition key `orders:<id>`:

@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use std::collections::HashMap;
 
-use shardflow_engine::{Engine, Output};
+use shardflow_engine::{ClosedBucket, Engine, Output};
 
 use crate::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::decode::RecordDecoder;
@@ -28,6 +28,9 @@ use crate::shard_batch::ShardBatch;
 pub struct BatchOutcome<Out> {
     /// Results to emit (idempotently, by id) before the checkpoint is committed.
     pub outputs: Vec<Output<Out>>,
+    /// Event-time buckets the batch closed (pipelines ending with `sink_with_buckets` only),
+    /// emitted with the results ([`crate::ResultSink::emit_buckets`]).
+    pub buckets: Vec<ClosedBucket<Out>>,
     /// Undecodable and late records, with reasons.
     pub dead_letters: Vec<DeadLetter>,
     /// Records in the batch.
@@ -85,6 +88,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
     };
     let mut outcome = BatchOutcome {
         outputs: Vec::new(),
+        buckets: Vec::new(),
         dead_letters: Vec::new(),
         records_in: batch.records.len(),
         skipped_duplicates: 0,
@@ -167,6 +171,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
         }
     }
     outcome.outputs = engine.drain_output();
+    outcome.buckets = engine.drain_buckets();
     outcome.duplicates_dropped = dropped_since(engine);
     outcome
 }

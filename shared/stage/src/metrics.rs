@@ -1,7 +1,11 @@
 //! Per-batch metrics as CloudWatch Embedded Metric Format (EMF) log lines.
 //!
 //! One JSON object per batch, printed to stdout: CloudWatch Logs extracts the metrics named in
-//! `_aws.CloudWatchMetrics` under the namespace `shardflow`, with dimensions stage and shard.
+//! `_aws.CloudWatchMetrics` under the namespace `shardflow`, with the dimension `Stage` only.
+//! The shard is a property of the line (`Shard`), not a dimension: every dimension value makes
+//! its own billed custom metric, so a `Shard` dimension would multiply the metrics by the shard
+//! count (and again at every reshard). Per-shard figures stay in the logs, where CloudWatch Logs
+//! Insights (or `shardflow cost --emf`) reads them.
 
 use serde_json::{json, Map, Value};
 
@@ -29,9 +33,13 @@ pub struct BatchMetrics {
     pub state_items_written: u64,
     /// Duration of the commit, ms.
     pub commit_ms: u64,
+    /// Records read back from Kinesis before the batch (a gap under interval commits).
+    pub gap_records: u64,
+    /// `GetRecords` calls of that read (throttled ones included).
+    pub gap_get_records: u64,
 }
 
-const METRICS: [(&str, &str); 10] = [
+const METRICS: [(&str, &str); 12] = [
     ("RecordsIn", "Count"),
     ("DuplicatesSkipped", "Count"),
     ("DuplicatesDropped", "Count"),
@@ -42,11 +50,13 @@ const METRICS: [(&str, &str); 10] = [
     ("StateBytesWritten", "Bytes"),
     ("StateItemsWritten", "Count"),
     ("CommitDuration", "Milliseconds"),
+    ("GapRecords", "Count"),
+    ("GapGetRecords", "Count"),
 ];
 
 impl BatchMetrics {
     /// The metrics in the order of [`METRICS`].
-    fn values(&self) -> [u64; 10] {
+    fn values(&self) -> [u64; 12] {
         [
             self.records_in,
             self.duplicates_skipped,
@@ -58,11 +68,13 @@ impl BatchMetrics {
             self.state_bytes_written,
             self.state_items_written,
             self.commit_ms,
+            self.gap_records,
+            self.gap_get_records,
         ]
     }
 
     /// The metrics from their values in the order of [`METRICS`].
-    fn from_values(v: [u64; 10]) -> Self {
+    fn from_values(v: [u64; 12]) -> Self {
         BatchMetrics {
             records_in: v[0],
             duplicates_skipped: v[1],
@@ -74,10 +86,13 @@ impl BatchMetrics {
             state_bytes_written: v[7],
             state_items_written: v[8],
             commit_ms: v[9],
+            gap_records: v[10],
+            gap_get_records: v[11],
         }
     }
 
-    /// The EMF object for `stage` and `shard` at `timestamp_ms`.
+    /// The EMF object for `stage` and `shard` at `timestamp_ms`: metrics on the dimension
+    /// `Stage`, the shard as the property `Shard`.
     pub fn to_emf(&self, stage: &str, shard: &str, timestamp_ms: i64) -> Value {
         let definitions: Vec<Value> = METRICS
             .iter()
@@ -90,7 +105,7 @@ impl BatchMetrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": "shardflow",
-                    "Dimensions": [["Stage", "Shard"]],
+                    "Dimensions": [["Stage"]],
                     "Metrics": definitions,
                 }],
             }),
@@ -129,7 +144,7 @@ impl EmfRecord {
         let aws = v.get("_aws")?;
         v.get("RecordsIn")?;
         let text = |name: &str| v.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut values = [0u64; 10];
+        let mut values = [0u64; 12];
         for (slot, (name, _)) in values.iter_mut().zip(METRICS.iter()) {
             *slot = v.get(*name).and_then(Value::as_u64).unwrap_or(0);
         }
@@ -182,7 +197,7 @@ mod tests {
         let v: Value =
             serde_json::from_str(&m.to_emf_line("revenue", "shardId-000000000001", 1_700_000_000_000)).unwrap();
         let defs = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
-        assert_eq!(defs.len(), 10);
+        assert_eq!(defs.len(), 12);
         for d in defs {
             let name = d["Name"].as_str().unwrap();
             assert!(v[name].is_u64(), "{name} has a value");
@@ -197,10 +212,18 @@ mod tests {
         );
         assert_eq!(v["LateRecords"], 2);
         assert_eq!(v["Stage"], "revenue");
-        assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            json!(["Stage", "Shard"])
-        );
+        assert_eq!(v["Shard"], "shardId-000000000001", "the shard stays a property");
+    }
+
+    #[test]
+    fn emf_metrics_are_published_on_the_stage_dimension_only_so_their_count_does_not_grow_with_shards() {
+        let line = |shard: &str| -> Value {
+            serde_json::from_str(&BatchMetrics::default().to_emf_line("revenue", shard, 1_700_000_000_000)).unwrap()
+        };
+        let (a, b) = (line("shardId-000000000000"), line("shardId-000000000001"));
+        let dimensions = &a["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(dimensions, &json!([["Stage"]]));
+        assert_eq!(dimensions, &b["_aws"]["CloudWatchMetrics"][0]["Dimensions"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use crate::DeadLetter;
-use shardflow_engine::{Output, ResultId};
+use shardflow_engine::{ClosedBucket, Output, ResultId};
 use thiserror::Error;
 
 /// A sink refused or failed a write. The batch is not committed and will be redelivered.
@@ -26,6 +26,16 @@ pub struct SinkError {
 pub trait ResultSink<Out>: Send + Sync {
     /// Writes `outputs`; returns only when they are durable.
     fn emit(&self, outputs: &[Output<Out>]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes the event-time buckets a batch closed (pipelines ending with
+    /// `Stream::sink_with_buckets`); returns only when they are durable. A bucket closes again
+    /// with the same results after a redelivery, so writing it under a name made of its start and
+    /// [`ClosedBucket::first_id`] is idempotent. Sinks that write results one by one ignore
+    /// buckets (the default).
+    fn emit_buckets(&self, buckets: &[ClosedBucket<Out>]) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = buckets;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A destination of dead letters (undecodable, late and poison records).
@@ -125,6 +135,11 @@ impl<Out: Sync, A: ResultSink<Out>, B: ResultSink<Out>> ResultSink<Out> for Both
         self.first.emit(outputs).await?;
         self.second.emit(outputs).await
     }
+
+    async fn emit_buckets(&self, buckets: &[ClosedBucket<Out>]) -> Result<(), SinkError> {
+        self.first.emit_buckets(buckets).await?;
+        self.second.emit_buckets(buckets).await
+    }
 }
 
 /// A sink of `To` values fed a pipeline's `From` results through a conversion (a table row type
@@ -150,16 +165,35 @@ where
     F: Fn(&From) -> To + Send + Sync,
 {
     async fn emit(&self, outputs: &[Output<From>]) -> Result<(), SinkError> {
-        let converted: Vec<Output<To>> = outputs
+        let converted: Vec<Output<To>> = outputs.iter().map(|o| self.output(o)).collect();
+        self.inner.emit(&converted).await
+    }
+
+    async fn emit_buckets(&self, buckets: &[ClosedBucket<From>]) -> Result<(), SinkError> {
+        let converted: Vec<ClosedBucket<To>> = buckets
             .iter()
-            .map(|o| Output {
-                id: o.id,
-                timestamp: o.timestamp,
-                pane: o.pane,
-                value: (self.convert)(&o.value),
+            .map(|b| ClosedBucket {
+                start: b.start,
+                end: b.end,
+                results: b.results.iter().map(|o| self.output(o)).collect(),
             })
             .collect();
-        self.inner.emit(&converted).await
+        self.inner.emit_buckets(&converted).await
+    }
+}
+
+impl<S, F> MapSink<S, F> {
+    /// `o` with its value converted.
+    fn output<From, To>(&self, o: &Output<From>) -> Output<To>
+    where
+        F: Fn(&From) -> To,
+    {
+        Output {
+            id: o.id,
+            timestamp: o.timestamp,
+            pane: o.pane,
+            value: (self.convert)(&o.value),
+        }
     }
 }
 

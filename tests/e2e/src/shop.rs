@@ -33,6 +33,8 @@ pub const MALFORMED: &[u8] = b"\x0f\xff\xffnot a change event";
 pub struct ResultLine<T> {
     /// The result's id.
     pub id: String,
+    /// The result's event time.
+    pub ts: i64,
     /// The result.
     pub value: T,
 }
@@ -327,7 +329,10 @@ pub async fn s3_results<T: DeserializeOwned>(bucket: &str, prefix: &str) -> Vec<
             .await
             .expect("read an output object")
             .into_bytes();
-        out.push(serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{key}: {e}")));
+        // One result per object, or one per line (an event-time bucket).
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(serde_json::from_slice(line).unwrap_or_else(|e| panic!("{key}: {e}")));
+        }
     }
     out
 }

@@ -28,9 +28,15 @@ use shardflow_e2e::{deploy, invoke, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{invoke_replay, replay, shard_batches, InvokeReplayOptions};
 use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt};
+use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, ENRICHED_ORDERS_BUCKET_MS};
+
 use shardflow_shop_stages::ShopDecoder;
 use shardflow_stage::{DeadLetter, DeadLetterKind};
+
+/// The event-time minute (S3 bucket of enriched orders) of `ts`.
+fn minute_of(ts: i64) -> i64 {
+    ts.div_euclid(ENRICHED_ORDERS_BUCKET_MS)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_stages_on_localstack_match_the_embedded_runner() {
@@ -154,19 +160,43 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     .await;
     assert_eq!(rows, expected.revenue);
 
-    // order-enrich: S3 and the output stream hold the embedded runner's enriched orders
+    // order-enrich: the output stream holds the embedded runner's enriched orders, and S3 those
+    // of every minute the watermark passed (one object per minute: a result is emitted when the
+    // watermark passes its event time, so every minute before the last result's is closed).
     let want_enriched = by_id(expected.enriched.iter().map(|l| (l.id.clone(), l.value.clone())));
+    let last_minute = expected
+        .enriched
+        .iter()
+        .map(|l| minute_of(l.ts))
+        .max()
+        .unwrap_or(i64::MIN);
+    let want_in_s3 = by_id(
+        expected
+            .enriched
+            .iter()
+            .filter(|l| minute_of(l.ts) < last_minute)
+            .map(|l| (l.id.clone(), l.value.clone())),
+    );
     let bucket = output("OutputBucketName");
     let in_s3 = eventually("the enriched orders in S3", started, || async {
-        let objects: Vec<ResultMessage<EnrichedOrder>> = s3_results(&bucket, "enriched-orders/").await;
-        if objects.len() >= want_enriched.len() {
-            Ok(objects)
+        let lines: Vec<ResultMessage<EnrichedOrder>> = s3_results(&bucket, "enriched-orders/").await;
+        let closed = lines.iter().filter(|m| want_in_s3.contains_key(&m.id)).count();
+        if closed >= want_in_s3.len() {
+            Ok(lines)
         } else {
-            Err(format!("{} of {} objects", objects.len(), want_enriched.len()))
+            Err(format!(
+                "{closed} of {} enriched orders of closed minutes",
+                want_in_s3.len()
+            ))
         }
     })
     .await;
-    assert_eq!(by_id(in_s3.into_iter().map(|m| (m.id, m.value))), want_enriched);
+    let ids: BTreeSet<&str> = in_s3.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), in_s3.len(), "no enriched order in two objects");
+    let in_s3 = by_id(in_s3.into_iter().map(|m| (m.id, m.value)));
+    for (id, value) in &in_s3 {
+        assert_eq!(want_enriched.get(id), Some(value), "{id} is an expected enriched order");
+    }
     let streamed = shardflow_testkit::read_stream(
         &shardflow_testkit::kinesis(),
         &output("EnrichedOrdersStreamName"),

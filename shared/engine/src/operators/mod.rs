@@ -83,6 +83,7 @@ macro_rules! terminal_hooks {
 
 mod checkpointed;
 pub(crate) mod deduplicate;
+pub(crate) mod event_time_buckets;
 mod filter;
 mod flat_map;
 mod interval_join;
@@ -103,6 +104,8 @@ use crate::time::Timestamp;
 use crate::window::Window;
 
 pub(crate) use deduplicate::Deduplicate;
+pub(crate) use event_time_buckets::BucketResults;
+pub use event_time_buckets::{ClosedBucket, EventTimeBuckets};
 pub(crate) use filter::{Filter, FilterMap};
 pub(crate) use flat_map::FlatMap;
 pub use interval_join::IntervalJoinSide;
@@ -134,6 +137,9 @@ pub struct Context {
     pub duplicates_total: u64,
     /// The pipeline's output buffer (a `Vec<Output<Out>>` behind `Any`).
     pub(crate) output: Box<dyn Any + Send>,
+    /// The pipeline's closed event-time buckets (a `Vec<ClosedBucket<Out>>` behind `Any`; empty
+    /// unless the pipeline ends with [`crate::Stream::sink_with_buckets`]).
+    pub(crate) buckets: Box<dyn Any + Send>,
 }
 
 impl Context {

@@ -4,11 +4,29 @@
 
 use super::*;
 
+/// The records read back from Kinesis before a batch, processed.
+struct Gap<Out> {
+    /// Their outcome (results to emit again).
+    outcome: BatchOutcome<Out>,
+    /// The `GetRecords` calls the read took.
+    get_records_calls: u64,
+}
+
+impl<Out> Gap<Out> {
+    /// What the batch's EMF line says of this gap.
+    fn counts(gap: Option<&Self>) -> GapCounts {
+        gap.map_or_else(GapCounts::default, |g| GapCounts {
+            records: g.outcome.records_in as u64,
+            get_records_calls: g.get_records_calls,
+        })
+    }
+}
+
 /// A shard opened under interval commits: its engine at the last handled record.
 struct IntervalShard<In, Out> {
     open: OpenShard<In, Out>,
-    /// The results of the gap read from Kinesis (emitted again), if there was one.
-    gap: Option<BatchOutcome<Out>>,
+    /// The gap read from Kinesis (its results emitted again), if there was one.
+    gap: Option<Gap<Out>>,
     /// The progress item's sequence number as read (its next write is conditioned on it).
     progress_read: Option<SequenceNumber>,
     /// Batches since the last commit.
@@ -52,13 +70,14 @@ where
             batches_since_commit,
             interval_started_ms,
         } = opened;
+        let gap_counts = Gap::counts(gap.as_ref());
         let outcome = self.process(&mut engine, &batch, &position);
         if let Some((at, message)) = outcome.panicked_at.clone() {
             // The engine saw part of the batch: start again from the committed state and the gap.
             drop(engine);
             let shard = self.open_cold(&batch.shard_id, &batch.stream).await?;
             if let Some(gap) = &shard.gap {
-                self.emit(gap).await?;
+                self.emit(&gap.outcome).await?;
             }
             let open = shard.open;
             return self
@@ -74,11 +93,11 @@ where
                 .await;
         }
         if let Some(gap) = &gap {
-            self.emit(gap).await?;
+            self.emit(&gap.outcome).await?;
         }
         if outcome.skipped_duplicates == outcome.records_in {
             tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already handled");
-            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0);
+            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0, gap_counts);
             self.warm.put(
                 &batch.shard_id,
                 WarmShard {
@@ -127,7 +146,7 @@ where
                         "progress item not moved to the commit (it stays behind or beyond it)");
                 }
             }
-            self.print_metrics(&batch, &outcome, &engine, stats, commit_ms);
+            self.print_metrics(&batch, &outcome, &engine, stats, commit_ms, gap_counts);
             self.warm.put(
                 &batch.shard_id,
                 WarmShard {
@@ -148,7 +167,7 @@ where
         };
         store.write_progress(&progress, progress_read.as_ref()).await?;
         self.crash_at(CrashPoint::AfterProgress)?;
-        self.print_metrics(&batch, &outcome, &engine, Default::default(), 0);
+        self.print_metrics(&batch, &outcome, &engine, Default::default(), 0, gap_counts);
         self.warm.put(
             &batch.shard_id,
             WarmShard {
@@ -237,14 +256,14 @@ where
 
     /// Reads the records after the open position up to `until` from Kinesis and processes them
     /// ([`process_batch`], as any batch), moving the position to `until`. Returns their outcome,
-    /// whose results the caller emits again (the sinks absorb them by id).
+    /// whose results the caller emits again (the sinks absorb them by id), and the calls it took.
     async fn close_gap(
         &self,
         open: &mut OpenShard<In, Out>,
         stream: &str,
         shard: &str,
         until: &SequenceNumber,
-    ) -> Result<BatchOutcome<Out>, StageError> {
+    ) -> Result<Gap<Out>, StageError> {
         let Some(after) = open.position.sequence_number.clone() else {
             return Err(GapError {
                 stream: stream.to_owned(),
@@ -259,10 +278,10 @@ where
             .kinesis
             .as_ref()
             .ok_or_else(|| StageError::NoKinesisClient(shard.to_owned()))?;
-        let records = read_gap(kinesis, stream, shard, &after, until).await?;
-        tracing::info!(stage = %self.name, shard, after = %after, until = %until, records = records.records.len(),
-            "reading the records handled after the checkpoint from Kinesis");
-        let outcome = self.process(&mut open.engine, &records, &open.position);
+        let read = read_gap(kinesis, stream, shard, &after, until).await?;
+        tracing::info!(stage = %self.name, shard, after = %after, until = %until, records = read.batch.records.len(),
+            get_records_calls = read.get_records_calls, "read the records handled after the checkpoint from Kinesis");
+        let outcome = self.process(&mut open.engine, &read.batch, &open.position);
         if let Some((at, message)) = &outcome.panicked_at {
             return Err(GapError {
                 stream: stream.to_owned(),
@@ -274,7 +293,10 @@ where
             .into());
         }
         open.position.sequence_number = Some(until.clone());
-        Ok(outcome)
+        Ok(Gap {
+            outcome,
+            get_records_calls: read.get_records_calls,
+        })
     }
 
     /// [`Stage::end_of_input`] under interval commits: the shard opens at its last handled record
@@ -295,7 +317,7 @@ where
             return Ok(batch_response(None));
         }
         if let Some(gap) = &gap {
-            self.emit(gap).await?;
+            self.emit(&gap.outcome).await?;
         }
         self.finish_input(end, store, engine, start.adopted, &position).await
     }

@@ -12,14 +12,24 @@
 //! all four are present (an inner join): an order whose payment failed (no shipment), or whose
 //! parts fell into different sessions, produces nothing. Each session fires once (no allowed
 //! lateness); a row that arrives after its session closed goes to the late side output.
+//!
+//! # Buckets
+//! Besides going out one by one, the enriched orders are collected per minute of event time
+//! ([`ENRICHED_ORDERS_BUCKET_MS`], `sink_with_buckets`): when the watermark passes a minute, its
+//! orders come out as one closed bucket, which the Lambda stage writes to S3 as one object. An
+//! enriched order carries its session's last millisecond as event time and is emitted when the
+//! watermark passes it, so a bucket closes with every order of its minute, without grace.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shardflow_engine::{Pipeline, Trigger, Windowing};
+use shardflow_engine::{EventTimeBuckets, Pipeline, Trigger, Windowing};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Order, Payment, Shipment};
 
 use super::{event_time, watermarks};
+
+/// The event-time width of a bucket of enriched orders (one S3 object per shard and minute).
+pub const ENRICHED_ORDERS_BUCKET_MS: i64 = 60_000;
 
 /// Inactivity (commit time) that closes a customer's session.
 pub const ENRICH_SESSION_GAP_MS: i64 = 120_000;
@@ -180,5 +190,8 @@ pub fn order_enrich() -> Pipeline<ChangeEvent, EnrichedOrder> {
         .window(Windowing::session(ENRICH_SESSION_GAP_MS).expect("a positive constant gap"))
         .trigger(Trigger::at_watermark())
         .join(4, EnrichInput::side, |_, window, lists| join_session(window, lists))
-        .sink("enriched_orders")
+        .sink_with_buckets(
+            "enriched_orders",
+            EventTimeBuckets::new(ENRICHED_ORDERS_BUCKET_MS).expect("a positive constant width"),
+        )
 }
