@@ -7,7 +7,9 @@
 //! image into a fresh engine of the target's pipeline (`Engine::restore_with`, allowing dropped
 //! state so that everything is reported). Nothing is written. The [`CheckReport`] says per
 //! operator whether its state is restored (and from which id of the image), starts empty, is
-//! dropped, or is a superseded entry; per shard whether its image could be read and restored.
+//! dropped, migrated from an older state schema, or is a superseded entry; per shard whether its
+//! image could be read and restored — a state type the pipeline cannot read is reported as the
+//! shard's problem, `incompatible state: "operator": why`.
 //! [`CheckReport::passed`] is `false` when a restore would lose state silently or fail: a
 //! format, pipeline or key-group mismatch, an unreadable or incompatible image, or dropped
 //! state unless [`CheckOptions::allow_dropped_state`] is set.
@@ -121,6 +123,14 @@ pub enum CheckOutcome {
         /// The image's id.
         from: String,
     },
+    /// The pipeline's operator takes over the state the image keeps under `from`, stored at the
+    /// older schema `version`, through its migration.
+    Migrated {
+        /// The image's id.
+        from: String,
+        /// The stored schema version.
+        version: u32,
+    },
     /// The pipeline's operator finds no state and starts empty.
     StartsEmpty,
     /// The image's state of an operator the pipeline does not have would be dropped.
@@ -136,6 +146,7 @@ impl std::fmt::Display for CheckOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CheckOutcome::Restored { from } => write!(f, "restored from {from}"),
+            CheckOutcome::Migrated { from, version } => write!(f, "migrated from {from} (schema version {version})"),
             CheckOutcome::StartsEmpty => f.write_str("starts empty"),
             CheckOutcome::Dropped => f.write_str("dropped"),
             CheckOutcome::Superseded { by } => write!(f, "superseded by {by}"),
@@ -147,6 +158,10 @@ impl From<&RestoreOutcome> for CheckOutcome {
     fn from(o: &RestoreOutcome) -> Self {
         match o {
             RestoreOutcome::Restored { from } => CheckOutcome::Restored { from: from.clone() },
+            RestoreOutcome::Migrated { from, version } => CheckOutcome::Migrated {
+                from: from.clone(),
+                version: *version,
+            },
             RestoreOutcome::StartsEmpty => CheckOutcome::StartsEmpty,
             RestoreOutcome::Dropped => CheckOutcome::Dropped,
             RestoreOutcome::Superseded { by } => CheckOutcome::Superseded { by: by.clone() },
