@@ -10,7 +10,7 @@
 mod common;
 
 use common::{event, purchases, revenue, Purchase, Row, TestStage};
-use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::combine::{migrate_from, Count, Sum};
 use std::sync::Arc;
 
 use shardflow_engine::{
@@ -300,4 +300,67 @@ async fn a_restore_into_the_new_pipeline_refuses_dropped_state_naming_it_and_lea
         .map(|(id, _)| id.to_owned())
         .collect();
     assert_eq!(ids, ["window_aggregate-0"]);
+}
+
+/// The revenue pipeline whose accumulator also counts large orders (a field added): with a
+/// migration from version 1 if `migrated`.
+fn with_large_orders(migrated: bool) -> Pipeline<Purchase, Row> {
+    let keyed = Pipeline::builder("revenue")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .event_time(|p: &Purchase| p.ts_ms)
+        .key_by(|p| p.product)
+        .window(Windowing::tumbling(10_000).unwrap())
+        .trigger(Trigger::at_watermark());
+    let combiner = (
+        Count,
+        Sum::of(|p: &Purchase| p.cents),
+        Sum::of(|p: &Purchase| i64::from(p.cents > 150)),
+    );
+    let result = |k: &u32, w: &shardflow_engine::Window, _: &shardflow_engine::PaneInfo, (n, c, _): (u64, i64, i64)| {
+        (*k, w.start, n, c)
+    };
+    if migrated {
+        let from_v1 = migrate_from(combiner, 1, |(n, c): (u64, i64)| (n, c, 0i64));
+        keyed.aggregate(from_v1, result).sink("revenue")
+    } else {
+        keyed.aggregate(combiner, result).sink("revenue")
+    }
+}
+
+#[tokio::test]
+async fn a_check_reports_a_migrated_accumulator_and_an_incompatible_one() {
+    let blue = blue_savepoint("sp-check-schema").await;
+    let check = |target: Pipeline<Purchase, Row>| {
+        let s3 = blue.s3.clone();
+        let location = blue.location.clone();
+        async move {
+            check_savepoint(
+                &s3,
+                &location,
+                &CheckTarget::new("revenue", target),
+                CheckOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let migrated = check(with_large_orders(true)).await;
+    assert!(migrated.passed(), "{migrated}");
+    assert_eq!(
+        restored(&migrated),
+        vec![(
+            "window_aggregate-0",
+            "migrated from window_aggregate-0 (schema version 1)".to_owned(),
+            2
+        )]
+    );
+    let incompatible = check(with_large_orders(false)).await;
+    assert!(!incompatible.passed(), "{incompatible}");
+    assert_eq!(incompatible.problems.len(), 2, "{incompatible}");
+    assert!(
+        incompatible.problems[0]
+            .reason
+            .contains("incompatible state: \"window_aggregate-0\""),
+        "{incompatible}"
+    );
 }
