@@ -18,8 +18,8 @@ use shardflow_engine::{
 };
 use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{
-    check_savepoint, create_savepoint, restore_savepoint, stage_has_state, CheckOptions, CheckOutcome, CheckReport,
-    CheckTarget, LifecycleError, RestoreOptions, S3Location, SavepointOptions,
+    check_savepoint, check_stage, create_savepoint, restore_savepoint, stage_has_state, CheckOptions, CheckOutcome,
+    CheckReport, CheckTarget, LifecycleError, LiveStage, RestoreOptions, S3Location, SavepointOptions,
 };
 use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
@@ -363,4 +363,48 @@ async fn a_check_reports_a_migrated_accumulator_and_an_incompatible_one() {
             .contains("incompatible state: \"window_aggregate-0\""),
         "{incompatible}"
     );
+}
+
+#[tokio::test]
+async fn a_live_stage_is_checked_from_its_committed_checkpoints_like_a_savepoint() {
+    let blue = blue_savepoint("sp-check-live").await;
+    let live = |stage: &str| LiveStage {
+        stage: stage.to_owned(),
+        table: blue.table.clone(),
+        spill_bucket: None,
+    };
+    let check = |stage: &'static str, target: Pipeline<Purchase, Row>| {
+        let (dynamodb, s3, live) = (blue.client.clone(), blue.s3.clone(), live(stage));
+        async move {
+            check_stage(
+                &dynamodb,
+                &s3,
+                &live,
+                &CheckTarget::new("revenue", target),
+                CheckOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let same = check("revenue", revenue(None)).await;
+    assert!(same.passed(), "{same}");
+    assert_eq!(same.shards, 2);
+    assert_eq!(
+        restored(&same),
+        vec![("window_aggregate-0", "restored from window_aggregate-0".to_owned(), 2)]
+    );
+    let renamed = check("revenue", variant("revenue", 128, false, Some("revenue-window"))).await;
+    assert!(!renamed.passed(), "{renamed}");
+    assert_eq!(renamed.ids(|o| *o == CheckOutcome::Dropped), ["window_aggregate-0"]);
+    let other_groups = check("revenue", variant("revenue", 64, false, None)).await;
+    let failed: Vec<&str> = other_groups
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["key groups"]);
+    let nothing = check("nothing", revenue(None)).await;
+    assert!(!nothing.passed(), "a stage without state: {nothing}");
 }
