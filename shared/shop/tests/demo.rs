@@ -15,6 +15,7 @@ fn args(out: &Path, events: u64) -> DemoArgs {
         batch_size: 64,
         stop_after: None,
         fresh: false,
+        allow_dropped_state: false,
     }
 }
 
