@@ -85,7 +85,9 @@ impl EngineMetrics {
 impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     /// A fresh engine running this pipeline, with empty state.
     pub fn engine(&self) -> Engine<In, Out> {
-        Engine::new(self.def.clone(), self.operators())
+        let mut engine = Engine::new(self.def.clone(), self.operators());
+        engine.schemas = crate::restore::schema_entries(self.stateful_operators());
+        engine
     }
 }
 
@@ -105,10 +107,12 @@ pub struct Engine<In, Out> {
     cx: Context,
     records_in: u64,
     epoch: u64,
-    /// The next snapshot must be full: a restore moved state to other ids or dropped some.
+    /// The next snapshot must be full: a restore moved state to other ids, dropped or migrated some.
     full_next: bool,
     /// Records do not move the watermark ([`crate::WatermarkStrategy::external`]).
     external_watermarks: bool,
+    /// The schema entries every snapshot carries (see [`crate::schema`]).
+    schemas: Vec<crate::checkpoint::OperatorState>,
     _out: PhantomData<fn() -> Out>,
 }
 
@@ -135,6 +139,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
             records_in: 0,
             epoch: 0,
             full_next: false,
+            schemas: Vec::new(),
             _out: PhantomData,
         }
     }
@@ -346,6 +351,7 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         let engine = state.encode(self.cx.duplicates_total)?;
         let mut operators = Vec::new();
         self.head.snapshot(full, &mut operators)?;
+        operators.extend(self.schemas.iter().cloned());
         self.full_next = false;
         Ok(Checkpoint {
             pipeline: self.def.name.clone(),

@@ -92,6 +92,17 @@ pub enum StateError {
         /// The ids of the pipeline's stateful operators that find no state in the image.
         starts_empty: Vec<String>,
     },
+    /// The stored state of operators does not fit the types the pipeline's operators keep
+    /// (see [`crate::schema`]): a state type changed without a migration, a migration is
+    /// missing, or the state was written by a newer build.
+    #[error(
+        "incompatible state: {}; the checkpoint's state cannot be read by this pipeline",
+        operators.join("; ")
+    )]
+    IncompatibleState {
+        /// Per operator, its id and why (`"id": why`).
+        operators: Vec<String>,
+    },
     /// A value could not be encoded or decoded.
     #[error("state codec error in {context}: {source}")]
     Codec {

@@ -18,6 +18,7 @@ pub mod operators;
 mod pipeline;
 pub mod record;
 pub mod restore;
+pub mod schema;
 pub mod state;
 pub mod time;
 pub mod trigger;

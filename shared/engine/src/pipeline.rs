@@ -46,6 +46,7 @@ use crate::operators::{
     WindowAggregate,
 };
 use crate::record::ShuffleOutput;
+use crate::schema::StateSchema;
 use crate::state::{key_group, StateKey, DEFAULT_MAX_KEY_GROUPS};
 use crate::time::{DurationMs, Timestamp};
 use crate::trigger::{PaneInfo, Trigger};
@@ -90,6 +91,8 @@ pub struct StatefulOperator {
     kind: &'static str,
     default_id: String,
     uid: Option<String>,
+    schema: StateSchema,
+    migrates_from: Vec<u32>,
 }
 
 impl StatefulOperator {
@@ -114,6 +117,16 @@ impl StatefulOperator {
     /// The id the author set with [`Stream::uid`], if any.
     pub fn uid(&self) -> Option<&str> {
         self.uid.as_deref()
+    }
+
+    /// The schema of its state: version and type (see [`crate::schema`]).
+    pub fn schema(&self) -> &StateSchema {
+        &self.schema
+    }
+
+    /// The older schema versions of its state it migrates from (see [`crate::schema`]).
+    pub fn migrates_from(&self) -> &[u32] {
+        &self.migrates_from
     }
 }
 
@@ -195,11 +208,13 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
         }
     }
 
-    /// Appends a stateful operator of `kind`, with its default id; `make` gets its final id (a
-    /// uid may still follow) and the key-group count.
+    /// Appends a stateful operator of `kind` whose state has `schema` (and migrates from the
+    /// versions `migrates_from`), with its default id; `make` gets its final id (a uid may still
+    /// follow) and the key-group count.
     fn then_stateful<U: Send + 'static>(
         mut self,
         kind: &'static str,
+        (schema, migrates_from): (StateSchema, Vec<u32>),
         make: impl Fn(String, u16, Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + Send + Sync + 'static,
     ) -> Stream<In, U, Up> {
         let slot = self.stateful.len();
@@ -208,6 +223,8 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
             kind,
             default_id: format!("{kind}-{ordinal}"),
             uid: None,
+            schema,
+            migrates_from,
         });
         let max_key_groups = self.def.max_key_groups;
         let prev = self.build;
@@ -301,6 +318,12 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
         }
         if uid.is_empty() {
             return Err(refuse("an operator id cannot be empty".into()));
+        }
+        if uid.starts_with(crate::schema::SCHEMA_ENTRY_PREFIX) {
+            return Err(refuse(format!(
+                "ids starting with {:?} name the state schemas in checkpoints",
+                crate::schema::SCHEMA_ENTRY_PREFIX
+            )));
         }
         if crate::restore::legacy_id(uid).is_some() {
             return Err(refuse(
@@ -427,7 +450,8 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
         horizon_ms: DurationMs,
     ) -> Stream<In, T, Up> {
         let id_fn: Arc<dyn Fn(&T) -> I + Send + Sync> = Arc::new(id_fn);
-        self.then_stateful(crate::operators::deduplicate::KIND, move |id, max_kg, next| {
+        let schema = (StateSchema::of::<I>(1), Vec::new());
+        self.then_stateful(crate::operators::deduplicate::KIND, schema, move |id, max_kg, next| {
             Box::new(Deduplicate::new(id, max_kg, id_fn.clone(), horizon_ms, next))
         })
     }
@@ -765,9 +789,11 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, 
     {
         let key_fn = self.key_fn;
         let function: Arc<dyn KeyedProcessFunction<K, T, S, O>> = Arc::new(function);
-        self.stream.then_stateful(KEYED_PROCESS, move |id, max_kg, next| {
-            Box::new(KeyedProcess::new(id, max_kg, key_fn.clone(), function.clone(), next))
-        })
+        let schema = (StateSchema::of::<S>(1), Vec::new());
+        self.stream
+            .then_stateful(KEYED_PROCESS, schema, move |id, max_kg, next| {
+                Box::new(KeyedProcess::new(id, max_kg, key_fn.clone(), function.clone(), next))
+            })
     }
 
     /// Joins the `Left` and `Right` values of each key where
@@ -809,18 +835,20 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, 
         let key_fn = self.key_fn;
         let side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync> = Arc::new(side);
         let join_fn: PairFn<K, T, O> = Arc::new(join);
-        self.stream.then_stateful(INTERVAL_JOIN, move |id, max_kg, next| {
-            Box::new(IntervalJoin::new(
-                id,
-                max_kg,
-                key_fn.clone(),
-                side_fn.clone(),
-                lower,
-                upper,
-                join_fn.clone(),
-                next,
-            ))
-        })
+        let schema = (StateSchema::of::<T>(1), Vec::new());
+        self.stream
+            .then_stateful(INTERVAL_JOIN, schema, move |id, max_kg, next| {
+                Box::new(IntervalJoin::new(
+                    id,
+                    max_kg,
+                    key_fn.clone(),
+                    side_fn.clone(),
+                    lower,
+                    upper,
+                    join_fn.clone(),
+                    next,
+                ))
+            })
     }
 }
 
@@ -849,13 +877,17 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> WindowedStream<In, 
         C::Out: Send,
         O: Send + 'static,
     {
+        let schema = (
+            StateSchema::of::<C::Acc>(combiner.state_version()),
+            combiner.migrates_from(),
+        );
         let combiner = Arc::new(combiner);
         let result_fn: ResultFn<K, C::Out, O> = Arc::new(result);
         let key_fn = self.keyed.key_fn;
         let (windowing, trigger) = (self.windowing, self.trigger);
         self.keyed
             .stream
-            .then_stateful(WINDOW_AGGREGATE, move |id, max_kg, next| {
+            .then_stateful(WINDOW_AGGREGATE, schema, move |id, max_kg, next| {
                 Box::new(WindowAggregate::new(
                     id,
                     max_kg,

@@ -22,15 +22,22 @@
 //! has a uid does not read a positional id: give it the default id as its uid for the first
 //! deployment, or accept that it starts empty.
 //!
+//! # State schemas
+//! Each operator's state is restored only if its stored schema fits the pipeline's (see
+//! [`crate::schema`]): as stored, migrated ([`RestoreOutcome::Migrated`]), or refused with
+//! [`StateError::IncompatibleState`] naming the operators. Dropping state is never a way around
+//! an incompatible type: change the operator's uid for that.
+//!
 //! A store may still hold a positional entry beside the entry under the default id that
 //! replaced it (a store that keeps operators a full checkpoint does not list); the positional
 //! one is then stale and is reported as [`RestoreOutcome::Superseded`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checkpoint::{CheckpointImage, KeyGroupBlobs};
+use crate::checkpoint::{CheckpointImage, KeyGroupBlobs, OperatorState};
 use crate::error::StateError;
 use crate::pipeline::{StatefulOperator, STATEFUL_KINDS};
+use crate::schema::{self, StateSchema};
 
 /// How a restore treats state the pipeline has no operator for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,6 +69,14 @@ pub enum RestoreOutcome {
     Restored {
         /// The id the image keeps the state under.
         from: String,
+    },
+    /// The pipeline's operator took over the state the image keeps under `from`, stored at the
+    /// older schema `version` and converted by the operator's migration (see [`crate::schema`]).
+    Migrated {
+        /// The id the image keeps the state under.
+        from: String,
+        /// The stored schema version.
+        version: u32,
     },
     /// The pipeline's operator found no state in the image and starts empty.
     StartsEmpty,
@@ -104,9 +119,14 @@ impl RestoreReport {
             .collect()
     }
 
-    /// The ids of the pipeline's operators that were restored.
+    /// The ids of the pipeline's operators that were restored (as stored or migrated).
     pub fn restored(&self) -> Vec<&str> {
-        self.ids(|o| matches!(o, RestoreOutcome::Restored { .. }))
+        self.ids(|o| matches!(o, RestoreOutcome::Restored { .. } | RestoreOutcome::Migrated { .. }))
+    }
+
+    /// The ids of the pipeline's operators whose state was migrated from an older schema.
+    pub fn migrated(&self) -> Vec<&str> {
+        self.ids(|o| matches!(o, RestoreOutcome::Migrated { .. }))
     }
 
     /// The ids of the pipeline's operators that start empty.
@@ -124,13 +144,14 @@ impl RestoreReport {
         self.operators.iter().all(|o| {
             matches!(
                 o.outcome,
-                RestoreOutcome::Restored { .. } | RestoreOutcome::Superseded { .. }
+                RestoreOutcome::Restored { .. } | RestoreOutcome::Migrated { .. } | RestoreOutcome::Superseded { .. }
             )
         })
     }
 
-    /// Whether every line is an operator of the pipeline restored under its own id: nothing
-    /// starts empty, was dropped, superseded or read under a format version 1 id. What a
+    /// Whether every line is an operator of the pipeline restored under its own id as stored:
+    /// nothing starts empty, was migrated, dropped, superseded or read under a format version 1
+    /// id. What a
     /// runner logs is the report of a restore that is not plain.
     pub fn is_plain(&self) -> bool {
         self.operators
@@ -154,6 +175,9 @@ impl RestoreReport {
                 RestoreOutcome::Restored { from } if *from != o.id => {
                     tracing::info!(pipeline, operator = %o.id, from = %from, "state read under a format version 1 id")
                 }
+                RestoreOutcome::Migrated { from, version } => {
+                    tracing::info!(pipeline, operator = %o.id, from = %from, version, "state migrated from an older schema version")
+                }
                 _ => {}
             }
         }
@@ -161,11 +185,11 @@ impl RestoreReport {
 
     /// Whether the stored state must be rewritten whole: some state now lives under another id
     /// than in the image (an incremental checkpoint would hold only its changed key groups under
-    /// the new id), or state was dropped.
+    /// the new id), was migrated (unchanged groups would stay in the old type), or was dropped.
     pub(crate) fn moves_state(&self) -> bool {
         self.operators.iter().any(|o| match &o.outcome {
             RestoreOutcome::Restored { from } => *from != o.id,
-            RestoreOutcome::Dropped => true,
+            RestoreOutcome::Migrated { .. } | RestoreOutcome::Dropped => true,
             RestoreOutcome::StartsEmpty | RestoreOutcome::Superseded { .. } => false,
         })
     }
@@ -177,6 +201,8 @@ pub struct OperatorStates<'a> {
     image: &'a CheckpointImage,
     /// Pipeline id → the image's id, where they differ.
     aliases: BTreeMap<String, String>,
+    /// Pipeline id → the stored schema version its state is migrated from.
+    migrations: BTreeMap<String, u32>,
 }
 
 impl<'a> OperatorStates<'a> {
@@ -184,6 +210,31 @@ impl<'a> OperatorStates<'a> {
     pub fn get(&self, id: &str) -> Option<(&'a [u8], &'a KeyGroupBlobs)> {
         self.image.operator(self.aliases.get(id).map_or(id, String::as_str))
     }
+
+    /// The older schema version the state of the pipeline's operator `id` is stored in, if it
+    /// must be migrated (the operator decodes its key groups with its migration).
+    pub fn migration(&self, id: &str) -> Option<u32> {
+        self.migrations.get(id).copied()
+    }
+}
+
+/// The schema entries of `operators` that every snapshot carries (see [`crate::schema`]).
+pub(crate) fn schema_entries(operators: &[StatefulOperator]) -> Vec<OperatorState> {
+    operators
+        .iter()
+        .map(|o| OperatorState {
+            operator: schema::schema_entry_id(o.id()),
+            meta: o.schema().encode(),
+            key_groups: Vec::new(),
+        })
+        .collect()
+}
+
+/// The schema `image` stores for the state it keeps under `id`, if any.
+fn stored_schema(image: &CheckpointImage, id: &str) -> Option<StateSchema> {
+    image
+        .operator(&schema::schema_entry_id(id))
+        .and_then(|(meta, _)| StateSchema::decode(meta))
 }
 
 /// The position and kind of a format version 1 positional id `{position}-{kind}` of a stateful
@@ -226,30 +277,53 @@ pub(crate) fn plan<'a>(
     let reads_as = legacy_reads_as(image);
     let legacy_of: BTreeMap<&str, &str> = reads_as.iter().map(|(old, new)| (new.as_str(), old.as_str())).collect();
     let mut aliases = BTreeMap::new();
+    let mut migrations = BTreeMap::new();
+    let mut incompatible = Vec::new();
     let mut read = BTreeSet::new();
     let mut report = RestoreReport::default();
     for op in operators {
         let id = op.id();
-        let outcome = if image.operator(id).is_some() {
-            read.insert(id.to_owned());
-            RestoreOutcome::Restored { from: id.to_owned() }
-        } else if let Some(old) = legacy_of.get(id) {
-            read.insert((*old).to_owned());
-            aliases.insert(id.to_owned(), (*old).to_owned());
-            RestoreOutcome::Restored {
-                from: (*old).to_owned(),
-            }
+        let from = if image.operator(id).is_some() {
+            Some(id)
         } else {
-            RestoreOutcome::StartsEmpty
+            legacy_of.get(id).copied()
+        };
+        let outcome = match from {
+            None => RestoreOutcome::StartsEmpty,
+            Some(from) => {
+                read.insert(from.to_owned());
+                if from != id {
+                    aliases.insert(id.to_owned(), from.to_owned());
+                }
+                match schema::compare(stored_schema(image, from).as_ref(), op.schema(), op.migrates_from()) {
+                    Ok(None) => RestoreOutcome::Restored { from: from.to_owned() },
+                    Ok(Some(version)) => {
+                        migrations.insert(id.to_owned(), version);
+                        RestoreOutcome::Migrated {
+                            from: from.to_owned(),
+                            version,
+                        }
+                    }
+                    Err(why) => {
+                        incompatible.push(format!("{id:?}: {why}"));
+                        RestoreOutcome::Restored { from: from.to_owned() }
+                    }
+                }
+            }
         };
         report.operators.push(OperatorRestore {
             id: id.to_owned(),
             outcome,
         });
     }
+    if !incompatible.is_empty() {
+        return Err(StateError::IncompatibleState {
+            operators: incompatible,
+        });
+    }
     let mut unmatched = Vec::new();
     for (id, _) in image.operator_metas() {
-        if read.contains(id) {
+        if read.contains(id) || schema::is_schema_entry(id) {
             continue;
         }
         match reads_as.get(id) {
@@ -273,7 +347,14 @@ pub(crate) fn plan<'a>(
             id: id.to_owned(),
             outcome: RestoreOutcome::Dropped,
         }));
-    Ok((OperatorStates { image, aliases }, report))
+    Ok((
+        OperatorStates {
+            image,
+            aliases,
+            migrations,
+        },
+        report,
+    ))
 }
 
 #[cfg(test)]

@@ -169,6 +169,21 @@ impl<K: StateKey, V: Serialize + DeserializeOwned> KeyedState<K, V> {
         Ok(())
     }
 
+    /// Replaces one group's entries with `entries` (already decoded, e.g. by a migration), marked
+    /// dirty: the group is rewritten by the next snapshot.
+    pub fn restore_entries(&mut self, group: u16, entries: Vec<(K, V)>, operator: &str) -> Result<(), StateError> {
+        let Some(map) = self.groups.get_mut(usize::from(group)) else {
+            return Err(StateError::Mismatch(format!(
+                "{operator}: key group {group} out of range (max key groups {})",
+                self.max_key_groups
+            )));
+        };
+        map.clear();
+        map.extend(entries);
+        self.dirty[usize::from(group)] = true;
+        Ok(())
+    }
+
     /// Adds the entries of the decoded `bytes` whose key's encoding passes `keep` to one group
     /// (keys already present are replaced) and marks it dirty.
     pub fn adopt_group(

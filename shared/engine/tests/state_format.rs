@@ -466,7 +466,18 @@ fn a_checkpoint_of_format_version_1_with_positional_operator_ids_restores_into_t
     let rewritten = again.snapshot().unwrap();
     assert!(rewritten.full);
     let ids: Vec<&str> = rewritten.operators.iter().map(|o| o.operator.as_str()).collect();
-    assert_eq!(ids, ["deduplicate-0", "window_aggregate-0", "window_aggregate-1"]);
+    assert_eq!(
+        ids,
+        [
+            "deduplicate-0",
+            "window_aggregate-0",
+            "window_aggregate-1",
+            "@schema/deduplicate-0",
+            "@schema/window_aggregate-0",
+            "@schema/window_aggregate-1"
+        ],
+        "and the schemas of their state, which a format version 1 image did not have"
+    );
     continues_as_uninterrupted(&p, restored);
 }
 

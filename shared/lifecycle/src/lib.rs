@@ -2,11 +2,11 @@
 //!
 //! Operations on deployed Lambda stages, after the data path: savepoints of a stage's state to
 //! S3 and restores into a new stage ([`create_savepoint`], [`restore_savepoint`]; layout and
-//! consistency in `savepoint`), dry-run restores of a pipeline against a savepoint
-//! ([`check_savepoint`]), per-shard status ([`stage_status`]), replay of a stream's archive
-//! locally or as invocations of a stage function ([`replay`]), and the `shardflow savepoint`,
-//! `status` and `replay` commands ([`command`], [`replay::command`]). It reads and writes the
-//! state `shardflow-state-dynamodb` keeps.
+//! consistency in `savepoint`), dry-run restores of a pipeline against a savepoint or a live
+//! stage ([`check_savepoint`], [`check_stage`]), per-shard status ([`stage_status`]), replay of a
+//! stream's archive locally or as invocations of a stage function ([`replay`]), and the
+//! `shardflow savepoint`, `status` and `replay` commands ([`command`], [`replay::command`]). It
+//! reads and writes the state `shardflow-state-dynamodb` keeps.
 #![warn(missing_docs)]
 
 mod barrier;
@@ -22,7 +22,8 @@ mod status;
 
 pub use barrier::{EventSourceBarrier, MappingState};
 pub use check::{
-    check_savepoint, Check, CheckOptions, CheckOutcome, CheckReport, CheckTarget, OperatorCheck, ShardProblem,
+    check_savepoint, check_stage, Check, CheckOptions, CheckOutcome, CheckReport, CheckTarget, LiveStage,
+    OperatorCheck, ShardProblem,
 };
 pub use error::LifecycleError;
 pub use manifest::{

@@ -235,7 +235,14 @@ fn apply_restore_rule(
     }
     tracing::warn!(shard = %shard.entry.shard, target = target.name(), dropped = ?dropped,
         "savepoint restore: state of operators the pipeline does not have is left out");
-    shard.checkpoint.operators.retain(|o| !dropped.contains(&o.operator));
+    let schemas_of_dropped: BTreeSet<String> = dropped
+        .iter()
+        .map(|id| format!("{}{id}", shardflow_engine::schema::SCHEMA_ENTRY_PREFIX))
+        .collect();
+    shard
+        .checkpoint
+        .operators
+        .retain(|o| !dropped.contains(&o.operator) && !schemas_of_dropped.contains(&o.operator));
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{event, purchases, revenue, Purchase, Row, TestStage};
-use shardflow_engine::combine::{Count, Sum};
+use shardflow_engine::combine::{migrate_from, Count, Sum};
 use std::sync::Arc;
 
 use shardflow_engine::{
@@ -18,8 +18,8 @@ use shardflow_engine::{
 };
 use shardflow_lambda::{Stage, StageConfig};
 use shardflow_lifecycle::{
-    check_savepoint, create_savepoint, restore_savepoint, stage_has_state, CheckOptions, CheckOutcome, CheckReport,
-    CheckTarget, LifecycleError, RestoreOptions, S3Location, SavepointOptions,
+    check_savepoint, check_stage, create_savepoint, restore_savepoint, stage_has_state, CheckOptions, CheckOutcome,
+    CheckReport, CheckTarget, LifecycleError, LiveStage, RestoreOptions, S3Location, SavepointOptions,
 };
 use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
@@ -300,4 +300,111 @@ async fn a_restore_into_the_new_pipeline_refuses_dropped_state_naming_it_and_lea
         .map(|(id, _)| id.to_owned())
         .collect();
     assert_eq!(ids, ["window_aggregate-0"]);
+}
+
+/// The revenue pipeline whose accumulator also counts large orders (a field added): with a
+/// migration from version 1 if `migrated`.
+fn with_large_orders(migrated: bool) -> Pipeline<Purchase, Row> {
+    let keyed = Pipeline::builder("revenue")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .event_time(|p: &Purchase| p.ts_ms)
+        .key_by(|p| p.product)
+        .window(Windowing::tumbling(10_000).unwrap())
+        .trigger(Trigger::at_watermark());
+    let combiner = (
+        Count,
+        Sum::of(|p: &Purchase| p.cents),
+        Sum::of(|p: &Purchase| i64::from(p.cents > 150)),
+    );
+    let result = |k: &u32, w: &shardflow_engine::Window, _: &shardflow_engine::PaneInfo, (n, c, _): (u64, i64, i64)| {
+        (*k, w.start, n, c)
+    };
+    if migrated {
+        let from_v1 = migrate_from(combiner, 1, |(n, c): (u64, i64)| (n, c, 0i64));
+        keyed.aggregate(from_v1, result).sink("revenue")
+    } else {
+        keyed.aggregate(combiner, result).sink("revenue")
+    }
+}
+
+#[tokio::test]
+async fn a_check_reports_a_migrated_accumulator_and_an_incompatible_one() {
+    let blue = blue_savepoint("sp-check-schema").await;
+    let check = |target: Pipeline<Purchase, Row>| {
+        let s3 = blue.s3.clone();
+        let location = blue.location.clone();
+        async move {
+            check_savepoint(
+                &s3,
+                &location,
+                &CheckTarget::new("revenue", target),
+                CheckOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let migrated = check(with_large_orders(true)).await;
+    assert!(migrated.passed(), "{migrated}");
+    assert_eq!(
+        restored(&migrated),
+        vec![(
+            "window_aggregate-0",
+            "migrated from window_aggregate-0 (schema version 1)".to_owned(),
+            2
+        )]
+    );
+    let incompatible = check(with_large_orders(false)).await;
+    assert!(!incompatible.passed(), "{incompatible}");
+    assert_eq!(incompatible.problems.len(), 2, "{incompatible}");
+    assert!(
+        incompatible.problems[0]
+            .reason
+            .contains("incompatible state: \"window_aggregate-0\""),
+        "{incompatible}"
+    );
+}
+
+#[tokio::test]
+async fn a_live_stage_is_checked_from_its_committed_checkpoints_like_a_savepoint() {
+    let blue = blue_savepoint("sp-check-live").await;
+    let live = |stage: &str| LiveStage {
+        stage: stage.to_owned(),
+        table: blue.table.clone(),
+        spill_bucket: None,
+    };
+    let check = |stage: &'static str, target: Pipeline<Purchase, Row>| {
+        let (dynamodb, s3, live) = (blue.client.clone(), blue.s3.clone(), live(stage));
+        async move {
+            check_stage(
+                &dynamodb,
+                &s3,
+                &live,
+                &CheckTarget::new("revenue", target),
+                CheckOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let same = check("revenue", revenue(None)).await;
+    assert!(same.passed(), "{same}");
+    assert_eq!(same.shards, 2);
+    assert_eq!(
+        restored(&same),
+        vec![("window_aggregate-0", "restored from window_aggregate-0".to_owned(), 2)]
+    );
+    let renamed = check("revenue", variant("revenue", 128, false, Some("revenue-window"))).await;
+    assert!(!renamed.passed(), "{renamed}");
+    assert_eq!(renamed.ids(|o| *o == CheckOutcome::Dropped), ["window_aggregate-0"]);
+    let other_groups = check("revenue", variant("revenue", 64, false, None)).await;
+    let failed: Vec<&str> = other_groups
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["key groups"]);
+    let nothing = check("nothing", revenue(None)).await;
+    assert!(!nothing.passed(), "a stage without state: {nothing}");
 }

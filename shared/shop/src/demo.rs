@@ -78,6 +78,10 @@ pub struct DemoArgs {
     /// line to `<out>/metrics.jsonl`.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// On resume, drop checkpointed state of operators this build's pipelines no longer have
+    /// instead of refusing to resume (see `shardflow_local::LocalRunner::allow_dropped_state`).
+    #[arg(long)]
+    pub allow_dropped_state: bool,
 }
 
 /// What the demo did.
@@ -169,6 +173,7 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
         .checkpoints(&state_dir, args.checkpoint_every)
         .batch_size(args.batch_size)
         .input_id(input_id)
+        .allow_dropped_state(args.allow_dropped_state)
         .on_progress(move |p| progress.set_position(p.records));
     if let Some(k) = args.stop_after {
         runner = runner.stop_after(k);

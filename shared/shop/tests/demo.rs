@@ -17,6 +17,7 @@ fn args(out: &Path, events: u64) -> DemoArgs {
         fresh: false,
         shuffle_shards: 0,
         report: None,
+        allow_dropped_state: false,
     }
 }
 

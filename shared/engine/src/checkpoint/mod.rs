@@ -26,7 +26,10 @@
 //!   [`Checkpoint`] is unchanged: a version 1 checkpoint decodes as it did, and a restore reads
 //!   its positional ids as default ids (see [`crate::restore`]). The version was bumped so that a
 //!   release that reads only version 1 refuses a version 2 checkpoint instead of finding none of
-//!   its operators' state.
+//!   its operators' state. Since schemas ([`crate::schema`]), a version 2 checkpoint also
+//!   carries an entry `@schema/{id}` (no key groups) per operator: the layout is unchanged, a
+//!   release without schemas would refuse these entries as state of unknown operators, and a
+//!   checkpoint without them restores as state of schema version 1.
 
 mod store;
 
@@ -235,10 +238,12 @@ impl CheckpointImage {
         self.operators.get(id).map(|(m, g)| (m.as_slice(), g))
     }
 
-    /// Every operator's id (as the image keeps it) and meta state, in id order.
+    /// Every operator's id (as the image keeps it) and meta state, in id order; the schema
+    /// entries of the operators' state ([`crate::schema`]) are not operators and are left out.
     pub fn operator_metas(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.operators
             .iter()
+            .filter(|(id, _)| !crate::schema::is_schema_entry(id))
             .map(|(id, (meta, _))| (id.as_str(), meta.as_slice()))
     }
 

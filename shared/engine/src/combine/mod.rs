@@ -8,6 +8,7 @@ mod collect;
 mod count;
 mod from_fns;
 mod mean;
+mod migrate;
 mod min_max;
 mod sum;
 mod top_n;
@@ -20,6 +21,7 @@ pub use collect::{Collect, CollectBySide};
 pub use count::Count;
 pub use from_fns::{from_fns, FnCombiner};
 pub use mean::Mean;
+pub use migrate::{migrate_from, AccLayout, Migrate};
 pub use min_max::{Max, Min};
 pub use sum::Sum;
 pub use top_n::TopN;
@@ -41,6 +43,24 @@ pub trait Combiner<In>: Send + Sync + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The result for what the accumulator holds.
     fn extract(&self, acc: &Self::Acc) -> Self::Out;
+
+    /// The schema version of the accumulator (see [`crate::schema`]): 1 unless the combiner
+    /// migrates older accumulators ([`migrate_from`]).
+    fn state_version(&self) -> u32 {
+        1
+    }
+
+    /// The older schema versions whose accumulators [`Combiner::upgrade`] reads.
+    fn migrates_from(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Decodes a key group stored in layout `L` with accumulators of schema version `from` into
+    /// the current accumulator type; `None` if the combiner has no migration from `from`.
+    fn upgrade<L: AccLayout>(&self, from: u32, bytes: &[u8]) -> Option<Result<L::With<Self::Acc>, postcard::Error>> {
+        let _ = (from, bytes);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub(crate) enum AdoptKeys {
     All,
 }
 
+/// Decodes a key group stored at an older schema version (the argument) into the current entries;
+/// `None` if the operator has no migration from that version (see [`crate::schema`]).
+pub(crate) type Upgrade<K, V> =
+    std::sync::Arc<dyn Fn(u32, &[u8]) -> Option<Result<Vec<(K, V)>, postcard::Error>> + Send + Sync>;
+
 /// The checkpointed state of one stateful operator (see the module documentation).
 pub(crate) struct CheckpointedKeyedState<K, V, M = ()> {
     /// The operator's id ([`crate::StatefulOperator::id`]); names its checkpoint entry.
@@ -58,6 +63,7 @@ pub(crate) struct CheckpointedKeyedState<K, V, M = ()> {
     /// Operator-level state besides the watermark.
     pub(crate) meta: M,
     adopt_keys: AdoptKeys,
+    upgrade: Option<Upgrade<K, V>>,
 }
 
 impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> CheckpointedKeyedState<K, V, M> {
@@ -70,7 +76,14 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
             watermark: MIN_TIMESTAMP,
             meta,
             adopt_keys: AdoptKeys::Kept,
+            upgrade: None,
         }
+    }
+
+    /// The same state, reading key groups of older schema versions with `upgrade`.
+    pub(crate) fn upgrading(mut self, upgrade: Upgrade<K, V>) -> Self {
+        self.upgrade = Some(upgrade);
+        self
     }
 
     /// The same state, adopting the keys `adopt_keys` says.
@@ -101,9 +114,30 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
         let Some((meta, groups)) = image.get(&self.id) else {
             return Ok(false);
         };
-        self.state.restore_groups(groups, &self.id)?;
+        match image.migration(&self.id) {
+            None => self.state.restore_groups(groups, &self.id)?,
+            Some(version) => self.restore_migrated(groups, version)?,
+        }
         (self.watermark, self.meta) = self.decode_meta(meta)?;
         Ok(true)
+    }
+
+    /// Restores `groups`, stored at schema `version`, through the operator's migration.
+    fn restore_migrated(&mut self, groups: &crate::checkpoint::KeyGroupBlobs, version: u32) -> Result<(), StateError> {
+        let no_migration = || StateError::IncompatibleState {
+            operators: vec![format!("{:?}: no migration from schema version {version}", self.id)],
+        };
+        let upgrade = self.upgrade.clone().ok_or_else(no_migration)?;
+        for (group, bytes) in groups {
+            let entries = upgrade(version, bytes).ok_or_else(no_migration)?.map_err(|e| {
+                StateError::codec(
+                    format!("{} key group {group} (migrating from version {version})", self.id),
+                    e,
+                )
+            })?;
+            self.state.restore_entries(*group, entries, &self.id)?;
+        }
+        Ok(())
     }
 
     /// Adds this operator's state in a closed parent shard's `image`: the keys [`AdoptKeys`]
@@ -118,6 +152,15 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
         let Some((meta, groups)) = image.get(&self.id) else {
             return Ok(false);
         };
+        if let Some(version) = image.migration(&self.id) {
+            return Err(StateError::IncompatibleState {
+                operators: vec![format!(
+                    "{:?}: a parent shard's state of schema version {version} must be migrated, which adoption \
+                     does not do: let the parents finish under the old build",
+                    self.id
+                )],
+            });
+        }
         match self.adopt_keys {
             AdoptKeys::Kept => self.state.adopt_groups(groups, &self.id, keep)?,
             AdoptKeys::All => self.state.adopt_groups(groups, &self.id, &|_| true)?,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::checkpointed::CheckpointedKeyedState;
+use super::checkpointed::{CheckpointedKeyedState, Upgrade};
 use super::{Context, Operator};
 use crate::combine::Combiner;
 use crate::lift::Lifted;
@@ -38,6 +38,31 @@ struct WindowSlot<A> {
     fired_on_time: bool,
     /// Processing time at which a pending early or late pane fires.
     deadline: Option<Timestamp>,
+}
+
+/// A key group's entries with accumulators of any type, for migrations (see [`crate::schema`]).
+struct SlotLayout<K>(std::marker::PhantomData<K>);
+
+impl<K: StateKey> crate::combine::AccLayout for SlotLayout<K> {
+    type With<A: Serialize + serde::de::DeserializeOwned> = Vec<(K, Vec<WindowSlot<A>>)>;
+
+    fn map<A: Serialize + serde::de::DeserializeOwned, B: Serialize + serde::de::DeserializeOwned>(
+        entries: Self::With<A>,
+        f: &dyn Fn(A) -> B,
+    ) -> Self::With<B> {
+        let slot = |s: WindowSlot<A>| WindowSlot {
+            window: s.window,
+            acc: f(s.acc),
+            pending: s.pending,
+            next_pane: s.next_pane,
+            fired_on_time: s.fired_on_time,
+            deadline: s.deadline,
+        };
+        entries
+            .into_iter()
+            .map(|(k, slots)| (k, slots.into_iter().map(slot).collect()))
+            .collect()
+    }
 }
 
 /// See the module documentation.
@@ -68,6 +93,9 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
         result_fn: ResultFn<K, C::Out, O>,
         next: Box<dyn Operator<O>>,
     ) -> Self {
+        let upgrading = combiner.clone();
+        let upgrade: Upgrade<K, Vec<WindowSlot<C::Acc>>> =
+            Arc::new(move |version, bytes| upgrading.upgrade::<SlotLayout<K>>(version, bytes));
         WindowAggregate {
             key_fn,
             windowing,
@@ -75,7 +103,7 @@ impl<K: StateKey, T, C: Combiner<T>, O> WindowAggregate<K, T, C, O> {
             combiner,
             result_fn,
             next,
-            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()).upgrading(upgrade),
             event_timers: BTreeMap::new(),
             processing_timers: BTreeMap::new(),
             assigned: Vec::new(),

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::{
-    check_savepoint, create_savepoint, restore_savepoint, CheckOptions, CheckTarget, EventSourceBarrier,
-    RestoreExpectations, RestoreOptions, S3Location, SavepointOptions,
+    check_savepoint, check_stage, create_savepoint, restore_savepoint, CheckOptions, CheckTarget, EventSourceBarrier,
+    LiveStage, RestoreExpectations, RestoreOptions, S3Location, SavepointOptions,
 };
 use anyhow::Context;
 
@@ -35,8 +35,18 @@ enum SavepointAction {
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
     /// The savepoint, `s3://bucket/prefix`.
-    #[arg(long)]
-    savepoint: String,
+    #[arg(long, required_unless_present = "stage", conflicts_with = "stage")]
+    savepoint: Option<String>,
+    /// Instead of a savepoint: a live stage's committed checkpoints, by its name in the state
+    /// table (with --table).
+    #[arg(long, requires = "table")]
+    stage: Option<String>,
+    /// The live stage's state table.
+    #[arg(long, requires = "stage")]
+    table: Option<String>,
+    /// The live stage's spill bucket (if it spilled large key groups).
+    #[arg(long, requires = "stage")]
+    bucket: Option<String>,
     /// The pipeline of this build to check against, by the name of its stage (e.g. `receipts`,
     /// `revenue`, `order-enrich`).
     #[arg(long)]
@@ -152,9 +162,22 @@ async fn check(clients: &Clients, a: CheckArgs, targets: Vec<CheckTarget>) -> an
         allow_dropped_state: a.allow_dropped_state,
         ..CheckOptions::default()
     };
-    let report = check_savepoint(&clients.s3, &S3Location::parse(&a.savepoint)?, &target, options)
-        .await
-        .with_context(|| format!("check of {} against {}", a.savepoint, a.pipeline))?;
+    let report = match (&a.savepoint, &a.stage, &a.table) {
+        (Some(savepoint), _, _) => check_savepoint(&clients.s3, &S3Location::parse(savepoint)?, &target, options)
+            .await
+            .with_context(|| format!("check of {savepoint} against {}", a.pipeline))?,
+        (None, Some(stage), Some(table)) => {
+            let live = LiveStage {
+                stage: stage.clone(),
+                table: table.clone(),
+                spill_bucket: a.bucket.clone(),
+            };
+            check_stage(&clients.dynamodb, &clients.s3, &live, &target, options)
+                .await
+                .with_context(|| format!("check of stage {stage} against {}", a.pipeline))?
+        }
+        _ => anyhow::bail!("give --savepoint, or --stage and --table"),
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
