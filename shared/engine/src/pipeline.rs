@@ -41,9 +41,8 @@ use crate::error::PipelineError;
 use crate::lift::{can_lift, BatchCombiner, BatchCombinerFactory, Lifted, WindowPartials};
 use crate::operators::{
     BucketResults, Deduplicate, EventTimeBuckets, Filter, FilterMap, FlatMap, IntervalJoin, IntervalJoinSide,
-    KeyedProcess, KeyedProcessFunction, LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn, ResultFn,
-    ShuffleSink, Sink,
-    WindowAggregate,
+    KeyedProcess, KeyedProcessFunction, LiftedWindowAggregate, LookupJoin, LookupTable, Map, Operator, PairFn,
+    ResultFn, ShuffleSink, Sink, WindowAggregate,
 };
 use crate::record::ShuffleOutput;
 use crate::schema::StateSchema;
@@ -495,9 +494,12 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T, Unsplit> {
     where
         T: Clone + Serialize + DeserializeOwned,
     {
-        self.then_stateful(crate::operators::event_time_buckets::KIND, move |id, max_kg, next| {
-            Box::new(BucketResults::new(id, max_kg, buckets, next))
-        })
+        let schema = (StateSchema::of::<T>(1), Vec::new());
+        self.then_stateful(
+            crate::operators::event_time_buckets::KIND,
+            schema,
+            move |id, max_kg, next| Box::new(BucketResults::new(id, max_kg, buckets, next)),
+        )
         .sink(name)
     }
 
@@ -1029,6 +1031,11 @@ where
         } = self;
         let KeyedStream { stream, key_fn } = keyed;
         let max_key_groups = stream.def.max_key_groups;
+        // The same state as the unlifted aggregate's: a pipeline can switch between them.
+        let schema = (
+            StateSchema::of::<C::Acc>(combiner.state_version()),
+            combiner.migrates_from(),
+        );
         let combiner = Arc::new(combiner);
         let up = stream.up;
         let up_build = up.build;
@@ -1067,7 +1074,7 @@ where
             up: lifted_up,
         };
         let result_fn: ResultFn<K, C::Out, O> = Arc::new(result);
-        head.then_stateful(WINDOW_AGGREGATE, move |id, max_kg, next| {
+        head.then_stateful(WINDOW_AGGREGATE, schema, move |id, max_kg, next| {
             Box::new(LiftedWindowAggregate {
                 inner: WindowAggregate::new(
                     id,
