@@ -136,6 +136,7 @@ where
         }
         BatchOutcome {
             outputs: engine.drain_output(),
+            buckets: engine.drain_buckets(),
             undecodable: report.dead_letters.len(),
             dead_letters: report.dead_letters,
             records_in: batch.records.len(),

@@ -210,6 +210,7 @@ where
         };
         let mut outcome = BatchOutcome {
             outputs: Vec::new(),
+            buckets: Vec::new(),
             dead_letters: Vec::new(),
             records_in: batch.records.len(),
             skipped_duplicates: 0,

@@ -141,7 +141,7 @@ where
         let stats = StateStore::commit(&mut store, &checkpoint, &position).await?;
         let commit_ms = started.elapsed().as_millis() as u64;
         self.crash_at(CrashPoint::AfterCommit)?;
-        self.print_metrics(batch, outcome, &engine, stats, commit_ms);
+        self.print_metrics(batch, outcome, &engine, stats, commit_ms, GapCounts::default());
         self.keep_warm(
             &batch.shard_id,
             CommittedShard {
