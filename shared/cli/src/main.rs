@@ -46,6 +46,10 @@ enum Command {
     /// function binary of the application run with `--describe`): functions, least-privilege
     /// roles, streams, state, sinks' resources, dead-letter queues and alarms.
     Synth(shardflow_synth::command::SynthArgs),
+    /// A live web page of a deployed pipeline: stages, streams and shards, watermarks and lag,
+    /// iterator age, rates, late data and dead letters, state, commits, errors, the last hour
+    /// charted, and highlights of what needs a look.
+    Dashboard(shardflow_dashboard::command::DashboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,5 +75,14 @@ fn main() -> anyhow::Result<()> {
         Command::Status(args) => shardflow_lifecycle::command::status::run(args),
         Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),
         Command::Synth(args) => Ok(shardflow_synth::command::run(args)?),
+        Command::Dashboard(args) => shardflow_dashboard::command::run(args, dashboard_windows()),
     }
+}
+
+/// The windows of the shop's stages by pipeline and by deployed stage name (`order-enrich`).
+fn dashboard_windows() -> std::collections::BTreeMap<String, i64> {
+    let mut windows = shardflow_shop::pipelines::windows();
+    let dashed: Vec<(String, i64)> = windows.iter().map(|(k, v)| (k.replace('_', "-"), *v)).collect();
+    windows.extend(dashed);
+    windows
 }

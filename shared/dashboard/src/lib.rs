@@ -6,13 +6,26 @@
 //! - [`highlight`]: what points a person at a problem, each with what it means. Pure.
 //! - [`chart`]: the time series as inline SVG charts (plotters).
 //! - [`report`]: the self-contained HTML report of `shardflow demo --report`.
+//! - With the `server` feature, `shardflow dashboard`: [`deployment`] (the stage functions of a
+//!   deployed pipeline), [`source`] (their logs: CloudWatch Logs or LocalStack's files),
+//!   [`server`] (polling and the axum server) and [`command`].
 
 pub mod chart;
+#[cfg(feature = "server")]
+pub mod command;
+#[cfg(feature = "server")]
+pub mod deployment;
+pub mod error;
 pub mod format;
 pub mod highlight;
 pub mod html;
 pub mod model;
 pub mod report;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod source;
 
+pub use error::DashboardError;
 pub use highlight::{highlights, Highlight, HighlightKind};
 pub use model::{ErrorLine, Observations, ShardSample, ShardView, StageSeries, StageView};

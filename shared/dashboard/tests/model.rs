@@ -249,3 +249,32 @@ fn an_iterator_age_rising_reading_after_reading_is_highlighted_and_a_falling_one
     assert_eq!(growing[0].shard.as_deref(), Some("shard-0"));
     assert!(growing[0].title.contains("9.0 s to 31.0 s"), "{}", growing[0].title);
 }
+
+#[test]
+fn a_deployed_stages_commit_latency_and_bytes_are_its_last_committing_batchs() {
+    let log = include_str!("fixtures/revenue_lambda.log");
+    let o = observations(log);
+    assert_eq!(o.batches.len(), 40);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+        .collect();
+    let views = o.overview(lines.iter().map(ts).max().unwrap(), &windows("revenue", 60_000));
+    assert_eq!(views[0].stage, "revenue");
+    for shard in &views[0].shards {
+        let last = lines
+            .iter()
+            .filter(|v| v["Shard"] == shard.shard.as_str() && v["StateItemsWritten"].as_u64().unwrap() > 0)
+            .max_by_key(|v| ts(v))
+            .unwrap();
+        assert_eq!(shard.commit_ms, last["CommitDuration"].as_u64(), "{}", shard.shard);
+        assert_eq!(
+            shard.state_bytes_written,
+            last["StateBytesWritten"].as_u64(),
+            "{}",
+            shard.shard
+        );
+    }
+    let mean = views[0].shards.iter().filter_map(|s| s.commit_ms).sum::<u64>() / views[0].shards.len() as u64;
+    assert_eq!(views[0].commit_ms, Some(mean));
+}

@@ -163,7 +163,7 @@ pub enum LifecycleError {
 
 impl LifecycleError {
     /// An AWS SDK error, displayed with its chain of sources.
-    pub(crate) fn aws<E: std::error::Error>(service: &'static str, operation: &'static str, e: E) -> Self {
+    pub fn aws<E: std::error::Error>(service: &'static str, operation: &'static str, e: E) -> Self {
         let mut message = e.to_string();
         let mut source = e.source();
         while let Some(s) = source {
