@@ -306,3 +306,161 @@ async fn a_gap_read_from_kinesis_is_counted_in_the_emf_line_with_its_get_records
     assert_eq!(gaps[2].0, BATCH as u64, "batch 1 read back before batch 2");
     assert!(gaps[2].1 >= 1, "{gaps:?}");
 }
+
+/// A rendezvous for two invocations at [`CrashPoint::AfterLoad`]: while armed, each waits there
+/// (up to a minute, so a lost partner fails the test rather than hanging it) until both have
+/// opened the shard, so both start from the same progress point. Never crashes.
+#[derive(Clone, Default)]
+struct Rendezvous(Arc<(Mutex<(bool, u32)>, std::sync::Condvar)>);
+
+impl Rendezvous {
+    /// Arms the rendezvous for the next two invocations to reach `AfterLoad`.
+    fn arm(&self, armed: bool) {
+        *self.0 .0.lock().unwrap() = (armed, 0);
+    }
+
+    fn hook(&self) -> shardflow_lambda::StageCrashHook {
+        let pair = self.0.clone();
+        Arc::new(move |point| {
+            if point != CrashPoint::AfterLoad {
+                return false;
+            }
+            // Blocking in place hands this worker's other tasks (the other invocation, maybe)
+            // to another worker while this one waits.
+            tokio::task::block_in_place(|| {
+                let (state, all) = &*pair;
+                let mut state = state.lock().unwrap();
+                if !state.0 {
+                    return false;
+                }
+                state.1 += 1;
+                all.notify_all();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while state.1 < 2 {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    assert!(!left.is_zero(), "the other invocation never opened the shard");
+                    state = all.wait_timeout(state, left).unwrap().0;
+                }
+                false
+            })
+        })
+    }
+}
+
+/// The shard's progress item: its sequence number and the container that wrote it.
+async fn progress_item(client: &aws_sdk_dynamodb::Client, table: &str, shard: &str) -> Option<(String, String)> {
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("revenue#shard#{shard}")))
+        .key("sk", AttributeValue::S("progress".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    match (item.get("sequence_number"), item.get("container")) {
+        (Some(AttributeValue::S(seq)), Some(AttributeValue::S(c))) => Some((seq.clone(), c.clone())),
+        _ => None,
+    }
+}
+
+/// Delivers batch `race` to `a` and `b` at once (Lambda redelivering a batch after a timeout
+/// while the first invocation still runs), after `a` handled the batches before it alone; both
+/// open the shard before either writes. Checks that exactly one wins, that the loser fails on
+/// the store's condition, that its retry emits no result the winner did not, and that the run
+/// ends with one engine's results. Returns whether the loser had emitted before failing.
+async fn race_on_one_batch(name: &str, interval: u64, race: usize, commits: bool) -> bool {
+    let (client, table) = shardflow_testkit::state_table(name).await;
+    let (kinesis, stream, shard, records) = stream_of_purchases(name).await;
+    let meet = Rendezvous::default();
+    let a = Arc::new(container(&client, &table, &kinesis, interval).with_crash_hook(meet.hook()));
+    let b = Arc::new(container(&client, &table, &kinesis, interval).with_crash_hook(meet.hook()));
+    let all = batches(&stream, &shard, &records);
+    for batch in &all[..race] {
+        assert!(a.handle(batch.clone()).await.unwrap().batch_item_failures.is_empty());
+    }
+    let version_before = committed_version(&client, &table, &shard).await;
+    meet.arm(true);
+    let (ta, tb) = (a.clone(), b.clone());
+    let (ba, bb) = (all[race].clone(), all[race].clone());
+    let ja = tokio::spawn(async move { ta.handle(ba).await });
+    let jb = tokio::spawn(async move { tb.handle(bb).await });
+    let (ra, rb) = (ja.await.unwrap(), jb.await.unwrap());
+    meet.arm(false);
+    let (winner, loser, lost) = match (ra, rb) {
+        (Ok(w), Err(e)) => (&a, &b, (w, e)),
+        (Err(e), Ok(w)) => (&b, &a, (w, e)),
+        (ra, rb) => panic!("exactly one invocation must win the race: got {ra:?} and {rb:?}"),
+    };
+    assert!(lost.0.batch_item_failures.is_empty());
+    assert!(
+        matches!(
+            lost.1,
+            StageError::Store(
+                shardflow_state_dynamodb::StoreError::ProgressConflict { .. }
+                    | shardflow_state_dynamodb::StoreError::Conflict { .. }
+            )
+        ),
+        "the loser must fail on the store's condition: {:?}",
+        lost.1
+    );
+    let version_after = committed_version(&client, &table, &shard).await;
+    assert_eq!(
+        version_after,
+        version_before + u64::from(commits),
+        "the raced batch must commit exactly {} time(s)",
+        u64::from(commits)
+    );
+    let (_, by) = progress_item(&client, &table, &shard).await.expect("a progress item");
+    assert_eq!(by, winner.container_id(), "the progress item names the winner");
+    let winner_ids: std::collections::BTreeSet<_> = winner.sink().writes().into_iter().map(|o| o.id).collect();
+    let emitted_before_failing = !loser.sink().writes().is_empty();
+    // Lambda retries the failed invocation: it finds the batch handled and emits nothing new.
+    assert!(loser
+        .handle(all[race].clone())
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
+    let new: Vec<_> = loser
+        .sink()
+        .writes()
+        .into_iter()
+        .filter(|o| !winner_ids.contains(&o.id))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "the loser's retry emitted results the winner did not: {new:?}"
+    );
+    assert_eq!(
+        distinct_results(&[winner, loser]),
+        distinct_results(&[winner]),
+        "the loser's results differ from the winner's"
+    );
+    assert_eq!(committed_version(&client, &table, &shard).await, version_after);
+    for (i, batch) in all.into_iter().enumerate().skip(race + 1) {
+        let c = if i % 2 == 0 { &a } else { &b };
+        assert!(
+            c.handle(batch).await.unwrap().batch_item_failures.is_empty(),
+            "batch {i}"
+        );
+    }
+    assert_eq!(distinct_results(&[&a, &b]), expected(0..RECORDS));
+    emitted_before_failing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_invocations_of_one_uncommitted_batch_at_once_advance_the_progress_item_once_and_the_loser_retries_silently(
+) {
+    // Interval 4: batch 0 commits, batch 1 moves the progress item, batch 2 is raced (not due).
+    let emitted = race_on_one_batch("interval-race-progress", 4, 2, false).await;
+    // Both emit before writing progress: the loser's results carried the winner's ids.
+    assert!(emitted, "the loser emitted nothing before failing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_invocations_of_one_due_batch_at_once_commit_once_and_the_loser_retries_silently() {
+    // Interval 2: batch 0 commits, batch 1 moves the progress item, batch 2 is due and raced.
+    race_on_one_batch("interval-race-commit", 2, 2, true).await;
+}
