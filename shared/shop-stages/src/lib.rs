@@ -17,6 +17,8 @@
 //! |---|---|---|---|
 //! | [`receipts()`] | shop CDC (Protobuf `ChangeEvent`) | `SHARDFLOW_TOPIC_ARN` | one SNS message per completed purchase |
 //! | [`revenue()`] | shop CDC | `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
+//! | [`revenue_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | inserted order lines keyed by (product, currency) to the shuffle stream |
+//! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `revenue`'s database variables | rows upserted in Postgres, as `revenue` |
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
 //!
 //! [`replay_targets`] names them for `shardflow replay` (`shardflow_lifecycle::replay`).
@@ -33,8 +35,9 @@
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
 //! `revenue` (per product) and `order-enrich` (per customer) key by other columns: they are exact
-//! when their input stream has one shard, or is partitioned by their key (a repartitioning stage,
-//! Flink's `keyBy` shuffle, is not part of this release); the template gives their input one shard.
+//! when their input stream has one shard, or is partitioned by their key. Revenue on any number of
+//! CDC shards is the split pair [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`]
+//! (issue 13, `docs/shuffle-and-checkpoints.md`); `order-enrich` has no shuffle yet.
 
 #![warn(missing_docs)]
 
@@ -43,6 +46,7 @@ mod order_enrich;
 mod receipts;
 mod replay;
 mod revenue;
+mod revenue_split;
 
 pub use shardflow_lambda::StageSetupError;
 
@@ -53,7 +57,12 @@ pub use order_enrich::{
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use replay::{check_targets, replay_targets};
 pub use revenue::{
-    revenue, revenue_table_sql, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL,
+    revenue, revenue_table_sql, RevenueGate, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV,
+    REVENUE_TABLE_SQL,
+};
+pub use revenue_split::{
+    revenue_keyby, revenue_shuffled, RevenueKeyByStage, RevenueShuffledStage, IDLENESS_MS_ENV, SHUFFLE_STREAM_ENV,
+    UPSTREAM_INPUT_STREAM_ENV, UPSTREAM_STAGE_ENV,
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.

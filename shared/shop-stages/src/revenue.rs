@@ -71,25 +71,19 @@ impl PostgresRow for RevenueTableRow {
 /// The sink of the `revenue` stage.
 pub type RevenueSink = MapSink<PostgresSink<RevenueTableRow>, fn(&RevenueRow) -> RevenueTableRow>;
 
+/// The result sink of the revenue stages: the live table, gated by colour in a blue/green
+/// deployment.
+pub type RevenueGate = ColourGate<RevenueSink, RevenueSink>;
+
 /// The `revenue` stage as deployed.
-pub type RevenueStage =
-    Stage<ChangeEvent, RevenueRow, ShopDecoder, ColourGate<RevenueSink, RevenueSink>, DeadLetterDestination>;
+pub type RevenueStage = Stage<ChangeEvent, RevenueRow, ShopDecoder, RevenueGate, DeadLetterDestination>;
 
 /// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and,
 /// in a blue/green deployment, the colour's shadow table, [`shardflow_bluegreen::shadow_table`]) if missing, and upserts
 /// each window's latest pane.
 pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
     let env = StageEnv::load().await?;
-    let url = database_url(&env.sdk).await?;
-    let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
-    let live = postgres(&url, &table).await?;
-    let sink = match blue_green(&env.sdk)? {
-        Some((colour, control)) => {
-            let shadow = postgres(&url, &shadow_table(&table, colour)).await?;
-            ColourGate::gated(colour, control, live, shadow)
-        }
-        None => ColourGate::single(live),
-    };
+    let sink = revenue_sink(&env.sdk).await?;
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::revenue(),
@@ -98,6 +92,21 @@ pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
         dead_letters,
         PartitionKeying::Undeclared,
     )?)
+}
+
+/// The revenue sink of this function's environment: connects to Postgres, creates the table
+/// ([`REVENUE_TABLE_ENV`]) and, in a blue/green deployment, the colour's shadow table if missing.
+pub(crate) async fn revenue_sink(sdk: &aws_config::SdkConfig) -> Result<RevenueGate, StageSetupError> {
+    let url = database_url(sdk).await?;
+    let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());
+    let live = postgres(&url, &table).await?;
+    Ok(match blue_green(sdk)? {
+        Some((colour, control)) => {
+            let shadow = postgres(&url, &shadow_table(&table, colour)).await?;
+            ColourGate::gated(colour, control, live, shadow)
+        }
+        None => ColourGate::single(live),
+    })
 }
 
 /// A sink upserting into `table`, which it creates if missing.
