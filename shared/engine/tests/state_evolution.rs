@@ -1,5 +1,5 @@
-//! State evolution: every checkpoint stores the schema (version and type) of each operator's
-//! state; a restore migrates state of an older version through the operator's migration and
+//! State evolution: every checkpoint stores the schema (version, type and shape) of each
+//! operator's state; a restore migrates state of an older version through the operator's migration and
 //! refuses, naming the operator, a state type it cannot read.
 
 mod common;
@@ -8,6 +8,7 @@ use common::*;
 use serde::{Deserialize, Serialize};
 use shardflow_engine::checkpoint::CheckpointImage;
 use shardflow_engine::combine::{from_fns, migrate_from, Combiner};
+use shardflow_engine::schema::StateSchema;
 use shardflow_engine::{
     Engine, KeyedProcessFunction, Pipeline, PipelineError, ProcessContext, RestoreOptions, RestoreOutcome, StateError,
     TimeDomain, Timestamp, Windowing,
@@ -108,6 +109,64 @@ fn a_field_added_with_a_migration_restores_and_the_next_snapshot_stores_the_new_
         vec![(1, 0, 3, 7), (2, 0, 2, 0)],
         "the counts carried over; the sums start with the migration"
     );
+}
+
+/// The accumulator of the build before: `Totals` with the count alone.
+mod before {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct Totals {
+        pub count: u64,
+    }
+}
+
+fn count_in_struct() -> impl Combiner<Ev, Out = (u64, i64), Acc = before::Totals> {
+    from_fns(
+        || before::Totals { count: 0 },
+        |t: &mut before::Totals, _: &Ev| t.count += 1,
+        |t: &mut before::Totals, o: before::Totals| t.count += o.count,
+        |t: &before::Totals| (t.count, 0),
+    )
+}
+
+/// `image` as the build before would have written it had its `Totals` lived at the path of this
+/// build's (a field added to the same struct): the stored type name is this build's.
+fn as_if_at_the_same_path(image: &CheckpointImage) -> CheckpointImage {
+    let mut checkpoint = image.to_checkpoint();
+    let entry = checkpoint
+        .operators
+        .iter_mut()
+        .find(|o| o.operator == "@schema/totals")
+        .expect("a schema entry");
+    let mut schema: StateSchema = postcard::from_bytes(&entry.meta).unwrap();
+    assert_eq!(schema.shape.as_deref(), Some("Totals{count:u64}"));
+    schema.type_name = std::any::type_name::<Totals>().to_owned();
+    entry.meta = postcard::to_allocvec(&schema).unwrap();
+    CheckpointImage::new(checkpoint)
+}
+
+#[test]
+fn a_field_added_to_a_same_named_accumulator_without_a_migration_is_refused_naming_the_operator_and_the_fix() {
+    let image = as_if_at_the_same_path(&image_of(&totals(count_in_struct())));
+    let err = Engine::restore_with(&totals(count_and_sum()), &image, RestoreOptions::strict())
+        .err()
+        .expect("refused: the stored accumulators have no sum");
+    assert!(matches!(err, StateError::IncompatibleState { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("\"totals\""), "names the operator: {message}");
+    assert!(
+        message.contains("Totals{count:u64}") && message.contains("Totals{count:u64,sum:i64}"),
+        "shows both shapes: {message}"
+    );
+    assert!(message.contains("migrate_from"), "names the fix: {message}");
+
+    // With the migration, the counts carry over.
+    let migrated = totals(migrate_from(count_and_sum(), 1, |t: before::Totals| Totals {
+        count: t.count,
+        sum: 0,
+    }));
+    let (engine, report) = Engine::restore_with(&migrated, &image, RestoreOptions::strict()).unwrap();
+    assert_eq!(report.migrated(), ["totals"]);
+    assert_eq!(finish_after_one_more(engine), vec![(1, 0, 3, 7), (2, 0, 2, 0)]);
 }
 
 #[test]

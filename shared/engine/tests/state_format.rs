@@ -496,6 +496,36 @@ fn a_checkpoint_of_format_version_2_with_default_ids_and_a_uid_restores() {
     continues_as_uninterrupted(&p, restored);
 }
 
+/// The full checkpoint of `fixture_operators_named(Some("totals-40"))` after `OPERATORS_AT`
+/// records as written by the last release whose schema entries held only a version and a type
+/// name (no shape, see `shardflow_engine::schema`). Never rewritten: its name holds no
+/// `_v{FORMAT_VERSION}.`.
+const SCHEMA_NAMES_FIXTURE: &str = "operators_v2_schema_names.sfck";
+
+#[test]
+fn a_checkpoint_whose_schema_entries_have_no_shape_restores_as_stored() {
+    let p = fixture_operators_named(Some("totals-40"));
+    let bytes = std::fs::read(fixture_path(SCHEMA_NAMES_FIXTURE)).unwrap();
+    let checkpoint = Checkpoint::decode(&bytes).unwrap();
+    let stored: Vec<&str> = checkpoint.operators.iter().map(|o| o.operator.as_str()).collect();
+    assert_eq!(
+        stored,
+        [
+            "deduplicate-0",
+            "window_aggregate-0",
+            "totals-40",
+            "@schema/deduplicate-0",
+            "@schema/window_aggregate-0",
+            "@schema/totals-40"
+        ]
+    );
+    let image = CheckpointImage::new(checkpoint);
+    let (mut restored, report) = Engine::restore_with(&p, &image, RestoreOptions::strict()).unwrap();
+    assert!(report.is_plain(), "{report:?}");
+    assert!(!restored.snapshot().unwrap().full, "nothing moved");
+    continues_as_uninterrupted(&p, restored);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Corrupt state: a state store may hand back damaged bytes; decoding, folding and restoring them
 // returns an error (or an engine that keeps working), never a panic. `fuzz/` runs the same
