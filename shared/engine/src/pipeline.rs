@@ -45,7 +45,7 @@ use crate::operators::{
     ResultFn, ShuffleSink, Sink, WindowAggregate,
 };
 use crate::record::ShuffleOutput;
-use crate::schema::StateSchema;
+use crate::schema::{NoMigration, StateMigration, StateSchema};
 use crate::state::{key_group, StateKey, DEFAULT_MAX_KEY_GROUPS};
 use crate::time::{DurationMs, Timestamp};
 use crate::trigger::{PaneInfo, Trigger};
@@ -448,10 +448,31 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
         id_fn: impl Fn(&T) -> I + Send + Sync + 'static,
         horizon_ms: DurationMs,
     ) -> Stream<In, T, Up> {
+        self.deduplicate_migrating(id_fn, horizon_ms, NoMigration)
+    }
+
+    /// [`Stream::deduplicate`], reading the ids a checkpoint stored at an older schema version
+    /// through `migration` (see [`crate::schema::from_version`]): for a change of the id type.
+    /// A converted id is remembered until its first occurrence's time plus the horizon, as
+    /// before.
+    pub fn deduplicate_migrating<I: StateKey>(
+        self,
+        id_fn: impl Fn(&T) -> I + Send + Sync + 'static,
+        horizon_ms: DurationMs,
+        migration: impl StateMigration<I>,
+    ) -> Stream<In, T, Up> {
         let id_fn: Arc<dyn Fn(&T) -> I + Send + Sync> = Arc::new(id_fn);
-        let schema = (StateSchema::of::<I>(1), Vec::new());
+        let schema = (StateSchema::of::<I>(migration.version()), migration.migrates_from());
+        let migration = Arc::new(migration);
         self.then_stateful(crate::operators::deduplicate::KIND, schema, move |id, max_kg, next| {
-            Box::new(Deduplicate::new(id, max_kg, id_fn.clone(), horizon_ms, next))
+            Box::new(Deduplicate::new(
+                id,
+                max_kg,
+                id_fn.clone(),
+                horizon_ms,
+                migration.clone(),
+                next,
+            ))
         })
     }
 
@@ -789,12 +810,35 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, 
         S: Serialize + DeserializeOwned + Send + 'static,
         O: Send + 'static,
     {
+        self.process_migrating(function, NoMigration)
+    }
+
+    /// [`KeyedStream::process`], reading the state a checkpoint stored at an older schema
+    /// version through `migration` (see [`crate::schema::from_version`], whose example migrates
+    /// a process function's state). Timers are kept as they were.
+    pub fn process_migrating<S, O>(
+        self,
+        function: impl KeyedProcessFunction<K, T, S, O>,
+        migration: impl StateMigration<S>,
+    ) -> Stream<In, O, Up>
+    where
+        S: Serialize + DeserializeOwned + Send + 'static,
+        O: Send + 'static,
+    {
         let key_fn = self.key_fn;
         let function: Arc<dyn KeyedProcessFunction<K, T, S, O>> = Arc::new(function);
-        let schema = (StateSchema::of::<S>(1), Vec::new());
+        let schema = (StateSchema::of::<S>(migration.version()), migration.migrates_from());
+        let migration = Arc::new(migration);
         self.stream
             .then_stateful(KEYED_PROCESS, schema, move |id, max_kg, next| {
-                Box::new(KeyedProcess::new(id, max_kg, key_fn.clone(), function.clone(), next))
+                Box::new(KeyedProcess::new(
+                    id,
+                    max_kg,
+                    key_fn.clone(),
+                    function.clone(),
+                    migration.clone(),
+                    next,
+                ))
             })
     }
 
@@ -834,10 +878,28 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, 
     where
         T: Clone + Serialize + DeserializeOwned + Sync,
     {
+        self.interval_join_migrating(side, lower, upper, join, NoMigration)
+    }
+
+    /// [`KeyedStream::interval_join`], reading the values a checkpoint buffered at an older
+    /// schema version through `migration` (see [`crate::schema::from_version`]): for a change of
+    /// the joined record type, such as a column added to a source table.
+    pub fn interval_join_migrating<O: Send + 'static>(
+        self,
+        side: impl Fn(&T) -> IntervalJoinSide + Send + Sync + 'static,
+        lower: DurationMs,
+        upper: DurationMs,
+        join: impl Fn(&K, &T, &T) -> O + Send + Sync + 'static,
+        migration: impl StateMigration<T>,
+    ) -> Stream<In, O, Up>
+    where
+        T: Clone + Serialize + DeserializeOwned + Sync,
+    {
         let key_fn = self.key_fn;
         let side_fn: Arc<dyn Fn(&T) -> IntervalJoinSide + Send + Sync> = Arc::new(side);
         let join_fn: PairFn<K, T, O> = Arc::new(join);
-        let schema = (StateSchema::of::<T>(1), Vec::new());
+        let schema = (StateSchema::of::<T>(migration.version()), migration.migrates_from());
+        let migration = Arc::new(migration);
         self.stream
             .then_stateful(INTERVAL_JOIN, schema, move |id, max_kg, next| {
                 Box::new(IntervalJoin::new(
@@ -848,6 +910,7 @@ impl<In: Send + 'static, K: StateKey, T: Send + 'static, Up> KeyedStream<In, K, 
                     lower,
                     upper,
                     join_fn.clone(),
+                    migration.clone(),
                     next,
                 ))
             })

@@ -8,10 +8,10 @@ use common::*;
 use serde::{Deserialize, Serialize};
 use shardflow_engine::checkpoint::CheckpointImage;
 use shardflow_engine::combine::{from_fns, migrate_from, Combiner};
-use shardflow_engine::schema::StateSchema;
+use shardflow_engine::schema::{from_version, NoMigration, StateSchema};
 use shardflow_engine::{
-    Engine, KeyedProcessFunction, Pipeline, PipelineError, ProcessContext, RestoreOptions, RestoreOutcome, StateError,
-    TimeDomain, Timestamp, Windowing,
+    Engine, IntervalJoinSide, KeyedProcessFunction, Pipeline, PipelineError, ProcessContext, RestoreOptions,
+    RestoreOutcome, StateError, TimeDomain, Timestamp, Windowing,
 };
 
 /// Version 2 of the window's accumulator: version 1 was the count alone.
@@ -255,4 +255,226 @@ fn a_uid_cannot_take_the_prefix_of_schema_entries() {
         .deduplicate(|e| e.key, 10)
         .uid("@schema/x");
     assert!(matches!(refused, Err(PipelineError::InvalidUid { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations of keyed process state, interval join buffers and deduplicate ids
+// (`schema::from_version`).
+
+/// Version 2 of `Last`'s state: version 1 was the value alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Seen {
+    value: i64,
+    at: Timestamp,
+}
+
+/// Keeps the last value per key and a timer at 100; emits the previous state on each record
+/// and `-1` at the timer.
+struct Remember;
+
+impl KeyedProcessFunction<u32, Ev, Seen, (u32, Option<Seen>)> for Remember {
+    fn process(&self, key: &u32, value: Ev, cx: &mut ProcessContext<'_, Seen, (u32, Option<Seen>)>) {
+        let before = cx.state().replace(Seen {
+            value: value.v,
+            at: value.ts,
+        });
+        cx.emit((*key, before));
+    }
+
+    fn on_timer(&self, key: &u32, _: Timestamp, _: TimeDomain, cx: &mut ProcessContext<'_, Seen, (u32, Option<Seen>)>) {
+        cx.emit((*key, None));
+    }
+}
+
+#[test]
+fn a_keyed_process_functions_state_migrates_and_its_timers_are_kept() {
+    struct Timed;
+    impl KeyedProcessFunction<u32, Ev, i64, u32> for Timed {
+        fn process(&self, key: &u32, value: Ev, cx: &mut ProcessContext<'_, i64, u32>) {
+            *cx.state() = Some(value.v);
+            cx.register_timer(TimeDomain::EventTime, 100);
+            cx.emit(*key);
+        }
+        fn on_timer(&self, _: &u32, _: Timestamp, _: TimeDomain, _: &mut ProcessContext<'_, i64, u32>) {}
+    }
+    let v1 = Pipeline::builder("last")
+        .event_time(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key)
+        .process(Timed)
+        .sink("out");
+    let mut e = v1.engine();
+    let s = e.partition("s0");
+    e.process(s, 0, 0, ev(1, 1, 5));
+    e.process(s, 1, 0, ev(2, 2, 6));
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+
+    let v2 = |migrating: bool| {
+        let keyed = Pipeline::builder("last")
+            .event_time(|e: &Ev| e.ts)
+            .key_by(|e: &Ev| e.key);
+        let s = if migrating {
+            keyed.process_migrating(Remember, from_version(1, |value: i64| Seen { value, at: -1 }))
+        } else {
+            keyed.process(Remember)
+        };
+        s.sink("out")
+    };
+    let err = Engine::restore(&v2(false), &image).err().expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"keyed_process-0\"") && message.contains("from_version"),
+        "{message}"
+    );
+
+    let (mut restored, report) = Engine::restore_with(&v2(true), &image, RestoreOptions::strict()).unwrap();
+    assert_eq!(report.migrated(), ["keyed_process-0"]);
+    restored.process(s, 2, 0, ev(1, 3, 7));
+    restored.finish();
+    let out = values(&restored.drain_output());
+    assert_eq!(
+        out,
+        [
+            (1, Some(Seen { value: 5, at: -1 })),
+            // The timers registered by version 1 fire: one per key.
+            (1, None),
+            (2, None),
+        ]
+    );
+}
+
+/// An impression or click of version 1 of the input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClickV1 {
+    user: u32,
+    ts: Timestamp,
+    is_click: bool,
+}
+
+/// Version 2: a nullable column added at the source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Click {
+    user: u32,
+    ts: Timestamp,
+    is_click: bool,
+    campaign: Option<String>,
+}
+
+fn click_join<In: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static>(
+    ts: fn(&In) -> Timestamp,
+    user: fn(&In) -> u32,
+    is_click: fn(&In) -> bool,
+    migration: impl shardflow_engine::schema::StateMigration<In>,
+) -> Pipeline<In, (u32, Timestamp, Timestamp)> {
+    Pipeline::builder("clicks")
+        .watermarks(ooo(0))
+        .event_time(ts)
+        .key_by(user)
+        .interval_join_migrating(
+            move |r| {
+                if is_click(r) {
+                    IntervalJoinSide::Right
+                } else {
+                    IntervalJoinSide::Left
+                }
+            },
+            0,
+            50,
+            move |u, l, r| (*u, ts(l), ts(r)),
+            migration,
+        )
+        .sink("joined")
+}
+
+#[test]
+fn an_interval_joins_buffered_values_migrate_to_a_record_type_with_a_column_added() {
+    let v1 = click_join(|c: &ClickV1| c.ts, |c| c.user, |c| c.is_click, NoMigration);
+    let mut e = v1.engine();
+    let s = e.partition("s0");
+    e.process(
+        s,
+        0,
+        0,
+        ClickV1 {
+            user: 1,
+            ts: 10,
+            is_click: false,
+        },
+    );
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+
+    let unmigrated = click_join(|c: &Click| c.ts, |c| c.user, |c| c.is_click, NoMigration);
+    let err = Engine::restore(&unmigrated, &image).err().expect("refused");
+    assert!(err.to_string().contains("\"interval_join-0\""), "{err}");
+
+    let migrated = click_join(
+        |c: &Click| c.ts,
+        |c| c.user,
+        |c| c.is_click,
+        from_version(1, |c: ClickV1| Click {
+            user: c.user,
+            ts: c.ts,
+            is_click: c.is_click,
+            campaign: None,
+        }),
+    );
+    let (mut restored, report) = Engine::restore_with(&migrated, &image, RestoreOptions::strict()).unwrap();
+    assert_eq!(report.migrated(), ["interval_join-0"]);
+    restored.process(
+        s,
+        1,
+        0,
+        Click {
+            user: 1,
+            ts: 30,
+            is_click: true,
+            campaign: Some("winter".into()),
+        },
+    );
+    assert_eq!(
+        values(&restored.drain_output()),
+        [(1, 10, 30)],
+        "the buffered impression joined"
+    );
+}
+
+fn dedup<I: shardflow_engine::state::StateKey>(
+    id: fn(&Ev) -> I,
+    migration: impl shardflow_engine::schema::StateMigration<I>,
+) -> Pipeline<Ev, Ev> {
+    Pipeline::builder("dedup")
+        .watermarks(ooo(0))
+        .max_key_groups(32)
+        .event_time(|e: &Ev| e.ts)
+        .deduplicate_migrating(id, 1_000, migration)
+        .sink("once")
+}
+
+#[test]
+fn deduplicate_ids_migrate_to_another_type_and_move_to_their_new_key_groups() {
+    let mut e = dedup(|e| u64::from(e.key), NoMigration).engine();
+    let s = e.partition("s0");
+    for (i, key) in (0..40).enumerate() {
+        e.process(s, i as u64, 0, ev(key, 10, 0));
+    }
+    assert_eq!(e.drain_output().len(), 40);
+    let image = CheckpointImage::new(e.snapshot().unwrap());
+
+    let err = Engine::restore(&dedup(|e| e.key.to_string(), NoMigration), &image)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("\"deduplicate-0\""), "{err}");
+
+    let migrated = dedup(|e| e.key.to_string(), from_version(1, |id: u64| id.to_string()));
+    let (mut restored, report) = Engine::restore_with(&migrated, &image, RestoreOptions::strict()).unwrap();
+    assert_eq!(report.migrated(), ["deduplicate-0"]);
+    for (i, key) in (0..41).enumerate() {
+        restored.process(s, 100 + i as u64, 0, ev(key, 10, 0));
+    }
+    let passed: Vec<u32> = restored.drain_output().iter().map(|o| o.value.key).collect();
+    assert_eq!(
+        passed,
+        [40],
+        "every repeat of a migrated id is dropped, wherever its group moved"
+    );
+    assert_eq!(restored.metrics().duplicates_dropped, 40);
 }

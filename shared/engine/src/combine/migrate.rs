@@ -7,19 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Combiner;
-
-/// How an operator lays out accumulators in a key group's encoding, as a type generic over the
-/// accumulator (implemented by the engine's window operator; a migration decodes the layout with
-/// the old accumulator type and maps it to the new one).
-pub trait AccLayout {
-    /// The key group's decoded entries with accumulators of type `A`.
-    type With<A: Serialize + DeserializeOwned>: DeserializeOwned;
-    /// Converts every accumulator with `f`.
-    fn map<A: Serialize + DeserializeOwned, B: Serialize + DeserializeOwned>(
-        entries: Self::With<A>,
-        f: &dyn Fn(A) -> B,
-    ) -> Self::With<B>;
-}
+use crate::schema::{decode_converted, StateLayout};
 
 /// A combiner that also reads accumulators stored as `Old` at schema version `from`; see
 /// [`migrate_from`].
@@ -125,10 +113,10 @@ where
         versions
     }
 
-    fn upgrade<L: AccLayout>(&self, from: u32, bytes: &[u8]) -> Option<Result<L::With<Self::Acc>, postcard::Error>> {
+    fn upgrade<L: StateLayout>(&self, from: u32, bytes: &[u8]) -> Option<Result<L::With<Self::Acc>, postcard::Error>> {
         if from != self.from {
             return self.inner.upgrade::<L>(from, bytes);
         }
-        Some(postcard::from_bytes::<L::With<Old>>(bytes).map(|old| L::map(old, &|o| (self.f)(o))))
+        Some(decode_converted::<L, Old, C::Acc>(bytes, &self.f))
     }
 }

@@ -21,7 +21,7 @@ pub use collect::{Collect, CollectBySide};
 pub use count::Count;
 pub use from_fns::{from_fns, FnCombiner};
 pub use mean::Mean;
-pub use migrate::{migrate_from, AccLayout, Migrate};
+pub use migrate::{migrate_from, Migrate};
 pub use min_max::{Max, Min};
 pub use sum::Sum;
 pub use top_n::TopN;
@@ -57,7 +57,11 @@ pub trait Combiner<In>: Send + Sync + 'static {
 
     /// Decodes a key group stored in layout `L` with accumulators of schema version `from` into
     /// the current accumulator type; `None` if the combiner has no migration from `from`.
-    fn upgrade<L: AccLayout>(&self, from: u32, bytes: &[u8]) -> Option<Result<L::With<Self::Acc>, postcard::Error>> {
+    fn upgrade<L: crate::schema::StateLayout>(
+        &self,
+        from: u32,
+        bytes: &[u8],
+    ) -> Option<Result<L::With<Self::Acc>, postcard::Error>> {
         let _ = (from, bytes);
         None
     }

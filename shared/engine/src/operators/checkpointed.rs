@@ -122,20 +122,31 @@ impl<K: StateKey, V: Serialize + DeserializeOwned, M: OperatorMeta> Checkpointed
         Ok(true)
     }
 
-    /// Restores `groups`, stored at schema `version`, through the operator's migration.
+    /// Restores `groups`, stored at schema `version`, through the operator's migration. Each
+    /// migrated entry goes to its key's group, which a migration that changes keys (the ids of a
+    /// `deduplicate`) may move; every group is marked dirty.
     fn restore_migrated(&mut self, groups: &crate::checkpoint::KeyGroupBlobs, version: u32) -> Result<(), StateError> {
         let no_migration = || StateError::IncompatibleState {
             operators: vec![format!("{:?}: no migration from schema version {version}", self.id)],
         };
         let upgrade = self.upgrade.clone().ok_or_else(no_migration)?;
+        let mut migrated = Vec::new();
         for (group, bytes) in groups {
+            self.state.restore_entries(*group, Vec::new(), &self.id)?;
+            if bytes.is_empty() {
+                continue;
+            }
             let entries = upgrade(version, bytes).ok_or_else(no_migration)?.map_err(|e| {
                 StateError::codec(
                     format!("{} key group {group} (migrating from version {version})", self.id),
                     e,
                 )
             })?;
-            self.state.restore_entries(*group, entries, &self.id)?;
+            migrated.extend(entries);
+        }
+        for (key, value) in migrated {
+            let group = self.state.group_of(&key);
+            self.state.group_mut(group).insert(key, value);
         }
         Ok(())
     }

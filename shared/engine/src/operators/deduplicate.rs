@@ -14,10 +14,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::checkpointed::{decode_meta, AdoptKeys, CheckpointedKeyedState, OperatorMeta};
+use super::checkpointed::{decode_meta, AdoptKeys, CheckpointedKeyedState, OperatorMeta, Upgrade};
 use super::{Context, Operator};
 use crate::checkpoint::CheckpointImage;
 use crate::record::Record;
+use crate::schema::{StateLayout, StateMigration};
 use crate::state::StateKey;
 use crate::time::{DurationMs, Timestamp};
 
@@ -54,14 +55,33 @@ impl OperatorMeta for Dropped {
     fn adopt(&mut self, _: Self) {}
 }
 
+/// A key group's entries as generic over the id type (what a migration decodes; a migrated id
+/// may belong to another key group, where the restore puts it).
+struct SeenLayout;
+
+impl StateLayout for SeenLayout {
+    type With<A: serde::Serialize + serde::de::DeserializeOwned> = Vec<(A, Timestamp)>;
+
+    fn map<A: serde::Serialize + serde::de::DeserializeOwned, B: serde::Serialize + serde::de::DeserializeOwned>(
+        entries: Self::With<A>,
+        f: &dyn Fn(A) -> B,
+    ) -> Self::With<B> {
+        entries.into_iter().map(|(id, ts)| (f(id), ts)).collect()
+    }
+}
+
 impl<I: StateKey, T> Deduplicate<I, T> {
-    pub(crate) fn new(
+    /// The operator `id`; `migration` reads ids of older schema versions.
+    pub(crate) fn new<M: StateMigration<I>>(
         id: String,
         max_key_groups: u16,
         id_fn: Arc<dyn Fn(&T) -> I + Send + Sync>,
         horizon: DurationMs,
+        migration: Arc<M>,
         next: Box<dyn Operator<T>>,
     ) -> Self {
+        let upgrade: Upgrade<I, Timestamp> =
+            Arc::new(move |version, bytes| migration.upgrade::<SeenLayout>(version, bytes));
         Deduplicate {
             id_fn,
             horizon: horizon.max(0),
@@ -70,7 +90,9 @@ impl<I: StateKey, T> Deduplicate<I, T> {
             // seen ids are keyed by result id, not by the partition key, and remembering an id in
             // both children of a split only drops a repeat a little longer — it never produces or
             // loses a result.
-            seen: CheckpointedKeyedState::new(id, max_key_groups, Dropped::default()).adopting(AdoptKeys::All),
+            seen: CheckpointedKeyedState::new(id, max_key_groups, Dropped::default())
+                .adopting(AdoptKeys::All)
+                .upgrading(upgrade),
             expiry: BTreeMap::new(),
         }
     }

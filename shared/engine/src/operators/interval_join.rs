@@ -23,9 +23,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::checkpointed::CheckpointedKeyedState;
+use super::checkpointed::{CheckpointedKeyedState, Upgrade};
 use super::{Context, Operator};
 use crate::record::{Origin, Record, ResultId};
+use crate::schema::{StateLayout, StateMigration};
 use crate::state::StateKey;
 use crate::time::{DurationMs, Timestamp};
 
@@ -56,6 +57,39 @@ struct Buffers<T> {
     right: Vec<Buffered<T>>,
 }
 
+/// A key group's entries as generic over the buffered value type (what a migration decodes).
+struct BuffersLayout<K>(std::marker::PhantomData<K>);
+
+impl<K: StateKey> StateLayout for BuffersLayout<K> {
+    type With<A: Serialize + DeserializeOwned> = Vec<(K, Buffers<A>)>;
+
+    fn map<A: Serialize + DeserializeOwned, B: Serialize + DeserializeOwned>(
+        entries: Self::With<A>,
+        f: &dyn Fn(A) -> B,
+    ) -> Self::With<B> {
+        let side = |values: Vec<Buffered<A>>| -> Vec<Buffered<B>> {
+            values
+                .into_iter()
+                .map(|b| Buffered {
+                    ts: b.ts,
+                    id: b.id,
+                    value: f(b.value),
+                })
+                .collect()
+        };
+        entries
+            .into_iter()
+            .map(|(k, b)| {
+                let buffers = Buffers {
+                    left: side(b.left),
+                    right: side(b.right),
+                };
+                (k, buffers)
+            })
+            .collect()
+    }
+}
+
 impl<T> Default for Buffers<T> {
     fn default() -> Self {
         Buffers {
@@ -79,8 +113,9 @@ pub(crate) struct IntervalJoin<K: StateKey, T, O> {
 }
 
 impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static, O> IntervalJoin<K, T, O> {
+    /// The operator `id`; `migration` reads buffered values of older schema versions.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    pub(crate) fn new<M: StateMigration<T>>(
         id: String,
         max_key_groups: u16,
         key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
@@ -88,8 +123,11 @@ impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
         lower: DurationMs,
         upper: DurationMs,
         join_fn: PairFn<K, T, O>,
+        migration: Arc<M>,
         next: Box<dyn Operator<O>>,
     ) -> Self {
+        let upgrade: Upgrade<K, Buffers<T>> =
+            Arc::new(move |version, bytes| migration.upgrade::<BuffersLayout<K>>(version, bytes));
         IntervalJoin {
             key_fn,
             side_fn,
@@ -97,7 +135,7 @@ impl<K: StateKey, T: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
             upper,
             join_fn,
             next,
-            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()).upgrading(upgrade),
             cleanup: BTreeMap::new(),
         }
     }

@@ -20,9 +20,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::checkpointed::CheckpointedKeyedState;
+use super::checkpointed::{CheckpointedKeyedState, Upgrade};
 use super::{Context, Operator};
 use crate::record::{Origin, Record, ResultId};
+use crate::schema::{StateLayout, StateMigration};
 use crate::state::{hash_into, StateKey};
 use crate::time::{Timestamp, MIN_TIMESTAMP};
 
@@ -108,6 +109,29 @@ impl<S> KeyEntry<S> {
     }
 }
 
+/// A key group's entries as generic over the function's state type (what a migration decodes).
+struct EntryLayout<K>(std::marker::PhantomData<K>);
+
+impl<K: StateKey> StateLayout for EntryLayout<K> {
+    type With<A: Serialize + DeserializeOwned> = Vec<(K, KeyEntry<A>)>;
+
+    fn map<A: Serialize + DeserializeOwned, B: Serialize + DeserializeOwned>(
+        entries: Self::With<A>,
+        f: &dyn Fn(A) -> B,
+    ) -> Self::With<B> {
+        entries
+            .into_iter()
+            .map(|(k, e)| {
+                let entry = KeyEntry {
+                    state: e.state.map(f),
+                    timers: e.timers,
+                };
+                (k, entry)
+            })
+            .collect()
+    }
+}
+
 /// See the module documentation.
 pub(crate) struct KeyedProcess<K: StateKey, T, S, O> {
     key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
@@ -126,18 +150,22 @@ where
     S: Serialize + DeserializeOwned + Send + 'static,
     O: 'static,
 {
-    pub(crate) fn new(
+    /// The operator `id`; `migration` reads the state of older schema versions.
+    pub(crate) fn new<M: StateMigration<S>>(
         id: String,
         max_key_groups: u16,
         key_fn: Arc<dyn Fn(&T) -> K + Send + Sync>,
         function: Arc<dyn KeyedProcessFunction<K, T, S, O>>,
+        migration: Arc<M>,
         next: Box<dyn Operator<O>>,
     ) -> Self {
+        let upgrade: Upgrade<K, KeyEntry<S>> =
+            Arc::new(move |version, bytes| migration.upgrade::<EntryLayout<K>>(version, bytes));
         KeyedProcess {
             key_fn,
             function,
             next,
-            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()),
+            keyed: CheckpointedKeyedState::new(id, max_key_groups, ()).upgrading(upgrade),
             timers: BTreeMap::new(),
         }
     }

@@ -43,7 +43,7 @@ struct WindowSlot<A> {
 /// A key group's entries with accumulators of any type, for migrations (see [`crate::schema`]).
 struct SlotLayout<K>(std::marker::PhantomData<K>);
 
-impl<K: StateKey> crate::combine::AccLayout for SlotLayout<K> {
+impl<K: StateKey> crate::schema::StateLayout for SlotLayout<K> {
     type With<A: Serialize + serde::de::DeserializeOwned> = Vec<(K, Vec<WindowSlot<A>>)>;
 
     fn map<A: Serialize + serde::de::DeserializeOwned, B: Serialize + serde::de::DeserializeOwned>(

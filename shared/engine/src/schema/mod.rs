@@ -20,9 +20,9 @@
 //!   renamed or moved: the bytes decode the same); where either side lacks a shape, the same type
 //!   name (or no stored schema at all and version 1): restored as stored;
 //! - an older version (no stored schema counts as version 1) that the operator migrates from
-//!   (a window aggregate's combiner wrapped in [`crate::combine::migrate_from`], a keyed process
-//!   function with [`crate::KeyedProcessFunction::migrate`], an interval join or a `deduplicate`
-//!   declared with a migration): every key group is decoded as the old type and converted
+//!   (a window aggregate's combiner wrapped in [`crate::combine::migrate_from`]; a keyed process
+//!   function, an interval join or a `deduplicate` declared with a [`StateMigration`], see
+//!   [`from_version`]): every key group is decoded as the old type and converted
 //!   ([`crate::RestoreOutcome::Migrated`]), and the next snapshot is full, so the stored state
 //!   is rewritten in the new type;
 //! - anything else — the same version with another shape (a field added, removed, renamed or
@@ -46,7 +46,11 @@
 //! pipeline does not have are never a reason to refuse: they go with the state they describe
 //! (dropped with it when dropping is allowed).
 
+mod migration;
 mod shape;
+
+pub(crate) use migration::decode_converted;
+pub use migration::{from_version, FromVersion, NoMigration, StateLayout, StateMigration};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -135,13 +139,15 @@ pub(crate) fn compare(
             (_, Some(was), Some(is)) if was != is => Err(format!(
                 "the shape of the state changed from {was} to {is} (type {}) without a new version: a field was \
                  added, removed, renamed or retyped; declare a migration from version {version} (combine::migrate_from \
-                 for an accumulator, KeyedProcessFunction::migrate for a process function) or keep the old shape",
+                 for an accumulator, schema::from_version for the state of process, interval_join or deduplicate) \
+                 or keep the old shape",
                 current.type_name
             )),
             (_, Some(_), Some(_)) => Ok(None),
             (Some(t), _, _) if t != current.type_name => Err(format!(
                 "the state type changed from {t} to {} without a new version: declare a migration from version {version} \
-                 (combine::migrate_from)",
+                 (combine::migrate_from for an accumulator, schema::from_version for the state of process, \
+                 interval_join or deduplicate)",
                 current.type_name
             )),
             _ => Ok(None),
