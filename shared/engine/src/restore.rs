@@ -28,6 +28,11 @@
 //! [`StateError::IncompatibleState`] naming the operators. Dropping state is never a way around
 //! an incompatible type: change the operator's uid for that.
 //!
+//! Schema entries are read only for the operators the pipeline restores: the entry of an
+//! operator the pipeline does not have goes with that operator's state (refused with it, or
+//! dropped with it when dropping is allowed) and is never itself a reason to refuse. This is what
+//! makes a rollback to the build before work (see [`crate::schema`]).
+//!
 //! A store may still hold a positional entry beside the entry under the default id that
 //! replaced it (a store that keeps operators a full checkpoint does not list); the positional
 //! one is then stale and is reported as [`RestoreOutcome::Superseded`].
@@ -230,11 +235,16 @@ pub(crate) fn schema_entries(operators: &[StatefulOperator]) -> Vec<OperatorStat
         .collect()
 }
 
-/// The schema `image` stores for the state it keeps under `id`, if any.
-fn stored_schema(image: &CheckpointImage, id: &str) -> Option<StateSchema> {
-    image
-        .operator(&schema::schema_entry_id(id))
-        .and_then(|(meta, _)| StateSchema::decode(meta))
+/// The schema `image` stores for the state it keeps under `id`: `None` if it stores none (state
+/// written before schemas); refused if the entry cannot be read (a newer build's schema format).
+fn stored_schema(image: &CheckpointImage, id: &str) -> Result<Option<StateSchema>, String> {
+    let Some((meta, _)) = image.operator(&schema::schema_entry_id(id)) else {
+        return Ok(None);
+    };
+    StateSchema::decode(meta).map(Some).ok_or_else(|| {
+        "its schema entry cannot be read: written by a newer build whose schema format this build does not know"
+            .to_owned()
+    })
 }
 
 /// The position and kind of a format version 1 positional id `{position}-{kind}` of a stateful
@@ -295,7 +305,9 @@ pub(crate) fn plan<'a>(
                 if from != id {
                     aliases.insert(id.to_owned(), from.to_owned());
                 }
-                match schema::compare(stored_schema(image, from).as_ref(), op.schema(), op.migrates_from()) {
+                let compared = stored_schema(image, from)
+                    .and_then(|stored| schema::compare(stored.as_ref(), op.schema(), op.migrates_from()));
+                match compared {
                     Ok(None) => RestoreOutcome::Restored { from: from.to_owned() },
                     Ok(Some(version)) => {
                         migrations.insert(id.to_owned(), version);

@@ -478,3 +478,87 @@ fn deduplicate_ids_migrate_to_another_type_and_move_to_their_new_key_groups() {
     );
     assert_eq!(restored.metrics().duplicates_dropped, 40);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rollback: a newer build's image restored into the build before it.
+
+/// `totals(count_only())` behind a `deduplicate` with uid `once`: a newer build that added an
+/// operator.
+fn with_dedup() -> Pipeline<Ev, (u32, i64, u64, i64)> {
+    Pipeline::builder("totals")
+        .watermarks(ooo(0))
+        .max_key_groups(8)
+        .event_time(|e: &Ev| e.ts)
+        .deduplicate(|e: &Ev| (e.key, e.ts), 100)
+        .uid("once")
+        .unwrap()
+        .key_by(|e: &Ev| e.key)
+        .window(Windowing::tumbling(20).unwrap())
+        .aggregate(count_only(), |k, w, _, (n, s)| (*k, w.start, n, s))
+        .uid("totals")
+        .unwrap()
+        .sink("out")
+}
+
+#[test]
+fn rolling_back_accepts_what_the_older_build_does_not_know_of_schemas_and_refuses_incompatible_state() {
+    let older = || totals(count_only());
+
+    // The newer build added an operator: its state (not its schema entry) is what is refused,
+    // and allowing dropped state drops it with its schema entry.
+    let newer_image = image_of(&with_dedup());
+    match Engine::restore(&older(), &newer_image).err().expect("refused") {
+        StateError::UnmatchedState { unmatched, .. } => assert_eq!(unmatched, ["once"]),
+        other => panic!("{other}"),
+    }
+    let (rolled_back, report) =
+        Engine::restore_with(&older(), &newer_image, RestoreOptions::allowing_dropped_state()).unwrap();
+    assert_eq!(report.dropped(), ["once"]);
+    assert_eq!(report.restored(), ["totals"]);
+    assert_eq!(finish_after_one_more(rolled_back), vec![(1, 0, 3, 0), (2, 0, 2, 0)]);
+
+    // A schema entry with fields appended after the ones this build knows restores as stored.
+    let mut extended = image_of(&older()).to_checkpoint();
+    let entry = extended
+        .operators
+        .iter_mut()
+        .find(|o| o.operator == "@schema/totals")
+        .unwrap();
+    entry.meta.extend_from_slice(&[1, 4, b'n', b'e', b'x', b't']);
+    let (_, report) = Engine::restore_with(
+        &older(),
+        &CheckpointImage::new(extended.clone()),
+        RestoreOptions::strict(),
+    )
+    .expect("a newer entry with a field appended");
+    assert!(report.is_plain(), "{report:?}");
+
+    // A schema entry this build cannot read is refused, not taken for state before schemas.
+    extended
+        .operators
+        .iter_mut()
+        .find(|o| o.operator == "@schema/totals")
+        .unwrap()
+        .meta = vec![0xff; 3];
+    let err = Engine::restore(&older(), &CheckpointImage::new(extended))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("\"totals\"") && err.to_string().contains("cannot be read"),
+        "{err}"
+    );
+
+    // State the newer build migrated to version 2 is refused, naming the operator.
+    let migrated = image_of(&totals(migrate_from(count_and_sum(), 1, |count: u64| Totals {
+        count,
+        sum: 0,
+    })));
+    let err = Engine::restore_with(&older(), &migrated, RestoreOptions::allowing_dropped_state())
+        .err()
+        .expect("refused even when dropping is allowed");
+    assert!(matches!(err, StateError::IncompatibleState { .. }));
+    assert!(
+        err.to_string().contains("\"totals\"") && err.to_string().contains("newer build"),
+        "{err}"
+    );
+}

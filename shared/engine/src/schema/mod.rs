@@ -38,13 +38,24 @@
 //! and is compared by name only: a field added to it is not detected.
 //!
 //! # Rollback
-//! A build reads the schema entries of a newer build as long as their state is of a version it
-//! knows: the shape is appended after the version and type name, and the build before shapes
-//! reads the two fields it knows and ignores the rest. State of a newer *version* is refused
-//! ("written by a newer build"): rolling back over a migration needs the savepoint taken before
-//! it, or a migration back declared in the older build. Schema entries of operators the restoring
-//! pipeline does not have are never a reason to refuse: they go with the state they describe
-//! (dropped with it when dropping is allowed).
+//! Restoring a newer build's savepoint into the build before it (a rollback) follows the same
+//! rule, and the rule is to *accept* what the older build does not know about schema entries as
+//! long as the state itself is compatible, and to refuse, naming the operators, where it is not:
+//! - a schema entry is read field by field from its start and fields are only ever appended (the
+//!   shape came after the version and the type name): the build before shapes reads a newer
+//!   entry's version and type name and ignores the shape, so state of a version it knows restores;
+//! - the schema entry of an operator the older pipeline does not have (the newer build added an
+//!   operator) goes with that operator's state: the restore refuses the state as unmatched, naming
+//!   the operator and not its schema entry, or drops both when dropping is allowed;
+//! - state the newer build migrated to a newer version is refused ("written by a newer build"):
+//!   roll back to the savepoint taken before the migration, or give the older build a migration
+//!   back;
+//! - a schema entry this build cannot read at all (a newer schema format) is refused: it is not
+//!   taken for state written before schemas.
+//!
+//! Builds from before schema entries existed read `@schema/{id}` entries as state of operators
+//! they do not have: rolling back to one needs allow-dropped-state, which then drops exactly the
+//! schema entries (`savepoint check` lists them as dropped; nothing else may be listed).
 
 mod migration;
 mod shape;
