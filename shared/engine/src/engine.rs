@@ -335,6 +335,16 @@ impl<In: Send + 'static, Out: Send + 'static> Engine<In, Out> {
         self.take_snapshot(self.full_next)
     }
 
+    /// The bytes of keyed state changed since the last snapshot (or since creation or restore):
+    /// what the key groups of the next incremental [`Engine::snapshot`] hold, the bulk of what a
+    /// commit writes. Counted without encoding into memory, and only for the groups changed
+    /// since the previous call, so asking after every batch costs about what those groups'
+    /// mutations did (see [`crate::state::KeyedState::dirty_bytes`]). The engine-level state and
+    /// operator metas, a few bytes each, are not counted.
+    pub fn dirty_bytes(&mut self) -> usize {
+        self.head.dirty_bytes()
+    }
+
     /// A full checkpoint (every key group): a savepoint.
     pub fn snapshot_full(&mut self) -> Result<Checkpoint, StateError> {
         self.take_snapshot(true)

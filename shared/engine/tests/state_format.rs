@@ -44,6 +44,51 @@ fn groups_of(keys: impl IntoIterator<Item = u32>) -> BTreeSet<u16> {
     keys.into_iter().map(|k| key_group(&k, GROUPS)).collect()
 }
 
+fn key_group_bytes(cp: &Checkpoint) -> usize {
+    cp.operators
+        .iter()
+        .flat_map(|o| o.key_groups.iter().map(|g| g.bytes.len()))
+        .sum()
+}
+
+#[test]
+fn dirty_bytes_equal_the_key_group_bytes_of_the_next_incremental_checkpoint_across_batches_and_restores() {
+    let mut e = long_window("dirty-bytes", GROUPS).engine();
+    let s = e.partition("s0");
+    assert_eq!(e.dirty_bytes(), 0, "a fresh engine");
+    let mut off = 0;
+    // Several "batches" between checkpoints, asked after each (as an interval commit does).
+    let mut asked = Vec::new();
+    for batch in 0..4u32 {
+        for key in (batch * 100)..(batch * 100 + 150) {
+            e.process(s, off, 0, ev(key, 10, 1));
+            off += 1;
+        }
+        asked.push(e.dirty_bytes());
+    }
+    assert!(
+        asked.windows(2).all(|w| w[0] < w[1]),
+        "grows with the dirty state: {asked:?}"
+    );
+    let first = e.snapshot().unwrap();
+    assert_eq!(*asked.last().unwrap(), key_group_bytes(&first));
+    assert_eq!(e.dirty_bytes(), 0, "a checkpoint cleans every group");
+
+    // A restored engine: nothing dirty, then only the touched groups.
+    let image = CheckpointImage::new(first);
+    let mut r = Engine::restore(&long_window("dirty-bytes", GROUPS), &image).unwrap();
+    assert_eq!(r.dirty_bytes(), 0, "a restored engine");
+    let s = r.partition("s0");
+    for key in [3u32, 77, 150] {
+        r.process(s, off, 0, ev(key, 20, 1));
+        off += 1;
+    }
+    let dirty = r.dirty_bytes();
+    let second = r.snapshot().unwrap();
+    assert!(dirty > 0);
+    assert_eq!(dirty, key_group_bytes(&second));
+}
+
 #[test]
 fn an_incremental_checkpoint_writes_exactly_the_key_groups_of_the_touched_keys() {
     let mut e = long_window("dirty", GROUPS).engine();

@@ -16,6 +16,9 @@ pub type PartitionKeyOf = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
 pub const CHECKPOINT_INTERVAL_BATCHES_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES";
 /// The environment variable of the checkpoint interval in milliseconds of processing time.
 pub const CHECKPOINT_INTERVAL_MS_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_MS";
+/// The environment variable of the checkpoint interval in bytes of state changed since the last
+/// commit ([`shardflow_engine::Engine::dirty_bytes`]).
+pub const CHECKPOINT_INTERVAL_BYTES_ENV: &str = "SHARDFLOW_CHECKPOINT_INTERVAL_BYTES";
 
 /// The environment variable that lets a stage drop checkpointed state of operators its pipeline
 /// no longer has (`true` or `1`; `false`, `0` or unset: refuse). See [`StageConfig::restore`].
@@ -75,15 +78,21 @@ impl IntervalLimits {
 }
 
 /// How often a stage commits a shard's state (see the crate documentation, "Interval commits"):
-/// when `batches` batches were handled since the last commit, or when `millis` of processing time
-/// passed since it, whichever comes first (`None`: no such bound). The default, one batch,
-/// commits every batch and never writes the progress item.
+/// when `batches` batches were handled since the last commit, when `millis` of processing time
+/// passed since it, or when the engine's state changed since it holds more than `bytes`
+/// ([`shardflow_engine::Engine::dirty_bytes`]), whichever comes first (`None`: no such bound).
+/// The default, one batch, commits every batch and never writes the progress item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointInterval {
     /// Batches per commit (at least 1), if bounded by batches.
     pub batches: Option<u64>,
     /// Milliseconds of processing time per commit, if bounded by time.
     pub millis: Option<u64>,
+    /// Bytes of changed state per commit (at least 1), if bounded by them: a batch after which
+    /// the engine's dirty state exceeds this commits. Bounds what one commit writes (and what a
+    /// crash makes the next container re-read) when the rate, and with it the state changed per
+    /// batch, rises.
+    pub bytes: Option<u64>,
 }
 
 impl Default for CheckpointInterval {
@@ -91,6 +100,7 @@ impl Default for CheckpointInterval {
         CheckpointInterval {
             batches: Some(1),
             millis: None,
+            bytes: None,
         }
     }
 }
@@ -101,6 +111,17 @@ impl CheckpointInterval {
         CheckpointInterval {
             batches: Some(n.max(1)),
             millis: None,
+            bytes: None,
+        }
+    }
+
+    /// Every `ms` milliseconds of processing time, or sooner when more than `bytes` of state
+    /// changed since the last commit (a `bytes` of 0 is taken as 1).
+    pub fn millis_or_bytes(ms: u64, bytes: u64) -> Self {
+        CheckpointInterval {
+            batches: None,
+            millis: Some(ms),
+            bytes: Some(bytes.max(1)),
         }
     }
 
@@ -109,12 +130,16 @@ impl CheckpointInterval {
         self.batches == Some(1) || self.millis == Some(0)
     }
 
-    /// Whether a commit is due after `batches_since_commit` uncommitted batches and `elapsed_ms`
-    /// since the interval started, counting the batch at hand.
-    pub fn due(&self, batches_since_commit: u64, elapsed_ms: u64) -> bool {
+    /// Whether a commit is due after `batches_since_commit` uncommitted batches, `elapsed_ms`
+    /// since the interval started and `dirty_bytes` of state changed since the last commit,
+    /// counting the batch at hand. `dirty_bytes` is only read when the interval is bounded by
+    /// bytes: a caller may pass 0 otherwise, and needs to measure only then
+    /// ([`CheckpointInterval::bytes`]).
+    pub fn due(&self, batches_since_commit: u64, elapsed_ms: u64, dirty_bytes: u64) -> bool {
         self.every_batch()
             || self.batches.is_some_and(|b| batches_since_commit + 1 >= b)
             || self.millis.is_some_and(|m| elapsed_ms >= m)
+            || self.bytes.is_some_and(|b| dirty_bytes > b)
     }
 
     /// Refuses an interval the deployment cannot keep exact (the start-up check; `Ok` for one
@@ -130,8 +155,9 @@ impl CheckpointInterval {
         }
         let Some(millis) = self.millis else {
             return Err(format!(
-                "a checkpoint interval of {:?} batches has no time bound: set {CHECKPOINT_INTERVAL_MS_ENV}",
-                self.batches
+                "a checkpoint interval of {:?} batches and {:?} bytes has no time bound: set \
+                 {CHECKPOINT_INTERVAL_MS_ENV}",
+                self.batches, self.bytes
             ));
         };
         if let Some(retention) = limits.input_retention_ms {
@@ -151,9 +177,9 @@ impl CheckpointInterval {
         Ok(())
     }
 
-    /// The interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] and [`CHECKPOINT_INTERVAL_MS_ENV`]
-    /// (both unset: one batch; 0 ms: no time bound; a value that is not a number is an error
-    /// naming the variable).
+    /// The interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`], [`CHECKPOINT_INTERVAL_MS_ENV`] and
+    /// [`CHECKPOINT_INTERVAL_BYTES_ENV`] (all unset: one batch; 0 ms or 0 bytes: no such bound; a
+    /// value that is not a number is an error naming the variable).
     pub fn from_env() -> Result<Self, String> {
         let read = |name: &str| -> Result<Option<u64>, String> {
             match std::env::var(name) {
@@ -168,10 +194,11 @@ impl CheckpointInterval {
         let batches = read(CHECKPOINT_INTERVAL_BATCHES_ENV)?.map(|b| b.max(1));
         // 0 ms is "no time bound" (the template's default), not "every batch".
         let millis = read(CHECKPOINT_INTERVAL_MS_ENV)?.filter(|m| *m > 0);
-        if batches.is_none() && millis.is_none() {
+        let bytes = read(CHECKPOINT_INTERVAL_BYTES_ENV)?.filter(|b| *b > 0);
+        if batches.is_none() && millis.is_none() && bytes.is_none() {
             return Ok(CheckpointInterval::default());
         }
-        Ok(CheckpointInterval { batches, millis })
+        Ok(CheckpointInterval { batches, millis, bytes })
     }
 }
 
@@ -265,7 +292,8 @@ impl StageConfig {
     /// The configuration with the parallelization factor from [`PARALLELIZATION_FACTOR_ENV`]
     /// (1 when unset; a value that is not a number is kept as 0, which `Stage::new` refuses) and
     /// the checkpoint interval from [`CHECKPOINT_INTERVAL_BATCHES_ENV`] /
-    /// [`CHECKPOINT_INTERVAL_MS_ENV`] (one batch when unset or unreadable; unreadable is logged),
+    /// [`CHECKPOINT_INTERVAL_MS_ENV`] / [`CHECKPOINT_INTERVAL_BYTES_ENV`] (one batch when unset
+    /// or unreadable; unreadable is logged),
     /// and the restore options from [`ALLOW_DROPPED_STATE_ENV`] (strict when unset or
     /// unreadable — a typo never drops state; unreadable is logged).
     pub fn from_env(keying: PartitionKeying) -> Self {
@@ -309,6 +337,7 @@ mod tests {
         CheckpointInterval {
             batches: None,
             millis: Some(ms),
+            bytes: None,
         }
     }
 
@@ -355,27 +384,83 @@ mod tests {
     fn the_default_interval_commits_every_batch() {
         let every = CheckpointInterval::default();
         assert!(every.every_batch());
-        assert!(every.due(0, 0));
+        assert!(every.due(0, 0, 0));
     }
 
     #[test]
     fn an_interval_is_due_at_its_batch_count_or_its_time_whichever_comes_first() {
         let five = CheckpointInterval::batches(5);
         assert!(!five.every_batch());
-        assert!(!five.due(3, u64::MAX), "no time bound");
-        assert!(five.due(4, 0), "the fifth batch since the commit");
+        assert!(!five.due(3, u64::MAX, u64::MAX), "no time or bytes bound");
+        assert!(five.due(4, 0, 0), "the fifth batch since the commit");
         let both = CheckpointInterval {
             batches: Some(100),
             millis: Some(30_000),
+            bytes: None,
         };
-        assert!(!both.due(10, 29_999));
-        assert!(both.due(10, 30_000));
-        assert!(both.due(99, 0));
+        assert!(!both.due(10, 29_999, u64::MAX));
+        assert!(both.due(10, 30_000, 0));
+        assert!(both.due(99, 0, 0));
         let time_only = CheckpointInterval {
             batches: None,
             millis: Some(1_000),
+            bytes: None,
         };
-        assert!(!time_only.due(1_000_000, 999));
-        assert!(time_only.due(0, 1_000));
+        assert!(!time_only.due(1_000_000, 999, u64::MAX));
+        assert!(time_only.due(0, 1_000, 0));
+    }
+
+    #[test]
+    fn an_interval_bounded_by_bytes_is_due_once_the_changed_state_exceeds_them_or_its_time_passes() {
+        let i = CheckpointInterval::millis_or_bytes(30_000, 64 * 1024);
+        assert!(!i.every_batch(), "a bytes bound is not every batch");
+        assert!(!i.due(1_000, 29_999, 64 * 1024), "at the bound, not over it");
+        assert!(i.due(0, 0, 64 * 1024 + 1), "over the bound after one batch");
+        assert!(i.due(0, 30_000, 0), "the time bound still holds");
+        let day = IntervalLimits {
+            input_retention_ms: Some(24 * 3_600_000),
+            sink_dedup_window_ms: None,
+        };
+        assert!(i.check(&day).is_ok());
+        let bytes_only = CheckpointInterval {
+            batches: None,
+            millis: None,
+            bytes: Some(1 << 20),
+        };
+        assert!(
+            bytes_only.check(&day).is_err(),
+            "bytes alone are no time bound: a quiet shard never reaches them"
+        );
+    }
+
+    #[test]
+    fn the_interval_reads_its_bytes_bound_from_the_environment_and_0_is_no_bound() {
+        // One test touches these variables (tests run in parallel threads of one process).
+        use super::{CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_BYTES_ENV, CHECKPOINT_INTERVAL_MS_ENV};
+        let set = |b: &str, ms: &str, bytes: &str| {
+            std::env::set_var(CHECKPOINT_INTERVAL_BATCHES_ENV, b);
+            std::env::set_var(CHECKPOINT_INTERVAL_MS_ENV, ms);
+            std::env::set_var(CHECKPOINT_INTERVAL_BYTES_ENV, bytes);
+            CheckpointInterval::from_env()
+        };
+        assert_eq!(
+            set("1000", "30000", "1048576"),
+            Ok(CheckpointInterval {
+                batches: Some(1000),
+                millis: Some(30_000),
+                bytes: Some(1_048_576),
+            })
+        );
+        assert_eq!(set("1000", "30000", "0").map(|i| i.bytes), Ok(None));
+        assert_eq!(set("1", "0", "0"), Ok(CheckpointInterval::default()));
+        let err = set("1", "0", "1MB").unwrap_err();
+        assert!(err.contains(CHECKPOINT_INTERVAL_BYTES_ENV), "{err}");
+        for v in [
+            CHECKPOINT_INTERVAL_BATCHES_ENV,
+            CHECKPOINT_INTERVAL_MS_ENV,
+            CHECKPOINT_INTERVAL_BYTES_ENV,
+        ] {
+            std::env::remove_var(v);
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! | `SHARDFLOW_INPUT_STREAM` | the input stream's name or ARN, whose shard lineage the stage reads after a reshard (optional: without it every shard is an original one) |
 //! | `SHARDFLOW_MAX_ATTEMPTS` | attempts of a failing record before it is dead-lettered as poison (default 3) |
 //! | `SHARDFLOW_PARALLELIZATION_FACTOR` | the event source mapping's factor (only 1 is accepted) |
-//! | `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES`, `SHARDFLOW_CHECKPOINT_INTERVAL_MS` | how often a shard commits (default every batch) |
+//! | `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES`, `SHARDFLOW_CHECKPOINT_INTERVAL_MS`, `SHARDFLOW_CHECKPOINT_INTERVAL_BYTES` | how often a shard commits: every N batches, N ms, or once more than N bytes of state changed, whichever comes first (default every batch) |
 //! | `SHARDFLOW_ALLOW_DROPPED_STATE` | `true`: a restore drops checkpointed state of operators the pipeline no longer has instead of refusing (default: refuse; see the crate documentation, "Restores") |
 
 use std::sync::Arc;

@@ -27,7 +27,7 @@
 //!
 //! # Interval commits
 //! With a [`CheckpointInterval`] above one batch ([`StageConfig::checkpoint_interval`], env
-//! `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES` / `SHARDFLOW_CHECKPOINT_INTERVAL_MS`, or
+//! `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES` / `_MS` / `_BYTES`, or
 //! [`Stage::with_checkpoint_interval`]) a batch goes:
 //! 1. **Probe**: one strongly consistent `Query` of the shard's partition key returns the
 //!    checkpoint item's version, commit attempt and position, and the progress item (last handled
@@ -46,7 +46,10 @@
 //!    wait, up to 6 times, before the invocation fails (Lambda retries it).
 //! 3. **Process and emit** the batch (records at or below the handled position are skipped).
 //! 4. **Commit** when the interval is due (batches or milliseconds since the last commit, counted
-//!    across containers by the progress item), a record failure is recorded, nothing was
+//!    across containers by the progress item, or the engine's state changed since the last commit
+//!    over the bytes bound, `Engine::dirty_bytes`, measured only when that bound is set; after a
+//!    gap read the gap's changes count, so the measure does not depend on which container holds
+//!    the shard), a record failure is recorded, nothing was
 //!    committed yet, or the state was adopted from parents; the commit is fenced on `ver` as
 //!    above, and then the progress item is moved to it. **Otherwise** write the progress item with
 //!    one `PutItem` conditioned on the sequence number read in step 1 (a concurrent invocation
@@ -145,8 +148,9 @@ pub mod warm;
 
 pub use config::{
     restore_options_from_env, CheckpointInterval, IntervalLimits, PartitionKeyOf, PartitionKeying, StageConfig,
-    ALLOW_DROPPED_STATE_ENV, CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_MS_ENV, INPUT_RETENTION_HOURS_ENV,
-    MAX_RETENTION_FRACTION, PARALLELIZATION_FACTOR_ENV, RETRY_MARGIN_MS, SNS_FIFO_DEDUPLICATION_WINDOW_MS,
+    ALLOW_DROPPED_STATE_ENV, CHECKPOINT_INTERVAL_BATCHES_ENV, CHECKPOINT_INTERVAL_BYTES_ENV,
+    CHECKPOINT_INTERVAL_MS_ENV, INPUT_RETENTION_HOURS_ENV, MAX_RETENTION_FRACTION, PARALLELIZATION_FACTOR_ENV,
+    RETRY_MARGIN_MS, SNS_FIFO_DEDUPLICATION_WINDOW_MS,
 };
 pub use env::{
     StageEnv, StageSetupError, INPUT_STREAM_ENV, MAX_ATTEMPTS_ENV, SPILL_BUCKET_ENV, STAGE_ENV, STATE_TABLE_ENV,

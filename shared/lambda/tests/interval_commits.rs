@@ -307,6 +307,88 @@ async fn a_gap_read_from_kinesis_is_counted_in_the_emf_line_with_its_get_records
     assert!(gaps[2].1 >= 1, "{gaps:?}");
 }
 
+/// Revenue per product over one day: a product per record, so the state grows with every batch
+/// until a commit writes it.
+fn daily_revenue() -> shardflow_engine::Pipeline<Purchase, Row> {
+    use shardflow_engine::combine::{Count, Sum};
+    use shardflow_engine::{Trigger, WatermarkStrategy, Windowing};
+    shardflow_engine::Pipeline::builder("revenue")
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
+        .event_time(|p: &Purchase| p.ts_ms)
+        .key_by(|p| p.product)
+        .window(Windowing::tumbling(86_400_000).unwrap())
+        .trigger(Trigger::at_watermark())
+        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
+            (*k, w.start, n, c)
+        })
+        .sink("revenue")
+}
+
+/// Purchase `i` of product `i`.
+fn purchase_of_its_own_product(i: u64) -> Vec<u8> {
+    let mut p: Purchase = serde_json::from_slice(&purchase(i)).unwrap();
+    p.product = i as u32;
+    serde_json::to_vec(&p).unwrap()
+}
+
+#[tokio::test]
+async fn a_bytes_bound_commits_the_first_batch_after_which_the_changed_state_exceeds_it_also_across_containers() {
+    let (client, table) = shardflow_testkit::state_table("interval-bytes").await;
+    let (kinesis, stream, shard, records) = stream_of("interval-bytes", purchase_of_its_own_product).await;
+    let batches = batches(&stream, &shard, &records);
+    // The bound: the state three batches change, so that a commit comes about every third batch.
+    let mut probe = daily_revenue().engine();
+    let part = probe.partition("x");
+    for i in 0..(3 * BATCH as u64) {
+        probe.process(
+            part,
+            i,
+            0,
+            serde_json::from_slice(&purchase_of_its_own_product(i)).unwrap(),
+        );
+    }
+    let bound = probe.dirty_bytes() as u64 - 1;
+    // The commits an engine's dirty bytes call for: the first batch (nothing committed), then
+    // every batch after which the state changed since the last commit exceeds the bound.
+    let mut mirror = daily_revenue().engine();
+    let part = mirror.partition("x");
+    let mut want = Vec::new();
+    let mut version = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        for (j, _) in batch.records.iter().enumerate() {
+            let i = (b * BATCH + j) as u64;
+            mirror.process(
+                part,
+                i,
+                0,
+                serde_json::from_slice(&purchase_of_its_own_product(i)).unwrap(),
+            );
+        }
+        if version == 0 || mirror.dirty_bytes() as u64 > bound {
+            mirror.snapshot().unwrap();
+            version += 1;
+        }
+        want.push(version);
+    }
+    assert!(
+        (3..batches.len() as u64).contains(&version),
+        "the bound makes some batches commit and not others: {want:?}"
+    );
+
+    // Two containers alternating every two batches, an hour's time bound that never passes: the
+    // one that finds the other's uncommitted records re-reads them, and they count as changed.
+    let interval = CheckpointInterval::millis_or_bytes(3_600_000, bound);
+    let a = container_of(daily_revenue(), &client, &table, &kinesis, 1).with_checkpoint_interval(interval);
+    let b = container_of(daily_revenue(), &client, &table, &kinesis, 1).with_checkpoint_interval(interval);
+    let mut versions = Vec::new();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let c = if (i / 2) % 2 == 0 { &a } else { &b };
+        assert!(c.handle(batch).await.unwrap().batch_item_failures.is_empty());
+        versions.push(committed_version(&client, &table, &shard).await);
+    }
+    assert_eq!(versions, want);
+}
+
 /// A rendezvous for two invocations at [`CrashPoint::AfterLoad`]: while armed, each waits there
 /// (up to a minute, so a lost partner fails the test rather than hanging it) until both have
 /// opened the shard, so both start from the same progress point. Never crashes.

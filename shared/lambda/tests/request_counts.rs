@@ -644,6 +644,7 @@ async fn measure(kind: Kind, state_bytes: usize) -> Vec<Line> {
     let thirty_s = CheckpointInterval {
         batches: None,
         millis: Some(30_000),
+        bytes: None,
     };
     let mut rows = Vec::new();
     let mut row = |interval, case, cost: Cost| {

@@ -7,6 +7,8 @@ use thiserror::Error;
 pub enum StoreError {
     /// Another invocation committed this shard since this one loaded it (a stale or concurrent
     /// invocation). Nothing of this commit is visible; reload and retry, or fail the invocation.
+    /// Also what a load returns when a commit superseded the checkpoint while its state was read
+    /// (its slots deleted under the reader): load again.
     #[error("checkpoint of {stage}/{shard} was committed by another invocation (expected version {expected})")]
     Conflict {
         /// The stage.

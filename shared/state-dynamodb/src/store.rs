@@ -497,6 +497,9 @@ impl DynamoDbCheckpointStore {
     }
 
     /// Reads the shard's committed checkpoint (strongly consistent) and every live key group.
+    /// Another invocation committing between the two reads deletes the slots this one was about
+    /// to read: that is [`StoreError::Conflict`] (retryable, as a lost commit is), told from a
+    /// corrupt checkpoint by reading the item's version again.
     pub async fn load(&mut self) -> Result<LoadedCheckpoint, StoreError> {
         let item = self
             .client
@@ -554,18 +557,10 @@ impl DynamoDbCheckpointStore {
             Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
             _ => None,
         };
-        let slots = self.read_slots(&manifest).await?;
-        let mut missing = Vec::new();
-        let checkpoint = manifest.to_checkpoint(|op, g| match slots.get(&(op.to_owned(), g.key_group)) {
-            Some(b) => b.clone(),
-            None => {
-                missing.push(format!("{op}/{}", g.key_group));
-                Vec::new()
-            }
-        });
-        if !missing.is_empty() {
-            return Err(self.corrupt(format!("live slots missing or of another version: {missing:?}")));
-        }
+        let (checkpoint, slots) = match self.read_live_state(&manifest).await {
+            Ok(read) => read,
+            Err(e) => return Err(self.conflict_if_moved_on(version, e).await),
+        };
         self.refresh.clear();
         if let Some(ttl) = self.ttl {
             let due = (self.clock)().saturating_sub(ttl.as_secs() / 2);
@@ -593,6 +588,85 @@ impl DynamoDbCheckpointStore {
         })
     }
 
+    /// The checkpoint the manifest describes, assembled from its live slots (and spilled objects),
+    /// and the slots read. A slot missing or of another version is [`StoreError::Corrupt`] here;
+    /// the caller tells it from a concurrent commit ([`Self::conflict_if_moved_on`]).
+    async fn read_live_state(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<(Checkpoint, HashMap<(String, u16), Vec<u8>>), StoreError> {
+        let slots = self.read_slots(manifest).await?;
+        let mut missing = Vec::new();
+        let checkpoint = manifest.to_checkpoint(|op, g| match slots.get(&(op.to_owned(), g.key_group)) {
+            Some(b) => b.clone(),
+            None => {
+                missing.push(format!("{op}/{}", g.key_group));
+                Vec::new()
+            }
+        });
+        if !missing.is_empty() {
+            return Err(self.corrupt(format!("live slots missing or of another version: {missing:?}")));
+        }
+        Ok((checkpoint, slots))
+    }
+
+    /// What a failed read of the live state of checkpoint `version` means: a commit by another
+    /// invocation between the read of the checkpoint item and the read of its slots deletes the
+    /// slots (and spilled objects) it supersedes, so a slot or object missing is only corruption
+    /// if the checkpoint item still holds `version`. Re-reads its `ver` (one strongly consistent
+    /// `GetItem` of that attribute): moved on, the load lost a race and is a
+    /// [`StoreError::Conflict`] (load again, or fail the invocation for Lambda to retry); still
+    /// `version`, the error `e` stands. Errors that no commit causes pass through unread.
+    async fn conflict_if_moved_on(&self, version: u64, e: StoreError) -> StoreError {
+        if !matches!(
+            e,
+            StoreError::Corrupt { .. } | StoreError::S3 { .. } | StoreError::SpillChecksum { .. }
+        ) {
+            return e;
+        }
+        match self.stored_version().await {
+            Ok((stored, _)) if stored != version => {
+                tracing::info!(stage = %self.stage, shard = %self.shard, loaded = version, stored, error = %e,
+                    "the checkpoint was committed again while its state was read: a conflict, not corruption");
+                StoreError::Conflict {
+                    stage: self.stage.clone(),
+                    shard: self.shard.clone(),
+                    expected: version,
+                }
+            }
+            Ok(_) => e,
+            Err(reread) => {
+                tracing::warn!(stage = %self.stage, shard = %self.shard, error = %e, %reread,
+                    "reading the state failed, and so did re-reading the checkpoint's version");
+                reread
+            }
+        }
+    }
+
+    /// The checkpoint item's `ver` (0 without an item) and commit attempt, read strongly
+    /// consistent with a projection of those two attributes.
+    async fn stored_version(&self) -> Result<(u64, Option<u64>), StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.checkpoint_key()))
+            .consistent_read(true)
+            .projection_expression("#ver, #attempt")
+            .expression_attribute_names("#ver", "ver")
+            .expression_attribute_names("#attempt", "attempt")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamodb("GetItem", e))?
+            .item;
+        let stored = match item.as_ref().and_then(|i| i.get("ver")) {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt("ver is not a number"))?,
+            Some(_) => return Err(self.corrupt("ver is not a number")),
+            None => 0,
+        };
+        Ok((stored, item.as_ref().and_then(attempt_of)))
+    }
+
     /// The opaque shuffle state of the shard (a shuffle's downstream dedup marks and watermarks):
     /// as the last [`DynamoDbCheckpointStore::load`] read it from the checkpoint item, or as set
     /// since. `None` for a stage without a shuffle input.
@@ -615,25 +689,7 @@ impl DynamoDbCheckpointStore {
         let Some(committed) = &self.committed else {
             return Ok(false);
         };
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.checkpoint_key()))
-            .consistent_read(true)
-            .projection_expression("#ver, #attempt")
-            .expression_attribute_names("#ver", "ver")
-            .expression_attribute_names("#attempt", "attempt")
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamodb("GetItem", e))?
-            .item;
-        let stored = match item.as_ref().and_then(|i| i.get("ver")) {
-            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt("ver is not a number"))?,
-            Some(_) => return Err(self.corrupt("ver is not a number")),
-            None => 0,
-        };
-        let attempt = item.as_ref().and_then(attempt_of);
+        let (stored, attempt) = self.stored_version().await?;
         Ok(stored == committed.version && attempt == committed.attempt)
     }
 

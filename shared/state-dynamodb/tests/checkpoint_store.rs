@@ -460,3 +460,175 @@ async fn the_shuffle_state_commits_with_the_checkpoint_and_a_fenced_out_commit_d
         .unwrap();
     assert_eq!(loaded.shuffle_state.as_deref(), Some(&b"marks v2"[..]));
 }
+
+/// Holds a client's next `BatchGetItem` (the slot read of a load, after its read of the checkpoint
+/// item) until released, so that a test can commit in between: the race of a cold load with
+/// another container's commit, made deterministic.
+#[derive(Clone, Default, Debug)]
+struct SlotReadGate(Arc<(Mutex<GateState>, std::sync::Condvar)>);
+
+#[derive(Default, Debug)]
+struct GateState {
+    armed: bool,
+    held: bool,
+    released: bool,
+}
+
+impl SlotReadGate {
+    fn arm(&self) {
+        *self.0 .0.lock().unwrap() = GateState {
+            armed: true,
+            ..GateState::default()
+        };
+    }
+
+    /// Waits (polling, without blocking the runtime) until a slot read is held.
+    async fn wait_held(&self) {
+        for _ in 0..600 {
+            if self.0 .0.lock().unwrap().held {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the load never read its slots");
+    }
+
+    fn release(&self) {
+        self.0 .0.lock().unwrap().released = true;
+        self.0 .1.notify_all();
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for SlotReadGate {
+    fn name(&self) -> &'static str {
+        "slot-read-gate"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput;
+        if context.input().downcast_ref::<BatchGetItemInput>().is_none() {
+            return Ok(());
+        }
+        // Blocking in place hands this worker's other tasks (the committing test) to another.
+        tokio::task::block_in_place(|| {
+            let (state, released) = &*self.0;
+            let mut state = state.lock().unwrap();
+            if !state.armed {
+                return;
+            }
+            state.armed = false;
+            state.held = true;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !state.released {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                assert!(!left.is_zero(), "the gate was never released");
+                state = released.wait_timeout(state, left).unwrap().0;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A store of `shard` on a client whose slot reads pass `gate`.
+fn gated_store(client: &Client, table: &str, shard: &str, gate: &SlotReadGate) -> DynamoDbCheckpointStore {
+    let gated = Client::from_conf(client.config().to_builder().interceptor(gate.clone()).build());
+    DynamoDbCheckpointStore::new(gated, table, "counts", shard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_whose_slots_a_concurrent_commit_deletes_is_a_conflict_and_loading_again_reads_the_new_checkpoint() {
+    let (client, table) = client_and_table("load-race").await;
+    let p = pipeline(16);
+    let shard = "shardId-000000000009";
+    // Version 1: state in most key groups.
+    let mut writer = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    writer.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    let input = events(40, 400);
+    for (i, ev) in input[..200].iter().enumerate() {
+        engine.process(part, i as u64, 0, *ev);
+    }
+    writer.commit(&engine.snapshot().unwrap(), &seq(200)).await.unwrap();
+
+    // A cold load reads the checkpoint item (version 1) and is held before its slot reads ...
+    let gate = SlotReadGate::default();
+    let mut cold = gated_store(&client, &table, shard, &gate);
+    gate.arm();
+    let load = tokio::spawn(async move { (cold.load().await, cold) });
+    gate.wait_held().await;
+    // ... while another container commits version 2 over every key, deleting version 1's slots.
+    for (i, ev) in input[200..].iter().enumerate() {
+        engine.process(part, (200 + i) as u64, 0, *ev);
+    }
+    engine.drain_output();
+    let stats = writer.commit(&engine.snapshot().unwrap(), &seq(400)).await.unwrap();
+    engine.finish();
+    let rest = values(engine.drain_output());
+    assert!(stats.items_deleted > 0, "version 1's slots are deleted: {stats:?}");
+    gate.release();
+    let (loaded, mut cold) = load.await.unwrap();
+    match loaded {
+        Err(StoreError::Conflict { expected: 1, .. }) => {}
+        other => panic!("expected a conflict on version 1, got {:?}", other.map(|l| l.version)),
+    }
+
+    // Loading again reads version 2 whole, and its commit is fenced on version 2.
+    let again = cold.load().await.unwrap();
+    assert_eq!(again.version, 2);
+    assert_eq!(again.sequence_number, Some(seq(400)));
+    let mut restored = shardflow_engine::Engine::restore(&p, again.image.as_ref().unwrap()).unwrap();
+    restored.finish();
+    assert_eq!(values(restored.drain_output()), rest);
+    assert!(!rest.is_empty());
+}
+
+#[tokio::test]
+async fn a_live_slot_missing_without_a_newer_commit_is_still_reported_as_corrupt() {
+    let (client, table) = client_and_table("load-corrupt").await;
+    let p = pipeline(16);
+    let shard = "shardId-000000000010";
+    let mut writer = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    writer.load().await.unwrap();
+    let mut engine = p.engine();
+    let part = engine.partition("s");
+    for (i, ev) in events(40, 200).iter().enumerate() {
+        engine.process(part, i as u64, 0, *ev);
+    }
+    writer.commit(&engine.snapshot().unwrap(), &seq(200)).await.unwrap();
+    // Delete one live slot item by hand: the checkpoint still names it.
+    let items = client
+        .scan()
+        .table_name(&table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let slot = items
+        .items()
+        .iter()
+        .find(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.contains("#kg#"))
+        })
+        .expect("a slot item")
+        .clone();
+    client
+        .delete_item()
+        .table_name(&table)
+        .key("pk", slot["pk"].clone())
+        .key("sk", slot["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+    let mut reader = DynamoDbCheckpointStore::new(client.clone(), &table, "counts", shard);
+    match reader.load().await {
+        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("live slots missing"), "{reason}"),
+        other => panic!("expected corruption, got {:?}", other.map(|l| l.version)),
+    }
+}

@@ -222,6 +222,10 @@ where
         self.next.snapshot(full, out)
     }
 
+    fn dirty_bytes(&mut self) -> usize {
+        self.keyed.state.dirty_bytes() + self.next.dirty_bytes()
+    }
+
     fn restore(&mut self, image: &OperatorStates<'_>) -> Result<(), StateError> {
         if self.keyed.restore(image)? {
             self.rebuild();

@@ -23,6 +23,9 @@ macro_rules! checkpoint_hooks {
             $(out.push(self.$state.snapshot(full)?);)?
             self.next.snapshot(full, out)
         }
+        fn dirty_bytes(&mut self) -> usize {
+            0 $(+ self.$state.state.dirty_bytes())? + self.next.dirty_bytes()
+        }
         fn restore(&mut self, image: &$crate::restore::OperatorStates<'_>) -> Result<(), $crate::error::StateError> {
             $(if self.$state.restore(image)? {
                 self.$rebuild();
@@ -67,6 +70,9 @@ macro_rules! terminal_hooks {
             _: &mut Vec<$crate::checkpoint::OperatorState>,
         ) -> Result<(), $crate::error::StateError> {
             Ok(())
+        }
+        fn dirty_bytes(&mut self) -> usize {
+            0
         }
         fn restore(&mut self, _: &$crate::restore::OperatorStates<'_>) -> Result<(), $crate::error::StateError> {
             Ok(())
@@ -179,6 +185,9 @@ pub trait Operator<In>: Send {
     /// Appends the state of this operator and the ones after it (changed key groups only,
     /// unless `full`).
     fn snapshot(&mut self, full: bool, out: &mut Vec<OperatorState>) -> Result<(), StateError>;
+    /// The bytes of keyed state the next incremental snapshot of this operator and the ones after
+    /// it would encode (see [`crate::state::KeyedState::dirty_bytes`]).
+    fn dirty_bytes(&mut self) -> usize;
     /// Replaces the state of this operator and the ones after it with `image`'s (each operator
     /// reads its state by its id; one that finds none keeps its empty state).
     fn restore(&mut self, image: &OperatorStates<'_>) -> Result<(), StateError>;

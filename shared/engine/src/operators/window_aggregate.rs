@@ -648,6 +648,10 @@ where
         self.inner.snapshot(full, out)
     }
 
+    fn dirty_bytes(&mut self) -> usize {
+        self.inner.dirty_bytes()
+    }
+
     fn restore(&mut self, image: &crate::restore::OperatorStates<'_>) -> Result<(), crate::error::StateError> {
         self.inner.restore(image)
     }

@@ -114,13 +114,21 @@ where
         let now = epoch_ms();
         let base_version = store.committed_version().unwrap_or(0);
         let last = outcome.last_sequence.clone();
+        let interval = self.config.checkpoint_interval;
+        // Measured only under a bytes bound (it costs a counting pass over the changed groups).
+        let dirty_bytes = if interval.bytes.is_some() {
+            engine.dirty_bytes() as u64
+        } else {
+            0
+        };
         let due = start.adopted
             || base_version == 0
             || position.failure.is_some()
-            || self
-                .config
-                .checkpoint_interval
-                .due(batches_since_commit, now.saturating_sub(interval_started_ms));
+            || interval.due(
+                batches_since_commit,
+                now.saturating_sub(interval_started_ms),
+                dirty_bytes,
+            );
         let Some(last) = last.filter(|_| !due) else {
             let (done, stats, commit_ms) = self
                 .commit_batch(&mut store, &mut engine, start.adopted, &outcome)
