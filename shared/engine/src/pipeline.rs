@@ -476,6 +476,20 @@ impl<In: Send + 'static, T: Send + 'static, Up> Stream<In, T, Up> {
         })
     }
 
+    /// The stream with its results also collected per event-time bucket (the stateful operator
+    /// of [`Stream::sink_with_buckets`]).
+    fn bucketed(self, buckets: EventTimeBuckets) -> Stream<In, T, Up>
+    where
+        T: Clone + Serialize + DeserializeOwned,
+    {
+        let schema = (StateSchema::of::<T>(1), Vec::new());
+        self.then_stateful(
+            crate::operators::event_time_buckets::KIND,
+            schema,
+            move |id, max_kg, next| Box::new(BucketResults::new(id, max_kg, buckets, next)),
+        )
+    }
+
     /// Partitions the stream by key: what follows keeps state per key.
     pub fn key_by<K: StateKey>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<In, K, T, Up> {
         KeyedStream {
@@ -515,13 +529,7 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T, Unsplit> {
     where
         T: Clone + Serialize + DeserializeOwned,
     {
-        let schema = (StateSchema::of::<T>(1), Vec::new());
-        self.then_stateful(
-            crate::operators::event_time_buckets::KIND,
-            schema,
-            move |id, max_kg, next| Box::new(BucketResults::new(id, max_kg, buckets, next)),
-        )
-        .sink(name)
+        self.bucketed(buckets).sink(name)
     }
 
     /// Ends the pipeline: its results are drained from the engine and written to the sink named
@@ -544,6 +552,16 @@ impl<In: Send + 'static, T: Send + 'static> Stream<In, T, Unsplit> {
 }
 
 impl<In: Send + 'static, S: Send + 'static, T: Send + 'static> Stream<S, T, Upstream<In, S>> {
+    /// Ends a pipeline with a shuffle marker as [`Stream::sink_with_buckets`] ends one without:
+    /// the downstream half (and the whole) also collect the results per event-time bucket, so
+    /// the keyed stage can write one object per bucket. See [`SplitPipeline`].
+    pub fn sink_with_buckets(self, name: &str, buckets: EventTimeBuckets) -> SplitPipeline<In, S, T>
+    where
+        T: Clone + Serialize + DeserializeOwned,
+    {
+        self.bucketed(buckets).sink(name)
+    }
+
     /// Ends a pipeline with a shuffle marker ([`KeyedStream::shuffle`]): its two halves and the
     /// whole, see [`SplitPipeline`]. Cannot fail, as [`Stream::sink`].
     pub fn sink(self, name: &str) -> SplitPipeline<In, S, T> {

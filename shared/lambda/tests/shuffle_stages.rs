@@ -3,8 +3,10 @@
 //! DynamoDB), both driven through their handlers with batches read from the streams. The
 //! downstream's results equal the single engine of the same pipeline — with crashes between the
 //! shuffle write and the upstream commit, redelivery on both sides, a corrupted shuffle record,
-//! and an upstream shard that goes silent (its windows close after the idleness timeout, with a
-//! tick).
+//! version skew between the stages, a watermark record of a stage it does not consume, and an
+//! upstream shard that goes silent (its windows close after the idleness timeout, with a tick).
+//! Late values are dead-lettered with the shuffled records that carried them, as the
+//! single-engine stage dead-letters its late input records.
 
 mod common;
 
@@ -13,16 +15,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
+use common::streams::{batches, deliver, put, read_shards, round_robin};
 use common::{purchase, wait_active, Purchase, Row};
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{
     Lifted, Pipeline, ResultId, ShuffleOutput, SplitPipeline, Trigger, WatermarkStrategy, Windowing,
 };
 use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
-use shardflow_lambda::{input_record, CrashPoint, KinesisLineage, Stage, StageConfig};
-use shardflow_shuffle::Source;
-use shardflow_stage::{DeadLetterKind, InputRecord, JsonDecoder, MemoryDeadLetters, MemoryResultSink, ShardBatch};
+use shardflow_lambda::{CrashPoint, KinesisLineage, Stage, StageConfig};
+use shardflow_shuffle::{ShuffleRecord, Source};
+use shardflow_stage::{
+    DeadLetter, DeadLetterKind, InputRecord, JsonDecoder, MemoryDeadLetters, MemoryResultSink, ShardBatch,
+};
 
 const UPSTREAM: &str = "revenue-up";
 const DOWNSTREAM: &str = "revenue";
@@ -170,97 +174,6 @@ impl<S> Topology<S> {
     }
 }
 
-/// Puts `payload`s with partition keys `p{i}` (spread over the shards) into `stream`.
-async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, payloads: impl Iterator<Item = (String, Vec<u8>)>) {
-    for (key, data) in payloads {
-        kinesis
-            .put_record()
-            .stream_name(stream)
-            .partition_key(key)
-            .data(Blob::new(data))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-/// Every shard of `stream` with its records from the start, as GetRecords returns them.
-async fn read_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> BTreeMap<String, Vec<InputRecord>> {
-    let shards = kinesis.list_shards().stream_name(stream).send().await.unwrap();
-    let mut out = BTreeMap::new();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        let mut records = Vec::new();
-        loop {
-            let page = kinesis.get_records().shard_iterator(&iterator).send().await.unwrap();
-            records.extend(page.records().iter().map(|r| input_record(r).unwrap()));
-            if page.records().is_empty() && page.millis_behind_latest().is_none_or(|ms| ms == 0) {
-                break;
-            }
-            // A closed shard read to its end has no next iterator.
-            let Some(next) = page.next_shard_iterator() else { break };
-            iterator = next.to_owned();
-        }
-        out.insert(shard.shard_id().to_owned(), records);
-    }
-    out
-}
-
-fn batches(stream: &str, shard: &str, records: &[InputRecord], size: usize) -> Vec<ShardBatch> {
-    records
-        .chunks(size)
-        .map(|c| ShardBatch {
-            stream: stream.to_owned(),
-            shard_id: shard.to_owned(),
-            records: c.to_vec(),
-        })
-        .collect()
-}
-
-/// Lambda's delivery: each batch until it succeeds (a failed invocation is retried).
-async fn deliver<F, Fut, E>(batch: ShardBatch, handle: F) -> usize
-where
-    F: Fn(ShardBatch) -> Fut,
-    Fut: std::future::Future<Output = Result<aws_lambda_events::event::streams::KinesisEventResponse, E>>,
-    E: std::fmt::Display,
-{
-    for failures in 0..20 {
-        match handle(batch.clone()).await {
-            Ok(_) => return failures,
-            Err(e) => eprintln!("invocation failed, retried: {e}"),
-        }
-    }
-    panic!("a batch failed 20 times");
-}
-
-/// The order in which the tests deliver input batches: round robin over the shards, `size`
-/// records each.
-fn round_robin(input: &BTreeMap<String, Vec<InputRecord>>, size: usize) -> Vec<(String, Vec<InputRecord>)> {
-    let mut per_shard: Vec<(String, std::slice::Chunks<'_, InputRecord>)> =
-        input.iter().map(|(s, r)| (s.clone(), r.chunks(size))).collect();
-    let mut order = Vec::new();
-    loop {
-        let before = order.len();
-        for (shard, chunks) in &mut per_shard {
-            if let Some(c) = chunks.next() {
-                order.push((shard.clone(), c.to_vec()));
-            }
-        }
-        if order.len() == before {
-            return order;
-        }
-    }
-}
-
 /// Runs the upstream stage over the input stream's shards, round robin by batch of `size`.
 async fn run_upstream<S: Shuffled>(t: &Topology<S>, input: &BTreeMap<String, Vec<InputRecord>>, size: usize) -> usize {
     deliver_upstream(t, round_robin(input, size)).await
@@ -313,6 +226,17 @@ fn single_engine_of(
     size: usize,
     ended: &[&str],
 ) -> BTreeMap<ResultId, Row> {
+    let mut e = single_engine_run(whole, input, size, ended);
+    e.drain_output().into_iter().map(|o| (o.id, o.value)).collect()
+}
+
+/// The engine of [`single_engine_of`] after the run (results and late records not drained).
+fn single_engine_run(
+    whole: &Pipeline<Purchase, Row>,
+    input: &BTreeMap<String, Vec<InputRecord>>,
+    size: usize,
+    ended: &[&str],
+) -> shardflow_engine::Engine<Purchase, Row> {
     let mut e = whole.engine();
     for (shard, records) in round_robin(input, size) {
         let p = e.partition(&shard);
@@ -329,7 +253,32 @@ fn single_engine_of(
         let p = e.partition(shard);
         e.end_partition(p);
     }
-    e.drain_output().into_iter().map(|o| (o.id, o.value)).collect()
+    e
+}
+
+/// The downstream's dead letters of `kind`.
+fn letters_of<S: Shuffled>(down: &Down<S>, kind: DeadLetterKind) -> Vec<DeadLetter> {
+    let mut letters = down.stage().dead_letters().letters();
+    letters.retain(|l| l.kind == kind);
+    letters
+}
+
+/// The reasons of the downstream's late dead letters, sorted.
+fn late_reasons<S: Shuffled>(down: &Down<S>) -> Vec<String> {
+    let mut reasons: Vec<String> = letters_of(down, DeadLetterKind::Late)
+        .into_iter()
+        .map(|l| l.reason)
+        .collect();
+    reasons.sort_unstable();
+    reasons
+}
+
+/// The reasons the single-engine stage gives its late records in [`single_engine`]'s run, sorted.
+fn single_engine_late(input: &BTreeMap<String, Vec<InputRecord>>, size: usize, ended: &[&str]) -> Vec<String> {
+    let mut e = single_engine_run(&split().whole, input, size, ended);
+    let mut reasons: Vec<String> = e.drain_late().iter().map(DeadLetter::late_reason).collect();
+    reasons.sort_unstable();
+    reasons
 }
 
 /// The downstream's results by id; panics if two writes of an id differ.
@@ -361,7 +310,11 @@ async fn three_input_shards_through_a_two_shard_shuffle_equal_the_single_engine(
     assert_eq!(results(&t.down), expected);
     // Every result was emitted once (no batch failed or was redelivered here).
     assert_eq!(t.down.stage().sink().writes().len(), expected.len());
-    assert!(t.down.stage().dead_letters().letters().is_empty());
+    assert!(letters_of(&t.down, DeadLetterKind::Undecodable).is_empty());
+    // Purchases of a shard behind the others are late, as in the single engine: dead-lettered.
+    let late = single_engine_late(&input, 25, &[]);
+    assert!(!late.is_empty());
+    assert_eq!(late_reasons(&t.down), late);
     t.delete_streams().await;
 }
 
@@ -415,16 +368,31 @@ async fn crashes_after_the_shuffle_write_and_redelivery_on_both_sides_emit_each_
     t.delete_streams().await;
 }
 
-#[tokio::test]
-async fn a_corrupted_shuffle_record_is_dead_lettered_with_its_reason_and_the_shard_goes_on() {
-    let t = topology("shuffle-corrupt", 2, 2, None, None).await;
+/// What [`half_delivered`] returns.
+type HalfDelivered = (
+    Topology,
+    BTreeMap<String, Vec<InputRecord>>,
+    Vec<(String, Vec<InputRecord>)>,
+    aws_sdk_kinesis::operation::list_shards::ListShardsOutput,
+);
+
+/// Purchases 0..120 on two input shards, the first half of the upstream batches (of 10)
+/// delivered to a two-shard shuffle: the topology, the input, the other half, the shuffle's shards.
+async fn half_delivered(prefix: &str) -> HalfDelivered {
+    let t = topology(prefix, 2, 2, None, None).await;
     put(&t.kinesis, &t.input, purchases(0..120)).await;
     let input = read_shards(&t.kinesis, &t.input).await;
     let mut order = round_robin(&input, 10);
     let second_half = order.split_off(order.len() / 2);
     deliver_upstream(&t, order).await;
-    // A foreign record in the middle of the first shuffle shard's records, then the rest.
     let shards = t.kinesis.list_shards().stream_name(&t.shuffle).send().await.unwrap();
+    (t, input, second_half, shards)
+}
+
+#[tokio::test]
+async fn a_corrupted_shuffle_record_is_dead_lettered_with_its_reason_and_the_shard_goes_on() {
+    let (t, input, second_half, shards) = half_delivered("shuffle-corrupt").await;
+    // A foreign record in the middle of the first shuffle shard's records, then the rest.
     let victim = shards.shards()[0].shard_id().to_owned();
     t.kinesis
         .put_record()
@@ -439,7 +407,7 @@ async fn a_corrupted_shuffle_record_is_dead_lettered_with_its_reason_and_the_sha
     let handled: BTreeMap<String, usize> = BTreeMap::new();
     let (_, failures) = run_downstream(&t, 10, &handled).await;
     assert_eq!(failures, 0, "the bad record blocks nothing");
-    let letters = t.down.stage().dead_letters().letters();
+    let letters = letters_of(&t.down, DeadLetterKind::Undecodable);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].kind, DeadLetterKind::Undecodable);
     assert_eq!(letters[0].shard_id, victim);
@@ -500,7 +468,7 @@ async fn a_silent_upstream_shards_windows_close_after_the_idleness_timeout_with_
     run_downstream(&t, 10, &positions).await;
     assert_eq!(results(&t.down), released);
     assert!(
-        t.down.stage().dead_letters().letters().is_empty(),
+        letters_of(&t.down, DeadLetterKind::Undecodable).is_empty(),
         "heartbeats are not dead letters"
     );
     t.delete_streams().await;
@@ -557,7 +525,8 @@ async fn a_split_of_the_shuffle_stream_hands_key_groups_and_dedup_marks_to_the_c
     assert_eq!(failures, 0);
     assert_eq!(after.len(), 3, "the closed parent and its two children: {after:?}");
     assert_eq!(results(&t.down), single_engine(&input, 15, &[]));
-    assert!(t.down.stage().dead_letters().letters().is_empty());
+    assert!(letters_of(&t.down, DeadLetterKind::Undecodable).is_empty());
+    assert_eq!(late_reasons(&t.down), single_engine_late(&input, 15, &[]));
     t.delete_streams().await;
 }
 
@@ -591,4 +560,153 @@ async fn a_lifted_aggregation_shuffles_partials_and_equals_the_single_engine() {
     assert!(!expected.is_empty());
     assert_eq!(results(&t.down), expected);
     t.delete_streams().await;
+}
+
+/// A purchase of `product` at `ts_ms` (ms after the first purchase of [`purchase`]).
+fn purchase_at(product: u32, ts_ms: i64) -> Vec<u8> {
+    serde_json::to_vec(&Purchase {
+        product,
+        cents: 7,
+        ts_ms: 1_700_000_000_000 + ts_ms,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn late_shuffled_values_are_dead_lettered_with_their_records_as_the_single_engine_stage_does() {
+    let t = topology("shuffle-late", 1, 2, None, None).await;
+    put(&t.kinesis, &t.input, purchases(0..60)).await;
+    // Five purchases of windows that closed long ago (no allowed lateness): late, downstream.
+    let late = (0..5u32).map(|i| (format!("late{i}"), purchase_at(i % 3, i64::from(i) * 1_000)));
+    put(&t.kinesis, &t.input, late).await;
+    let input = read_shards(&t.kinesis, &t.input).await;
+    run_upstream(&t, &input, 10).await;
+    run_downstream(&t, 10, &BTreeMap::new()).await;
+    assert_eq!(results(&t.down), single_engine(&input, 10, &[]));
+    // The single-engine stage's reasons: the same late values, operators, watermarks, windows.
+    let expected_reasons = single_engine_late(&input, 10, &[]);
+    assert_eq!(expected_reasons.len(), 5);
+    let letters = t.down.stage().dead_letters().letters();
+    assert!(letters
+        .iter()
+        .all(|l| l.kind == DeadLetterKind::Late && l.stage == DOWNSTREAM));
+    assert_eq!(
+        late_reasons(&t.down),
+        expected_reasons,
+        "nothing dropped: each late value dead-lettered once"
+    );
+    // Each letter holds the shuffled record that carried its value.
+    for letter in &letters {
+        let bytes = letter.data().unwrap();
+        let Ok(ShuffleRecord::Data(data)) = ShuffleRecord::decode(&bytes) else {
+            panic!("not a shuffled data record: {letter:?}")
+        };
+        let value: Purchase = postcard::from_bytes(data.payload).unwrap();
+        assert_eq!((value.cents, value.ts_ms), (7, data.timestamp));
+        assert!(letter.reason.contains(&format!("event time {}", data.timestamp)));
+    }
+    t.delete_streams().await;
+}
+
+#[tokio::test]
+async fn version_skew_in_the_shuffle_is_dead_lettered_and_a_strangers_watermark_is_ignored() {
+    let (t, input, second_half, shards) = half_delivered("shuffle-skew").await;
+    let victim = &shards.shards()[0];
+    let range = victim.hash_key_range().unwrap();
+    let groups = shardflow_shuffle::KeyGroupSpace::new(split().whole.max_key_groups()).groups_in(
+        &(range.starting_hash_key().parse::<u128>().unwrap()..=range.ending_hash_key().parse::<u128>().unwrap()),
+    );
+    // A frame of a newer version; a data record (of a key group the shard owns) whose value an
+    // older writer encoded without two of its fields; a watermark of a stage this one does not
+    // consume, far behind (were it counted, it would hold every window back).
+    let mut skewed = frame(&[ShuffleRecord::Watermark(stranger_watermark())]);
+    skewed[shardflow_shuffle::frame::MAGIC.len()] = shardflow_shuffle::frame::VERSION + 1;
+    let short_value = postcard::to_allocvec(&(1u32,)).unwrap();
+    let sequence =
+        shardflow_stage::SequenceNumber::parse("49650000000000000000000000000000000000000000000001").unwrap();
+    let old_writer = ShuffleRecord::Data(shardflow_shuffle::DataRecord {
+        id: shardflow_shuffle::RecordId {
+            stage: UPSTREAM,
+            source_shard: "shardId-000000000007",
+            sequence: std::borrow::Cow::Borrowed(&sequence),
+            output_index: 0,
+        },
+        key_group: groups.start,
+        timestamp: 1_700_000_000_000,
+        origin: shardflow_engine::InputOrigin {
+            source: 1,
+            offset: 1,
+            index: 0,
+        },
+        wm_before: shardflow_engine::MIN_TIMESTAMP,
+        payload: &short_value,
+    });
+    let mut old_writer_bytes = Vec::new();
+    shardflow_shuffle::Encode::encode(&old_writer, &mut old_writer_bytes);
+    let injected = [
+        skewed.clone(),
+        frame(&[old_writer]),
+        frame(&[ShuffleRecord::Watermark(stranger_watermark())]),
+    ];
+    for data in injected {
+        t.kinesis
+            .put_record()
+            .stream_name(&t.shuffle)
+            .partition_key("foreign")
+            .explicit_hash_key(range.starting_hash_key())
+            .data(Blob::new(data))
+            .send()
+            .await
+            .unwrap();
+    }
+    deliver_upstream(&t, second_half).await;
+    let (_, failures) = run_downstream(&t, 10, &BTreeMap::new()).await;
+    assert_eq!(failures, 0, "bad input blocks nothing");
+    let letters: Vec<(DeadLetterKind, String, String, Vec<u8>)> = letters_of(&t.down, DeadLetterKind::Undecodable)
+        .iter()
+        .map(|l| (l.kind, l.shard_id.clone(), l.reason.clone(), l.data().unwrap()))
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let victim = victim.shard_id().to_owned();
+    assert_eq!(
+        letters[0],
+        (
+            DeadLetterKind::Undecodable,
+            victim.clone(),
+            "shuffle frame version 2, this stage reads version 1".to_owned(),
+            skewed
+        )
+    );
+    assert_eq!((letters[1].0, &letters[1].1), (DeadLetterKind::Undecodable, &victim));
+    assert!(
+        letters[1].2.starts_with("shuffled value does not decode"),
+        "{}",
+        letters[1].2
+    );
+    assert_eq!(letters[1].3, old_writer_bytes, "the shuffled record's own bytes");
+    let expected = single_engine(&input, 10, &[]);
+    assert!(expected.len() > 20);
+    assert_eq!(results(&t.down), expected, "the stranger's watermark held nothing back");
+    t.delete_streams().await;
+}
+
+/// A watermark record of a stage and stream the downstream does not consume.
+fn stranger_watermark() -> shardflow_shuffle::WatermarkRecord<'static> {
+    shardflow_shuffle::WatermarkRecord {
+        stage: "stranger",
+        source_stream: "elsewhere",
+        source_shard: "shardId-000000000000",
+        watermark: 1_000,
+        closed: false,
+        parents: vec![],
+    }
+}
+
+/// One frame holding `records`.
+fn frame(records: &[ShuffleRecord<'_>]) -> Vec<u8> {
+    let mut w = shardflow_shuffle::FrameWriter::new();
+    for r in records {
+        w.push(r);
+    }
+    w.finish()
 }

@@ -20,6 +20,8 @@
 //! | [`revenue_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | inserted order lines keyed by (product, currency) to the shuffle stream |
 //! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `revenue`'s database variables | rows upserted in Postgres, as `revenue` |
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
+//! | [`order_enrich_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | the rows of the four joined tables keyed by customer id to the shuffle stream |
+//! | [`order_enrich_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `order_enrich`'s output variables | enriched orders, as `order_enrich` |
 //!
 //! [`replay_targets`] names them for `shardflow replay` (`shardflow_lifecycle::replay`).
 //!
@@ -35,24 +37,31 @@
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
 //! `revenue` (per product) and `order-enrich` (per customer) key by other columns: they are exact
-//! when their input stream has one shard, or is partitioned by their key. Revenue on any number of
-//! CDC shards is the split pair [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`]
-//! (issue 13, `docs/shuffle-and-checkpoints.md`); `order-enrich` has no shuffle yet.
+//! when their input stream has one shard, or is partitioned by their key. On any number of CDC
+//! shards they run as split pairs (issue 13, `docs/shuffle-and-checkpoints.md`):
+//! [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`], and [`order_enrich_keyby()`] →
+//! shuffle stream → [`order_enrich_shuffled()`].
 
 #![warn(missing_docs)]
 
 mod database;
 mod order_enrich;
+mod order_enrich_split;
 mod receipts;
 mod replay;
 mod revenue;
 mod revenue_split;
+mod split;
 
 pub use shardflow_lambda::StageSetupError;
 
 pub use database::{database_url, DATABASE_SECRET_ARN_ENV, DATABASE_URL_ENV};
 pub use order_enrich::{
-    order_enrich, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
+    order_enrich, OrderEnrichGate, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV,
+    OUTPUT_STREAM_ENV,
+};
+pub use order_enrich_split::{
+    order_enrich_keyby, order_enrich_shuffled, OrderEnrichKeyByStage, OrderEnrichShuffledStage,
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use replay::{check_targets, replay_targets};
@@ -60,9 +69,9 @@ pub use revenue::{
     revenue, revenue_table_sql, RevenueGate, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV,
     REVENUE_TABLE_SQL,
 };
-pub use revenue_split::{
-    revenue_keyby, revenue_shuffled, RevenueKeyByStage, RevenueShuffledStage, IDLENESS_MS_ENV, SHUFFLE_STREAM_ENV,
-    UPSTREAM_INPUT_STREAM_ENV, UPSTREAM_STAGE_ENV,
+pub use revenue_split::{revenue_keyby, revenue_shuffled, RevenueKeyByStage, RevenueShuffledStage};
+pub use split::{
+    KeyByStage, ShuffledStage, IDLENESS_MS_ENV, SHUFFLE_STREAM_ENV, UPSTREAM_INPUT_STREAM_ENV, UPSTREAM_STAGE_ENV,
 };
 
 /// The decoder of the shop's CDC stream: one Protobuf `ChangeEvent` per record.

@@ -20,14 +20,11 @@ pub const ENRICHED_ORDERS_PREFIX: &str = "enriched-orders";
 /// The sinks of the `order-enrich` stage: the stream first, then S3.
 pub type OrderEnrichSink = BothSinks<KinesisSink<EnrichedOrder>, S3Sink<EnrichedOrder>>;
 
+/// The enriched orders' sinks behind the blue/green gate (shadow: S3 only).
+pub type OrderEnrichGate = ColourGate<OrderEnrichSink, S3Sink<EnrichedOrder>>;
+
 /// The `order-enrich` stage as deployed.
-pub type OrderEnrichStage = Stage<
-    ChangeEvent,
-    EnrichedOrder,
-    ShopDecoder,
-    ColourGate<OrderEnrichSink, S3Sink<EnrichedOrder>>,
-    DeadLetterDestination,
->;
+pub type OrderEnrichStage = Stage<ChangeEvent, EnrichedOrder, ShopDecoder, OrderEnrichGate, DeadLetterDestination>;
 
 /// The `order-enrich` stage of this function's environment. Records to the stream are partitioned
 /// by order id, one per result as soon as it is produced; S3 holds one object per shard and
@@ -39,26 +36,7 @@ pub type OrderEnrichStage = Stage<
 /// `shadow/{colour}/enriched-orders/`.
 pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
     let env = StageEnv::load().await?;
-    let stream = KinesisSink::new(
-        aws_sdk_kinesis::Client::new(&env.sdk),
-        KinesisSinkConfig::<EnrichedOrder>::new(required_var(OUTPUT_STREAM_ENV)?)
-            .partition_key(|o| format!("orders:{}", o.value.order_id)),
-    );
-    let bucket_name = required_var(OUTPUT_BUCKET_ENV)?;
-    let s3 = |prefix: String| {
-        S3Sink::new(
-            aws_sdk_s3::Client::new(&env.sdk),
-            S3SinkConfig::new(bucket_name.clone(), prefix).event_time_buckets(),
-        )
-    };
-    let live = BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned()));
-    let sink = match blue_green(&env.sdk)? {
-        Some((colour, control)) => {
-            let shadow = s3(shadow_prefix(ENRICHED_ORDERS_PREFIX, colour));
-            ColourGate::gated(colour, control, live, shadow)
-        }
-        None => ColourGate::single(live),
-    };
+    let sink = enriched_orders_sink(&env.sdk)?;
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     Ok(env.stage(
         shardflow_shop::pipelines::order_enrich(),
@@ -67,4 +45,30 @@ pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
         dead_letters,
         PartitionKeying::Undeclared,
     )?)
+}
+
+/// The result sink of the stages that enrich orders (`order-enrich` and `order-enrich-shuffled`):
+/// the stream [`OUTPUT_STREAM_ENV`] (partitioned by order id) and S3 [`OUTPUT_BUCKET_ENV`]
+/// (event-time buckets under [`ENRICHED_ORDERS_PREFIX`]), through the blue/green gate.
+pub(crate) fn enriched_orders_sink(sdk: &aws_config::SdkConfig) -> Result<OrderEnrichGate, StageSetupError> {
+    let stream = KinesisSink::new(
+        aws_sdk_kinesis::Client::new(sdk),
+        KinesisSinkConfig::<EnrichedOrder>::new(required_var(OUTPUT_STREAM_ENV)?)
+            .partition_key(|o| format!("orders:{}", o.value.order_id)),
+    );
+    let bucket_name = required_var(OUTPUT_BUCKET_ENV)?;
+    let s3 = |prefix: String| {
+        S3Sink::new(
+            aws_sdk_s3::Client::new(sdk),
+            S3SinkConfig::new(bucket_name.clone(), prefix).event_time_buckets(),
+        )
+    };
+    let live = BothSinks::new(stream, s3(ENRICHED_ORDERS_PREFIX.to_owned()));
+    Ok(match blue_green(sdk)? {
+        Some((colour, control)) => {
+            let shadow = s3(shadow_prefix(ENRICHED_ORDERS_PREFIX, colour));
+            ColourGate::gated(colour, control, live, shadow)
+        }
+        None => ColourGate::single(live),
+    })
 }

@@ -3,8 +3,9 @@
 //! 1. Generates the stream ([`crate::generator`]) as length-delimited Protobuf files, one per
 //!    shard, under `<out>/input/` (every `--corrupt-every`-th record damaged, to show dead
 //!    letters).
-//! 2. Runs `revenue` (as two stages over an in-memory shuffle with `--shuffle-shards N`),
-//!    `receipts` and `order_enrich` over the shards with the local runner:
+//! 2. Runs `revenue`, `receipts` and `order_enrich` over the shards with the local runner
+//!    (`revenue` and `order_enrich` as two stages over an in-memory shuffle with
+//!    `--shuffle-shards N`):
 //!    arrival time is the envelope's `ts_ms`, checkpoints go to `<out>/state/` every
 //!    `--checkpoint-every` records, results to `<out>/revenue.jsonl`, `receipts.jsonl`,
 //!    `enriched_orders.jsonl`, late records to `late.jsonl`, undecodable ones to
@@ -34,7 +35,7 @@ use shardflow_schemas::ChangeEvent;
 use shardflow_stage::BatchMetrics;
 
 use crate::generator::{write_shard_files, ShopConfig};
-use crate::pipelines::{order_enrich, receipts, revenue, revenue_split, windows};
+use crate::pipelines::{order_enrich, order_enrich_split, receipts, revenue, revenue_split, windows};
 
 /// Arguments of `shardflow demo`.
 #[derive(Debug, Clone, Args)]
@@ -67,10 +68,10 @@ pub struct DemoArgs {
     /// Ignore any previous state in `<out>/state/` and start from the beginning.
     #[arg(long)]
     pub fresh: bool,
-    /// Run `revenue` as two stages joined by an in-memory shuffle stream of this many shards
-    /// (its upstream half on the stream's shards, its keyed half on the shuffle's); 0 runs it in
-    /// one engine. Its results are the same but for the early panes, which fire on each stage's
-    /// processing time.
+    /// Run `revenue` and `order_enrich` each as two stages joined by an in-memory shuffle stream
+    /// of this many shards (the upstream half on the stream's shards, the keyed half on the
+    /// shuffle's); 0 runs each in one engine. Their results are the same but for revenue's early
+    /// panes, which fire on each stage's processing time.
     #[arg(long, default_value_t = 0)]
     pub shuffle_shards: u16,
     /// Also write a self-contained HTML report of the run (throughput, watermarks per shard,
@@ -162,13 +163,15 @@ pub fn execute(args: &DemoArgs, show_progress: bool) -> anyhow::Result<DemoRepor
     let progress = bar.clone();
     let runner = LocalRunner::new(&args.out);
     let runner = if args.shuffle_shards > 0 {
-        runner.shuffle_shards(args.shuffle_shards).split_job(revenue_split())
+        runner
+            .shuffle_shards(args.shuffle_shards)
+            .split_job(revenue_split())
+            .job(receipts())
+            .split_job(order_enrich_split())
     } else {
-        runner.job(revenue())
+        runner.job(revenue()).job(receipts()).job(order_enrich())
     };
     let mut runner = runner
-        .job(receipts())
-        .job(order_enrich())
         .arrival(Arrival::Field(Arc::new(|e: &ChangeEvent| e.ts_ms)))
         .checkpoints(&state_dir, args.checkpoint_every)
         .batch_size(args.batch_size)

@@ -14,6 +14,10 @@
 //!   upstream shard (a replay from before it ended or split) is dropped.
 //! - A Kinesis record that is not a frame, or a shuffled record or value that does not decode,
 //!   becomes a [`DeadLetter`] with its bytes and the reason; the rest of the batch goes on.
+//! - A value the engine refuses as later than its allowed lateness goes to the engine's late
+//!   side output, as in the single engine; [`late_dead_letters`] turns those of a batch into
+//!   dead letters of kind `late` holding the shuffled records that carried them, as the
+//!   single-engine stage does with its input records.
 //!
 //! The caller then emits the engine's results and commits the engine state and the
 //! [`DownstreamState`] together with the shard position (one checkpoint).
@@ -45,7 +49,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shardflow_engine::time::DurationMs;
-use shardflow_engine::{Engine, PipelineError, Timestamp};
+use std::collections::HashMap;
+
+use shardflow_engine::{Engine, LateRecord, PipelineError, Timestamp};
 use shardflow_stage::{DeadLetter, DeadLetterKind, InputRecord};
 
 use crate::dedup::{DedupState, Verdict};
@@ -277,20 +283,91 @@ fn feed_watermark<S: Send + 'static, Out: Send + 'static>(
     engine.advance_watermark(state.watermark.current());
 }
 
-/// A dead letter for `bytes` (a Kinesis record, or one shuffled record of its frame).
-fn dead_letter(shard: ShuffleShard<'_>, record: &InputRecord, bytes: &[u8], reason: String) -> DeadLetter {
-    let held = InputRecord {
+/// The late values of one downstream batch as dead letters ([`late_dead_letters`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LateLetters {
+    /// One dead letter of kind `late` per late value that came in a shuffled record of the batch.
+    pub letters: Vec<DeadLetter>,
+    /// Late values that derive from no shuffled record (a window's result refused by a later
+    /// window): nothing to keep but the count, as in the single-engine stage.
+    pub without_record: Vec<LateRecord>,
+}
+
+/// Dead letters of kind `late` for `late`, the values `engine` refused as too late while it
+/// processed `records` of `shard` ([`process_batch`], then drained with
+/// [`Engine::drain_late`]): each holds the shuffled record that carried the value (its bytes,
+/// decodable with [`ShuffleRecord::decode`]), the Kinesis record's position, and the reason the
+/// single-engine stage gives ([`DeadLetter::late_reason`]). A late value is matched to its
+/// shuffled record by upstream shard, input offset and event time; each record at most once.
+pub fn late_dead_letters<S: Send + 'static, Out: Send + 'static>(
+    engine: &Engine<S, Out>,
+    shard: ShuffleShard<'_>,
+    records: &[InputRecord],
+    late: &[LateRecord],
+) -> LateLetters {
+    let mut out = LateLetters::default();
+    // (upstream shard, offset, event time) -> the late values waiting for their record.
+    let mut waiting: HashMap<(&str, u64, Timestamp), Vec<&LateRecord>> = HashMap::new();
+    for l in late {
+        let name = l
+            .partition
+            .and_then(|p| engine.partitions().get(p as usize))
+            .map(|p| p.name.as_str());
+        match (name, l.offset) {
+            (Some(name), Some(offset)) => waiting.entry((name, offset, l.timestamp)).or_default().push(l),
+            _ => out.without_record.push(l.clone()),
+        }
+    }
+    for record in records {
+        if waiting.is_empty() {
+            break;
+        }
+        let Ok(frame) = Frame::parse(&record.data) else {
+            continue;
+        };
+        for bytes in frame.encoded_records().map_while(Result::ok) {
+            let Ok(ShuffleRecord::Data(data)) = ShuffleRecord::decode(bytes) else {
+                continue;
+            };
+            let at = (data.id.source_shard, data.origin.offset, data.timestamp);
+            let Some(refused) = waiting.get_mut(&at) else { continue };
+            if let Some(l) = refused.pop() {
+                out.letters.push(DeadLetter::new(
+                    DeadLetterKind::Late,
+                    shard.stage,
+                    shard.stream,
+                    shard.shard_id,
+                    &held(record, bytes),
+                    DeadLetter::late_reason(l),
+                ));
+            }
+            if refused.is_empty() {
+                waiting.remove(&at);
+            }
+        }
+    }
+    out.without_record.extend(waiting.into_values().flatten().cloned());
+    out
+}
+
+/// `record` holding `bytes` (one shuffled record of its frame) instead of its data.
+fn held(record: &InputRecord, bytes: &[u8]) -> InputRecord {
+    InputRecord {
         sequence: record.sequence.clone(),
         partition_key: record.partition_key.clone(),
         arrival_ms: record.arrival_ms,
         data: bytes.to_vec(),
-    };
+    }
+}
+
+/// A dead letter for `bytes` (a Kinesis record, or one shuffled record of its frame).
+fn dead_letter(shard: ShuffleShard<'_>, record: &InputRecord, bytes: &[u8], reason: String) -> DeadLetter {
     DeadLetter::new(
         DeadLetterKind::Undecodable,
         shard.stage,
         shard.stream,
         shard.shard_id,
-        &held,
+        &held(record, bytes),
         reason,
     )
 }

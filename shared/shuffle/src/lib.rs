@@ -20,7 +20,7 @@ pub mod upstream;
 pub mod watermark;
 
 pub use dedup::{DedupState, Position, Verdict};
-pub use downstream::{DownstreamReport, DownstreamState, ShuffleShard};
+pub use downstream::{late_dead_letters, DownstreamReport, DownstreamState, LateLetters, ShuffleShard};
 pub use frame::{Frame, FrameWriter};
 pub use memory::{DownstreamCheckpoint, DownstreamShard, MemoryShuffle, MemoryShuffleError};
 pub use pack::{payload_units, PackError, Packed, PackedRecord, Packer};

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use shardflow_engine::combine::Count;
 use shardflow_engine::{InputOrigin, Pipeline, SplitPipeline, Windowing, MIN_TIMESTAMP};
-use shardflow_shuffle::downstream::process_batch;
+use shardflow_shuffle::downstream::{late_dead_letters, process_batch};
 use shardflow_shuffle::{
-    DataRecord, DownstreamState, FrameWriter, RecordId, ShuffleRecord, ShuffleShard, Source, WatermarkRecord,
+    DataRecord, DownstreamState, Encode, FrameWriter, RecordId, ShuffleRecord, ShuffleShard, Source, WatermarkRecord,
 };
-use shardflow_stage::{DeadLetterKind, InputRecord, SequenceNumber};
+use shardflow_stage::{DeadLetter, DeadLetterKind, InputRecord, SequenceNumber};
 
 fn counts() -> SplitPipeline<(u32, i64), (u32, i64), (u32, u64)> {
     Pipeline::builder("counts")
@@ -149,6 +149,46 @@ fn a_watermark_record_of_an_unknown_source_is_ignored_and_moves_nothing() {
     assert_eq!((report.ignored_watermarks, report.dead_letters.len()), (1, 0));
     assert_eq!((engine.watermark(), state.watermark.current()), (5, 5));
     assert_eq!(state.watermark.upstream_shards().count(), 1);
+}
+
+#[test]
+fn a_late_value_is_dead_lettered_with_the_shuffled_record_that_carried_it() {
+    let split = counts();
+    let mut engine = split.downstream.engine();
+    let mut state = DownstreamState::new(0..8, [Source::new("up", "input")], None).unwrap();
+    let seq = |n: u64| SequenceNumber::parse(&n.to_string()).unwrap();
+    let value = postcard::to_allocvec(&(7u32, 3i64)).unwrap();
+    let (on_time, late) = (data(&seq(1), &value, 25), data(&seq(2), &value, 3));
+    let mut frame = FrameWriter::new();
+    frame.push(&on_time);
+    frame.push(&late);
+    let records = [
+        kinesis(1, watermark("up", "shardId-000000000000", 20)),
+        kinesis(2, frame.finish()),
+    ];
+    let report = process_batch(&mut engine, &mut state, SHARD, &records);
+    assert_eq!((report.processed, report.dead_letters.len()), (2, 0));
+    let refused = engine.drain_late();
+    assert_eq!(refused.len(), 1, "the value at 3 is behind the watermark 20");
+    let letters = late_dead_letters(&engine, SHARD, &records, &refused);
+    assert!(letters.without_record.is_empty());
+    let [letter] = letters.letters.as_slice() else {
+        panic!("one letter: {letters:?}")
+    };
+    let mut expected = Vec::new();
+    late.encode(&mut expected);
+    assert_eq!(
+        letter.data(),
+        Some(expected),
+        "the late record's own bytes, not its frame's"
+    );
+    assert_eq!(
+        (letter.kind, letter.sequence_number.as_str(), letter.reason.clone()),
+        (DeadLetterKind::Late, "2", DeadLetter::late_reason(&refused[0]))
+    );
+    // A late value the batch did not carry (e.g. of another batch) is reported, not invented.
+    let elsewhere = late_dead_letters(&engine, SHARD, &records[..1], &refused);
+    assert_eq!((elsewhere.letters.len(), elsewhere.without_record), (0, refused));
 }
 
 /// A state with marks of two upstream shards on two segments, a retired upstream shard and an

@@ -151,10 +151,7 @@ pub fn process_batch<In: Send + 'static, Out: Send + 'static>(
             .filter(|_| late.partition == Some(partition))
             .and_then(|o| by_offset.get(&o))
             .and_then(|&i| batch.records.get(i));
-        let reason = format!(
-            "event time {} is behind watermark {} beyond the allowed lateness of operator {} (window {:?})",
-            late.timestamp, late.watermark, late.operator, late.window
-        );
+        let reason = DeadLetter::late_reason(&late);
         if let Some(record) = record {
             outcome.dead_letters.push(DeadLetter::new(
                 DeadLetterKind::Late,

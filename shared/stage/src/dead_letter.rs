@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use shardflow_engine::LateRecord;
 
 use crate::shard_batch::InputRecord;
 
@@ -62,6 +63,15 @@ impl DeadLetter {
             reason,
             data_base64: base64::engine::general_purpose::STANDARD.encode(&record.data),
         }
+    }
+
+    /// The reason of a dead letter of kind [`DeadLetterKind::Late`] for the record `late`
+    /// names: its event time, the operator's watermark and allowed lateness, the window.
+    pub fn late_reason(late: &LateRecord) -> String {
+        format!(
+            "event time {} is behind watermark {} beyond the allowed lateness of operator {} (window {:?})",
+            late.timestamp, late.watermark, late.operator, late.window
+        )
     }
 
     /// The payload's bytes (`None` if the base64 was tampered with).

@@ -93,6 +93,50 @@ impl<T: prost::Message + Default> RecordDecoder<T> for ProtobufDecoder<T> {
     }
 }
 
+/// A value tagged with the side it takes in a join across input streams: which stream it was
+/// read from. Several input streams (one per table, Debezium's topic-per-table layout) feed one
+/// window join ([`shardflow_engine`]'s `join(sides, side, ..)` with `|t| t.side as usize`), each
+/// read by a stage whose [`TaggingDecoder`] gives its values its side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tagged<T> {
+    /// The side: the index of the input stream among the join's inputs.
+    pub side: u16,
+    /// The value.
+    pub value: T,
+}
+
+/// The decoder of one input stream of a join across streams: decodes with `inner` and tags each
+/// value with the stream's `side` ([`Tagged`]); a record `inner` refuses is refused as it is.
+#[derive(Debug, Clone)]
+pub struct TaggingDecoder<D> {
+    side: u16,
+    inner: D,
+}
+
+impl<D> TaggingDecoder<D> {
+    /// Tags what `inner` decodes with `side`.
+    pub fn new(side: u16, inner: D) -> Self {
+        TaggingDecoder { side, inner }
+    }
+
+    /// The side it tags values with.
+    pub fn side(&self) -> u16 {
+        self.side
+    }
+}
+
+impl<T, D: RecordDecoder<T>> RecordDecoder<Tagged<T>> for TaggingDecoder<D> {
+    fn decode(&self, data: &[u8]) -> Result<Tagged<T>, DecodeError> {
+        self.inner.decode(data).map(|value| Tagged { side: self.side, value })
+    }
+
+    fn decode_record(&self, batch: &ShardBatch, record: &InputRecord) -> Result<Tagged<T>, DecodeError> {
+        self.inner
+            .decode_record(batch, record)
+            .map(|value| Tagged { side: self.side, value })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +154,20 @@ mod tests {
         id: u64,
         #[prost(string, tag = "2")]
         note: String,
+    }
+
+    #[test]
+    fn a_tagging_decoder_tags_every_value_with_its_side_and_refuses_what_its_inner_one_refuses() {
+        let d = TaggingDecoder::new(7, JsonDecoder::<Purchase>::new());
+        assert_eq!(
+            d.decode(br#"{"id":1,"cents":250}"#).unwrap(),
+            Tagged {
+                side: 7,
+                value: Purchase { id: 1, cents: 250 }
+            }
+        );
+        let err = RecordDecoder::<Tagged<Purchase>>::decode(&d, b"{").unwrap_err();
+        assert_eq!(err.format, "json");
     }
 
     #[test]

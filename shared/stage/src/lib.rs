@@ -20,7 +20,7 @@ pub mod sink;
 
 pub use batch::{partition_name, process_batch, BatchOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterKind};
-pub use decode::{DecodeError, JsonDecoder, ProtobufDecoder, RecordDecoder};
+pub use decode::{DecodeError, JsonDecoder, ProtobufDecoder, RecordDecoder, Tagged, TaggingDecoder};
 pub use env::{optional_var, required_var, EnvError};
 pub use metrics::{json_object_of, BatchMetrics, EmfRecord};
 pub use response::batch_response;

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use shardflow_engine::state::key_group_of_encoded;
 use shardflow_engine::time::DurationMs;
 use shardflow_engine::Engine;
-use shardflow_shuffle::downstream::{advance_processing_time, process_batch};
-use shardflow_shuffle::{DownstreamState, KeyGroupSpace, ShuffleShard, Source};
-use shardflow_stage::{batch_response, BatchOutcome, DeadLetterSink, InputRecord, ResultSink, ShardBatch};
+use shardflow_shuffle::downstream::{advance_processing_time, late_dead_letters, process_batch};
+use shardflow_shuffle::{DownstreamState, KeyGroupSpace, LateLetters, ShuffleShard, Source};
+use shardflow_stage::{batch_response, BatchOutcome, DeadLetter, DeadLetterSink, InputRecord, ResultSink, ShardBatch};
 use shardflow_state_dynamodb::ShardPosition;
 
 use super::kinesis::{records_after, NoDecoder};
@@ -69,7 +69,9 @@ where
 
     /// Handles one batch of one shuffle shard: frames unpacked, repeats dropped, watermarks
     /// combined, values fed to the engine; results emitted, bad records dead-lettered with their
-    /// bytes and reason; then engine state, position and [`DownstreamState`] committed together.
+    /// bytes and reason, values later than the allowed lateness dead-lettered (kind `late`) with
+    /// the shuffled records that carried them; then engine state, position and
+    /// [`DownstreamState`] committed together.
     pub async fn handle(&self, batch: ShardBatch) -> Result<KinesisEventResponse, ShuffleStageError> {
         if batch.records.is_empty() {
             return Ok(batch_response(None));
@@ -122,22 +124,29 @@ where
             stream: &batch.stream,
             shard_id: &batch.shard_id,
         };
-        let report = process_batch(engine, state, shard, records);
+        let mut report = process_batch(engine, state, shard, records);
         advance_processing_time(engine, state, now);
-        let late = engine.drain_late();
-        for l in &late {
-            // A late value has no input record of this stage to dead-letter: counted and logged.
-            tracing::warn!(stage = %self.stage.name(), shard = %batch.shard_id, operator = %l.operator,
-                timestamp = l.timestamp, watermark = l.watermark, "late shuffled value dropped");
-        }
+        let undecodable = report.dead_letters.len();
         for letter in &report.dead_letters {
             tracing::error!(stage = %self.stage.name(), shard = %batch.shard_id, reason = %letter.reason,
                 "undecodable shuffle record dead-lettered");
         }
+        // Late values go to the dead-letter destination with the shuffled records that carried
+        // them, as the single-engine stage sends its late input records.
+        let late = engine.drain_late();
+        let LateLetters {
+            letters,
+            without_record,
+        } = late_dead_letters(engine, shard, records, &late);
+        for l in &without_record {
+            tracing::warn!(stage = %self.stage.name(), shard = %batch.shard_id, reason = %DeadLetter::late_reason(l),
+                "late record without a source record");
+        }
+        report.dead_letters.extend(letters);
         BatchOutcome {
             outputs: engine.drain_output(),
             buckets: engine.drain_buckets(),
-            undecodable: report.dead_letters.len(),
+            undecodable,
             dead_letters: report.dead_letters,
             records_in: batch.records.len(),
             skipped_duplicates: batch.records.len() - records.len(),

@@ -25,6 +25,9 @@
 //!   engine. A new shuffle shard adopts its parents' engines (the key groups it owns) and their
 //!   states ([`shardflow_shuffle::DownstreamState::adopt`]).
 //!
+//! # Joins across deployed streams
+//! One tagging upstream stage per input stream, one N-way window-join stage: [`StreamJoin`].
+//!
 //! # Idle upstream shards: the tick
 //! Lambda invokes a function only for shards with new records, so a silent upstream shard never
 //! sends a watermark record, and if nothing else reaches a shuffle shard its downstream is never
@@ -43,11 +46,13 @@
 //! (user code that panics fails the invocation), and the end-of-input request.
 
 mod downstream;
+mod join;
 mod kinesis;
 mod tick;
 mod upstream;
 
 pub use downstream::{run_downstream, DownstreamStage};
+pub use join::{JoinError, JoinInput, StreamJoin, TaggingUpstream, JOIN_INPUTS_ENV};
 pub use kinesis::{NoDecoder, NoSink};
 pub use tick::{Tick, UpstreamRequest, TICK_KEY};
 pub use upstream::{run_upstream, CombinerFactory, UpstreamStage};

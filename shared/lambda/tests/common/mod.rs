@@ -2,6 +2,8 @@
 //! sends them, and the expected results of an uninterrupted run.
 #![allow(dead_code)]
 
+pub mod streams;
+
 use base64::Engine as _;
 use shardflow_engine::combine::{Count, Sum};
 use shardflow_engine::{Pipeline, Trigger, WatermarkStrategy, Windowing};

@@ -13,7 +13,9 @@ mod revenue;
 use shardflow_engine::WatermarkStrategy;
 use shardflow_schemas::ChangeEvent;
 
-pub use order_enrich::{order_enrich, EnrichInput, EnrichedOrder, ENRICHED_ORDERS_BUCKET_MS, ENRICH_SESSION_GAP_MS};
+pub use order_enrich::{
+    order_enrich, order_enrich_split, EnrichInput, EnrichedOrder, ENRICHED_ORDERS_BUCKET_MS, ENRICH_SESSION_GAP_MS,
+};
 pub use receipts::{receipts, Receipt, RECEIPTS_WINDOW_MS, RECEIPT_DEDUP_HORIZON_MS};
 pub use revenue::{
     revenue, revenue_split, KeyedSale, LineSale, RevenueRow, REVENUE_ALLOWED_LATENESS_MS, REVENUE_EARLY_FIRING_MS,

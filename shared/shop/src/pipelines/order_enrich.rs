@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shardflow_engine::{EventTimeBuckets, Pipeline, Trigger, Windowing};
+use shardflow_engine::{EventTimeBuckets, KeyedStream, Pipeline, SplitPipeline, Stream, Trigger, Windowing};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Order, Payment, Shipment};
 
 use super::{event_time, watermarks};
@@ -182,16 +182,41 @@ fn join_session(window: &shardflow_engine::Window, lists: &[Vec<EnrichInput>]) -
 
 /// The `order_enrich` pipeline (see the module documentation); sink `enriched_orders`.
 pub fn order_enrich() -> Pipeline<ChangeEvent, EnrichedOrder> {
+    enriched_orders(join_inputs()).sink_with_buckets(ENRICHED_ORDERS_SINK, enriched_order_buckets())
+}
+
+/// The `order_enrich` pipeline cut at its key (`key_by(customer id).shuffle()`): its upstream half
+/// reads the change stream and keeps the rows of the four tables, keyed by customer id; its
+/// downstream half owns the customers of a shuffle shard and runs their sessions and the join.
+/// Its `whole` is [`order_enrich`], and across the hop its results are [`order_enrich`]'s (same
+/// ids, values, buckets and late records): the pipeline has no processing-time trigger.
+pub fn order_enrich_split() -> SplitPipeline<ChangeEvent, EnrichInput, EnrichedOrder> {
+    let keyed = join_inputs().shuffle().expect("nothing stateful before the key");
+    enriched_orders(keyed).sink_with_buckets(ENRICHED_ORDERS_SINK, enriched_order_buckets())
+}
+
+/// The sink of `order_enrich`.
+const ENRICHED_ORDERS_SINK: &str = "enriched_orders";
+
+fn enriched_order_buckets() -> EventTimeBuckets {
+    EventTimeBuckets::new(ENRICHED_ORDERS_BUCKET_MS).expect("a positive constant width")
+}
+
+/// The rows of the four joined tables, keyed by customer id.
+fn join_inputs() -> KeyedStream<ChangeEvent, i64, EnrichInput> {
     Pipeline::builder("order_enrich")
         .watermarks(watermarks())
         .event_time(event_time)
         .filter_map(|e: ChangeEvent| EnrichInput::from_change(&e))
         .key_by(EnrichInput::customer_id)
+}
+
+/// The sessions and the 4-way join of `order_enrich`, before or after a shuffle marker.
+fn enriched_orders<In: Send + 'static, Up>(
+    keyed: KeyedStream<In, i64, EnrichInput, Up>,
+) -> Stream<In, EnrichedOrder, Up> {
+    keyed
         .window(Windowing::session(ENRICH_SESSION_GAP_MS).expect("a positive constant gap"))
         .trigger(Trigger::at_watermark())
         .join(4, EnrichInput::side, |_, window, lists| join_session(window, lists))
-        .sink_with_buckets(
-            "enriched_orders",
-            EventTimeBuckets::new(ENRICHED_ORDERS_BUCKET_MS).expect("a positive constant width"),
-        )
 }
