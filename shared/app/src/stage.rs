@@ -316,7 +316,8 @@ where
     fn run_lambda(&self) -> LocalBoxFuture<'_, Result<(), lambda_runtime::Error>> {
         Box::pin(async move {
             match self.lambda_stage(&ProcessEnv).await {
-                Ok(stage) => shardflow_lambda::run(stage).await,
+                // Boxed: the stage's future is deep enough to exceed the layout query depth inline.
+                Ok(stage) => Box::pin(shardflow_lambda::run(stage)).await,
                 Err(e) => Err(lambda_runtime::Error::from(e.to_string())),
             }
         })
