@@ -42,6 +42,43 @@ pub struct EmfSummary {
     pub other_stages: u64,
 }
 
+/// What Lambda's REPORT line of one invocation says (text or JSON log format).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InvocationReport {
+    /// The billed duration, ms.
+    pub billed_ms: f64,
+    /// The function's memory, MB, when the line gives it.
+    pub memory_mb: Option<f64>,
+}
+
+impl InvocationReport {
+    /// The REPORT line `line` holds (`json`: the JSON object it holds, if already parsed), or
+    /// `None` for any other line.
+    pub fn of_line(line: &str, json: Option<&Value>) -> Option<Self> {
+        if let Some(metrics) = json
+            .filter(|v| v.get("type").and_then(Value::as_str) == Some("platform.report"))
+            .and_then(|v| v.get("record")?.get("metrics"))
+        {
+            return Some(InvocationReport {
+                billed_ms: metrics.get("billedDurationMs").and_then(Value::as_f64)?,
+                memory_mb: metrics.get("memorySizeMB").and_then(Value::as_f64),
+            });
+        }
+        if !line.contains("REPORT RequestId:") {
+            return None;
+        }
+        Some(InvocationReport {
+            billed_ms: number_after(line, "Billed Duration:")?,
+            memory_mb: number_after(line, "Memory Size:"),
+        })
+    }
+
+    /// The REPORT line `line` is, if it is one.
+    pub fn parse_line(line: &str) -> Option<Self> {
+        Self::of_line(line, json_object_of(line).as_ref())
+    }
+}
+
 /// The number after `label` up to the next space, e.g. `Billed Duration: 12 ms`.
 fn number_after(line: &str, label: &str) -> Option<f64> {
     let rest = &line[line.find(label)? + label.len()..];
@@ -64,39 +101,37 @@ impl EmfSummary {
                     s.other_stages += 1;
                     continue;
                 }
-                let m = record.metrics;
-                s.batches += 1;
-                s.records_in += m.records_in;
-                s.results_out += m.results_out;
-                if m.state_items_written > 0 {
-                    s.commits += 1;
-                    s.state_items_written += m.state_items_written;
-                    s.state_bytes_written += m.state_bytes_written;
-                    s.commit_ms += m.commit_ms;
-                }
-                s.emf_bytes += bytes;
+                s.add_batch(&record, bytes);
                 continue;
             }
             s.other_log_bytes += bytes;
-            if let Some(metrics) = json
-                .as_ref()
-                .filter(|v| v.get("type").and_then(Value::as_str) == Some("platform.report"))
-                .and_then(|v| v.get("record")?.get("metrics"))
-            {
-                if let Some(ms) = metrics.get("billedDurationMs").and_then(Value::as_f64) {
-                    s.reports += 1;
-                    s.billed_ms += ms;
-                    s.memory_mb = metrics.get("memorySizeMB").and_then(Value::as_f64).or(s.memory_mb);
-                }
-            } else if trimmed.contains("REPORT RequestId:") {
-                if let Some(ms) = number_after(trimmed, "Billed Duration:") {
-                    s.reports += 1;
-                    s.billed_ms += ms;
-                    s.memory_mb = number_after(trimmed, "Memory Size:").or(s.memory_mb);
-                }
+            if let Some(report) = InvocationReport::of_line(trimmed, json.as_ref()) {
+                s.add_report(&report);
             }
         }
         s
+    }
+
+    /// Adds one batch's EMF line, `line_bytes` long with CloudWatch's per-event overhead.
+    pub fn add_batch(&mut self, record: &EmfRecord, line_bytes: f64) {
+        let m = record.metrics;
+        self.batches += 1;
+        self.records_in += m.records_in;
+        self.results_out += m.results_out;
+        if m.state_items_written > 0 {
+            self.commits += 1;
+            self.state_items_written += m.state_items_written;
+            self.state_bytes_written += m.state_bytes_written;
+            self.commit_ms += m.commit_ms;
+        }
+        self.emf_bytes += line_bytes;
+    }
+
+    /// Adds one invocation's REPORT line.
+    pub fn add_report(&mut self, report: &InvocationReport) {
+        self.reports += 1;
+        self.billed_ms += report.billed_ms;
+        self.memory_mb = report.memory_mb.or(self.memory_mb);
     }
 
     /// Reads and adds up the log file at `path` (see [`EmfSummary::parse`]); an error if it holds

@@ -10,7 +10,7 @@ use anyhow::Context;
 use shardflow_lifecycle::command::{runtime, Clients};
 
 use crate::server::{poll_forever, start, Dashboard, DashboardConfig};
-use crate::source::{CloudWatchLogs, FileLogs, MetricsSource};
+use crate::source::{CloudWatchLogs, CloudWatchMetrics, FileLogs, MetricsSource};
 
 /// Arguments of `shardflow dashboard`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,12 @@ pub struct DashboardArgs {
     /// (`localstack/.state/logs/lambda`) instead of CloudWatch Logs.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// Where the stages' figures come from: `cloudwatch` (the metrics CloudWatch extracts from
+    /// their EMF lines, as on AWS), `logs` (the EMF lines themselves, as on LocalStack, which
+    /// does not extract them), or `auto`: `logs` with `--log-dir` or an endpoint override
+    /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CLOUDWATCH`: an emulator), `cloudwatch` otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    metrics: MetricsFrom,
     /// Seconds between reads of the pipeline (and page refreshes).
     #[arg(long, default_value_t = 5)]
     interval: u64,
@@ -32,6 +38,29 @@ pub struct DashboardArgs {
     /// highlight (repeatable; the shop's stages are known).
     #[arg(long = "window", value_name = "STAGE=MS")]
     windows: Vec<String>,
+}
+
+/// Where the stages' figures come from (see `--metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsFrom {
+    /// CloudWatch metrics on AWS, the logs' EMF lines with an emulator or log files.
+    Auto,
+    /// The metrics CloudWatch extracted from the EMF lines.
+    Cloudwatch,
+    /// The EMF lines in the logs.
+    Logs,
+}
+
+impl MetricsFrom {
+    /// Whether to read CloudWatch metrics, given whether log files are read and the value of
+    /// the endpoint override, if any.
+    pub fn cloudwatch(self, log_files: bool, endpoint_override: Option<&str>) -> bool {
+        match self {
+            MetricsFrom::Cloudwatch => true,
+            MetricsFrom::Logs => false,
+            MetricsFrom::Auto => !log_files && endpoint_override.is_none_or(|e| e.trim().is_empty()),
+        }
+    }
 }
 
 /// Parses `STAGE=MS` pairs over `defaults`.
@@ -57,14 +86,19 @@ pub fn run(args: DashboardArgs, known_windows: BTreeMap<String, i64>) -> anyhow:
         interval: Duration::from_secs(args.interval.max(1)),
         ..DashboardConfig::default()
     };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    let cloudwatch = args.metrics.cloudwatch(args.log_dir.is_some(), endpoint.as_deref());
     runtime()?.block_on(async move {
         let clients = Clients::from_env().await;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let metrics = cloudwatch.then(|| CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&aws)));
         match &args.log_dir {
-            Some(dir) => serve(config, clients, FileLogs::new(dir), args.listen).await,
+            Some(dir) => serve(config, clients, FileLogs::new(dir), metrics, args.listen).await,
             None => {
-                let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
                 let logs = CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&aws));
-                serve(config, clients, logs, args.listen).await
+                serve(config, clients, logs, metrics, args.listen).await
             }
         }
     })
@@ -74,9 +108,15 @@ async fn serve<S: MetricsSource + 'static>(
     config: DashboardConfig,
     clients: Clients,
     source: S,
+    metrics: Option<CloudWatchMetrics>,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let dashboard = Arc::new(Dashboard::new(config, clients, source));
+    let mut dashboard = Dashboard::new(config, clients, source);
+    if let Some(metrics) = metrics {
+        tracing::info!("figures from CloudWatch metrics");
+        dashboard = dashboard.with_cloudwatch_metrics(metrics);
+    }
+    let dashboard = Arc::new(dashboard);
     let bound = start(dashboard.clone(), listen).await?;
     println!("shardflow dashboard on http://{bound}/ (Ctrl-C to stop)");
     tokio::select! {
@@ -88,6 +128,15 @@ async fn serve<S: MetricsSource + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloudwatch_metrics_are_read_on_aws_and_the_logs_on_an_emulator_or_log_files() {
+        assert!(MetricsFrom::Auto.cloudwatch(false, None));
+        assert!(!MetricsFrom::Auto.cloudwatch(false, Some("http://127.0.0.1:4566")));
+        assert!(!MetricsFrom::Auto.cloudwatch(true, None));
+        assert!(MetricsFrom::Cloudwatch.cloudwatch(false, Some("http://127.0.0.1:4566")));
+        assert!(!MetricsFrom::Logs.cloudwatch(false, None));
+    }
 
     #[test]
     fn windows_given_on_the_command_line_override_the_known_ones() {

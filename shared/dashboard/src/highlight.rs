@@ -3,7 +3,8 @@
 //! - a stage whose watermark has not moved for longer than its window,
 //! - an idle shard holding the watermark back,
 //! - a shard whose iterator age grows,
-//! - dead letters arriving.
+//! - dead letters arriving,
+//! - errors logged.
 
 use serde::Serialize;
 
@@ -32,6 +33,8 @@ pub enum HighlightKind {
     IteratorAgeGrowing,
     /// Records are going to the dead-letter destination.
     DeadLettersArriving,
+    /// The stage logged errors.
+    ErrorsLogged,
 }
 
 /// A problem worth a look.
@@ -58,8 +61,36 @@ pub fn highlights(observations: &Observations, views: &[StageView], now_ms: i64)
         out.extend(idle_shard(view, now_ms));
         out.extend(dead_letters(observations, view, now_ms));
         out.extend(iterator_age_growing(observations, view));
+        out.extend(errors_logged(observations, view, now_ms));
     }
     out
+}
+
+/// Most characters of an error line quoted in a highlight's title.
+const QUOTED_CHARS: usize = 300;
+
+fn errors_logged(observations: &Observations, view: &StageView, now_ms: i64) -> Option<Highlight> {
+    let recent = observations
+        .errors
+        .iter()
+        .filter(|e| e.stage == view.stage && e.at_ms > now_ms - RECENT_MS && e.at_ms <= now_ms)
+        .count();
+    let latest = view.last_error.as_ref().filter(|_| recent > 0)?;
+    let quoted: String = latest.message.chars().take(QUOTED_CHARS).collect();
+    Some(Highlight {
+        kind: HighlightKind::ErrorsLogged,
+        stage: view.stage.clone(),
+        shard: None,
+        title: format!(
+            "{} logged {recent} error line(s) in the last {}; the latest: {quoted}",
+            view.stage,
+            duration(RECENT_MS)
+        ),
+        meaning: "An invocation that fails is retried from the shard's last checkpoint: nothing is lost, but the \
+                  shard makes no progress while the error lasts (its iterator age grows). The line says what \
+                  failed: a sink or the state table unreachable, a restore refused, user code panicking."
+            .to_owned(),
+    })
 }
 
 fn watermark_stalled(view: &StageView, now_ms: i64) -> Option<Highlight> {

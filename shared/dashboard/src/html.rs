@@ -1,7 +1,10 @@
 //! The HTML pieces the demo report and the live dashboard share: the stage and shard tables,
 //! the highlights, and a stage's charts.
 
+use shardflow_cost::Service;
+
 use crate::chart::{line_chart, ChartError, Line, YAxis};
+use crate::cost::CostView;
 use crate::format::{bytes, clock, duration, html, rate};
 use crate::highlight::Highlight;
 use crate::model::{StageSeries, StageView};
@@ -225,4 +228,73 @@ pub fn stage_figures(series: &StageSeries, range: (i64, i64)) -> Result<String, 
         ));
     }
     Ok(out)
+}
+
+/// Dollars per hour, with enough digits for small figures.
+fn usd(x: f64) -> String {
+    if x >= 1.0 {
+        format!("${x:.2}")
+    } else {
+        format!("${x:.4}")
+    }
+}
+
+/// The cost per hour as one table: a row per stage (its services in columns), a row per stream,
+/// the total (`data-field="cost_total"`).
+pub fn cost_table(view: &CostView) -> String {
+    let services = [
+        Service::Lambda,
+        Service::DynamoDB,
+        Service::S3,
+        Service::SNS,
+        Service::SQS,
+        Service::CloudWatch,
+    ];
+    let mut out = format!(
+        "<table class=\"cost\"><thead><tr><th>stage or stream</th><th>records in/s</th>{}<th>$ per hour</th></tr></thead><tbody>",
+        services
+            .iter()
+            .map(|s| format!("<th>{}</th>", s.name()))
+            .collect::<String>()
+    );
+    for s in &view.stages {
+        let title = s
+            .services
+            .iter()
+            .map(|c| format!("{}: {}", c.service, c.usage))
+            .chain(s.basis.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push_str(&format!(
+            "<tr data-cost-stage=\"{st}\" title=\"{}\"><td>{st}</td><td>{}</td>{}<td data-field=\"cost\">{}</td></tr>",
+            html(&title),
+            rate(s.records_per_s),
+            services
+                .iter()
+                .map(|svc| format!("<td>{}</td>", usd(s.of(*svc))))
+                .collect::<String>(),
+            usd(s.usd_per_hour),
+            st = html(&s.stage),
+        ));
+    }
+    for s in &view.streams {
+        out.push_str(&format!(
+            "<tr data-cost-stream=\"{n}\" title=\"{}\"><td>stream {n}</td><td></td>{}<td data-field=\"cost\">{}</td></tr>",
+            html(&s.usage),
+            "<td></td>".repeat(services.len()),
+            usd(s.usd_per_hour),
+            n = html(&s.stream),
+        ));
+    }
+    out.push_str(&format!(
+        "<tr class=\"total\"><th>total</th><th></th>{}<th data-field=\"cost_total\">{}</th></tr></tbody></table>\
+         <p class=\"meta\">The cost model of <code>shardflow cost</code> (list prices of {} as of {}) fed with the rates \
+         and per-batch figures read over the last {}; hover a row for its usage and which figures are measured.</p>",
+        "<th></th>".repeat(services.len()),
+        usd(view.total_usd_per_hour),
+        html(&view.region),
+        html(&view.prices_as_of),
+        duration(view.window_ms),
+    ));
+    out
 }

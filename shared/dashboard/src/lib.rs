@@ -4,15 +4,19 @@
 //!   dead-lettered records, state, commit latency, the last error) and time series, derived from
 //!   the EMF lines the stages print, their error lines and status readings. Pure.
 //! - [`highlight`]: what points a person at a problem, each with what it means. Pure.
+//! - [`cost`]: the cost per hour, from the cost model of `shardflow cost` fed with the readings.
 //! - [`chart`]: the time series as inline SVG charts (plotters).
 //! - [`report`]: the self-contained HTML report of `shardflow demo --report`.
-//! - With the `server` feature, `shardflow dashboard`: [`deployment`] (the stage functions of a
-//!   deployed pipeline), [`source`] (their logs: CloudWatch Logs or LocalStack's files),
+//! - With the `server` feature, `shardflow dashboard`: [`deployment`] (the stage functions and
+//!   streams of a deployed pipeline), [`colours`] (blue/green: the cutover and its cut), [`source`] (their logs: CloudWatch Logs or LocalStack's files),
 //!   [`server`] (polling and the axum server) and [`command`].
 
 pub mod chart;
 #[cfg(feature = "server")]
+pub mod colours;
+#[cfg(feature = "server")]
 pub mod command;
+pub mod cost;
 #[cfg(feature = "server")]
 pub mod deployment;
 pub mod error;

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use shardflow_cost::emf::InvocationReport;
 use shardflow_stage::{json_object_of, EmfRecord};
 
 /// How long the rates (records per second) look back from the wall clock.
@@ -44,11 +45,73 @@ pub struct ShardSample {
     pub state_bytes: u64,
 }
 
+/// One invocation of a stage's function, from Lambda's REPORT line (logs that have them:
+/// CloudWatch Logs; LocalStack's output files do not).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Invocation {
+    /// When it was logged (epoch ms).
+    pub at_ms: i64,
+    /// Its billed duration, ms.
+    pub billed_ms: f64,
+    /// The function's memory, MB, if the line gave it.
+    pub memory_mb: Option<f64>,
+}
+
+/// The shard name of the batches read back from CloudWatch metrics, which are published on the
+/// `Stage` dimension only (the shard is a property of the log line, not a dimension).
+pub const ALL_SHARDS: &str = "all shards";
+
+/// One period of a stage's metrics as CloudWatch aggregates the EMF lines (GetMetricData on the
+/// `Stage` dimension): per metric the sum over the period's batches, except the watermark lag
+/// (its maximum: the least watermark) and the commit duration (its mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagePeriod {
+    /// The period's start, epoch ms.
+    pub start_ms: i64,
+    /// Its length, ms.
+    pub period_ms: i64,
+    /// The batches in it (the sample count of `RecordsIn`).
+    pub batches: u64,
+    /// Sums, with `watermark_lag_ms` the maximum and `commit_ms` the mean.
+    pub metrics: shardflow_stage::BatchMetrics,
+}
+
+impl StagePeriod {
+    /// The period as `batches` batches of `stage` on [`ALL_SHARDS`], spread evenly over it, whose
+    /// counts add up to the period's sums (each batch with the maximum lag and the mean commit
+    /// duration), so that every figure derived from batches holds for the period.
+    pub fn batches_of(&self, stage: &str) -> Vec<EmfRecord> {
+        let n = self.batches;
+        if n == 0 {
+            return Vec::new();
+        }
+        let total = self.metrics.values();
+        let share = |value: u64, i: u64| value / n + u64::from(i < value % n);
+        (0..n)
+            .map(|i| {
+                let mut metrics = shardflow_stage::BatchMetrics::from_values(total.map(|v| share(v, i)));
+                // Not sums: the same in every batch.
+                metrics.watermark_lag_ms = self.metrics.watermark_lag_ms;
+                metrics.commit_ms = self.metrics.commit_ms;
+                let offset = i64::try_from((i + 1) * u64::try_from(self.period_ms).unwrap_or(0) / n).unwrap_or(0);
+                EmfRecord {
+                    stage: stage.to_owned(),
+                    shard: ALL_SHARDS.to_owned(),
+                    timestamp_ms: self.start_ms + offset - 1,
+                    metrics,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Everything the dashboard has read of a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     /// The batches' EMF lines.
     pub batches: Vec<EmfRecord>,
+    /// Per stage, the invocations its log reported.
+    pub invocations: BTreeMap<String, Vec<Invocation>>,
     /// Errors the stages logged.
     pub errors: Vec<ErrorLine>,
     /// Status readings of the shards.
@@ -81,6 +144,15 @@ impl Observations {
         let line = line.trim();
         if let Some(record) = EmfRecord::parse_line(line) {
             self.batches.push(record);
+        } else if let Some(report) = InvocationReport::parse_line(line) {
+            let at_ms = at_ms
+                .or_else(|| self.batches.last().map(|b| b.timestamp_ms))
+                .unwrap_or(0);
+            self.invocations.entry(stage.to_owned()).or_default().push(Invocation {
+                at_ms,
+                billed_ms: report.billed_ms,
+                memory_mb: report.memory_mb,
+            });
         } else if is_error_line(line) {
             let at_ms = at_ms
                 .or_else(|| self.batches.last().map(|b| b.timestamp_ms))
@@ -93,20 +165,36 @@ impl Observations {
         }
     }
 
+    /// Puts `periods` of `stage`'s CloudWatch metrics in place of what earlier reads gave for
+    /// the same periods (a period read while it was still open has grown since).
+    pub fn replace_periods(&mut self, stage: &str, periods: &[StagePeriod]) {
+        let covered = |t: i64| periods.iter().any(|p| t >= p.start_ms && t < p.start_ms + p.period_ms);
+        self.batches
+            .retain(|b| !(b.stage == stage && b.shard == ALL_SHARDS && covered(b.timestamp_ms)));
+        for p in periods {
+            self.batches.extend(p.batches_of(stage));
+        }
+    }
+
     /// Drops what is older than `from_ms` (the dashboard keeps the last hour).
     pub fn retain_since(&mut self, from_ms: i64) {
         self.batches.retain(|b| b.timestamp_ms >= from_ms);
         self.errors.retain(|e| e.at_ms >= from_ms);
         self.samples.retain(|s| s.at_ms >= from_ms);
+        for invocations in self.invocations.values_mut() {
+            invocations.retain(|i| i.at_ms >= from_ms);
+        }
     }
 
-    /// The stages seen, sorted.
+    /// The stages seen (in batches, status readings or errors), sorted.
     pub fn stages(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .batches
             .iter()
             .map(|b| b.stage.clone())
             .chain(self.samples.iter().map(|s| s.stage.clone()))
+            // A stage failing every batch prints no EMF line, only its errors.
+            .chain(self.errors.iter().map(|e| e.stage.clone()))
             .collect();
         names.sort();
         names.dedup();

@@ -20,13 +20,17 @@ use serde::Serialize;
 use shardflow_lifecycle::command::Clients;
 use shardflow_lifecycle::{stage_status, StatusOptions};
 
-use crate::deployment::{discover, DeployedStage};
+use shardflow_cost::prices::{us_east_1, Architecture};
+
+use crate::colours::{cutover_html, read_cutovers, CutoverView};
+use crate::cost::{live_cost, CostView, StageFunction, StreamInfo};
+use crate::deployment::{discover, discover_streams, DeployedStage, DeployedStream, StreamRole};
 use crate::error::DashboardError;
 use crate::format::html;
 use crate::highlight::{highlights, Highlight};
-use crate::html::{highlight_list, shard_table, stage_figures, stage_table, STYLE};
+use crate::html::{cost_table, highlight_list, shard_table, stage_figures, stage_table, STYLE};
 use crate::model::{Observations, ShardSample, StageView};
-use crate::source::MetricsSource;
+use crate::source::{CloudWatchMetrics, MetricsSource};
 
 /// The wall clock, epoch ms.
 pub fn now_ms() -> i64 {
@@ -63,10 +67,14 @@ impl Default for DashboardConfig {
 #[derive(Debug, Default)]
 struct Snapshot {
     deployment: Vec<DeployedStage>,
+    streams: Vec<DeployedStream>,
+    cutovers: Vec<CutoverView>,
     observations: Observations,
     problems: Vec<String>,
     polls: u64,
     at_ms: i64,
+    /// When CloudWatch metrics were last read.
+    metrics_read_ms: Option<i64>,
 }
 
 /// The dashboard of one deployed pipeline.
@@ -74,6 +82,7 @@ pub struct Dashboard<S> {
     config: DashboardConfig,
     clients: Clients,
     source: S,
+    metrics: Option<CloudWatchMetrics>,
     snapshot: RwLock<Snapshot>,
 }
 
@@ -86,6 +95,12 @@ pub struct Overview {
     pub polls: u64,
     /// The stage functions found.
     pub deployment: Vec<DeployedStage>,
+    /// The pipeline's streams: sources, shuffle streams, outputs.
+    pub streams: Vec<DeployedStream>,
+    /// The blue/green cutovers the stages read.
+    pub cutovers: Vec<CutoverView>,
+    /// What the pipeline costs per hour.
+    pub cost: Option<CostView>,
     /// Per stage figures.
     pub stages: Vec<StageView>,
     /// What points at a problem.
@@ -104,8 +119,48 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
             config,
             clients,
             source,
+            metrics: None,
             snapshot: RwLock::new(Snapshot::default()),
         }
+    }
+
+    /// Takes the stages' figures from CloudWatch metrics (as on AWS) instead of the EMF lines
+    /// of their logs; errors and Lambda's REPORT lines still come from the logs.
+    pub fn with_cloudwatch_metrics(mut self, metrics: CloudWatchMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The periods of every stage's CloudWatch metrics to read now, if metrics come from
+    /// CloudWatch and a period has passed since the last read: the whole history the first
+    /// time, the last three periods (still growing as late lines are extracted) after.
+    async fn read_metrics(
+        &self,
+        deployment: &[DeployedStage],
+        now: i64,
+        last_read: Option<i64>,
+        problems: &mut Vec<String>,
+    ) -> Option<Vec<(String, Vec<crate::model::StagePeriod>)>> {
+        let metrics = self.metrics.as_ref()?;
+        let period_ms = i64::from(CloudWatchMetrics::PERIOD_S) * 1000;
+        if last_read.is_some_and(|t| now - t < period_ms) {
+            return None;
+        }
+        let from = match last_read {
+            None => now - self.history_ms(),
+            Some(_) => now - 3 * period_ms,
+        };
+        let mut read = Vec::new();
+        let mut stages: Vec<&str> = deployment.iter().map(|d| d.stage.as_str()).collect();
+        stages.sort_unstable();
+        stages.dedup();
+        for stage in stages {
+            match metrics.periods(stage, from, now).await {
+                Ok(periods) => read.push((stage.to_owned(), periods)),
+                Err(e) => problems.push(format!("CloudWatch metrics of {stage}: {e}")),
+            }
+        }
+        Some(read)
     }
 
     fn history_ms(&self) -> i64 {
@@ -120,6 +175,21 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
         let mut lines = Vec::new();
         let mut samples = Vec::new();
         let mut problems = Vec::new();
+        let streams = match discover_streams(&self.clients.kinesis, &self.config.prefix, &deployment).await {
+            Ok(streams) => streams,
+            Err(e) => {
+                problems.push(format!("streams: {e}"));
+                Vec::new()
+            }
+        };
+        let (cutovers, cutover_problems) = read_cutovers(&self.clients.dynamodb, &deployment).await;
+        problems.extend(cutover_problems);
+        let last_read = self
+            .snapshot
+            .read()
+            .map_err(|_| DashboardError::Poisoned)?
+            .metrics_read_ms;
+        let periods = self.read_metrics(&deployment, now, last_read, &mut problems).await;
         for stage in &deployment {
             match self.source.lines(&stage.function, now - self.history_ms()).await {
                 Ok(new) => lines.extend(new.into_iter().map(|l| (stage.stage.clone(), l))),
@@ -152,11 +222,23 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
         }
         let mut snapshot = self.snapshot.write().map_err(|_| DashboardError::Poisoned)?;
         for (stage, line) in lines {
+            // With CloudWatch metrics, the EMF lines' figures come from there.
+            if self.metrics.is_some() && shardflow_stage::EmfRecord::parse_line(&line.text).is_some() {
+                continue;
+            }
             snapshot.observations.add_log_line(&stage, &line.text, Some(line.at_ms));
+        }
+        if let Some(periods) = periods {
+            for (stage, periods) in periods {
+                snapshot.observations.replace_periods(&stage, &periods);
+            }
+            snapshot.metrics_read_ms = Some(now);
         }
         snapshot.observations.samples.extend(samples);
         snapshot.observations.retain_since(now - self.history_ms());
         snapshot.deployment = deployment;
+        snapshot.streams = streams;
+        snapshot.cutovers = cutovers;
         snapshot.problems = problems;
         snapshot.polls += 1;
         snapshot.at_ms = now;
@@ -169,11 +251,21 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
         let now = now_ms();
         let stages = snapshot.observations.overview(now, &self.config.windows);
         let found = highlights(&snapshot.observations, &stages, now);
-        let html = content(&snapshot, &stages, &found, (now - self.history_ms(), now))?;
+        let cost = cost_of(&snapshot, now);
+        let html = content(
+            &snapshot,
+            &stages,
+            &found,
+            cost.as_ref(),
+            (now - self.history_ms(), now),
+        )?;
         Ok(Overview {
             at_ms: now,
             polls: snapshot.polls,
             deployment: snapshot.deployment.clone(),
+            streams: snapshot.streams.clone(),
+            cutovers: snapshot.cutovers.clone(),
+            cost,
             stages,
             highlights: found,
             problems: snapshot.problems.clone(),
@@ -224,23 +316,91 @@ async function refresh() {
 setInterval(refresh, INTERVAL_MS);
 "#;
 
-/// The stage functions as a small graph: stream → function (stage) with colour and mapping.
-fn deployment_list(deployment: &[DeployedStage]) -> String {
+/// The cost per hour of what `snapshot` read at `now`, with us-east-1's list prices; `None`
+/// (and a warning) if the model refuses the figures.
+fn cost_of(snapshot: &Snapshot, now: i64) -> Option<CostView> {
+    let functions: Vec<StageFunction> = snapshot
+        .deployment
+        .iter()
+        .map(|d| StageFunction {
+            stage: d.stage.clone(),
+            input_stream: d.stream.clone(),
+            memory_mb: d.memory_mb.map(f64::from),
+            architecture: match d.architecture.as_deref() {
+                Some("x86_64") => Some(Architecture::X86_64),
+                Some("arm64") => Some(Architecture::Arm64),
+                _ => None,
+            },
+        })
+        .collect();
+    let streams: Vec<StreamInfo> = snapshot
+        .streams
+        .iter()
+        .map(|s| StreamInfo {
+            name: s.name.clone(),
+            shards: s.shards,
+            retention_hours: s.retention_hours,
+        })
+        .collect();
+    match live_cost(&snapshot.observations, &functions, &streams, now, &us_east_1()) {
+        Ok(view) => Some(view),
+        Err(e) => {
+            tracing::warn!("costing the pipeline: {e}");
+            None
+        }
+    }
+}
+
+/// The stage functions as a small graph: input stream → function (stage) → streams it writes,
+/// with colour and mapping.
+fn deployment_list(deployment: &[DeployedStage], streams: &[DeployedStream]) -> String {
     if deployment.is_empty() {
         return "<p id=\"no-stages\">No stage function found yet.</p>".to_owned();
     }
-    let mut out = String::from("<table class=\"deployment\"><thead><tr><th>input stream</th><th></th><th>function</th><th>stage</th><th>state table</th><th>mapping</th><th>colour</th></tr></thead><tbody>");
+    let mut out = String::from("<table class=\"deployment\"><thead><tr><th>input stream</th><th></th><th>function</th><th>stage</th><th></th><th>writes</th><th>state table</th><th>mapping</th><th>colour</th></tr></thead><tbody>");
     for d in deployment {
         let colour = d.colour.as_deref().map_or_else(String::new, |c| {
             format!("<span class=\"colour colour-{c}\">{c}</span>", c = html(c))
         });
+        let writes: Vec<&str> = streams
+            .iter()
+            .filter(|s| s.written_by.contains(&d.function))
+            .map(|s| s.name.as_str())
+            .collect();
         out.push_str(&format!(
-            "<tr data-function=\"{f}\"><td>{}</td><td>→</td><td>{f}</td><td>{}</td><td>{}</td><td>{}</td><td>{colour}</td></tr>",
+            "<tr data-function=\"{f}\"><td>{}</td><td>→</td><td>{f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{colour}</td></tr>",
             html(d.stream.as_deref().unwrap_or("–")),
             html(&d.stage),
+            if writes.is_empty() { "" } else { "→" },
+            html(&writes.join(", ")),
             html(&d.table),
             html(d.mapping_state.as_deref().unwrap_or("–")),
             f = html(&d.function),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// The streams, a row each with `data-stream` and `data-role` (source, shuffle, output).
+fn stream_list(streams: &[DeployedStream]) -> String {
+    if streams.is_empty() {
+        return "<p id=\"no-streams\">No stream found.</p>".to_owned();
+    }
+    let mut out = String::from("<table class=\"streams\"><thead><tr><th>stream</th><th>role</th><th>shards</th><th>retention</th><th>written by</th><th>read by</th></tr></thead><tbody>");
+    for s in streams {
+        let role = match s.role {
+            StreamRole::Source => "source",
+            StreamRole::Shuffle => "shuffle",
+            StreamRole::Output => "output",
+        };
+        out.push_str(&format!(
+            "<tr data-stream=\"{n}\" data-role=\"{role}\"><td>{n}</td><td>{role}</td><td data-field=\"shards\">{}</td><td>{} h</td><td>{}</td><td>{}</td></tr>",
+            s.shards,
+            s.retention_hours,
+            html(&s.written_by.join(", ")),
+            html(&s.read_by.join(", ")),
+            n = html(&s.name),
         ));
     }
     out.push_str("</tbody></table>");
@@ -254,10 +414,13 @@ fn content(
     snapshot: &Snapshot,
     stages: &[StageView],
     found: &[Highlight],
+    cost: Option<&CostView>,
     range: (i64, i64),
 ) -> Result<String, DashboardError> {
     let mut out = String::from("<h2>Pipeline</h2>");
-    out.push_str(&deployment_list(&snapshot.deployment));
+    out.push_str(&deployment_list(&snapshot.deployment, &snapshot.streams));
+    out.push_str("<h3>Streams</h3>");
+    out.push_str(&stream_list(&snapshot.streams));
     for p in &snapshot.problems {
         out.push_str(&format!("<p class=\"error\">{}</p>", html(p)));
     }
@@ -265,6 +428,13 @@ fn content(
     out.push_str(&highlight_list(found));
     out.push_str("<h2>Stages</h2>");
     out.push_str(&stage_table(stages));
+    out.push_str("<h2 id=\"blue-green\">Blue/green</h2>");
+    out.push_str(&cutover_html(&snapshot.cutovers));
+    out.push_str("<h2 id=\"cost\">Cost per hour</h2>");
+    match cost {
+        Some(view) => out.push_str(&cost_table(view)),
+        None => out.push_str("<p class=\"error\">The cost model refused the figures read (see the log).</p>"),
+    }
     for view in stages {
         out.push_str(&format!(
             "<section class=\"stage\" data-stage=\"{s}\"><h2>{s}</h2>",

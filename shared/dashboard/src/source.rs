@@ -1,7 +1,9 @@
-//! Where the dashboard reads what stages print: one [`MetricsSource`] trait, with
+//! Where the dashboard reads what stages publish: one [`MetricsSource`] trait for their logs, with
 //! [`CloudWatchLogs`] (a function's log group `/aws/lambda/<function>`: on AWS, and on LocalStack,
 //! which keeps a function's output there) and [`FileLogs`] (LocalStack's copy of each function's
-//! output in `localstack/.state/logs/lambda/<function>.log`).
+//! output in `localstack/.state/logs/lambda/<function>.log`); and [`CloudWatchMetrics`], the
+//! metrics CloudWatch extracts from the EMF lines on AWS (LocalStack does not extract them: there
+//! the EMF lines are read from the logs).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,7 +11,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use shardflow_stage::{BatchMetrics, EMF_DIMENSION, EMF_METRICS, EMF_NAMESPACE};
+
 use crate::error::DashboardError;
+use crate::model::StagePeriod;
 
 /// A line of a function's log and when it was written (epoch ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +178,114 @@ impl FileLogs {
 impl MetricsSource for FileLogs {
     async fn lines(&self, function: &str, _since_ms: i64) -> Result<Vec<LogLine>, DashboardError> {
         self.read_new(function, crate::server::now_ms())
+    }
+}
+
+/// The metrics CloudWatch extracted from the stages' EMF lines: namespace
+/// [`EMF_NAMESPACE`], dimension [`EMF_DIMENSION`] = the stage, every metric of [`EMF_METRICS`],
+/// read with GetMetricData in periods of [`CloudWatchMetrics::PERIOD_S`].
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: aws_sdk_cloudwatch::Client,
+}
+
+impl CloudWatchMetrics {
+    /// The period read: a minute, the resolution of EMF's standard metrics.
+    pub const PERIOD_S: i32 = 60;
+
+    /// Reads through `client`.
+    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
+        CloudWatchMetrics { client }
+    }
+
+    /// The statistic read of metric `name`: the maximum lag (the least watermark), the mean commit
+    /// duration, the sum of any count.
+    fn statistic(name: &str) -> &'static str {
+        match name {
+            "WatermarkLag" => "Maximum",
+            "CommitDuration" => "Average",
+            _ => "Sum",
+        }
+    }
+
+    /// `stage`'s periods from `from_ms` to `to_ms` (whole periods: `from_ms` is rounded down),
+    /// each with its batches and metrics; periods without batches are left out.
+    pub async fn periods(&self, stage: &str, from_ms: i64, to_ms: i64) -> Result<Vec<StagePeriod>, DashboardError> {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+
+        let period_ms = i64::from(Self::PERIOD_S) * 1000;
+        let start = from_ms - from_ms.rem_euclid(period_ms);
+        let query = |id: String, name: &str, stat: &str| {
+            MetricDataQuery::builder()
+                .id(id)
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace(EMF_NAMESPACE)
+                                .metric_name(name)
+                                .dimensions(Dimension::builder().name(EMF_DIMENSION).value(stage).build())
+                                .build(),
+                        )
+                        .period(Self::PERIOD_S)
+                        .stat(stat)
+                        .build(),
+                )
+                .return_data(true)
+                .build()
+        };
+        let mut queries: Vec<MetricDataQuery> = EMF_METRICS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| query(format!("m{i}"), name, Self::statistic(name)))
+            .collect();
+        queries.push(query("batches".to_owned(), EMF_METRICS[0].0, "SampleCount"));
+        // Per period start: the batches and the values in EMF_METRICS' order.
+        let mut by_start: std::collections::BTreeMap<i64, (u64, [u64; 12])> = Default::default();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(DateTime::from_millis(start))
+                .end_time(DateTime::from_millis(to_ms))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| DashboardError::aws("CloudWatch", "GetMetricData", e))?;
+            for result in out.metric_data_results() {
+                let id = result.id().unwrap_or_default();
+                for (t, v) in result.timestamps().iter().zip(result.values()) {
+                    let Ok(at) = t.to_millis() else { continue };
+                    let entry = by_start.entry(at).or_insert((0, [0; 12]));
+                    // CloudWatch's statistics are doubles; the metrics are whole numbers.
+                    let value = v.max(0.0).round() as u64;
+                    if id == "batches" {
+                        entry.0 = value;
+                    } else if let Some(i) = id.strip_prefix('m').and_then(|i| i.parse::<usize>().ok()) {
+                        if let Some(slot) = entry.1.get_mut(i) {
+                            *slot = value;
+                        }
+                    }
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(by_start
+            .into_iter()
+            .filter(|(_, (batches, _))| *batches > 0)
+            .map(|(start_ms, (batches, values))| StagePeriod {
+                start_ms,
+                period_ms,
+                batches,
+                metrics: BatchMetrics::from_values(values),
+            })
+            .collect())
     }
 }
 

@@ -278,3 +278,27 @@ fn a_deployed_stages_commit_latency_and_bytes_are_its_last_committing_batchs() {
     let mean = views[0].shards.iter().filter_map(|s| s.commit_ms).sum::<u64>() / views[0].shards.len() as u64;
     assert_eq!(views[0].commit_ms, Some(mean));
 }
+
+#[test]
+fn errors_logged_in_the_last_five_minutes_are_highlighted_with_the_latest_line() {
+    let log = "[1a2b3c4d] ERROR shardflow_lambda::stage: user code failed stage=revenue shard=shardId-000000000000\n\
+        [1a2b3c4d] ERROR shardflow_lambda::stage: restore refused stage=revenue shard=shardId-000000000001\n";
+    let mut o = Observations::default();
+    o.add_log("revenue", log, Some(1_700_000_000_000));
+    let at = |now: i64| {
+        let views = o.overview(now, &BTreeMap::new());
+        highlights(&o, &views, now)
+            .into_iter()
+            .filter(|h| h.kind == HighlightKind::ErrorsLogged)
+            .collect::<Vec<_>>()
+    };
+    let found = at(1_700_000_060_000);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].title.contains("2 error line(s)"), "{}", found[0].title);
+    assert!(
+        found[0].title.contains("restore refused"),
+        "the latest line: {}",
+        found[0].title
+    );
+    assert!(at(1_700_000_000_000 + 6 * 60_000).is_empty(), "older than five minutes");
+}

@@ -22,7 +22,7 @@ pub use batch::{partition_name, process_batch, BatchOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterKind};
 pub use decode::{DecodeError, JsonDecoder, ProtobufDecoder, RecordDecoder, Tagged, TaggingDecoder};
 pub use env::{optional_var, required_var, EnvError};
-pub use metrics::{json_object_of, BatchMetrics, EmfRecord};
+pub use metrics::{json_object_of, BatchMetrics, EmfRecord, EMF_DIMENSION, EMF_NAMESPACE, METRICS as EMF_METRICS};
 pub use response::batch_response;
 pub use sequence::{SequenceNumber, SequenceNumberError};
 pub use shard_batch::{BatchError, InputRecord, ShardBatch};

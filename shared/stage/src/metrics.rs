@@ -39,7 +39,13 @@ pub struct BatchMetrics {
     pub gap_get_records: u64,
 }
 
-const METRICS: [(&str, &str); 12] = [
+/// The CloudWatch namespace of the metrics.
+pub const EMF_NAMESPACE: &str = "shardflow";
+/// The one dimension the metrics are published on (its value: the stage's name).
+pub const EMF_DIMENSION: &str = "Stage";
+
+/// Every metric of the line, (name, CloudWatch unit), in the order of [`BatchMetrics::values`].
+pub const METRICS: [(&str, &str); 12] = [
     ("RecordsIn", "Count"),
     ("DuplicatesSkipped", "Count"),
     ("DuplicatesDropped", "Count"),
@@ -56,7 +62,7 @@ const METRICS: [(&str, &str); 12] = [
 
 impl BatchMetrics {
     /// The metrics in the order of [`METRICS`].
-    fn values(&self) -> [u64; 12] {
+    pub fn values(&self) -> [u64; 12] {
         [
             self.records_in,
             self.duplicates_skipped,
@@ -74,7 +80,7 @@ impl BatchMetrics {
     }
 
     /// The metrics from their values in the order of [`METRICS`].
-    fn from_values(v: [u64; 12]) -> Self {
+    pub fn from_values(v: [u64; 12]) -> Self {
         BatchMetrics {
             records_in: v[0],
             duplicates_skipped: v[1],
@@ -104,13 +110,13 @@ impl BatchMetrics {
             json!({
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
-                    "Namespace": "shardflow",
-                    "Dimensions": [["Stage"]],
+                    "Namespace": EMF_NAMESPACE,
+                    "Dimensions": [[EMF_DIMENSION]],
                     "Metrics": definitions,
                 }],
             }),
         );
-        root.insert("Stage".into(), json!(stage));
+        root.insert(EMF_DIMENSION.into(), json!(stage));
         root.insert("Shard".into(), json!(shard));
         for ((name, _), value) in METRICS.iter().zip(self.values()) {
             root.insert((*name).into(), json!(value));
