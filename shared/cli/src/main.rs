@@ -50,6 +50,16 @@ enum Command {
     /// iterator age, rates, late data and dead letters, state, commits, errors, the last hour
     /// charted, and highlights of what needs a look.
     Dashboard(shardflow_dashboard::command::DashboardArgs),
+    /// A pipeline project of your own: a Cargo workspace with a pipeline in four steps, its
+    /// function, a golden test on the embedded runner and a README; it builds and passes as is.
+    New(shardflow_project::scaffold::NewArgs),
+    /// Build a project's functions, synthesize its template and deploy it to LocalStack or AWS;
+    /// prints the stack's outputs and how to feed it.
+    Deploy(shardflow_project::deploy::DeployArgs),
+    /// Delete the stack `deploy` made (its buckets emptied first).
+    Destroy(shardflow_project::deploy::DestroyArgs),
+    /// Put JSON lines onto a stream (default: the deployed project's input stream).
+    Put(shardflow_project::put::PutArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +86,10 @@ fn main() -> anyhow::Result<()> {
         Command::Cost(args) => Ok(shardflow_cost::command::run(args)?),
         Command::Synth(args) => Ok(shardflow_synth::command::run(args)?),
         Command::Dashboard(args) => shardflow_dashboard::command::run(args, dashboard_windows()),
+        Command::New(args) => Ok(shardflow_project::scaffold::run(args)?),
+        Command::Deploy(args) => Ok(shardflow_project::deploy::run(args)?),
+        Command::Destroy(args) => Ok(shardflow_project::deploy::destroy(args)?),
+        Command::Put(args) => Ok(shardflow_project::put::run(args)?),
     }
 }
 

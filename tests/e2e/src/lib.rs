@@ -20,6 +20,28 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The directory of this build's `shardflow` command (`target/<profile>`, the parent of the
+/// test's own `deps`). `cargo test --workspace` builds it with the tests; run alone, a test
+/// builds it first.
+pub fn shardflow_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps")
+        .to_path_buf();
+    if !dir.join("shardflow").is_file() {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "shardflow-cli", "--bin", "shardflow"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.current_dir(repo_root()).status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p shardflow-cli failed");
+    }
+    dir
+}
+
 /// Panics with the command to run unless every function zip the template references exists.
 pub fn require_function_zips(functions: &[&str]) {
     for f in functions {

@@ -5,11 +5,10 @@
 //! revenue windows in Postgres, receipts from the queue subscribed to the topic, an enriched order
 //! read from S3, and the status of every stage.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use shardflow_e2e::{repo_root, StackGuard};
+use shardflow_e2e::{repo_root, shardflow_dir, StackGuard};
 
 const START: &str = "# >>> README\n";
 const END: &str = "# <<< README\n";
@@ -57,28 +56,6 @@ fn the_readme_holds_the_walkthrough_commands() {
     ] {
         assert!(notes.contains(note), "the walkthrough's notes explain {note}:\n{notes}");
     }
-}
-
-/// The directory of this build's `shardflow` command (`target/<profile>`, the parent of the
-/// test's own `deps`). `cargo test --workspace` builds it with the tests; run alone, this test
-/// builds it first.
-fn shardflow_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps")
-        .to_path_buf();
-    if !dir.join("shardflow").is_file() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "shardflow-cli", "--bin", "shardflow"]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.current_dir(repo_root()).status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p shardflow-cli failed");
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
