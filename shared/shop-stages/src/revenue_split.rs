@@ -1,14 +1,14 @@
 //! The `revenue` pipeline over the shuffle ([`shardflow_shop::pipelines::revenue_split`]): two
 //! stages, so that revenue per product is exact on any number of CDC shards.
 //!
-//! - [`revenue_keyby()`], the upstream stage: decodes the CDC stream as [`crate::revenue()`] does,
+//! - [`revenue_keyby()`], the upstream stage: decodes the CDC stream ([`crate::ShopDecoder`]),
 //!   keys the inserted order lines by (product, currency) and writes them (combined per key and
 //!   window where the pipeline lifts its aggregation) to the shuffle stream
 //!   ([`SHUFFLE_STREAM_ENV`]). Its `SHARDFLOW_INPUT_STREAM` is the CDC stream.
 //! - [`revenue_shuffled()`], the downstream stage: reads the shuffle stream (its
 //!   `SHARDFLOW_INPUT_STREAM`, whose lineage assigns each shard its key groups), windows and
-//!   upserts into Postgres like [`crate::revenue()`] (same table, blue/green gate and dead
-//!   letters). It names its upstream ([`UPSTREAM_STAGE_ENV`], [`UPSTREAM_INPUT_STREAM_ENV`]) and
+//!   upserts each window's latest pane into the revenue table ([`crate::RevenueTableRow`], the
+//!   blue/green gate [`crate::RevenueGate`]). It names its upstream ([`UPSTREAM_STAGE_ENV`], [`UPSTREAM_INPUT_STREAM_ENV`]) and
 //!   the idleness timeout of silent upstream shards ([`IDLENESS_MS_ENV`]).
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shop::pipelines::{revenue_split, KeyedSale, RevenueRow};
 use shardflow_shuffle::Source;
-use shardflow_stage::{optional_var, required_var, EnvError};
+use shardflow_stage::{optional_var, required_var, stream_name, EnvError};
 use tracing::info;
 
 use crate::revenue::{revenue_sink, RevenueGate};
@@ -31,8 +31,8 @@ use crate::{ShopDecoder, StageSetupError};
 pub const SHUFFLE_STREAM_ENV: &str = "SHARDFLOW_SHUFFLE_STREAM";
 /// The upstream stage's name (required by [`revenue_shuffled()`]).
 pub const UPSTREAM_STAGE_ENV: &str = "SHARDFLOW_UPSTREAM_STAGE";
-/// The upstream stage's input stream, the CDC stream (name or ARN; required by
-/// [`revenue_shuffled()`]).
+/// The upstream stage's input stream, the CDC stream (name or ARN, compared by name with what
+/// the upstream sends; required by [`revenue_shuffled()`]).
 pub const UPSTREAM_INPUT_STREAM_ENV: &str = "SHARDFLOW_UPSTREAM_INPUT_STREAM";
 /// Milliseconds of processing time after which a silent upstream shard stops holding the
 /// downstream watermark back (optional: without it, never).
@@ -69,14 +69,15 @@ pub async fn revenue_keyby() -> Result<RevenueKeyByStage, StageSetupError> {
     Ok(UpstreamStage::new(stage, kinesis, &shuffle_stream).with_combiner(Arc::new(move || lifting.batch_combiner())))
 }
 
-/// The `revenue` stage over the shuffle stream of this function's environment: the downstream
-/// half of [`revenue_split`], upserting each window's latest pane into Postgres as
-/// [`crate::revenue()`] does.
+/// The `revenue-shuffled` stage of this function's environment: the downstream half of
+/// [`revenue_split`] over the shuffle stream, upserting each window's latest pane into the
+/// revenue table in Postgres (created if missing).
 pub async fn revenue_shuffled() -> Result<RevenueShuffledStage, StageSetupError> {
     let env = StageEnv::load().await?;
+    // the upstream names its input stream in what it sends as its batches do: by name
     let source = Source::new(
         required_var(UPSTREAM_STAGE_ENV)?,
-        required_var(UPSTREAM_INPUT_STREAM_ENV)?,
+        stream_name(&required_var(UPSTREAM_INPUT_STREAM_ENV)?),
     );
     let idleness = idleness_ms()?;
     let sink = revenue_sink(&env.sdk).await?;
