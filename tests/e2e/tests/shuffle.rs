@@ -22,7 +22,7 @@
 //! 3–5 minutes on LocalStack: the put (the emulator stores ~200–800 records/s), the stages, then
 //! the idleness timeout plus up to a minute for the next tick.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use shardflow_e2e::shop::*;
