@@ -316,7 +316,8 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     // that consumes no CDC stream (its own shuffle stream, whose revenue-shuffled mapping alone is
     // enabled, and its own revenue table): the live revenue again. The archive ends with the
     // watermark mover, which closes every window as it did live.
-    let backfill = format!("{stack}-backfill");
+    // short: "{stack}-revenue-shuffled" must stay within Lambda's 64 characters
+    let backfill = format!("{stack}-bf");
     let backfill_table = backfill.replace('-', "_");
     deploy(
         &backfill,
