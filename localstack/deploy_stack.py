@@ -4,7 +4,10 @@ Used by localstack/deploy after `aws cloudformation package` (the AWS CLI's own
 `cloudformation deploy` polls every 30 s, which dominates a local deploy).
 Needs only boto3; the endpoint and credentials come from the usual AWS_* variables.
 
-    python deploy_stack.py STACK TEMPLATE_FILE [Key=Value ...]   # outputs as JSON on stdout
+    python deploy_stack.py [--bucket BUCKET] STACK TEMPLATE_FILE [Key=Value ...]   # outputs as JSON on stdout
+
+A template over CloudFormation's limit for an inline body (51,200 bytes) is uploaded to BUCKET
+(under STACK/) and passed by URL, as `aws cloudformation deploy --s3-bucket` does.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+MAX_TEMPLATE_BODY = 51_200
 TIMEOUT_S = 600
 
 
@@ -42,8 +46,23 @@ def _failures(cfn, name: str) -> str:
     return "\n".join(lines)
 
 
-def deploy(name: str, template_body: str, parameters: dict[str, str]) -> list[dict]:
+def _template(name: str, body: str, bucket: str | None) -> dict:
+    """The template argument of create_stack/update_stack: the body inline, or by URL from S3."""
+    if len(body.encode("utf-8")) <= MAX_TEMPLATE_BODY:
+        return {"TemplateBody": body}
+    if not bucket:
+        raise SystemExit(
+            f"[deploy] ERROR: the template is over {MAX_TEMPLATE_BODY} bytes: give --bucket to upload it"
+        )
+    s3 = boto3.client("s3")
+    key = f"{name}/template-{int(time.time() * 1000)}.yaml"
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"))
+    return {"TemplateURL": f"{s3.meta.endpoint_url.rstrip('/')}/{bucket}/{key}"}
+
+
+def deploy(name: str, template_body: str, parameters: dict[str, str], bucket: str | None = None) -> list[dict]:
     cfn = boto3.client("cloudformation")
+    template = _template(name, template_body, bucket)
     params = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
     existing = _stack(cfn, name)
     if existing and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"):
@@ -54,13 +73,9 @@ def deploy(name: str, template_body: str, parameters: dict[str, str]) -> list[di
         existing = None
     try:
         if existing is None:
-            cfn.create_stack(
-                StackName=name, TemplateBody=template_body, Parameters=params, Capabilities=CAPABILITIES
-            )
+            cfn.create_stack(StackName=name, Parameters=params, Capabilities=CAPABILITIES, **template)
         else:
-            cfn.update_stack(
-                StackName=name, TemplateBody=template_body, Parameters=params, Capabilities=CAPABILITIES
-            )
+            cfn.update_stack(StackName=name, Parameters=params, Capabilities=CAPABILITIES, **template)
     except ClientError as e:
         if "No updates are to be performed" not in str(e):
             raise
@@ -90,6 +105,9 @@ def _wait(cfn, name: str, success: tuple[str, ...], deleting: bool = False) -> d
 
 
 def main(argv: list[str]) -> int:
+    bucket = None
+    if argv[:1] == ["--bucket"] and len(argv) >= 2:
+        bucket, argv = argv[1], argv[2:]
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
@@ -103,7 +121,7 @@ def main(argv: list[str]) -> int:
         parameters[key] = value
     with open(template_file, encoding="utf-8") as f:
         body = f.read()
-    outputs = deploy(name, body, parameters)
+    outputs = deploy(name, body, parameters, bucket)
     print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in outputs}, indent=2, sort_keys=True))
     return 0
 

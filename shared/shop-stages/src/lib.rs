@@ -16,9 +16,8 @@
 //! | stage | input | variables | output |
 //! |---|---|---|---|
 //! | [`receipts()`] | shop CDC (Protobuf `ChangeEvent`) | `SHARDFLOW_TOPIC_ARN` | one SNS message per completed purchase |
-//! | [`revenue()`] | shop CDC | `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
 //! | [`revenue_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | inserted order lines keyed by (product, currency) to the shuffle stream |
-//! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `revenue`'s database variables | rows upserted in Postgres, as `revenue` |
+//! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
 //! | [`order_enrich_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | the rows of the four joined tables keyed by customer id to the shuffle stream |
 //! | [`order_enrich_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `order_enrich`'s output variables | enriched orders, as `order_enrich` |
@@ -36,11 +35,12 @@
 //! # Keys and shards
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
-//! `revenue` (per product) and `order-enrich` (per customer) key by other columns: they are exact
-//! when their input stream has one shard, or is partitioned by their key. On any number of CDC
-//! shards they run as split pairs (issue 13, `docs/shuffle-and-checkpoints.md`):
-//! [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`], and [`order_enrich_keyby()`] →
-//! shuffle stream → [`order_enrich_shuffled()`].
+//! `revenue` (per product) and `order-enrich` (per customer) key by other columns. Revenue runs as
+//! the split pair [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`] (issue 13,
+//! `docs/shuffle-and-checkpoints.md`), exact on any number of CDC shards. `order-enrich` deployed
+//! as one stage is exact only when its input stream has one shard, or is partitioned by its key;
+//! its split pair [`order_enrich_keyby()`] → shuffle stream → [`order_enrich_shuffled()`] is exact
+//! on any number.
 
 #![warn(missing_docs)]
 
@@ -65,10 +65,7 @@ pub use order_enrich_split::{
 };
 pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
 pub use replay::{check_targets, replay_targets};
-pub use revenue::{
-    revenue, revenue_table_sql, RevenueGate, RevenueSink, RevenueStage, RevenueTableRow, REVENUE_TABLE_ENV,
-    REVENUE_TABLE_SQL,
-};
+pub use revenue::{revenue_table_sql, RevenueGate, RevenueSink, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL};
 pub use revenue_split::{revenue_keyby, revenue_shuffled, RevenueKeyByStage, RevenueShuffledStage};
 pub use split::{
     KeyByStage, ShuffledStage, IDLENESS_MS_ENV, SHUFFLE_STREAM_ENV, UPSTREAM_INPUT_STREAM_ENV, UPSTREAM_STAGE_ENV,

@@ -6,8 +6,11 @@ use shardflow_shop::pipelines;
 
 use crate::ShopDecoder;
 
-/// The shop's pipelines under their stages' names (`receipts`, `revenue`, `order-enrich`), for
-/// [`shardflow_lifecycle::replay::command::run`].
+/// The shop's pipelines for a local replay of the CDC stream's archive
+/// ([`shardflow_lifecycle::replay::command::run`]): `receipts`, `revenue` and `order-enrich`.
+/// `revenue` is the whole pipeline (deployed as the pair `revenue-keyby` → shuffle stream →
+/// `revenue-shuffled`, whose on-time and late panes equal it); a local replay runs each
+/// archived shard in its own engine, so it is revenue's exact result for a one-shard stream.
 pub fn replay_targets() -> Vec<ReplayTarget> {
     vec![
         ReplayTarget::new("receipts", pipelines::receipts(), ShopDecoder::new()),
@@ -16,11 +19,16 @@ pub fn replay_targets() -> Vec<ReplayTarget> {
     ]
 }
 
-/// The shop's pipelines under their stages' names (`receipts`, `revenue`, `order-enrich`), for
-/// `shardflow savepoint check` ([`shardflow_lifecycle::command::savepoint::run`]).
+/// The shop's pipelines under their stages' names, for `shardflow savepoint check`
+/// ([`shardflow_lifecycle::command::savepoint::run`]): `receipts`, the two halves of revenue
+/// (`revenue-keyby`, `revenue-shuffled`), `order-enrich`; and `revenue`, the whole pipeline, for
+/// savepoints of the one-stage revenue deployed before the shuffle.
 pub fn check_targets() -> Vec<CheckTarget> {
+    let split = pipelines::revenue_split();
     vec![
         CheckTarget::new("receipts", pipelines::receipts()),
+        CheckTarget::new("revenue-keyby", split.upstream),
+        CheckTarget::new("revenue-shuffled", split.downstream),
         CheckTarget::new("revenue", pipelines::revenue()),
         CheckTarget::new("order-enrich", pipelines::order_enrich()),
     ]

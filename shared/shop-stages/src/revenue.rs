@@ -1,15 +1,14 @@
-//! The `revenue` stage: revenue per product and minute, upserted into Postgres.
+//! The revenue table: revenue per product and minute, upserted into Postgres by the
+//! `revenue-shuffled` stage ([`crate::revenue_shuffled()`]).
 
 use shardflow_bluegreen::{blue_green, shadow_table, ColourGate};
-use shardflow_connectors::{quote_identifier, DeadLetterDestination, PostgresRow, PostgresSink, PostgresSinkConfig};
-use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
-use shardflow_schemas::ChangeEvent;
+use shardflow_connectors::{quote_identifier, PostgresRow, PostgresSink, PostgresSinkConfig};
 use shardflow_shop::pipelines::RevenueRow;
 use shardflow_stage::{optional_var, MapSink};
 use tokio_postgres::types::ToSql;
 
 use crate::database::database_url;
-use crate::{ShopDecoder, StageSetupError};
+use crate::StageSetupError;
 
 /// The table (default [`RevenueTableRow::TABLE`]).
 pub const REVENUE_TABLE_ENV: &str = "SHARDFLOW_REVENUE_TABLE";
@@ -68,34 +67,16 @@ impl PostgresRow for RevenueTableRow {
     }
 }
 
-/// The sink of the `revenue` stage.
+/// The sink of the revenue table.
 pub type RevenueSink = MapSink<PostgresSink<RevenueTableRow>, fn(&RevenueRow) -> RevenueTableRow>;
 
 /// The result sink of the revenue stages: the live table, gated by colour in a blue/green
 /// deployment.
 pub type RevenueGate = ColourGate<RevenueSink, RevenueSink>;
 
-/// The `revenue` stage as deployed.
-pub type RevenueStage = Stage<ChangeEvent, RevenueRow, ShopDecoder, RevenueGate, DeadLetterDestination>;
-
-/// The `revenue` stage of this function's environment: connects to Postgres, creates the table (and,
-/// in a blue/green deployment, the colour's shadow table, [`shardflow_bluegreen::shadow_table`]) if missing, and upserts
-/// each window's latest pane.
-pub async fn revenue() -> Result<RevenueStage, StageSetupError> {
-    let env = StageEnv::load().await?;
-    let sink = revenue_sink(&env.sdk).await?;
-    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
-    Ok(env.stage(
-        shardflow_shop::pipelines::revenue(),
-        ShopDecoder::new(),
-        sink,
-        dead_letters,
-        PartitionKeying::Undeclared,
-    )?)
-}
-
 /// The revenue sink of this function's environment: connects to Postgres, creates the table
-/// ([`REVENUE_TABLE_ENV`]) and, in a blue/green deployment, the colour's shadow table if missing.
+/// ([`REVENUE_TABLE_ENV`]) and, in a blue/green deployment, the colour's shadow table
+/// ([`shardflow_bluegreen::shadow_table`]) if missing; it upserts each window's latest pane.
 pub(crate) async fn revenue_sink(sdk: &aws_config::SdkConfig) -> Result<RevenueGate, StageSetupError> {
     let url = database_url(sdk).await?;
     let table = optional_var(REVENUE_TABLE_ENV).unwrap_or_else(|| RevenueTableRow::TABLE.to_owned());

@@ -13,7 +13,7 @@ use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStag
 use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shuffle::Source;
-use shardflow_stage::{optional_var, required_var, EnvError, ResultSink};
+use shardflow_stage::{optional_var, required_var, stream_name, EnvError, ResultSink};
 use tracing::info;
 
 use crate::{ShopDecoder, StageSetupError};
@@ -22,8 +22,8 @@ use crate::{ShopDecoder, StageSetupError};
 pub const SHUFFLE_STREAM_ENV: &str = "SHARDFLOW_SHUFFLE_STREAM";
 /// The upstream stage's name (required by every `*_shuffled` stage).
 pub const UPSTREAM_STAGE_ENV: &str = "SHARDFLOW_UPSTREAM_STAGE";
-/// The upstream stage's input stream, the CDC stream (name or ARN; required by every
-/// `*_shuffled` stage).
+/// The upstream stage's input stream, the CDC stream (name or ARN, compared by name with what
+/// the upstream sends; required by every `*_shuffled` stage).
 pub const UPSTREAM_INPUT_STREAM_ENV: &str = "SHARDFLOW_UPSTREAM_INPUT_STREAM";
 /// Milliseconds of processing time after which a silent upstream shard stops holding the
 /// downstream watermark back (optional: without it, never).
@@ -82,9 +82,10 @@ where
     Out: Send + 'static,
     Sk: ResultSink<Out>,
 {
+    // the upstream names its input stream in what it sends as its batches do: by name
     let source = Source::new(
         required_var(UPSTREAM_STAGE_ENV)?,
-        required_var(UPSTREAM_INPUT_STREAM_ENV)?,
+        stream_name(&required_var(UPSTREAM_INPUT_STREAM_ENV)?),
     );
     let idleness = idleness_ms()?;
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;

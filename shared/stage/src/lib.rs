@@ -25,5 +25,5 @@ pub use env::{optional_var, required_var, EnvError};
 pub use metrics::{json_object_of, BatchMetrics, EmfRecord, EMF_DIMENSION, EMF_NAMESPACE, METRICS as EMF_METRICS};
 pub use response::batch_response;
 pub use sequence::{SequenceNumber, SequenceNumberError};
-pub use shard_batch::{BatchError, InputRecord, ShardBatch};
+pub use shard_batch::{stream_name, BatchError, InputRecord, ShardBatch};
 pub use sink::{BothSinks, DeadLetterSink, MapSink, MemoryDeadLetters, MemoryResultSink, ResultSink, SinkError};

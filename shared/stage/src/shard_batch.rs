@@ -91,6 +91,14 @@ pub struct InputRecord {
     pub data: Vec<u8>,
 }
 
+/// The name of a stream given by name or ARN (`arn:...:stream/NAME`): the name a
+/// [`ShardBatch`] carries in [`ShardBatch::stream`].
+pub fn stream_name(name_or_arn: &str) -> &str {
+    name_or_arn
+        .rsplit_once(":stream/")
+        .map_or(name_or_arn, |(_, name)| name)
+}
+
 /// The records of one shard delivered in one invocation, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardBatch {
@@ -125,8 +133,8 @@ impl ShardBatch {
             let stream = r
                 .event_source_arn
                 .as_deref()
-                .and_then(|arn| arn.rsplit_once(":stream/"))
-                .map(|(_, name)| name.to_owned())
+                .filter(|arn| arn.contains(":stream/"))
+                .map(|arn| stream_name(arn).to_owned())
                 .unwrap_or_default();
             if index == 0 {
                 batch.shard_id = shard;
@@ -267,8 +275,17 @@ fn arrival_seconds(ms: i64) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::{exact_arrival_ms, InputRecord, SequenceNumber, ShardBatch};
+    use super::{exact_arrival_ms, stream_name, InputRecord, SequenceNumber, ShardBatch};
     use serde_json::json;
+
+    #[test]
+    fn a_stream_is_named_alike_by_name_and_by_arn() {
+        assert_eq!(
+            stream_name("arn:aws:kinesis:us-east-1:000000000000:stream/shop-changes"),
+            "shop-changes"
+        );
+        assert_eq!(stream_name("shop-changes"), "shop-changes");
+    }
 
     #[test]
     fn an_event_written_for_a_batch_reads_back_as_the_same_batch() {

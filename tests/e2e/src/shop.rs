@@ -22,7 +22,13 @@ pub const SEED: u64 = 7;
 /// that a short input spans several minutes, so orders complete and windows close within it.
 pub const ORDERS_PER_SEC: f64 = 1.0;
 /// The functions of the template.
-pub const FUNCTIONS: [&str; 4] = ["receipts", "revenue", "order-enrich", "archive"];
+pub const FUNCTIONS: [&str; 5] = [
+    "receipts",
+    "revenue-keyby",
+    "revenue-shuffled",
+    "order-enrich",
+    "archive",
+];
 /// How long outputs may take to appear.
 pub const DEADLINE: Duration = Duration::from_secs(240);
 /// The bytes of the malformed record (not a Protobuf `ChangeEvent`: field 1 with wire type 7).
@@ -45,6 +51,8 @@ pub struct Expected {
     pub receipts: Vec<ResultLine<Receipt>>,
     /// The final revenue per (product, currency, window start): (cents, orders).
     pub revenue: BTreeMap<(i64, String, i64), (i64, u64)>,
+    /// The final pane's timing per (product, currency, window start): `early`, `on_time`, `late`.
+    pub revenue_panes: BTreeMap<(i64, String, i64), String>,
     /// The enriched orders.
     pub enriched: Vec<ResultLine<EnrichedOrder>>,
     /// Late records per pipeline.
@@ -92,12 +100,29 @@ pub fn generate_on_time(events: u64) -> Vec<ChangeEvent> {
     std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
 }
 
+/// `events` generated shop changes with none later than the allowed lateness (the generator's
+/// late ones, 70–250 s behind, stay and update their windows in late panes). Whether a change
+/// beyond the allowed lateness is dropped depends on how the shards of a sharded stream
+/// interleave; without them, every window's final totals do not.
+pub fn generate_within_lateness(events: u64) -> Vec<ChangeEvent> {
+    let mut config = ShopConfig::new(SEED, events, 1);
+    config.orders_per_sec = ORDERS_PER_SEC;
+    config.too_late_fraction = 0.0;
+    let mut generator = ShopGenerator::new(config);
+    std::iter::from_fn(|| generator.next_event().map(|(_, e)| e)).collect()
+}
+
 /// A change far later in event time than the input, which moves every stage's watermark past
 /// every window of the input (a Lambda stage's windows close on data, not on the end of input).
 /// It is an update of a customer no order refers to, so it adds no result of its own.
 pub fn watermark_mover(events: &[ChangeEvent]) -> ChangeEvent {
     let last = events.iter().map(ChangeEvent::event_time).max().unwrap_or(0);
-    let ts = last + 3 * 60 * 60_000;
+    customer_touch(events, last + 3 * 60 * 60_000)
+}
+
+/// An update at event time `ts` of a customer no order of `events` refers to: a change that
+/// moves a stage's watermark to `ts` (less its bound) and adds no result of its own.
+pub fn customer_touch(events: &[ChangeEvent], ts: i64) -> ChangeEvent {
     let customer = Customer {
         customer_id: 999_999_999,
         name: "watermark".into(),
@@ -147,17 +172,18 @@ pub async fn embedded(events: &[ChangeEvent]) -> Expected {
         .map(|p| (p.pipeline.clone(), p.late_records))
         .collect();
     let mut revenue = BTreeMap::new();
+    let mut revenue_panes = BTreeMap::new();
     for line in read_lines::<RevenueRow>(&out.path().join("revenue.jsonl")) {
         let r = line.value;
         // accumulating panes: the last pane of a window holds its totals
-        revenue.insert(
-            (r.product_id, r.currency, r.window_start_ms),
-            (r.revenue_cents, r.order_count),
-        );
+        let key = (r.product_id, r.currency, r.window_start_ms);
+        revenue_panes.insert(key.clone(), r.pane);
+        revenue.insert(key, (r.revenue_cents, r.order_count));
     }
     Expected {
         receipts: read_lines(&out.path().join("receipts.jsonl")),
         revenue,
+        revenue_panes,
         enriched: read_lines(&out.path().join("enriched_orders.jsonl")),
         late,
     }
@@ -300,6 +326,20 @@ pub async fn revenue_rows(table: &str) -> BTreeMap<(i64, String, i64), (i64, u64
             })
             .collect(),
         // the stage creates the table on its first start
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// The revenue table's final panes' timings: (product, currency, window start) -> `early`,
+/// `on_time` or `late`; empty while the table does not exist.
+pub async fn revenue_panes(table: &str) -> BTreeMap<(i64, String, i64), String> {
+    let client = shardflow_testkit::postgres().await;
+    let sql = format!("SELECT product_id, currency, window_start_ms, pane FROM {table}");
+    match client.query(&sql, &[]).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+            .collect(),
         Err(_) => BTreeMap::new(),
     }
 }

@@ -112,7 +112,7 @@ async fn the_dashboard_shows_stages_and_shards_and_its_numbers_move_as_data_flow
     // Before any data: the stage functions, their stream and colour, and the stream's shards.
     dashboard.poll().await.expect("a first read of the stack");
     let before = render(&url, 1_000).await;
-    for function in ["receipts", "revenue", "order-enrich"] {
+    for function in ["receipts", "revenue-keyby", "revenue-shuffled", "order-enrich"] {
         assert!(
             before.contains(&format!("data-function=\"{stack}-{function}\"")),
             "{function} missing from the page"
@@ -122,14 +122,14 @@ async fn the_dashboard_shows_stages_and_shards_and_its_numbers_move_as_data_flow
     assert!(before.contains("colour-blue"), "the colour is not shown");
     let revenue = between(
         &before,
-        "<section class=\"stage\" data-stage=\"revenue\">",
+        "<section class=\"stage\" data-stage=\"revenue-keyby\">",
         "</section>",
     )
-    .expect("a section of the revenue stage");
+    .expect("a section of the revenue-keyby stage");
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         assert!(revenue.contains(&format!("data-shard=\"{shard}\"")), "{shard} missing");
     }
-    let first = records_in(&before, "revenue");
+    let first = records_in(&before, "revenue-keyby");
     shot(&url, "dashboard-before.png").await;
 
     // Data flows: the count grows, on a fresh load and through the page's own refresh.
@@ -140,9 +140,9 @@ async fn the_dashboard_shows_stages_and_shards_and_its_numbers_move_as_data_flow
         .collect();
     let (head, tail) = records.split_at(records.len() / 2);
     put_records(&changes, head.to_vec()).await;
-    let seen = wait_for_records(&dashboard, "revenue", first).await;
+    let seen = wait_for_records(&dashboard, "revenue-keyby", first).await;
     let during = render(&url, 5_000).await;
-    let shown = records_in(&during, "revenue");
+    let shown = records_in(&during, "revenue-keyby");
     assert!(
         shown > first && shown >= seen,
         "records in: {first} before, {shown} shown, {seen} read"
@@ -155,8 +155,8 @@ async fn the_dashboard_shows_stages_and_shards_and_its_numbers_move_as_data_flow
     shot(&url, "dashboard-during.png").await;
 
     put_records(&changes, tail.to_vec()).await;
-    let more = wait_for_records(&dashboard, "revenue", shown).await;
+    let more = wait_for_records(&dashboard, "revenue-keyby", shown).await;
     let after = render(&url, 1_000).await;
-    assert!(records_in(&after, "revenue") >= more && more > shown);
+    assert!(records_in(&after, "revenue-keyby") >= more && more > shown);
     shot(&url, "dashboard-after.png").await;
 }

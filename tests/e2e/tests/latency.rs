@@ -77,7 +77,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run it on purpose (see the module documentation)"]
 async fn receipts_latency_at_a_steady_rate() {
-    require_function_zips(&["receipts", "revenue", "order-enrich", "archive"]);
+    require_function_zips(&shardflow_e2e::shop::FUNCTIONS);
     let rate = env_or("SHARDFLOW_LATENCY_RATE", 20);
     let secs = env_or("SHARDFLOW_LATENCY_SECS", 60);
     let stack = shardflow_testkit::unique_name("latency");

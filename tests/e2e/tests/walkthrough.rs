@@ -110,7 +110,13 @@ async fn the_walkthrough_shows_every_stages_results() {
         stdout.contains(r#""order_status":"completed""#),
         "an enriched order is read from S3:\n{stdout}"
     );
-    for stage in ["receipts", "revenue", "order-enrich", "archive"] {
+    for stage in [
+        "receipts",
+        "revenue-keyby",
+        "revenue-shuffled",
+        "order-enrich",
+        "archive",
+    ] {
         assert!(
             stdout.contains(&format!("stage {stage} (table {stack}-StateTable")),
             "the status of {stage} is shown:\n{stdout}"
