@@ -793,7 +793,9 @@ where
         let stage = stage.clone();
         async move {
             let request = StageRequest::from_value(event.payload)?;
-            let response = stage.serve(request).await?;
+            // boxed: the handler's future is deep; inline, a function's `main` exceeds the
+            // compiler's layout query depth
+            let response = Box::pin(stage.serve(request)).await?;
             Ok::<_, lambda_runtime::Error>(response)
         }
     }))

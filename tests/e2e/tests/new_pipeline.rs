@@ -8,6 +8,8 @@
 //!
 //! Needs LocalStack (`localstack/up`, `source localstack/env`) and this build's `shardflow`
 //! (`cargo test --workspace` builds it; alone: `cargo build -p shardflow-cli` first).
+//! Ignored in the default run until the generated project reuses the workspace's dependency
+//! artifacts (see the `#[ignore]` reason).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +119,7 @@ fn wait_caught_up(stage: &str, table: &str, stream: &str) {
 }
 
 #[test]
+#[ignore = "not yet run green; the generated project's feature set differs from the workspace's, so it compiles the AWS dependency tree a second time (issue 15): cargo build -p shardflow-cli && cargo test -p shardflow-e2e --test new_pipeline -- --ignored"]
 fn a_new_project_builds_passes_its_tests_and_runs_on_localstack_as_on_the_embedded_runner() {
     let started = Instant::now();
     let home = tempfile::tempdir().expect("a temporary directory");
