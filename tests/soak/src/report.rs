@@ -98,7 +98,10 @@ impl Report {
                 "function processes started",
                 self.function_processes_started.to_string(),
             ),
-            ("duplicates delivered (receipts)", self.duplicates_delivered.to_string()),
+            (
+                "receipt repeats dropped by id (standard SNS topic)",
+                self.duplicates_delivered.to_string(),
+            ),
             ("dead letters", self.dead_letters.to_string()),
             (
                 "normal / max iterator age",
