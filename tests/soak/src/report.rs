@@ -56,11 +56,6 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.passed)
-    }
-
     /// The markdown summary.
     pub fn markdown(&self) -> String {
         let mut md = String::from("# shardflow chaos soak\n\n");
