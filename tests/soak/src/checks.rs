@@ -286,7 +286,10 @@ mod tests {
         ];
         let normal = normal_iterator_age(&samples, 10_000, Duration::from_millis(50));
         assert_eq!(normal, 200);
-        assert_eq!(recovery_times(&[fault.clone()], &samples, normal), vec![Some(4_000)]);
+        assert_eq!(
+            recovery_times(std::slice::from_ref(&fault), &samples, normal),
+            vec![Some(4_000)]
+        );
         assert_eq!(recovery_times(&[fault], &samples[..3], normal), vec![None]);
     }
 

@@ -99,8 +99,11 @@ fn kill_function(fault: &Fault, targets: &Targets) -> String {
     format!("{function}: kill -9 of pids {killed:?}")
 }
 
-/// The open shards: (id, parent, starting hash key, ending hash key), by starting hash key.
-async fn open_shards(targets: &Targets) -> anyhow::Result<Vec<(String, Option<String>, u128, u128)>> {
+/// An open shard: (id, parent, starting hash key, ending hash key).
+type OpenShard = (String, Option<String>, u128, u128);
+
+/// The open shards, by starting hash key.
+async fn open_shards(targets: &Targets) -> anyhow::Result<Vec<OpenShard>> {
     let listed = targets
         .kinesis
         .list_shards()
@@ -173,10 +176,7 @@ async fn split(targets: &Targets) -> anyhow::Result<String> {
 /// adjacent pair.
 async fn merge(targets: &Targets) -> anyhow::Result<String> {
     let shards = open_shards(targets).await?;
-    let pairs: Vec<(
-        &(String, Option<String>, u128, u128),
-        &(String, Option<String>, u128, u128),
-    )> = shards
+    let pairs: Vec<(&OpenShard, &OpenShard)> = shards
         .windows(2)
         .filter(|w| w[0].3.checked_add(1) == Some(w[1].2))
         .map(|w| (&w[0], &w[1]))

@@ -105,16 +105,16 @@ fn kinesis_via(url: &str) -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::from_conf(config)
 }
 
-/// The generated changes (no late change: results do not depend on the sharding) with
-/// `malformed` malformed records at seeded places; returns the records and the malformed ones.
-fn input(
-    args: &Args,
-    events: u64,
-) -> (
+/// The changes, the records to put (partition key, data) and the malformed records among them.
+type Input = (
     Vec<shardflow_schemas::ChangeEvent>,
     Vec<(String, Vec<u8>)>,
     Vec<Vec<u8>>,
-) {
+);
+
+/// The generated changes (no late change: results do not depend on the sharding) with
+/// `malformed` malformed records at seeded places; returns the records and the malformed ones.
+fn input(args: &Args, events: u64) -> Input {
     use rand::{Rng, SeedableRng};
     let mut config = ShopConfig::new(args.seed, events, 1);
     config.orders_per_sec = args.orders_per_sec;
