@@ -1,0 +1,326 @@
+//! The checks at the end of a soak, once the faults stopped and the stages drained: the sinks
+//! against the embedded runner on exactly the records the stream holds, the dead letters
+//! against the malformed inputs, and the samples' recovery, memory and state bounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use prost::Message as _;
+use serde::Serialize;
+use shardflow_e2e::shop::ResultLine;
+use shardflow_shop::pipelines::Receipt;
+
+use crate::monitor::Sample;
+use crate::schedule::Fault;
+
+/// A check's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What it checks.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The numbers behind the verdict.
+    pub detail: String,
+}
+
+impl Check {
+    /// A verdict.
+    pub fn new(name: &str, passed: bool, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.to_owned(),
+            passed,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The stream's records (data) against what was put: the same multiset.
+pub fn stream_holds_what_was_put(stored: &[Vec<u8>], put: &[Vec<u8>]) -> Check {
+    fn count(records: &[Vec<u8>]) -> BTreeMap<&[u8], i64> {
+        let mut m: BTreeMap<&[u8], i64> = BTreeMap::new();
+        for r in records {
+            *m.entry(r.as_slice()).or_default() += 1;
+        }
+        m
+    }
+    let (s, p) = (count(stored), count(put));
+    let missing: i64 = p.iter().map(|(k, n)| (n - s.get(k).copied().unwrap_or(0)).max(0)).sum();
+    let extra: i64 = s.iter().map(|(k, n)| (n - p.get(k).copied().unwrap_or(0)).max(0)).sum();
+    Check::new(
+        "the input stream holds every record put, once",
+        missing == 0 && extra == 0,
+        format!(
+            "{} put, {} stored, {missing} missing, {extra} extra",
+            put.len(),
+            stored.len()
+        ),
+    )
+}
+
+/// The change events among the stored records: not malformed, not a watermark mover.
+pub fn decoded_events(stored: &[Vec<u8>], movers: &BTreeSet<Vec<u8>>) -> Vec<shardflow_schemas::ChangeEvent> {
+    stored
+        .iter()
+        .filter(|d| !movers.contains(*d))
+        .filter_map(|d| shardflow_schemas::ChangeEvent::decode(d.as_slice()).ok())
+        .collect()
+}
+
+/// The delivered receipts (message bodies) against the embedded runner's. The topic is a
+/// standard one, which cannot deduplicate (see shardflow-connectors' `SnsSink`): a receipt
+/// republished after a crash between publish and commit arrives again with the same id and
+/// value, and the consumer drops it by id. So: every expected id delivered, nothing else, each
+/// repeat identical to the first. Returns the check and the repeats dropped.
+pub fn receipts_match(bodies: &[String], expected: &[ResultLine<Receipt>]) -> (Check, usize) {
+    let mut got: BTreeMap<String, Receipt> = BTreeMap::new();
+    let (mut duplicates, mut conflicting, mut unreadable) = (0usize, 0usize, 0usize);
+    for b in bodies {
+        match serde_json::from_str::<shardflow_connectors::ResultMessage<Receipt>>(b) {
+            Ok(m) => match got.get(&m.id) {
+                Some(first) if *first == m.value => duplicates += 1,
+                Some(_) => conflicting += 1,
+                None => {
+                    got.insert(m.id, m.value);
+                }
+            },
+            Err(_) => unreadable += 1,
+        }
+    }
+    let want: BTreeMap<String, Receipt> = expected.iter().map(|l| (l.id.clone(), l.value.clone())).collect();
+    let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+    let extra = got.keys().filter(|k| !want.contains_key(*k)).count();
+    let differing = want
+        .iter()
+        .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+        .count();
+    let passed = conflicting == 0 && unreadable == 0 && missing == 0 && extra == 0 && differing == 0;
+    (
+        Check::new(
+            "receipts (SNS, deduplicated by result id) equal the embedded runner's",
+            passed,
+            format!(
+                "{} expected, {} delivered: {missing} lost, {duplicates} identical repeats dropped by id, \
+                 {conflicting} repeats with another value, {extra} unexpected, {differing} with other values, \
+                 {unreadable} unreadable",
+                want.len(),
+                bodies.len()
+            ),
+        ),
+        duplicates,
+    )
+}
+
+/// The archive's (shard, sequence number) pairs against the stream's: each stored record once.
+pub fn archive_matches(archived: &[(String, String)], repeated: usize, stored: &[(String, String)]) -> Check {
+    let a: BTreeSet<&(String, String)> = archived.iter().collect();
+    let s: BTreeSet<&(String, String)> = stored.iter().collect();
+    let missing = s.difference(&a).count();
+    let extra = a.difference(&s).count();
+    Check::new(
+        "the archive (S3) holds every stored record once",
+        repeated == 0 && missing == 0 && extra == 0 && archived.len() == stored.len(),
+        format!(
+            "{} stored, {} archived: {missing} lost, {repeated} repeated, {extra} unexpected",
+            stored.len(),
+            archived.len()
+        ),
+    )
+}
+
+/// The dead letters against the malformed inputs: each malformed record once per decoding stage
+/// as `undecodable`, with its bytes, and nothing else.
+pub fn dead_letters_match(
+    letters: &[shardflow_stage::DeadLetter],
+    malformed: &[Vec<u8>],
+    decoding_stages: &[String],
+) -> Check {
+    let mut want: BTreeMap<(String, Vec<u8>), usize> = BTreeMap::new();
+    for stage in decoding_stages {
+        for m in malformed {
+            *want.entry((stage.clone(), m.clone())).or_default() += 1;
+        }
+    }
+    let mut got: BTreeMap<(String, Vec<u8>), usize> = BTreeMap::new();
+    let mut other = 0usize;
+    for l in letters {
+        if l.kind == shardflow_stage::DeadLetterKind::Undecodable {
+            *got.entry((l.stage.clone(), l.data().unwrap_or_default())).or_default() += 1;
+        } else {
+            other += 1;
+        }
+    }
+    let expected: usize = want.values().sum();
+    Check::new(
+        "dead letters are exactly the malformed inputs",
+        got == want && other == 0,
+        format!(
+            "{expected} expected ({} malformed x stages {decoding_stages:?}), {} undecodable letters, \
+             {other} of another kind",
+            malformed.len(),
+            got.values().sum::<usize>()
+        ),
+    )
+}
+
+/// The level of iterator age taken as normal: twice the largest seen before the first fault,
+/// at least `floor`.
+pub fn normal_iterator_age(samples: &[Sample], first_fault_ms: u64, floor: Duration) -> i64 {
+    let floor = i64::try_from(floor.as_millis()).unwrap_or(i64::MAX);
+    let before = samples
+        .iter()
+        .filter(|s| s.t_ms < first_fault_ms)
+        .flat_map(|s| s.iterator_age_ms.values().copied())
+        .max()
+        .unwrap_or(0);
+    (2 * before).max(floor)
+}
+
+/// The largest iterator age over the stages at `sample`.
+pub fn max_age(sample: &Sample) -> i64 {
+    sample.iterator_age_ms.values().copied().max().unwrap_or(0)
+}
+
+/// Per fault: ms from its end until every stage's iterator age is at or below `normal` again
+/// (`None`: not within the samples).
+pub fn recovery_times(faults: &[Fault], samples: &[Sample], normal: i64) -> Vec<Option<u64>> {
+    faults
+        .iter()
+        .map(|f| {
+            let end = u64::try_from(f.end().as_millis()).unwrap_or(u64::MAX);
+            samples
+                .iter()
+                .find(|s| s.t_ms >= end && max_age(s) <= normal)
+                .map(|s| s.t_ms - end)
+        })
+        .collect()
+}
+
+/// Memory is flat: per function, the largest resident set of the last quarter of the feed is
+/// at most `1.5 x` that of its second quarter plus 32 MiB (the first quarter is warm-up).
+pub fn memory_flat(samples: &[Sample], feed_ms: u64) -> Check {
+    let peak = |from: u64, to: u64| {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for s in samples.iter().filter(|s| s.t_ms >= from && s.t_ms < to) {
+            for (f, rss) in &s.rss_bytes {
+                let e = m.entry(f.clone()).or_default();
+                *e = (*e).max(*rss);
+            }
+        }
+        m
+    };
+    let early = peak(feed_ms / 4, feed_ms / 2);
+    let late = peak(feed_ms * 3 / 4, feed_ms);
+    let mut passed = !early.is_empty();
+    let mut parts = Vec::new();
+    for (f, l) in &late {
+        let e = early.get(f).copied().unwrap_or(0);
+        passed &= *l <= e + e / 2 + (32 << 20);
+        parts.push(format!("{f}: {} MiB -> {} MiB", e >> 20, l >> 20));
+    }
+    Check::new(
+        "function memory is flat (peak RSS, 2nd vs 4th quarter of the feed)",
+        passed,
+        if parts.is_empty() {
+            "no function process sampled".to_owned()
+        } else {
+            parts.join("; ")
+        },
+    )
+}
+
+/// The state table does not grow without bound: its items at the end are at most twice those
+/// at the middle of the feed plus 100 (the input's keys grow at a steady rate, expired windows
+/// and completed orders are deleted).
+pub fn state_bounded(samples: &[Sample], feed_ms: u64) -> Check {
+    let at = |t: u64| samples.iter().find(|s| s.t_ms >= t).map(|s| s.table_items);
+    let (middle, end) = (at(feed_ms / 2), samples.last().map(|s| s.table_items));
+    let passed = match (middle, end) {
+        (Some(m), Some(e)) => e <= 2 * m + 100,
+        _ => false,
+    };
+    let peak = samples.iter().map(|s| s.table_items).max().unwrap_or(0);
+    Check::new(
+        "the state table does not grow without bound",
+        passed,
+        format!("items at mid-feed {middle:?}, peak {peak}, at the end {end:?}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_ms: u64, age: i64) -> Sample {
+        let mut s = Sample {
+            t_ms,
+            ..Sample::default()
+        };
+        s.iterator_age_ms.insert("receipts".into(), age);
+        s
+    }
+
+    #[test]
+    fn a_lost_or_repeated_record_fails_the_stream_check() {
+        let put = vec![b"a".to_vec(), b"b".to_vec(), b"b".to_vec()];
+        assert!(stream_holds_what_was_put(&[b"b".to_vec(), b"a".to_vec(), b"b".to_vec()], &put).passed);
+        assert!(!stream_holds_what_was_put(&[b"a".to_vec(), b"b".to_vec()], &put).passed);
+        let four = [put.clone(), vec![b"a".to_vec()]].concat();
+        assert!(!stream_holds_what_was_put(&four, &put).passed);
+    }
+
+    #[test]
+    fn recovery_is_the_time_from_a_faults_end_to_the_first_normal_sample() {
+        let fault = Fault {
+            kind: crate::schedule::FaultKind::SnsOutage,
+            at: Duration::from_secs(10),
+            duration: Duration::from_secs(5),
+            probability: 1.0,
+            target: 0,
+        };
+        let samples = vec![
+            sample(0, 100),
+            sample(14_000, 9_000),
+            sample(16_000, 7_000),
+            sample(19_000, 150),
+        ];
+        let normal = normal_iterator_age(&samples, 10_000, Duration::from_millis(50));
+        assert_eq!(normal, 200);
+        assert_eq!(
+            recovery_times(std::slice::from_ref(&fault), &samples, normal),
+            vec![Some(4_000)]
+        );
+        assert_eq!(recovery_times(&[fault], &samples[..3], normal), vec![None]);
+    }
+
+    #[test]
+    fn a_dead_letter_of_another_kind_or_a_missing_one_fails_the_dead_letter_check() {
+        let letter = |kind, data: &[u8]| shardflow_stage::DeadLetter {
+            kind,
+            stage: "receipts".into(),
+            stream: "s".into(),
+            shard_id: "shard-0".into(),
+            sequence_number: "1".into(),
+            partition_key: "k".into(),
+            arrival_ms: 0,
+            reason: "r".into(),
+            data_base64: base64_of(data),
+        };
+        let stages = vec!["receipts".to_owned()];
+        let malformed = vec![b"x1".to_vec(), b"x2".to_vec()];
+        let both = vec![
+            letter(shardflow_stage::DeadLetterKind::Undecodable, b"x1"),
+            letter(shardflow_stage::DeadLetterKind::Undecodable, b"x2"),
+        ];
+        assert!(dead_letters_match(&both, &malformed, &stages).passed);
+        assert!(!dead_letters_match(&both[..1], &malformed, &stages).passed);
+        let mut late = both.clone();
+        late.push(letter(shardflow_stage::DeadLetterKind::Late, b"y"));
+        assert!(!dead_letters_match(&late, &malformed, &stages).passed);
+    }
+
+    fn base64_of(data: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+}
