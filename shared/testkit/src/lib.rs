@@ -167,18 +167,26 @@ pub async fn state_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
 pub async fn kinesis_stream(prefix: &str, shards: i32) -> (aws_sdk_kinesis::Client, String) {
     let client = kinesis();
     let name = unique_name(prefix);
-    client
+    // Kinesis allows a few streams in CREATING at once (LimitExceededException beyond): tests
+    // that create many streams in parallel wait for their turn
+    let mut attempt = 0;
+    while let Err(e) = client
         .create_stream()
         .stream_name(&name)
         .shard_count(shards)
         .send()
         .await
-        .unwrap_or_else(|e| {
+    {
+        let limited = e.as_service_error().is_some_and(|s| s.is_limit_exceeded_exception());
+        attempt += 1;
+        if !limited || attempt >= 120 {
             panic!(
                 "create stream {name}: {}",
                 aws_sdk_kinesis::error::DisplayErrorContext(e)
-            )
-        });
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     for _ in 0..300 {
         let summary = client
             .describe_stream_summary()
