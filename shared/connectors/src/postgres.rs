@@ -1,6 +1,6 @@
 //! Results upserted into a Postgres table.
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use tracing::{info_span, Instrument};
@@ -74,8 +74,15 @@ impl PostgresSinkConfig {
 /// deliveries. An emit is atomic: after a failure none of its rows were written. Results without
 /// a window all have pane index 0, so the first one written for a key stays: key such rows by
 /// something unique to the result.
+///
+/// Connection loss (a database restart, a failover, an idle connection cut): a sink made by
+/// [`PostgresSink::connect`] opens a new connection when a call finds its connection closed, so
+/// the emit during which the connection drops fails (and its batch is retried) and the next one
+/// runs on a new connection. A sink made by [`PostgresSink::new`] from a client cannot reconnect.
 pub struct PostgresSink<Out> {
     client: Mutex<Client>,
+    /// The connection string, for reconnecting (`None`: made from a client).
+    url: Option<String>,
     config: PostgresSinkConfig,
     statement: String,
     _out: std::marker::PhantomData<fn(&Out)>,
@@ -87,6 +94,7 @@ impl<Out: PostgresRow> PostgresSink<Out> {
         let statement = upsert_statement(&config.table, Out::KEY_COLUMNS, Out::COLUMNS);
         PostgresSink {
             client: Mutex::new(client),
+            url: None,
             config,
             statement,
             _out: std::marker::PhantomData,
@@ -95,24 +103,29 @@ impl<Out: PostgresRow> PostgresSink<Out> {
 
     /// Connects to `url` (a libpq-style connection string, no TLS) and spawns the connection's
     /// task on the current tokio runtime.
+    /// It reconnects to `url` when it finds its connection closed.
     pub async fn connect(url: &str, config: PostgresSinkConfig) -> Result<Self, SinkError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| postgres_error(&config.name, "connecting", e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(error = %e, "the Postgres sink's connection failed");
-            }
-        });
-        Ok(PostgresSink::new(client, config))
+        let client = open(url, &config.name).await?;
+        let mut sink = PostgresSink::new(client, config);
+        sink.url = Some(url.to_owned());
+        Ok(sink)
+    }
+
+    /// The sink's connection, opened again first if it is closed and the sink knows its URL.
+    async fn live_client(&self) -> Result<MutexGuard<'_, Client>, SinkError> {
+        let mut client = self.client.lock().await;
+        if let (true, Some(url)) = (client.is_closed(), &self.url) {
+            *client = open(url, &self.config.name).await?;
+            tracing::warn!(sink = %self.config.name, "the Postgres connection was closed: reconnected");
+        }
+        Ok(client)
     }
 
     /// Runs `sql` (one or more statements, no parameters) on the sink's connection: DDL a stage
     /// runs at start, such as `CREATE TABLE IF NOT EXISTS`.
     pub async fn batch_execute(&self, sql: &str) -> Result<(), SinkError> {
-        self.client
-            .lock()
-            .await
+        self.live_client()
+            .await?
             .batch_execute(sql)
             .await
             .map_err(|e| postgres_error(&self.config.name, "running the setup statements", e))
@@ -122,6 +135,20 @@ impl<Out: PostgresRow> PostgresSink<Out> {
     pub fn statement(&self) -> &str {
         &self.statement
     }
+}
+
+/// A connection to `url` (no TLS), its connection task spawned on the current tokio runtime.
+async fn open(url: &str, sink: &str) -> Result<Client, SinkError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| postgres_error(sink, "connecting", e))?;
+    let sink = sink.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(sink, error = %e, "the Postgres sink's connection failed");
+        }
+    });
+    Ok(client)
 }
 
 /// `name` as a quoted SQL identifier; `schema.table` quotes each part.
@@ -165,7 +192,7 @@ impl<Out: PostgresRow + Send + Sync> ResultSink<Out> for PostgresSink<Out> {
             if outputs.is_empty() {
                 return Ok(());
             }
-            let mut client = self.client.lock().await;
+            let mut client = self.live_client().await?;
             let transaction = client
                 .transaction()
                 .await

@@ -109,3 +109,41 @@ async fn a_failing_emit_writes_none_of_its_rows() {
     sink.emit(&[pane("a", s, 1, 2)]).await.expect("after the failure");
     assert_eq!(rows(&client, &table).await[0].2, 2);
 }
+
+#[tokio::test]
+async fn after_the_database_cuts_its_connection_the_sink_reconnects_and_writes() {
+    let (client, table) = table("reconnect").await;
+    let application = "shardflow_sink_reconnect_test";
+    let url = format!("{} application_name={application}", shardflow_testkit::postgres_url());
+    let sink = PostgresSink::<Count>::connect(&url, PostgresSinkConfig::for_row::<Count>().table(&table))
+        .await
+        .expect("connect");
+    let s = 1_795_651_200_000;
+    sink.emit(&[pane("a", s, 0, 1)]).await.expect("before the cut");
+
+    // what a restart of the database does to the sink's session
+    let cut: Vec<bool> = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .await
+        .expect("terminate the sink's backend")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cut, vec![true], "the sink's one session was terminated");
+
+    // the emit that meets the dead connection may fail (its batch is retried); the next one
+    // must run on a new connection
+    let first = sink.emit(&[pane("a", s, 1, 2)]).await;
+    if first.is_err() {
+        sink.emit(&[pane("a", s, 1, 2)])
+            .await
+            .expect("the emit after a lost connection reconnects");
+    }
+    assert_eq!(
+        rows(&client, &table).await,
+        vec![("a".to_owned(), s, 2, 1, common::id_of("a", s, 1).to_hex())]
+    );
+}

@@ -128,6 +128,33 @@ pub fn archive_matches(archived: &[(String, String)], repeated: usize, stored: &
     )
 }
 
+/// The revenue table (product, currency, window start) -> (cents, orders), and each row's pane
+/// timing, against the embedded runner's final totals: every window there, closed (no row left
+/// at an early pane), with the same totals, and no other row.
+pub fn revenue_matches(
+    rows: &BTreeMap<(i64, String, i64), (i64, u64)>,
+    panes: &BTreeMap<(i64, String, i64), String>,
+    expected: &BTreeMap<(i64, String, i64), (i64, u64)>,
+) -> Check {
+    let missing = expected.keys().filter(|k| !rows.contains_key(*k)).count();
+    let extra = rows.keys().filter(|k| !expected.contains_key(*k)).count();
+    let differing = expected
+        .iter()
+        .filter(|(k, v)| rows.get(*k).is_some_and(|got| got != *v))
+        .count();
+    let open = panes.values().filter(|p| p.as_str() == "early").count();
+    Check::new(
+        "revenue (Postgres, through the shuffle) equals the embedded runner's final totals",
+        missing == 0 && extra == 0 && differing == 0 && open == 0 && !expected.is_empty(),
+        format!(
+            "{} windows expected, {} rows: {missing} missing, {differing} differing, {extra} unexpected, \
+             {open} still at an early pane",
+            expected.len(),
+            rows.len()
+        ),
+    )
+}
+
 /// The dead letters against the malformed inputs: each malformed record once per decoding stage
 /// as `undecodable`, with its bytes, and nothing else.
 pub fn dead_letters_match(

@@ -1,5 +1,5 @@
-//! Carrying out a scheduled fault: the proxy's rules, `kill -9` of function processes, and
-//! resharding the input stream.
+//! Carrying out a scheduled fault: the proxy's rules, `kill -9` of function processes, a stop
+//! and start of the soak's own Postgres, and resharding the input and shuffle streams.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,6 +38,10 @@ pub struct Targets {
     pub function_timeout: Duration,
     /// The input stream.
     pub stream: String,
+    /// The shuffle stream between the revenue stages.
+    pub shuffle_stream: String,
+    /// The soak's own Postgres cluster (`tests/soak/postgres`): its script and data directory.
+    pub postgres: SoakPostgres,
     /// A Kinesis client straight to LocalStack.
     pub kinesis: aws_sdk_kinesis::Client,
 }
@@ -57,8 +61,11 @@ pub async fn inject(fault: &Fault, targets: &Targets, started_ms: u64) -> Inject
         FaultKind::KinesisThrottle => Ok(rule(targets, "kinesis", Action::Throttle, fault)),
         FaultKind::KinesisServerError => Ok(rule(targets, "kinesis", Action::ServerError, fault)),
         FaultKind::SnsOutage => Ok(rule(targets, "sns", Action::ServerError, fault)),
-        FaultKind::SplitShard => split(targets).await,
-        FaultKind::MergeShards => merge(targets).await,
+        FaultKind::SplitShard => split(targets, &targets.stream).await,
+        FaultKind::MergeShards => merge(targets, &targets.stream).await,
+        FaultKind::SplitShuffleShard => split(targets, &targets.shuffle_stream).await,
+        FaultKind::MergeShuffleShards => merge(targets, &targets.shuffle_stream).await,
+        FaultKind::PostgresRestart => targets.postgres.restart(fault.duration).await,
     };
     let (detail, done) = match result {
         Ok(detail) => (detail, true),
@@ -102,14 +109,9 @@ fn kill_function(fault: &Fault, targets: &Targets) -> String {
 /// An open shard: (id, parent, starting hash key, ending hash key).
 type OpenShard = (String, Option<String>, u128, u128);
 
-/// The open shards, by starting hash key.
-async fn open_shards(targets: &Targets) -> anyhow::Result<Vec<OpenShard>> {
-    let listed = targets
-        .kinesis
-        .list_shards()
-        .stream_name(&targets.stream)
-        .send()
-        .await?;
+/// The open shards of `stream`, by starting hash key.
+async fn open_shards(targets: &Targets, stream: &str) -> anyhow::Result<Vec<OpenShard>> {
+    let listed = targets.kinesis.list_shards().stream_name(stream).send().await?;
     let mut shards = Vec::new();
     for s in listed.shards() {
         if s.sequence_number_range()
@@ -129,13 +131,13 @@ async fn open_shards(targets: &Targets) -> anyhow::Result<Vec<OpenShard>> {
     Ok(shards)
 }
 
-async fn wait_active(targets: &Targets) -> anyhow::Result<()> {
+async fn wait_active(targets: &Targets, stream: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         let summary = targets
             .kinesis
             .describe_stream_summary()
-            .stream_name(&targets.stream)
+            .stream_name(stream)
             .send()
             .await?;
         if summary
@@ -149,9 +151,9 @@ async fn wait_active(targets: &Targets) -> anyhow::Result<()> {
     anyhow::bail!("the stream did not become active within 60 s")
 }
 
-/// Splits the open shard with the widest hash key range in the middle.
-async fn split(targets: &Targets) -> anyhow::Result<String> {
-    let shards = open_shards(targets).await?;
+/// Splits the open shard of `stream` with the widest hash key range in the middle.
+async fn split(targets: &Targets, stream: &str) -> anyhow::Result<String> {
+    let shards = open_shards(targets, stream).await?;
     let (shard, _, low, high) = shards
         .iter()
         .max_by_key(|s| s.3 - s.2)
@@ -160,22 +162,22 @@ async fn split(targets: &Targets) -> anyhow::Result<String> {
     targets
         .kinesis
         .split_shard()
-        .stream_name(&targets.stream)
+        .stream_name(stream)
         .shard_to_split(&shard)
         .new_starting_hash_key((low + (high - low) / 2 + 1).to_string())
         .send()
         .await?;
-    wait_active(targets).await?;
+    wait_active(targets, stream).await?;
     Ok(format!(
-        "split {shard}; {} open shards",
-        open_shards(targets).await?.len()
+        "{stream}: split {shard}; {} open shards",
+        open_shards(targets, stream).await?.len()
     ))
 }
 
-/// Merges two adjacent open shards: two children of one split if there are, else the first
-/// adjacent pair.
-async fn merge(targets: &Targets) -> anyhow::Result<String> {
-    let shards = open_shards(targets).await?;
+/// Merges two adjacent open shards of `stream`: two children of one split if there are, else
+/// the first adjacent pair.
+async fn merge(targets: &Targets, stream: &str) -> anyhow::Result<String> {
+    let shards = open_shards(targets, stream).await?;
     let pairs: Vec<(&OpenShard, &OpenShard)> = shards
         .windows(2)
         .filter(|w| w[0].3.checked_add(1) == Some(w[1].2))
@@ -190,16 +192,52 @@ async fn merge(targets: &Targets) -> anyhow::Result<String> {
     targets
         .kinesis
         .merge_shards()
-        .stream_name(&targets.stream)
+        .stream_name(stream)
         .shard_to_merge(&a.0)
         .adjacent_shard_to_merge(&b.0)
         .send()
         .await?;
-    wait_active(targets).await?;
+    wait_active(targets, stream).await?;
     Ok(format!(
-        "merged {} and {}; {} open shards",
+        "{stream}: merged {} and {}; {} open shards",
         a.0,
         b.0,
-        open_shards(targets).await?.len()
+        open_shards(targets, stream).await?.len()
     ))
+}
+
+/// The soak's own Postgres cluster, run by `tests/soak/postgres` (so that restarting it does not
+/// disturb the machine's Postgres).
+#[derive(Debug, Clone)]
+pub struct SoakPostgres {
+    /// The `tests/soak/postgres` script.
+    pub script: PathBuf,
+    /// The cluster's data directory.
+    pub dir: PathBuf,
+}
+
+impl SoakPostgres {
+    /// Stops the cluster (fast shutdown: open connections are cut), keeps it down for `down`, and
+    /// starts it again.
+    pub async fn restart(&self, down: Duration) -> anyhow::Result<String> {
+        self.run("stop").await?;
+        tokio::time::sleep(down).await;
+        self.run("start-again").await?;
+        Ok(format!(
+            "Postgres ({}) stopped, down for {} s, started again",
+            self.dir.display(),
+            down.as_secs()
+        ))
+    }
+
+    async fn run(&self, command: &str) -> anyhow::Result<()> {
+        let status = tokio::process::Command::new(&self.script)
+            .arg(command)
+            .arg(&self.dir)
+            .status()
+            .await
+            .with_context(|| format!("run {} {command}", self.script.display()))?;
+        anyhow::ensure!(status.success(), "{} {command}: {status}", self.script.display());
+        Ok(())
+    }
 }

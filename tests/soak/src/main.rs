@@ -74,16 +74,23 @@ struct Args {
 }
 
 /// Faults of the issue that this soak does not inject, and why.
-const NOT_INJECTED: [&str; 5] = [
-    "Postgres restart while revenue writes: the single-stage revenue (and order-enrich) key across partition keys and \
-     are paused on a multi-shard, resharded stream, so no stage writes Postgres during the soak; it comes with the \
-     shuffle stages (revenue-keyby -> revenue-shuffled) in the template",
-    "split/merge of a shuffle stream: the template has no shuffle stream yet",
+const NOT_INJECTED: [&str; 3] = [
     "input through Postgres CDC (and the CDC reader killed): the feed is the generator put straight into Kinesis",
     "LocalStack restarted: it runs with PERSISTENCE=0 (localstack/lib.sh), its streams and tables do not survive a restart",
-    "Kinesis faults reach the soak's producer only: the running functions make no Kinesis calls (their event source \
-     mappings poll inside LocalStack, not through the proxy)",
+    "Kinesis faults reach the soak's producer and revenue-keyby's writes to the shuffle stream only: the event \
+     source mappings poll inside LocalStack, not through the proxy",
 ];
+
+/// The data directory of the soak's own Postgres (`tests/soak/postgres`, started by
+/// `tests/soak/run`), from `SHARDFLOW_SOAK_POSTGRES_DIR`.
+fn soak_postgres(root: &std::path::Path) -> anyhow::Result<faults::SoakPostgres> {
+    let dir = std::env::var("SHARDFLOW_SOAK_POSTGRES_DIR")
+        .context("SHARDFLOW_SOAK_POSTGRES_DIR is not set: run the soak with tests/soak/run")?;
+    Ok(faults::SoakPostgres {
+        script: root.join("tests/soak/postgres"),
+        dir: PathBuf::from(dir),
+    })
+}
 
 /// The socket address of `AWS_ENDPOINT_URL`.
 fn upstream() -> anyhow::Result<SocketAddr> {
@@ -199,6 +206,26 @@ async fn drain(
     None
 }
 
+/// Waits (up to `deadline`) for the revenue table to hold the embedded runner's final totals
+/// with every window closed; the check on what it holds then.
+async fn revenue_settled(
+    platform: &platform::Platform,
+    expected: &BTreeMap<(i64, String, i64), (i64, u64)>,
+    deadline: Duration,
+) -> Check {
+    let started = Instant::now();
+    loop {
+        let rows = shardflow_e2e::shop::revenue_rows(&platform.revenue_table).await;
+        let panes = shardflow_e2e::shop::revenue_panes(&platform.revenue_table).await;
+        let check = checks::revenue_matches(&rows, &panes, expected);
+        if check.passed || started.elapsed() > deadline {
+            tracing::info!(passed = check.passed, "revenue: {}", check.detail);
+            return check;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -212,7 +239,8 @@ async fn main() -> anyhow::Result<()> {
     let wall = Instant::now();
     let root = shardflow_e2e::repo_root();
     let localstack_home = std::fs::canonicalize(root.join("localstack"))?;
-    shardflow_e2e::require_function_zips(&["receipts", "archive"]);
+    shardflow_e2e::require_function_zips(&["receipts", "archive", "revenue-keyby", "revenue-shuffled"]);
+    let postgres = soak_postgres(&root)?;
 
     let proxy = proxy::FaultProxy::start(upstream()?, args.seed).await?;
     let stack = shardflow_testkit::unique_name("soak");
@@ -240,6 +268,8 @@ async fn main() -> anyhow::Result<()> {
         functions: platform.running_functions(),
         function_timeout: Duration::from_secs(u64::from(args.function_timeout)),
         stream: stream.clone(),
+        shuffle_stream: platform.output("RevenueShuffleStreamName")?,
+        postgres,
         kinesis: shardflow_testkit::kinesis(),
     };
 
@@ -250,7 +280,6 @@ async fn main() -> anyhow::Result<()> {
     let watched = monitor::Watched {
         stages: platform.running.clone(),
         table: table.clone(),
-        stream: stream.clone(),
         receipts_queue: receipts_queue.clone(),
         localstack_home: localstack_home.clone(),
     };
@@ -314,8 +343,13 @@ async fn main() -> anyhow::Result<()> {
     put.extend(movers.iter().map(|(_, d)| d.clone()));
     monitor.put.store(put.len() as u64, Ordering::Relaxed);
     let stored = shardflow_testkit::read_stream(&direct, &stream, put.len(), Duration::from_secs(120)).await;
-    let stages: Vec<String> = platform.running.iter().map(|s| s.stage.clone()).collect();
-    let drain_ms = drain(&stages, &table, &stored, Duration::from_secs(args.drain_timeout)).await;
+    let readers: Vec<String> = platform
+        .running
+        .iter()
+        .filter(|s| s.stream == stream)
+        .map(|s| s.stage.clone())
+        .collect();
+    let drain_ms = drain(&readers, &table, &stored, Duration::from_secs(args.drain_timeout)).await;
     tracing::info!(?drain_ms, "drained");
     // a few more samples at rest
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -343,6 +377,7 @@ async fn main() -> anyhow::Result<()> {
     shardflow_e2e::shop::drain_queue(&sqs, &receipts_queue, &mut bodies).await;
     let (receipts_check, duplicates) = checks::receipts_match(&bodies, &expected.receipts);
     results.push(receipts_check);
+    results.push(revenue_settled(&platform, &expected.revenue, Duration::from_secs(args.drain_timeout)).await);
     let archive = shardflow_archive::ArchiveReader::new(
         shardflow_testkit::s3(),
         platform.output("ArchiveBucketName")?,
@@ -359,7 +394,8 @@ async fn main() -> anyhow::Result<()> {
     shardflow_e2e::shop::drain_queue(&sqs, &platform.output("DeadLetterQueueUrl")?, &mut letters).await;
     let dead_letters: Vec<shardflow_stage::DeadLetter> =
         letters.iter().filter_map(|b| serde_json::from_str(b).ok()).collect();
-    let decoding: Vec<String> = stages.iter().filter(|s| s.as_str() != "archive").cloned().collect();
+    // the stages that decode the input (archive stores bytes; revenue-shuffled reads the shuffle)
+    let decoding: Vec<String> = readers.iter().filter(|s| s.as_str() != "archive").cloned().collect();
     results.push(checks::dead_letters_match(&dead_letters, &malformed, &decoding));
     let mut failed_batches = Vec::new();
     shardflow_e2e::shop::drain_queue(&sqs, &platform.output("FailedBatchesQueueUrl")?, &mut failed_batches).await;
@@ -414,6 +450,7 @@ async fn main() -> anyhow::Result<()> {
             ("seed".to_owned(), args.seed.to_string()),
             ("stack".to_owned(), platform.stack.clone()),
             ("shards".to_owned(), args.shards.to_string()),
+            ("shuffle shards".to_owned(), platform::SHUFFLE_SHARDS.to_string()),
             ("function timeout".to_owned(), format!("{} s", args.function_timeout)),
         ]),
         events_in: put.len() as u64,

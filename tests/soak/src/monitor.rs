@@ -44,8 +44,6 @@ pub struct Watched {
     pub stages: Vec<StageFunction>,
     /// The state table.
     pub table: String,
-    /// The input stream.
-    pub stream: String,
     /// The receipts queue.
     pub receipts_queue: String,
     /// The localstack/ directory of the LocalStack.
@@ -90,7 +88,7 @@ pub async fn run(monitor: Arc<Monitor>, watched: Watched, started: Instant, ever
         };
         for stage in &watched.stages {
             let mut options = shardflow_lifecycle::StatusOptions::new(&stage.stage, &watched.table);
-            options.stream = Some(watched.stream.clone());
+            options.stream = Some(stage.stream.clone());
             match shardflow_lifecycle::stage_status(&dynamodb, &s3, Some(&kinesis), None, &options).await {
                 Ok(status) => {
                     let age = status

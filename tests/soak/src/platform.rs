@@ -10,8 +10,12 @@ use anyhow::{bail, Context as _};
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 
 /// Stages whose results are exact on any sharding of the input, with or without resharding
-/// (keyed by the stream's partition key, or none): the soak runs them and checks their sinks.
-pub const CHECKED_STAGES: [&str; 2] = ["receipts", "archive"];
+/// (keyed by the stream's partition key, none, or through the shuffle stream): the soak runs
+/// them and checks their sinks.
+pub const CHECKED_STAGES: [&str; 4] = ["receipts", "archive", "revenue-keyby", "revenue-shuffled"];
+
+/// Shards of the shuffle stream between the revenue stages at the start.
+pub const SHUFFLE_SHARDS: u32 = 2;
 
 /// The services the functions reach through the proxy.
 pub const PROXIED_SERVICES: [&str; 4] = ["DYNAMODB", "KINESIS", "SNS", "SQS"];
@@ -23,6 +27,8 @@ pub struct StageFunction {
     pub function: String,
     /// Its stage (`SHARDFLOW_STAGE`; its key prefix in the state table).
     pub stage: String,
+    /// The name of the stream its event source mapping reads.
+    pub stream: String,
 }
 
 /// The deployed stack.
@@ -32,6 +38,8 @@ pub struct Platform {
     pub stack: String,
     /// Its outputs.
     pub outputs: HashMap<String, String>,
+    /// The Postgres table revenue-shuffled writes.
+    pub revenue_table: String,
     /// The functions that run (and are checked).
     pub running: Vec<StageFunction>,
     /// The functions paused, with why.
@@ -54,7 +62,9 @@ impl Platform {
 }
 
 /// Deploys the template as `stack` with `shards` input shards and `timeout_s` function timeout,
-/// pauses the stages not in [`CHECKED_STAGES`], and points the others at `proxy_url`.
+/// its revenue stage writing the Postgres of `shardflow_testkit::postgres_url()` (the soak's own:
+/// `tests/soak/run` sets it), pauses the stages not in [`CHECKED_STAGES`], and points the others
+/// at `proxy_url`.
 pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -> anyhow::Result<Platform> {
     let database_url = shardflow_testkit::postgres_url();
     let revenue_table = stack.replace('-', "_");
@@ -66,6 +76,7 @@ pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -
             ("DatabaseUrl", &database_url),
             ("RevenueTable", &revenue_table),
             ("ChangesShardCount", &shards.to_string()),
+            ("RevenueShuffleShardCount", &SHUFFLE_SHARDS.to_string()),
             ("FunctionTimeout", &timeout_s.to_string()),
         ],
     );
@@ -94,6 +105,7 @@ pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -
         let stage_function = StageFunction {
             function: function.clone(),
             stage: stage.clone(),
+            stream: input_stream(&lambda, function).await?,
         };
         if CHECKED_STAGES.contains(&stage.as_str()) {
             point_at_proxy(&lambda, function, variables, proxy_url).await?;
@@ -118,9 +130,26 @@ pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -
     Ok(Platform {
         stack: stack.to_owned(),
         outputs,
+        revenue_table,
         running,
         paused,
     })
+}
+
+/// The name of the stream `function`'s event source mapping reads.
+async fn input_stream(lambda: &aws_sdk_lambda::Client, function: &str) -> anyhow::Result<String> {
+    let mappings = lambda
+        .list_event_source_mappings()
+        .function_name(function)
+        .send()
+        .await
+        .with_context(|| format!("list the event source mappings of {function}"))?;
+    mappings
+        .event_source_mappings()
+        .iter()
+        .filter_map(|m| m.event_source_arn())
+        .find_map(|arn| arn.split_once(":stream/").map(|(_, name)| name.to_owned()))
+        .with_context(|| format!("{function} reads no Kinesis stream"))
 }
 
 /// Adds `AWS_ENDPOINT_URL_<SERVICE>` = the proxy for every [`PROXIED_SERVICES`] to the

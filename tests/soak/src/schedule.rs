@@ -31,11 +31,18 @@ pub enum FaultKind {
     SplitShard,
     /// Two adjacent open shards of the input stream (the last split's children) are merged.
     MergeShards,
+    /// A shard of the shuffle stream between the revenue stages is split in two.
+    SplitShuffleShard,
+    /// Two adjacent open shards of the shuffle stream are merged.
+    MergeShuffleShards,
+    /// The Postgres the revenue stage writes is shut down (connections cut) for the fault's
+    /// duration and started again.
+    PostgresRestart,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order (the schedule shuffles them).
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::KillFunction,
         FaultKind::FunctionTimeout,
         FaultKind::DynamoDbThrottle,
@@ -45,6 +52,9 @@ impl FaultKind {
         FaultKind::SnsOutage,
         FaultKind::SplitShard,
         FaultKind::MergeShards,
+        FaultKind::SplitShuffleShard,
+        FaultKind::MergeShuffleShards,
+        FaultKind::PostgresRestart,
     ];
 
     /// The kind's name in reports.
@@ -59,6 +69,9 @@ impl FaultKind {
             FaultKind::SnsOutage => "sns-outage",
             FaultKind::SplitShard => "split-shard",
             FaultKind::MergeShards => "merge-shards",
+            FaultKind::SplitShuffleShard => "split-shuffle-shard",
+            FaultKind::MergeShuffleShards => "merge-shuffle-shards",
+            FaultKind::PostgresRestart => "postgres-restart",
         }
     }
 
@@ -66,7 +79,11 @@ impl FaultKind {
     pub fn is_instant(self) -> bool {
         matches!(
             self,
-            FaultKind::KillFunction | FaultKind::SplitShard | FaultKind::MergeShards
+            FaultKind::KillFunction
+                | FaultKind::SplitShard
+                | FaultKind::MergeShards
+                | FaultKind::SplitShuffleShard
+                | FaultKind::MergeShuffleShards
         )
     }
 }
@@ -98,6 +115,12 @@ impl Fault {
 fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// The splits and the merges that undo them, per stream.
+const RESHARDS: [(FaultKind, FaultKind); 2] = [
+    (FaultKind::SplitShard, FaultKind::MergeShards),
+    (FaultKind::SplitShuffleShard, FaultKind::MergeShuffleShards),
+];
 
 /// The schedule's shape.
 #[derive(Debug, Clone, Copy)]
@@ -137,10 +160,12 @@ pub fn schedule(config: &ScheduleConfig) -> Vec<Fault> {
         let mut round: Vec<FaultKind> = FaultKind::ALL.to_vec();
         round.shuffle(&mut rng);
         // a merge undoes the split before it: move the merge after the split if needed
-        let split = round.iter().position(|k| *k == FaultKind::SplitShard).unwrap_or(0);
-        let merge = round.iter().position(|k| *k == FaultKind::MergeShards).unwrap_or(0);
-        if merge < split {
-            round.swap(merge, split);
+        for (split, merge) in RESHARDS {
+            let split = round.iter().position(|k| *k == split).unwrap_or(0);
+            let merge = round.iter().position(|k| *k == merge).unwrap_or(0);
+            if merge < split {
+                round.swap(merge, split);
+            }
         }
         order.extend(round);
     }
@@ -211,15 +236,15 @@ mod tests {
         for seed in 0..50 {
             let faults = schedule(&config(seed, 60));
             assert!(faults.len() >= 2 * FaultKind::ALL.len(), "{} faults", faults.len());
-            let mut open_splits = 0i32;
-            for f in &faults {
-                match f.kind {
-                    FaultKind::SplitShard => open_splits += 1,
-                    FaultKind::MergeShards => {
+            for (split, merge) in RESHARDS {
+                let mut open_splits = 0i32;
+                for f in &faults {
+                    if f.kind == split {
+                        open_splits += 1;
+                    } else if f.kind == merge {
                         open_splits -= 1;
-                        assert!(open_splits >= 0, "seed {seed}: a merge before its split");
+                        assert!(open_splits >= 0, "seed {seed}: {merge:?} before its split");
                     }
-                    _ => {}
                 }
             }
         }
