@@ -47,7 +47,7 @@ pub fn stage_table(views: &[StageView]) -> String {
             "<tr data-stage=\"{s}\"><td>{s}</td><td data-field=\"watermark\">{}</td><td data-field=\"lag\">{}</td>\
              <td>{}</td><td data-field=\"records_in\">{}</td><td data-field=\"records_in_per_sec\">{}</td>\
              <td data-field=\"results_out\">{}</td><td>{}</td><td data-field=\"late\">{}</td>\
-             <td data-field=\"dead_letters\">{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+             <td data-field=\"dead_letters\">{}</td><td>{}</td><td>{}</td><td class=\"error\" data-field=\"last_error\">{}</td></tr>",
             opt(v.watermark_ms, clock),
             opt(v.watermark_lag_ms, duration),
             html(v.held_by.as_deref().unwrap_or("–")),
