@@ -792,33 +792,12 @@ where
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let stage = stage.clone();
         async move {
-            let response = async {
-                let request = StageRequest::from_value(event.payload)?;
-                // boxed: the handler's future is deep; inline, a function's `main` exceeds the
-                // compiler's layout query depth
-                Ok::<_, lambda_runtime::Error>(Box::pin(stage.serve(request)).await?)
-            }
-            .await;
-            response.inspect_err(|e| log_failed_invocation(stage.name(), e.as_ref()))
+            let request = StageRequest::from_value(event.payload)?;
+            // boxed: the handler's future is deep; inline, a function's `main` exceeds the
+            // compiler's layout query depth
+            let response = Box::pin(stage.serve(request)).await?;
+            Ok::<_, lambda_runtime::Error>(response)
         }
     }))
     .await
-}
-
-/// Logs a failed invocation of `stage` at ERROR, with the error and its causes: the Lambda
-/// runtime only reports it to the Runtime API (it writes nothing to the function's log), and a
-/// person reading the log, or the dashboard's last error, needs to see why the batch is retried.
-pub fn log_failed_invocation(stage: &str, error: &(dyn std::error::Error + 'static)) {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Errors that print their source themselves (`transparent`, "...: {0}") are not repeated.
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    tracing::error!(stage, "invocation failed, Lambda retries the batch: {message}");
 }

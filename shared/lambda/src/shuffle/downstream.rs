@@ -246,9 +246,8 @@ where
     Sk: ResultSink<Out> + 'static,
     L: DeadLetterSink + 'static,
 {
-    let name = stage.stage.name().to_owned();
     let stage = Arc::new(stage);
-    run_handler(name, StageRequest::from_value, move |request| {
+    run_handler(StageRequest::from_value, move |request| {
         let stage = stage.clone();
         async move { Box::pin(stage.serve(request)).await }
     })

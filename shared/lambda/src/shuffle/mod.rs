@@ -67,10 +67,8 @@ use thiserror::Error;
 use crate::stage::StageError;
 
 /// Runs the function's handler until the Lambda runtime stops it: each invocation's payload read
-/// with `parse` and served by `serve`; a failed invocation is logged at ERROR (see
-/// [`crate::stage::log_failed_invocation`]) before the runtime reports it.
+/// with `parse` and served by `serve`.
 async fn run_handler<R, F, Fut>(
-    stage: String,
     parse: fn(serde_json::Value) -> Result<R, BatchError>,
     serve: F,
 ) -> Result<(), lambda_runtime::Error>
@@ -78,13 +76,9 @@ where
     F: Fn(R) -> Fut + Send + Sync,
     Fut: Future<Output = Result<KinesisEventResponse, ShuffleStageError>>,
 {
-    let stage = &stage;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let served = parse(event.payload).map(&serve);
-        async move {
-            let response = async { Ok::<_, lambda_runtime::Error>(served?.await?) }.await;
-            response.inspect_err(|e| crate::stage::log_failed_invocation(stage, e.as_ref()))
-        }
+        async move { Ok::<_, lambda_runtime::Error>(served?.await?) }
     }))
     .await
 }

@@ -309,9 +309,8 @@ where
     D: RecordDecoder<In> + 'static,
     L: DeadLetterSink + 'static,
 {
-    let name = stage.stage.name().to_owned();
     let stage = Arc::new(stage);
-    run_handler(name, UpstreamRequest::from_value, move |request| {
+    run_handler(UpstreamRequest::from_value, move |request| {
         let stage = stage.clone();
         async move { Box::pin(stage.serve(request)).await }
     })
