@@ -140,23 +140,63 @@ pub fn is_error_line(line: &str) -> bool {
     line.split_whitespace().take(3).any(|w| w == "ERROR")
 }
 
-/// What an error line says: of a JSON line (the functions' tracing output on Lambda with
-/// `AWS_LAMBDA_LOG_FORMAT=JSON`, or the runtime's error record) its `fields.message`,
-/// `message` or `errorMessage`, whichever comes first; any other line trimmed, whole.
+/// What an error line says: of a JSON line (tracing's JSON output, with
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`, or the runtime's error record) its `fields.message`, `message`
+/// or `errorMessage`, whichever comes first; of a line in tracing's text format
+/// (`ERROR span{fields}: message`, as the functions log by default) the message after the level
+/// and the spans; any other line trimmed, whole.
 pub fn error_message(line: &str) -> String {
     let line = line.trim();
-    json_object_of(line)
-        .and_then(|v| {
-            [
-                v.get("fields").and_then(|f| f.get("message")),
-                v.get("message"),
-                v.get("errorMessage"),
-            ]
-            .into_iter()
-            .flatten()
-            .find_map(|m| m.as_str().map(str::to_owned))
-        })
-        .unwrap_or_else(|| line.to_owned())
+    if let Some(v) = json_object_of(line) {
+        let message = [
+            v.get("fields").and_then(|f| f.get("message")),
+            v.get("message"),
+            v.get("errorMessage"),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|m| m.as_str().map(str::to_owned));
+        if let Some(message) = message {
+            return message;
+        }
+    }
+    let Some(rest) = line.strip_prefix("ERROR ") else {
+        return line.to_owned();
+    };
+    let rest = rest.trim_start();
+    after_spans(rest).unwrap_or(rest).to_owned()
+}
+
+/// The text after tracing's span context (`name{fields}:name{fields}: `), if `text` opens with
+/// one: braces balanced outside quoted field values, then `": "`.
+fn after_spans(text: &str) -> Option<&str> {
+    let (mut depth, mut quoted, mut escaped, mut spans) = (0usize, false, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if depth > 0 => quoted = !quoted,
+            _ if quoted => {}
+            '{' => {
+                depth += 1;
+                spans = true;
+            }
+            '}' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    if let Some(message) = text[i + 1..].strip_prefix(": ") {
+                        return Some(message);
+                    }
+                    if !text[i + 1..].starts_with(':') {
+                        return None;
+                    }
+                }
+            }
+            ':' | '(' | ')' if depth == 0 && !spans => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Observations {
