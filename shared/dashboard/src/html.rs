@@ -230,8 +230,10 @@ pub fn stage_figures(series: &StageSeries, range: (i64, i64)) -> Result<String, 
     Ok(out)
 }
 
-/// Dollars per hour, with enough digits for small figures.
+/// Dollars per hour, with enough digits for small figures (a figure that rounds to zero is
+/// shown as `$0.0000`, never `$-0.0000`).
 fn usd(x: f64) -> String {
+    let x = if x.abs() < 0.00005 { 0.0 } else { x };
     if x >= 1.0 {
         format!("${x:.2}")
     } else {
