@@ -170,7 +170,7 @@ pub fn live_cost(
     now_ms: i64,
     prices: &Prices,
 ) -> Result<CostView, CostError> {
-    let first_seen = observations.batches.iter().map(|b| b.timestamp_ms).min();
+    let first_seen = observations.time_range().map(|(first, _)| first);
     let window_ms = first_seen.map_or(COST_WINDOW_MS, |first| {
         (now_ms - first).clamp(RATE_WINDOW_MS, COST_WINDOW_MS)
     });
@@ -181,9 +181,9 @@ pub fn live_cost(
     let mut stream_costs: BTreeMap<String, StreamCost> = BTreeMap::new();
     for f in functions {
         let records: Vec<&EmfRecord> = observations
-            .batches
-            .iter()
-            .filter(|b| b.stage == f.stage && b.timestamp_ms >= from && b.timestamp_ms <= now_ms)
+            .stage_batches(&f.stage)
+            .into_iter()
+            .filter(|b| b.timestamp_ms >= from && b.timestamp_ms <= now_ms)
             .collect();
         let invocations: Vec<_> = observations
             .invocations

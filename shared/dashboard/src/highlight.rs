@@ -143,14 +143,23 @@ fn idle_shard(view: &StageView, now_ms: i64) -> Option<Highlight> {
 }
 
 fn dead_letters(observations: &Observations, view: &StageView, now_ms: i64) -> Option<Highlight> {
-    let recent: Vec<_> = observations
+    let recent = |b: &&shardflow_stage::EmfRecord| {
+        b.metrics.dead_letter_records > 0 && b.timestamp_ms > now_ms - RECENT_MS && b.timestamp_ms <= now_ms
+    };
+    // The count from the stage's figures (CloudWatch's when read), the shards from its log lines.
+    let count: u64 = observations
+        .stage_batches(&view.stage)
+        .into_iter()
+        .filter(recent)
+        .map(|b| b.metrics.dead_letter_records)
+        .sum();
+    let mut shards: Vec<&str> = observations
         .batches
         .iter()
-        .filter(|b| b.stage == view.stage && b.metrics.dead_letter_records > 0)
-        .filter(|b| b.timestamp_ms > now_ms - RECENT_MS && b.timestamp_ms <= now_ms)
+        .filter(|b| b.stage == view.stage)
+        .filter(recent)
+        .map(|b| b.shard.as_str())
         .collect();
-    let count: u64 = recent.iter().map(|b| b.metrics.dead_letter_records).sum();
-    let mut shards: Vec<&str> = recent.iter().map(|b| b.shard.as_str()).collect();
     shards.sort_unstable();
     shards.dedup();
     (count > 0).then(|| Highlight {
@@ -158,10 +167,14 @@ fn dead_letters(observations: &Observations, view: &StageView, now_ms: i64) -> O
         stage: view.stage.clone(),
         shard: (shards.len() == 1).then(|| shards[0].to_owned()),
         title: format!(
-            "{count} record(s) of {} went to the dead letters in the last {} (shards {}).",
+            "{count} record(s) of {} went to the dead letters in the last {}{}.",
             view.stage,
             duration(RECENT_MS),
-            shards.join(", ")
+            if shards.is_empty() {
+                String::new()
+            } else {
+                format!(" (shards {})", shards.join(", "))
+            }
         ),
         meaning: "These records could not be decoded, or came later than the allowed lateness: they are not \
                   in the results. Read them in the dead-letter destination to see why (each carries its reason)."

@@ -47,7 +47,7 @@ pub fn stage_table(views: &[StageView]) -> String {
             "<tr data-stage=\"{s}\"><td>{s}</td><td data-field=\"watermark\">{}</td><td data-field=\"lag\">{}</td>\
              <td>{}</td><td data-field=\"records_in\">{}</td><td data-field=\"records_in_per_sec\">{}</td>\
              <td data-field=\"results_out\">{}</td><td>{}</td><td data-field=\"late\">{}</td>\
-             <td data-field=\"dead_letters\">{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+             <td data-field=\"dead_letters\">{}</td><td>{}</td><td>{}</td><td class=\"error\" data-field=\"last_error\">{}</td></tr>",
             opt(v.watermark_ms, clock),
             opt(v.watermark_lag_ms, duration),
             html(v.held_by.as_deref().unwrap_or("–")),
@@ -230,8 +230,10 @@ pub fn stage_figures(series: &StageSeries, range: (i64, i64)) -> Result<String, 
     Ok(out)
 }
 
-/// Dollars per hour, with enough digits for small figures.
+/// Dollars per hour, with enough digits for small figures (a figure that rounds to zero is
+/// shown as `$0.0000`, never `$-0.0000`).
 fn usd(x: f64) -> String {
+    let x = if x.abs() < 0.00005 { 0.0 } else { x };
     if x >= 1.0 {
         format!("${x:.2}")
     } else {

@@ -6,6 +6,13 @@
 //! `shardflow status` reads them from the stream and the state table). [`Observations::overview`]
 //! turns them into per stage and shard figures at a given wall clock, and
 //! [`Observations::series`] into time series for the charts. Pure: no I/O, no clock.
+//!
+//! Where a stage's figures come from: the EMF lines carry the stage as their only dimension
+//! (the shard is a property of the line), so the metrics CloudWatch extracts from them
+//! ([`StagePeriod`], put with [`Observations::replace_periods`]) hold per-stage figures only.
+//! When a stage has them, its totals, rates, charts and cost are CloudWatch's, and its shard rows
+//! (watermark, lag, counts, commits per shard) still come from the EMF lines of its log; when it
+//! has none (LocalStack, `--metrics logs`), everything comes from the lines.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +30,7 @@ pub struct ErrorLine {
     pub stage: String,
     /// When it was logged (epoch ms), as far as known.
     pub at_ms: i64,
-    /// The line, trimmed.
+    /// What it says: a JSON line's message ([`error_message`]), a text line whole (trimmed).
     pub message: String,
 }
 
@@ -108,8 +115,11 @@ impl StagePeriod {
 /// Everything the dashboard has read of a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
-    /// The batches' EMF lines.
+    /// The batches' EMF lines, as the stages' logs hold them (one per batch and shard).
     pub batches: Vec<EmfRecord>,
+    /// The periods of the stages' CloudWatch metrics, as batches on [`ALL_SHARDS`]
+    /// ([`StagePeriod::batches_of`]); a stage that has any takes its totals from them.
+    pub metric_batches: Vec<EmfRecord>,
     /// Per stage, the invocations its log reported.
     pub invocations: BTreeMap<String, Vec<Invocation>>,
     /// Errors the stages logged.
@@ -128,6 +138,65 @@ pub fn is_error_line(line: &str) -> bool {
                 .is_some_and(|l| l.eq_ignore_ascii_case("error"));
     }
     line.split_whitespace().take(3).any(|w| w == "ERROR")
+}
+
+/// What an error line says: of a JSON line (tracing's JSON output, with
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`, or the runtime's error record) its `fields.message`, `message`
+/// or `errorMessage`, whichever comes first; of a line in tracing's text format
+/// (`ERROR span{fields}: message`, as the functions log by default) the message after the level
+/// and the spans; any other line trimmed, whole.
+pub fn error_message(line: &str) -> String {
+    let line = line.trim();
+    if let Some(v) = json_object_of(line) {
+        let message = [
+            v.get("fields").and_then(|f| f.get("message")),
+            v.get("message"),
+            v.get("errorMessage"),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|m| m.as_str().map(str::to_owned));
+        if let Some(message) = message {
+            return message;
+        }
+    }
+    let Some(rest) = line.strip_prefix("ERROR ") else {
+        return line.to_owned();
+    };
+    let rest = rest.trim_start();
+    after_spans(rest).unwrap_or(rest).to_owned()
+}
+
+/// The text after tracing's span context (`name{fields}:name{fields}: `), if `text` opens with
+/// one: braces balanced outside quoted field values, then `": "`.
+fn after_spans(text: &str) -> Option<&str> {
+    let (mut depth, mut quoted, mut escaped, mut spans) = (0usize, false, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if depth > 0 => quoted = !quoted,
+            _ if quoted => {}
+            '{' => {
+                depth += 1;
+                spans = true;
+            }
+            '}' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    if let Some(message) = text[i + 1..].strip_prefix(": ") {
+                        return Some(message);
+                    }
+                    if !text[i + 1..].starts_with(':') {
+                        return None;
+                    }
+                }
+            }
+            ':' | '(' | ')' if depth == 0 && !spans => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Observations {
@@ -160,25 +229,38 @@ impl Observations {
             self.errors.push(ErrorLine {
                 stage: stage.to_owned(),
                 at_ms,
-                message: line.to_owned(),
+                message: error_message(line),
             });
         }
     }
 
     /// Puts `periods` of `stage`'s CloudWatch metrics in place of what earlier reads gave for
-    /// the same periods (a period read while it was still open has grown since).
+    /// the same periods (a period read while it was still open has grown since). From then on
+    /// the stage's totals are the metrics'; its shard rows stay the log lines'.
     pub fn replace_periods(&mut self, stage: &str, periods: &[StagePeriod]) {
         let covered = |t: i64| periods.iter().any(|p| t >= p.start_ms && t < p.start_ms + p.period_ms);
-        self.batches
-            .retain(|b| !(b.stage == stage && b.shard == ALL_SHARDS && covered(b.timestamp_ms)));
+        self.metric_batches
+            .retain(|b| !(b.stage == stage && covered(b.timestamp_ms)));
         for p in periods {
-            self.batches.extend(p.batches_of(stage));
+            self.metric_batches.extend(p.batches_of(stage));
+        }
+    }
+
+    /// The batches `stage`'s totals, rates, charts and cost are taken from: its CloudWatch
+    /// metrics' if it has any, else its log lines'.
+    pub fn stage_batches(&self, stage: &str) -> Vec<&EmfRecord> {
+        let metrics: Vec<&EmfRecord> = self.metric_batches.iter().filter(|b| b.stage == stage).collect();
+        if metrics.is_empty() {
+            self.batches.iter().filter(|b| b.stage == stage).collect()
+        } else {
+            metrics
         }
     }
 
     /// Drops what is older than `from_ms` (the dashboard keeps the last hour).
     pub fn retain_since(&mut self, from_ms: i64) {
         self.batches.retain(|b| b.timestamp_ms >= from_ms);
+        self.metric_batches.retain(|b| b.timestamp_ms >= from_ms);
         self.errors.retain(|e| e.at_ms >= from_ms);
         self.samples.retain(|s| s.at_ms >= from_ms);
         for invocations in self.invocations.values_mut() {
@@ -191,6 +273,7 @@ impl Observations {
         let mut names: Vec<String> = self
             .batches
             .iter()
+            .chain(&self.metric_batches)
             .map(|b| b.stage.clone())
             .chain(self.samples.iter().map(|s| s.stage.clone()))
             // A stage failing every batch prints no EMF line, only its errors.
@@ -201,10 +284,18 @@ impl Observations {
         names
     }
 
-    /// The batches of `stage`, per shard, each in time order.
+    /// The batches of `stage`, per shard, each in time order: its log lines' (and a shard
+    /// for every status reading); its CloudWatch metrics' on [`ALL_SHARDS`] only while no line
+    /// of its log was read.
     fn shards_of(&self, stage: &str) -> BTreeMap<&str, Vec<&EmfRecord>> {
         let mut shards: BTreeMap<&str, Vec<&EmfRecord>> = BTreeMap::new();
-        for b in self.batches.iter().filter(|b| b.stage == stage) {
+        let lines = self.batches.iter().filter(|b| b.stage == stage);
+        let batches: Vec<&EmfRecord> = if lines.clone().next().is_some() {
+            lines.collect()
+        } else {
+            self.metric_batches.iter().filter(|b| b.stage == stage).collect()
+        };
+        for b in batches {
             shards.entry(b.shard.as_str()).or_default().push(b);
         }
         for s in self.samples.iter().filter(|s| s.stage == stage) {
@@ -256,6 +347,8 @@ impl Observations {
             .max_by_key(|e| e.at_ms)
             .cloned();
         let commits: Vec<u64> = shards.iter().filter_map(|s| s.commit_ms).collect();
+        let mut figures = self.stage_batches(stage);
+        figures.sort_by_key(|b| b.timestamp_ms);
         StageView {
             stage: stage.to_owned(),
             window_ms,
@@ -263,7 +356,7 @@ impl Observations {
             watermark_lag_ms: holding.and_then(|s| s.watermark_lag_ms),
             held_by: holding.map(|s| s.shard.clone()),
             watermark_since_ms: holding.and_then(|s| s.watermark_since_ms),
-            flow: shards.iter().fold(Flow::default(), |sum, s| sum.plus(s.flow)),
+            flow: Flow::of(&figures, now_ms),
             state_bytes: shards.iter().filter_map(|s| s.state_bytes).reduce(|a, b| a + b),
             state_items: shards.iter().filter_map(|s| s.state_items).reduce(|a, b| a + b),
             commit_ms: (!commits.is_empty()).then(|| commits.iter().sum::<u64>() / commits.len() as u64),
@@ -288,21 +381,22 @@ impl Observations {
             iterator_ages: BTreeMap::new(),
         };
         let per_sec = 1000.0 / bucket_ms as f64;
+        for b in self.stage_batches(stage) {
+            let Some(i) = bucket_of(b.timestamp_ms, from_ms, bucket_ms, buckets) else {
+                continue;
+            };
+            let m = &b.metrics;
+            series.records_in_per_sec[i] += m.records_in as f64 * per_sec;
+            series.results_out_per_sec[i] += m.results_out as f64 * per_sec;
+            series.late_records[i] += m.late_records;
+            series.dead_letter_records[i] += m.dead_letter_records;
+        }
         for (shard, batches) in self.shards_of(stage) {
-            let mut watermarks = Vec::new();
-            for b in batches {
-                let Some(i) = bucket_of(b.timestamp_ms, from_ms, bucket_ms, buckets) else {
-                    continue;
-                };
-                let m = &b.metrics;
-                series.records_in_per_sec[i] += m.records_in as f64 * per_sec;
-                series.results_out_per_sec[i] += m.results_out as f64 * per_sec;
-                series.late_records[i] += m.late_records;
-                series.dead_letter_records[i] += m.dead_letter_records;
-                if let Some(w) = b.watermark_ms() {
-                    watermarks.push((b.timestamp_ms, w));
-                }
-            }
+            let watermarks: Vec<(i64, i64)> = batches
+                .iter()
+                .filter(|b| bucket_of(b.timestamp_ms, from_ms, bucket_ms, buckets).is_some())
+                .filter_map(|b| Some((b.timestamp_ms, b.watermark_ms()?)))
+                .collect();
             series.watermarks.insert(shard.to_owned(), watermarks);
             let ages: Vec<(i64, i64)> = self
                 .samples_of(stage, shard)
@@ -319,7 +413,7 @@ impl Observations {
 
     /// The earliest and latest batch times, if any batch was seen.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let times = self.batches.iter().map(|b| b.timestamp_ms);
+        let times = self.batches.iter().chain(&self.metric_batches).map(|b| b.timestamp_ms);
         Some((times.clone().min()?, times.max()?))
     }
 }
@@ -393,7 +487,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// The flow of `batches` (one shard's) at wall clock `now_ms`.
+    /// The flow of `batches` (a shard's or a stage's) at wall clock `now_ms`.
     fn of(batches: &[&EmfRecord], now_ms: i64) -> Self {
         let total = |count: fn(&EmfRecord) -> u64| batches.iter().map(|b| count(b)).sum::<u64>();
         Flow {
@@ -403,18 +497,6 @@ impl Flow {
             results_out: total(|b| b.metrics.results_out),
             late_records: total(|b| b.metrics.late_records),
             dead_letter_records: total(|b| b.metrics.dead_letter_records),
-        }
-    }
-
-    /// Both flows together.
-    fn plus(self, o: Flow) -> Self {
-        Flow {
-            records_in_per_sec: self.records_in_per_sec + o.records_in_per_sec,
-            results_out_per_sec: self.results_out_per_sec + o.results_out_per_sec,
-            records_in: self.records_in + o.records_in,
-            results_out: self.results_out + o.results_out,
-            late_records: self.late_records + o.late_records,
-            dead_letter_records: self.dead_letter_records + o.dead_letter_records,
         }
     }
 }

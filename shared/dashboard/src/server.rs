@@ -124,8 +124,9 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
         }
     }
 
-    /// Takes the stages' figures from CloudWatch metrics (as on AWS) instead of the EMF lines
-    /// of their logs; errors and Lambda's REPORT lines still come from the logs.
+    /// Takes the stages' totals, rates, charts and cost from CloudWatch metrics (as on AWS);
+    /// the per-shard rows (which the metrics, on the `Stage` dimension only, cannot give),
+    /// errors and Lambda's REPORT lines still come from the logs' lines.
     pub fn with_cloudwatch_metrics(mut self, metrics: CloudWatchMetrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -221,11 +222,9 @@ impl<S: MetricsSource + 'static> Dashboard<S> {
             tracing::warn!("{p}");
         }
         let mut snapshot = self.snapshot.write().map_err(|_| DashboardError::Poisoned)?;
+        // With CloudWatch metrics too, the EMF lines give the shard rows (the metrics have the
+        // stage only); the stage's totals are then the metrics' (see `model`).
         for (stage, line) in lines {
-            // With CloudWatch metrics, the EMF lines' figures come from there.
-            if self.metrics.is_some() && shardflow_stage::EmfRecord::parse_line(&line.text).is_some() {
-                continue;
-            }
             snapshot.observations.add_log_line(&stage, &line.text, Some(line.at_ms));
         }
         if let Some(periods) = periods {

@@ -2,28 +2,79 @@
 //! stage's recorded EMF lines (`tests/fixtures/revenue_lambda.log`), put as CloudWatch would
 //! extract them on AWS (namespace `shardflow`, dimension `Stage`, one value per batch and metric
 //! at the line's time), read back through [`CloudWatchMetrics`] give the periods' sums, maxima
-//! and means, and the same stage figures as the lines themselves.
+//! and means, and the same stage figures as the lines themselves. With the same lines in the
+//! function's log group in CloudWatch Logs, the stage's totals are the metrics' and its shard
+//! rows the log lines' (the metrics have the stage as their only dimension).
 
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use shardflow_dashboard::model::ALL_SHARDS;
-use shardflow_dashboard::source::CloudWatchMetrics;
+use shardflow_dashboard::source::{log_group, CloudWatchLogs, CloudWatchMetrics, MetricsSource};
 use shardflow_dashboard::Observations;
 use shardflow_stage::{EmfRecord, EMF_DIMENSION, EMF_METRICS, EMF_NAMESPACE};
 
 const REVENUE: &str = include_str!("fixtures/revenue_lambda.log");
 const PERIOD_MS: i64 = 60_000;
 
-async fn cloudwatch() -> aws_sdk_cloudwatch::Client {
-    let endpoint = shardflow_testkit::endpoint("CLOUDWATCH");
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
+async fn sdk(service: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(shardflow_testkit::endpoint(service))
         .region(aws_config::Region::new("us-east-1"))
         .load()
-        .await;
-    aws_sdk_cloudwatch::Client::new(&aws)
+        .await
+}
+
+async fn cloudwatch() -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(&sdk("CLOUDWATCH").await)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Writes `records`' EMF lines, each at its time, to `function`'s log group, as Lambda writes
+/// the function's output.
+async fn put_as_logged(client: &aws_sdk_cloudwatchlogs::Client, function: &str, records: &[EmfRecord]) {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let group = log_group(function);
+    client
+        .create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("CreateLogGroup");
+    client
+        .create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("2026/01/01/[$LATEST]0")
+        .send()
+        .await
+        .expect("CreateLogStream");
+    let mut sorted: Vec<&EmfRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| r.timestamp_ms);
+    let events: Vec<InputLogEvent> = sorted
+        .iter()
+        .map(|r| {
+            InputLogEvent::builder()
+                .timestamp(r.timestamp_ms)
+                .message(r.metrics.to_emf_line(&r.stage, &r.shard, r.timestamp_ms))
+                .build()
+                .expect("a log event")
+        })
+        .collect();
+    client
+        .put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("2026/01/01/[$LATEST]0")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("PutLogEvents");
 }
 
 /// The recorded lines of stage `stage`, moved so that the first lies at `start_ms`.
@@ -68,10 +119,7 @@ async fn put_as_extracted(client: &aws_sdk_cloudwatch::Client, records: &[EmfRec
 async fn the_metrics_cloudwatch_extracts_read_back_give_each_periods_batches_sums_maxima_and_means() {
     let client = cloudwatch().await;
     let stage = shardflow_testkit::unique_name("dash-cw");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     // Four minutes back, at a period's start: the 111 s of lines fill two whole periods.
     let start = now - now.rem_euclid(PERIOD_MS) - 4 * PERIOD_MS;
     let records = recorded(&stage, start);
@@ -141,4 +189,64 @@ async fn the_metrics_cloudwatch_extracts_read_back_give_each_periods_batches_sum
         (from_periods - from_lines).abs() <= PERIOD_MS,
         "{from_periods} from the periods, {from_lines} from the lines"
     );
+}
+
+#[tokio::test]
+async fn with_cloudwatch_metrics_the_stage_totals_are_the_metrics_and_the_shard_rows_come_from_the_log_lines() {
+    let metrics_client = cloudwatch().await;
+    let logs_client = aws_sdk_cloudwatchlogs::Client::new(&sdk("CLOUDWATCHLOGS").await);
+    let stage = shardflow_testkit::unique_name("dash-cwl");
+    let function = format!("{stage}-fn");
+    let now = now_ms();
+    let start = now - now.rem_euclid(PERIOD_MS) - 4 * PERIOD_MS;
+    let records = recorded(&stage, start);
+    put_as_extracted(&metrics_client, &records).await;
+    put_as_logged(&logs_client, &function, &records).await;
+
+    // As the dashboard reads them: the metrics over the whole range, the log from the second
+    // period on (what a reader started later, or a log with a shorter retention, holds).
+    let periods = CloudWatchMetrics::new(metrics_client)
+        .periods(&stage, start - PERIOD_MS, now)
+        .await
+        .expect("GetMetricData");
+    let since = start + PERIOD_MS;
+    let lines = CloudWatchLogs::new(logs_client)
+        .lines(&function, since)
+        .await
+        .expect("FilterLogEvents");
+    let mut o = Observations::default();
+    for line in &lines {
+        o.add_log_line(&stage, &line.text, Some(line.at_ms));
+    }
+    o.replace_periods(&stage, &periods);
+    let read: Vec<&EmfRecord> = records.iter().filter(|r| r.timestamp_ms >= since).collect();
+    assert_eq!(lines.len(), read.len(), "the log lines from the second period on");
+    assert!(read.len() < records.len());
+
+    let view = &o.overview(start + 5 * PERIOD_MS, &BTreeMap::new())[0];
+    // The stage's totals: every line's, as the metrics hold them.
+    assert_eq!(view.flow.records_in, 4_303);
+    assert_eq!(
+        view.flow.records_in,
+        records.iter().map(|r| r.metrics.records_in).sum::<u64>()
+    );
+    // Its shards: the real shard ids of the log lines, each with the figures of its lines read.
+    let mut shards: Vec<&str> = read.iter().map(|r| r.shard.as_str()).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    assert_eq!(view.shards.iter().map(|s| s.shard.as_str()).collect::<Vec<_>>(), shards);
+    assert!(!shards.contains(&ALL_SHARDS));
+    for shard in &view.shards {
+        let of_shard: Vec<&&EmfRecord> = read.iter().filter(|r| r.shard == shard.shard).collect();
+        assert_eq!(shard.batches, of_shard.len() as u64, "{}", shard.shard);
+        assert_eq!(
+            shard.flow.records_in,
+            of_shard.iter().map(|r| r.metrics.records_in).sum::<u64>(),
+            "{}",
+            shard.shard
+        );
+        let latest = of_shard.iter().filter_map(|r| r.watermark_ms()).max();
+        assert_eq!(shard.watermark_ms, latest, "{}", shard.shard);
+    }
+    assert!(view.shards.iter().map(|s| s.flow.records_in).sum::<u64>() < view.flow.records_in);
 }

@@ -9,6 +9,14 @@ use shardflow_dashboard::{highlights, HighlightKind, Observations, ShardSample};
 
 const ORDER_ENRICH: &str = include_str!("fixtures/order_enrich.emf.jsonl");
 const REVENUE_IDLE: &str = include_str!("fixtures/revenue_idle_shard.emf.jsonl");
+/// The ERROR line a deployed `revenue-shuffled` wrote when its Postgres table was gone.
+const SINK_ERROR: &str = include_str!("fixtures/revenue_shuffled_sink_error.log");
+
+/// The recorded error line's message: the text after its level and span context, read with
+/// nothing but string splitting.
+fn sink_error_message() -> &'static str {
+    SINK_ERROR.trim().split_once("}: ").unwrap().1
+}
 
 fn observations(text: &str) -> Observations {
     let mut o = Observations::default();
@@ -137,21 +145,39 @@ fn state_size_and_iterator_age_come_from_the_latest_status_reading() {
 #[test]
 fn commit_latency_and_the_last_error_are_read_from_a_functions_log() {
     // Lines as a deployed stage's log holds them (LocalStack's function log: an output prefix).
-    let log = "[1a2b3c4d] START RequestId: 1 Version: $LATEST\n\
-        [1a2b3c4d] {\"CommitDuration\":14,\"DeadLetterRecords\":0,\"DuplicatesDropped\":0,\"DuplicatesSkipped\":0,\"LateRecords\":0,\"RecordsIn\":5,\"ResultsOut\":1,\"Shard\":\"shardId-000000000000\",\"Stage\":\"revenue\",\"StateBytesWritten\":812,\"StateItemsWritten\":3,\"WatermarkLag\":5000,\"_aws\":{\"CloudWatchMetrics\":[],\"Timestamp\":1700000000000}}\n\
-        [1a2b3c4d] ERROR shardflow_lambda::stage: user code failed stage=revenue shard=shardId-000000000000\n\
-        [1a2b3c4d] {\"CommitDuration\":0,\"DeadLetterRecords\":0,\"DuplicatesDropped\":0,\"DuplicatesSkipped\":2,\"LateRecords\":0,\"RecordsIn\":0,\"ResultsOut\":0,\"Shard\":\"shardId-000000000000\",\"Stage\":\"revenue\",\"StateBytesWritten\":0,\"StateItemsWritten\":0,\"WatermarkLag\":6000,\"_aws\":{\"CloudWatchMetrics\":[],\"Timestamp\":1700000001000}}\n";
+    let error = SINK_ERROR.trim();
+    let log = format!("[1a2b3c4d] START RequestId: 1 Version: $LATEST\n\
+        [1a2b3c4d] {{\"CommitDuration\":14,\"DeadLetterRecords\":0,\"DuplicatesDropped\":0,\"DuplicatesSkipped\":0,\"LateRecords\":0,\"RecordsIn\":5,\"ResultsOut\":1,\"Shard\":\"shardId-000000000000\",\"Stage\":\"revenue\",\"StateBytesWritten\":812,\"StateItemsWritten\":3,\"WatermarkLag\":5000,\"_aws\":{{\"CloudWatchMetrics\":[],\"Timestamp\":1700000000000}}}}\n\
+        {error}\n\
+        [1a2b3c4d] {{\"CommitDuration\":0,\"DeadLetterRecords\":0,\"DuplicatesDropped\":0,\"DuplicatesSkipped\":2,\"LateRecords\":0,\"RecordsIn\":0,\"ResultsOut\":0,\"Shard\":\"shardId-000000000000\",\"Stage\":\"revenue\",\"StateBytesWritten\":0,\"StateItemsWritten\":0,\"WatermarkLag\":6000,\"_aws\":{{\"CloudWatchMetrics\":[],\"Timestamp\":1700000001000}}}}\n");
     let mut o = Observations::default();
-    o.add_log("revenue", log, None);
+    o.add_log("revenue", &log, None);
     assert_eq!(o.batches.len(), 2);
     let views = o.overview(1_700_000_002_000, &BTreeMap::new());
     let shard = &views[0].shards[0];
     // The last batch that committed, not the last batch.
     assert_eq!(shard.commit_ms, Some(14));
     assert_eq!(shard.state_bytes_written, Some(812));
-    let error = views[0].last_error.as_ref().unwrap();
-    assert!(error.message.contains("user code failed"), "{error:?}");
-    assert_eq!(error.at_ms, 1_700_000_000_000);
+    let last = views[0].last_error.as_ref().unwrap();
+    assert_eq!(last.message, sink_error_message());
+    assert!(last.message.contains("does not exist"), "{last:?}");
+    assert_eq!(last.at_ms, 1_700_000_000_000);
+    // The page shows it in the stage's row.
+    let page = shardflow_dashboard::html::stage_table(&views);
+    assert!(
+        page.contains(&format!(
+            "data-field=\"last_error\">{}<",
+            shardflow_dashboard::format::html(sink_error_message())
+        )),
+        "{page}"
+    );
+    // The same message logged in tracing's JSON format (AWS_LAMBDA_LOG_FORMAT=JSON).
+    let json =
+        serde_json::json!({"level": "ERROR", "fields": {"message": sink_error_message()}, "target": "lambda_runtime"});
+    assert_eq!(
+        shardflow_dashboard::model::error_message(&json.to_string()),
+        sink_error_message()
+    );
 }
 
 #[test]
@@ -281,10 +307,12 @@ fn a_deployed_stages_commit_latency_and_bytes_are_its_last_committing_batchs() {
 
 #[test]
 fn errors_logged_in_the_last_five_minutes_are_highlighted_with_the_latest_line() {
-    let log = "[1a2b3c4d] ERROR shardflow_lambda::stage: user code failed stage=revenue shard=shardId-000000000000\n\
-        [1a2b3c4d] ERROR shardflow_lambda::stage: restore refused stage=revenue shard=shardId-000000000001\n";
+    let log = format!(
+        "[1a2b3c4d] ERROR shardflow_lambda::stage: restore refused stage=revenue shard=shardId-000000000001\n{}",
+        SINK_ERROR
+    );
     let mut o = Observations::default();
-    o.add_log("revenue", log, Some(1_700_000_000_000));
+    o.add_log("revenue", &log, Some(1_700_000_000_000));
     let at = |now: i64| {
         let views = o.overview(now, &BTreeMap::new());
         highlights(&o, &views, now)
@@ -296,7 +324,9 @@ fn errors_logged_in_the_last_five_minutes_are_highlighted_with_the_latest_line()
     assert_eq!(found.len(), 1);
     assert!(found[0].title.contains("2 error line(s)"), "{}", found[0].title);
     assert!(
-        found[0].title.contains("restore refused"),
+        found[0]
+            .title
+            .ends_with(&format!("the latest: {}", sink_error_message())),
         "the latest line: {}",
         found[0].title
     );
