@@ -27,7 +27,9 @@ use super::receipts::{completion, receipts_trigger, receipts_windowing, Receipt}
 use super::{event_time, watermarks};
 
 /// The receipt of one completed purchase, as `receipts_next` publishes it: `receipts`' receipt
-/// and one column more.
+/// and one column more. A copy of [`Receipt`]'s fields on purpose, not a wrapper of it: it stands
+/// for the output type of another release (a flattened wrapper would also change how the value
+/// serializes in non-self-describing formats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptNext {
     /// `rcpt-<order id>`: stable, usable as a message deduplication id.
