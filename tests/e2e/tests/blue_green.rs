@@ -124,6 +124,7 @@ fn check_green_code(receipts: &S3Location, order_enrich: &S3Location) {
     assert_eq!(window["outcome"], "migrated", "{report:#}");
     assert_eq!(window["from"], RECEIPTS_WINDOW, "{report:#}");
     assert_eq!(window["version"], 1, "{report:#}");
+    eprintln!("gate: receipts-next against blue's receipts savepoint: {window}");
 
     let (passed, report, stderr) = savepoint_check(receipts, "receipts-next-unmigrated");
     assert!(!passed, "the change without its migration is refused: {report:#}");
@@ -140,6 +141,7 @@ fn check_green_code(receipts: &S3Location, order_enrich: &S3Location) {
         "every shard refuses the window's state as incompatible: {report:#}"
     );
     assert!(stderr.contains("incompatible state"), "and says so: {stderr}");
+    eprintln!("gate: receipts-next-unmigrated refused: {reasons:?}");
 
     let (passed, report, stderr) = savepoint_check(order_enrich, "order-enrich");
     assert!(passed, "order-enrich restores as is: {report:#} {stderr}");
@@ -437,6 +439,10 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     assert!(
         green_receipts > 0,
         "green owned some receipts between the switch and the rollback"
+    );
+    eprintln!(
+        "{} live receipts, {green_receipts} of them published by green with the new column",
+        bodies.len()
     );
 
     let client = shardflow_testkit::postgres().await;
