@@ -16,6 +16,7 @@
 //! | stage | input | variables | output |
 //! |---|---|---|---|
 //! | [`receipts()`] | shop CDC (Protobuf `ChangeEvent`) | `SHARDFLOW_TOPIC_ARN` | one SNS message per completed purchase |
+//! | [`receipts_next()`] | as `receipts` | as `receipts` | as `receipts`, with one column more: the next release of `receipts`, deployed over it from its savepoint (blue/green with new code) |
 //! | [`revenue_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | inserted order lines keyed by (product, currency) to the shuffle stream |
 //! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
 //! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
@@ -63,7 +64,9 @@ pub use order_enrich::{
 pub use order_enrich_split::{
     order_enrich_keyby, order_enrich_shuffled, OrderEnrichKeyByStage, OrderEnrichShuffledStage,
 };
-pub use receipts::{receipts, ReceiptsStage, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV};
+pub use receipts::{
+    receipts, receipts_next, ReceiptsNextStage, ReceiptsStage, ReceiptsStageOf, SHADOW_TOPIC_ARN_ENV, TOPIC_ARN_ENV,
+};
 pub use replay::{check_targets, replay_targets};
 pub use revenue::{revenue_table_sql, RevenueGate, RevenueSink, RevenueTableRow, REVENUE_TABLE_ENV, REVENUE_TABLE_SQL};
 pub use revenue_split::{revenue_keyby, revenue_shuffled, RevenueKeyByStage, RevenueShuffledStage};

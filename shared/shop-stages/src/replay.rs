@@ -21,12 +21,17 @@ pub fn replay_targets() -> Vec<ReplayTarget> {
 
 /// The shop's pipelines under their stages' names, for `shardflow savepoint check`
 /// ([`shardflow_lifecycle::command::savepoint::run`]): `receipts`, the two halves of revenue
-/// (`revenue-keyby`, `revenue-shuffled`), `order-enrich`; and `revenue`, the whole pipeline, for
-/// savepoints of the one-stage revenue deployed before the shuffle.
+/// (`revenue-keyby`, `revenue-shuffled`), `order-enrich`; `revenue`, the whole pipeline, for
+/// savepoints of the one-stage revenue deployed before the shuffle; and the next release of
+/// receipts, `receipts-next` (the function of that name), with its counter-example
+/// `receipts-next-unmigrated` (the same change without the accumulator's migration, which the
+/// check refuses: check a change before deploying it, README "Blue/green deploys").
 pub fn check_targets() -> Vec<CheckTarget> {
     let split = pipelines::revenue_split();
     vec![
         CheckTarget::new("receipts", pipelines::receipts()),
+        CheckTarget::new("receipts-next", pipelines::receipts_next()),
+        CheckTarget::new("receipts-next-unmigrated", pipelines::receipts_next_without_migration()),
         CheckTarget::new("revenue-keyby", split.upstream),
         CheckTarget::new("revenue-shuffled", split.downstream),
         CheckTarget::new("revenue", pipelines::revenue()),

@@ -57,11 +57,25 @@ pub fn require_function_zips(functions: &[&str]) {
 /// Deploys `template` (relative to the repository) as stack `stack` with `parameters` through
 /// `localstack/deploy`, and returns the stack's outputs.
 pub fn deploy(stack: &str, template: &str, parameters: &[(&str, &str)]) -> HashMap<String, String> {
+    deploy_with_code(stack, template, parameters, &[])
+}
+
+/// [`deploy`], with other code for some functions: each `(function, zip)` of `code` deploys
+/// `out/lambda/{zip}.zip` where the template names `{function}.zip` (`SHARDFLOW_FUNCTION_CODE`
+/// of `localstack/deploy`).
+pub fn deploy_with_code(
+    stack: &str,
+    template: &str,
+    parameters: &[(&str, &str)],
+    code: &[(&str, &str)],
+) -> HashMap<String, String> {
     let root = repo_root();
+    let function_code: Vec<String> = code.iter().map(|(f, zip)| format!("{f}={zip}")).collect();
     let output = Command::new(root.join("localstack/deploy"))
         .arg(stack)
         .arg(root.join(template))
         .args(parameters.iter().map(|(k, v)| format!("{k}={v}")))
+        .env("SHARDFLOW_FUNCTION_CODE", function_code.join(","))
         .current_dir(&root)
         .output()
         .expect("run localstack/deploy");

@@ -11,7 +11,9 @@ use shardflow_connectors::ResultMessage;
 use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig, StreamRecord};
 use shardflow_local::{IterInput, LocalRunner};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Row};
-use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, RevenueRow};
+use shardflow_shop::pipelines::{
+    order_enrich, receipts, receipts_next, revenue, EnrichedOrder, Receipt, ReceiptNext, RevenueRow,
+};
 use shardflow_shop::{ShopConfig, ShopGenerator};
 
 /// Change events generated (`SHARDFLOW_E2E_EVENTS` overrides).
@@ -187,6 +189,20 @@ pub async fn embedded(events: &[ChangeEvent]) -> Expected {
         enriched: read_lines(&out.path().join("enriched_orders.jsonl")),
         late,
     }
+}
+
+/// The receipts of the next release of the receipts pipeline (`receipts_next`) over the input as
+/// one shard, in the embedded runner.
+pub async fn embedded_receipts_next(events: &[ChangeEvent]) -> Vec<ResultLine<ReceiptNext>> {
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let mut input = IterInput::from_vecs(vec![events.to_vec()]);
+    LocalRunner::new(out.path())
+        .fsync(false)
+        .job(receipts_next())
+        .run(&mut input)
+        .await
+        .expect("the embedded run of receipts_next");
+    read_lines(&out.path().join("receipts.jsonl"))
 }
 
 /// Puts `records` (partition key, data) into `stream` and waits for their acknowledgement.
@@ -486,8 +502,14 @@ pub async fn caught_up(
 
 /// Drains `queue` (subscribed to a receipts topic) until it held as many receipts as `expected`,
 /// and a few seconds more for any extra; asserts that no receipt id came twice and that the
-/// receipts are `expected`'s (`what` names them in the failure).
-pub async fn assert_receipts_once(queue: &str, expected: &[ResultLine<Receipt>], what: &str, started: Instant) {
+/// receipts are `expected`'s (`what` names them in the failure); fields a receipt has beyond a
+/// [`Receipt`]'s are not compared. Returns the messages' bodies.
+pub async fn assert_receipts_once(
+    queue: &str,
+    expected: &[ResultLine<Receipt>],
+    what: &str,
+    started: Instant,
+) -> Vec<String> {
     let sqs = shardflow_testkit::sqs();
     let mut bodies = drain_until(&sqs, queue, expected.len(), what, started).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -503,4 +525,5 @@ pub async fn assert_receipts_once(queue: &str, expected: &[ResultLine<Receipt>],
         by_id(expected.iter().map(|l| (l.id.clone(), l.value.clone()))),
         "{what}: the receipts are the embedded runner's"
     );
+    bodies
 }

@@ -1,14 +1,21 @@
-//! Blue/green on LocalStack with the real stage binaries: blue runs; its stateful one-stage
-//! stages (receipts, order-enrich) are savepointed (mappings paused, then resumed); green is
-//! deployed beside it without consuming, with a shuffle stream of its own, its mappings to start
-//! `AT_TIMESTAMP` where the savepoints say, restored from the savepoints, and enabled (green's
-//! revenue pair starts fresh there: a savepoint does not carry a shuffle stage's dedup marks and
-//! upstream watermarks yet, and the windows compared below hold only lines green reads); it
-//! catches up and `validate` finds no
+//! Blue/green on LocalStack with the real stage binaries, green running *new code*: blue runs;
+//! its stateful one-stage stages (receipts, order-enrich) are savepointed (mappings paused, then
+//! resumed); before anything else is deployed, `shardflow savepoint check` gates the change: the
+//! next release of receipts (`receipts_next`: a filter before the window, the window's
+//! accumulator with a field added and a migration from blue's, a column added to each receipt)
+//! passes against blue's receipts savepoint with its window reported migrated, and the same change
+//! without the migration is refused (non-zero exit). Green is deployed beside blue without
+//! consuming, its receipts function running `receipts-next` (`SHARDFLOW_FUNCTION_CODE`), with a
+//! shuffle stream of its own, its mappings to start `AT_TIMESTAMP` where the savepoints say,
+//! restored from the savepoints, and enabled (green's revenue pair starts fresh there: a
+//! savepoint does not carry a shuffle stage's dedup marks and upstream watermarks yet, and the
+//! windows compared below hold only lines green reads); it catches up and `validate` finds no
 //! difference between green's shadow revenue and the live revenue; the live output is switched to
 //! green, more data flows, it is rolled back to blue, the rest flows. The live outputs hold every
 //! result exactly once: the revenue table equals the embedded runner's results on the same
-//! stream, and the live topic carries each receipt once.
+//! stream, and the live topic carries each receipt once, equal on every field of `receipts` to
+//! the embedded runner's; the receipts of green's segment carry the new column (they are the
+//! embedded `receipts_next`'s), blue's do not.
 //!
 //! The protocol itself is also proven in-process by `shared/connectors/tests/blue_green.rs`.
 
@@ -17,14 +24,21 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use shardflow_bluegreen::{Colour, ColourControl};
+use shardflow_connectors::ResultMessage;
 use shardflow_e2e::shop::*;
-use shardflow_e2e::{deploy, require_function_zips, StackGuard};
+use shardflow_e2e::{aws, deploy, deploy_with_code, repo_root, require_function_zips, shardflow_dir, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location,
     SavepointManifest, SavepointOptions,
 };
 use shardflow_schemas::ChangeEvent;
+use shardflow_shop::pipelines::ReceiptNext;
+
+/// The code green's receipts stage runs: the next release of the receipts pipeline.
+const GREEN_RECEIPTS_CODE: &str = "receipts-next";
+/// The receipts window's id, the same in both releases.
+const RECEIPTS_WINDOW: &str = "window_aggregate-0";
 
 /// The first minute boundary after every event time of `events`: beyond every result position
 /// (window start, windows of one minute) either colour has emitted having seen them.
@@ -56,14 +70,145 @@ async fn savepoint(blue: &Outputs, stage: &str, function: &str) -> (S3Location, 
     (location, saved.manifest)
 }
 
-/// Seeds green's `stage` from a savepoint.
-async fn restore(green: &Outputs, stage: &str, location: S3Location) {
+/// Seeds green's `stage` from a savepoint, dry-run restored first into `code`, the pipeline
+/// green's stage runs (by its name in `savepoint check`'s catalogue).
+async fn restore(green: &Outputs, stage: &str, code: &str, location: S3Location) {
     let mut restore = RestoreOptions::new(location, stage, &green.get("StateTableName"));
     restore.spill_bucket = Some(green.get("StateBucketName"));
     restore.expect.pipeline = Some(stage.replace('-', "_"));
+    restore.pipeline = shardflow_shop_stages::check_targets()
+        .into_iter()
+        .find(|t| t.name() == code)
+        .map(std::sync::Arc::new);
+    assert!(restore.pipeline.is_some(), "{code} is in the catalogue");
     restore_savepoint(&shardflow_testkit::dynamodb(), &shardflow_testkit::s3(), &restore)
         .await
         .expect("restore");
+}
+
+/// `shardflow savepoint check --savepoint {savepoint} --pipeline {pipeline} --json`: whether it
+/// exited zero, its JSON report and its error output.
+fn savepoint_check(savepoint: &S3Location, pipeline: &str) -> (bool, serde_json::Value, String) {
+    let output = std::process::Command::new(shardflow_dir().join("shardflow"))
+        .args(["savepoint", "check", "--savepoint", &savepoint.to_string()])
+        .args(["--pipeline", pipeline, "--json"])
+        .output()
+        .expect("run shardflow savepoint check");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "savepoint check --pipeline {pipeline} printed no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (
+        output.status.success(),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The gate before green is deployed: the code green will run, checked against blue's
+/// savepoints, passes (receipts' window migrated, order-enrich restored as is), and the same
+/// change to receipts without its migration is refused.
+fn check_green_code(receipts: &S3Location, order_enrich: &S3Location) {
+    let (passed, report, stderr) = savepoint_check(receipts, GREEN_RECEIPTS_CODE);
+    assert!(
+        passed,
+        "receipts-next restores blue's receipts savepoint: {report:#} {stderr}"
+    );
+    let window = report["operators"]
+        .as_array()
+        .and_then(|ops| ops.iter().find(|o| o["id"] == RECEIPTS_WINDOW))
+        .unwrap_or_else(|| panic!("the report lists the receipts window: {report:#}"));
+    assert_eq!(window["outcome"], "migrated", "{report:#}");
+    assert_eq!(window["from"], RECEIPTS_WINDOW, "{report:#}");
+    assert_eq!(window["version"], 1, "{report:#}");
+    eprintln!("gate: receipts-next against blue's receipts savepoint: {window}");
+
+    let (passed, report, stderr) = savepoint_check(receipts, "receipts-next-unmigrated");
+    assert!(!passed, "the change without its migration is refused: {report:#}");
+    assert_eq!(report["passed"], false, "{report:#}");
+    let reasons: Vec<&str> = report["problems"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["reason"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|r| r.contains("incompatible state") && r.contains(RECEIPTS_WINDOW)),
+        "every shard refuses the window's state as incompatible: {report:#}"
+    );
+    assert!(stderr.contains("incompatible state"), "and says so: {stderr}");
+    eprintln!("gate: receipts-next-unmigrated refused: {reasons:?}");
+
+    let (passed, report, stderr) = savepoint_check(order_enrich, "order-enrich");
+    assert!(passed, "order-enrich restores as is: {report:#} {stderr}");
+}
+
+/// Asserts that green's receipts function runs the zip of `code` (Lambda's code hash is the
+/// base64 SHA-256 of the zip).
+fn assert_runs_code(function: &str, code: &str) {
+    let deployed = aws(&[
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        function,
+        "--query",
+        "CodeSha256",
+        "--output",
+        "text",
+    ]);
+    let zip = repo_root().join("out/lambda").join(format!("{code}.zip"));
+    let script = "import base64, hashlib, sys; \
+                  print(base64.b64encode(hashlib.sha256(open(sys.argv[1], 'rb').read()).digest()).decode())";
+    let hashed = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&zip)
+        .output()
+        .expect("hash the zip with python3");
+    assert_eq!(
+        deployed.trim(),
+        String::from_utf8_lossy(&hashed.stdout).trim(),
+        "{function} runs {}",
+        zip.display()
+    );
+}
+
+/// The live receipts of `bodies` split by the colour that owned their position: green's are the
+/// embedded `receipts_next`'s (the new column included), blue's lack the column. Returns how many
+/// green published.
+fn assert_receipt_columns_by_colour(
+    bodies: &[String],
+    cutover: &shardflow_bluegreen::Cutover,
+    next: &BTreeMap<String, ReceiptNext>,
+) -> usize {
+    let mut green = 0;
+    for body in bodies {
+        let message: ResultMessage<serde_json::Value> =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("a receipt: {e}: {body}"));
+        // as `shardflow_bluegreen::position`: the window's start, else the timestamp
+        let position = message.window_start_ms.unwrap_or(message.timestamp_ms);
+        match cutover.owner(position) {
+            Colour::Green => {
+                green += 1;
+                let value: ReceiptNext = serde_json::from_value(message.value.clone())
+                    .unwrap_or_else(|e| panic!("green publishes receipts_next's receipts ({e}): {body}"));
+                assert_eq!(
+                    Some(&value),
+                    next.get(&message.id),
+                    "green's receipt is the embedded receipts_next's"
+                );
+                assert!(value.completed_from.is_some(), "{body}");
+            }
+            Colour::Blue => assert!(
+                message.value.get("completed_from").is_none(),
+                "blue runs receipts, without the new column: {body}"
+            ),
+        }
+    }
+    green
 }
 
 struct Outputs(std::collections::HashMap<String, String>);
@@ -93,6 +238,7 @@ async fn live_revenue_eventually(table: &str, want: &BTreeMap<(i64, String, i64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     require_function_zips(&FUNCTIONS);
+    require_function_zips(&[GREEN_RECEIPTS_CODE]);
     // slow enough in event time that the savepoint's part and the catch-up part each span
     // several one-minute windows (the catch-up check compares windows closed after the savepoint)
     let events = generate_at(EVENTS, 0.2);
@@ -145,6 +291,18 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     for (stage, function) in stages {
         savepoints.push((stage, savepoint(&blue, stage, &blue.get(function)).await));
     }
+    // the gate, before anything of green is deployed: its code against blue's savepoints
+    let location = |stage: &str| {
+        savepoints
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, (location, _))| location.clone())
+            .expect("a savepoint of the stage")
+    };
+    let gate = (location("receipts"), location("order-enrich"));
+    tokio::task::spawn_blocking(move || check_green_code(&gate.0, &gate.1))
+        .await
+        .expect("the gate passes");
     // green is deployed beside blue without consuming; its mappings will start AT_TIMESTAMP a
     // margin before the savepoints (a mapping cannot start at a sequence number), and its stages
     // skip by sequence number what the savepoints cover
@@ -164,10 +322,21 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     green_params.push(("StartingPosition", "AT_TIMESTAMP".to_owned()));
     green_params.push(("StartingPositionTimestamp", (resume_at_ms / 1000).to_string()));
     let green_params: Vec<(&str, &str)> = green_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let green = Outputs(deploy(&green_stack, "infra/template.yaml", &green_params));
+    let green = Outputs(deploy_with_code(
+        &green_stack,
+        "infra/template.yaml",
+        &green_params,
+        &[("receipts", GREEN_RECEIPTS_CODE)],
+    ));
     let _green_guard = StackGuard(green_stack.clone());
+    assert_runs_code(&green.get("ReceiptsFunctionName"), GREEN_RECEIPTS_CODE);
     for (stage, (location, _)) in savepoints {
-        restore(&green, stage, location).await;
+        let code = if stage == "receipts" {
+            GREEN_RECEIPTS_CODE
+        } else {
+            stage
+        };
+        restore(&green, stage, code, location).await;
     }
     for function in [
         "RevenueKeyByFunctionName",
@@ -253,13 +422,28 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let expected = embedded(&stored).await;
     let started = Instant::now();
     live_revenue_eventually(&table, &expected.revenue, started).await;
-    assert_receipts_once(
+    let bodies = assert_receipts_once(
         &receipts_queue,
         &expected.receipts,
         "the live receipts across the colours",
         started,
     )
     .await;
+    let next = embedded_receipts_next(&stored)
+        .await
+        .into_iter()
+        .map(|l| (l.id, l.value))
+        .collect();
+    let cutover = control.load().await.expect("cutover");
+    let green_receipts = assert_receipt_columns_by_colour(&bodies, &cutover, &next);
+    assert!(
+        green_receipts > 0,
+        "green owned some receipts between the switch and the rollback"
+    );
+    eprintln!(
+        "{} live receipts, {green_receipts} of them published by green with the new column",
+        bodies.len()
+    );
 
     let client = shardflow_testkit::postgres().await;
     for t in [

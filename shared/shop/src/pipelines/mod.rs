@@ -8,6 +8,7 @@
 
 mod order_enrich;
 mod receipts;
+mod receipts_next;
 mod revenue;
 
 use shardflow_engine::WatermarkStrategy;
@@ -17,6 +18,7 @@ pub use order_enrich::{
     order_enrich, order_enrich_split, EnrichInput, EnrichedOrder, ENRICHED_ORDERS_BUCKET_MS, ENRICH_SESSION_GAP_MS,
 };
 pub use receipts::{receipts, Receipt, RECEIPTS_WINDOW_MS, RECEIPT_DEDUP_HORIZON_MS};
+pub use receipts_next::{receipts_next, receipts_next_without_migration, FirstCompletion, ReceiptNext};
 pub use revenue::{
     revenue, revenue_split, KeyedSale, LineSale, RevenueRow, REVENUE_ALLOWED_LATENESS_MS, REVENUE_EARLY_FIRING_MS,
     REVENUE_WINDOW_MS,

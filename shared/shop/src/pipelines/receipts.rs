@@ -46,13 +46,28 @@ pub struct Receipt {
 }
 
 /// The order image of a change that completes a purchase, if it is one.
-fn completion(e: &ChangeEvent) -> Option<Order> {
+pub(super) fn completion(e: &ChangeEvent) -> Option<Order> {
     if e.op() != Op::Update {
         return None;
     }
     let after = e.after_order()?;
     let was_completed = e.before_order().is_some_and(|b| b.status() == OrderStatus::Completed);
     (after.status() == OrderStatus::Completed && !was_completed).then(|| after.clone())
+}
+
+/// The receipts' windows: one-minute tumbling windows of an order's completions.
+pub(super) fn receipts_windowing() -> Windowing {
+    Windowing::tumbling(RECEIPTS_WINDOW_MS).expect("a positive constant window size")
+}
+
+/// The receipts' trigger: a (discarding) pane per completion at once, the window kept for
+/// [`RECEIPT_DEDUP_HORIZON_MS`] after its end.
+pub(super) fn receipts_trigger() -> Trigger {
+    Trigger::at_watermark()
+        .with_early_firings(Firing::every_elements(1))
+        .with_allowed_lateness(RECEIPT_DEDUP_HORIZON_MS)
+        .expect("a non-negative constant lateness")
+        .discarding()
 }
 
 /// The `receipts` pipeline (see the module documentation); sink `receipts`.
@@ -76,14 +91,8 @@ pub fn receipts() -> Pipeline<ChangeEvent, Receipt> {
         .event_time(event_time)
         .filter_map(|e: ChangeEvent| completion(&e).map(|o| (o, e.event_time())))
         .key_by(|(o, _)| o.order_id)
-        .window(Windowing::tumbling(RECEIPTS_WINDOW_MS).expect("a positive constant window size"))
-        .trigger(
-            Trigger::at_watermark()
-                .with_early_firings(Firing::every_elements(1))
-                .with_allowed_lateness(RECEIPT_DEDUP_HORIZON_MS)
-                .expect("a non-negative constant lateness")
-                .discarding(),
-        )
+        .window(receipts_windowing())
+        .trigger(receipts_trigger())
         .aggregate(first_completion, |_, _, pane, first| {
             // Only an order's first pane is its receipt; later panes are duplicates.
             first.filter(|_| pane.index == 0).map(|(o, completed_at_ms)| Receipt {
