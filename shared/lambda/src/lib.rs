@@ -7,7 +7,9 @@
 //! # Per batch (see [`Stage::handle`])
 //! 1. Load the shard's checkpoint (position, engine state, a failing record's attempts) and
 //!    restore the engine — or, when this container committed the version the checkpoint item
-//!    still holds, continue from its warm engine after one read of that item ([`warm`]).
+//!    still holds, continue from its warm engine after one read of that item and of the shard's
+//!    progress item ([`warm`]). A progress item beyond the checkpoint (records handled after it
+//!    under a longer interval) is closed first, as below.
 //! 2. Process the batch: skip records at or below the committed position (redelivery), decode
 //!    (undecodable records become dead letters), run the engine; records later than the allowed
 //!    lateness become dead letters of kind `late`.
@@ -22,13 +24,13 @@
 //!    duration, and the records and `GetRecords` calls of a gap read before the batch (interval
 //!    commits). Metrics are published on the dimension `Stage` only; the shard is a property.
 //!
-//! These are the steps with the default checkpoint interval of one batch; with a longer one,
-//! see below.
+//! These are the steps with the default checkpoint interval of one batch, which is the shortest
+//! interval of the protocol below, not another path: with a longer one, see below.
 //!
 //! # Interval commits
-//! With a [`CheckpointInterval`] above one batch ([`StageConfig::checkpoint_interval`], env
+//! With a [`CheckpointInterval`] ([`StageConfig::checkpoint_interval`], env
 //! `SHARDFLOW_CHECKPOINT_INTERVAL_BATCHES` / `_MS` / `_BYTES`, or
-//! [`Stage::with_checkpoint_interval`]) a batch goes:
+//! [`Stage::with_checkpoint_interval`]; default one batch) a batch goes:
 //! 1. **Probe**: one strongly consistent `Query` of the shard's partition key returns the
 //!    checkpoint item's version, commit attempt and position, and the progress item (last handled
 //!    sequence number, the container that handled it, the checkpoint version it started from,
@@ -51,7 +53,9 @@
 //!    gap read the gap's changes count, so the measure does not depend on which container holds
 //!    the shard), a record failure is recorded, nothing was
 //!    committed yet, or the state was adopted from parents; the commit is fenced on `ver` as
-//!    above, and then the progress item is moved to it. **Otherwise** write the progress item with
+//!    above, and then the progress item is moved to it (not at an interval of one batch, where
+//!    every batch commits: the progress item, if any, is then at or behind the checkpoint and
+//!    ignored, so the write is saved). **Otherwise** write the progress item with
 //!    one `PutItem` conditioned on the sequence number read in step 1 (a concurrent invocation
 //!    that advanced it makes this one fail and Lambda retry) and keep the engine warm.
 //! 5. Answer. A crash after emitting and before the progress write, or after it and before
@@ -61,10 +65,10 @@
 //!    retention and the sinks' deduplication window (SNS FIFO: 5 minutes). An end-of-input request
 //!    opens the shard the same way, so the uncommitted records are included.
 //!
-//! Limit: with an interval of one batch the progress item is neither read nor written, so a
-//! stage whose interval is lowered to one batch must first commit every shard (one batch per
-//! shard with the old interval after its interval is due, or an end of input) — otherwise records
-//! handled after the last commit by the old configuration are skipped.
+//! Changing the interval needs no step of its own: a stage lowered to one batch still reads the
+//! progress item, so records handled after the last commit under the old interval are read back
+//! from Kinesis before its first batch (test `switching_the_interval_from_three_batches_to_one_…`
+//! in `tests/interval_commits.rs`).
 //!
 //! If user code panics on a record, the records before it are committed, the record is reported
 //! as the batch item failure (Lambda retries from it; bisect-compatible), and its attempts are

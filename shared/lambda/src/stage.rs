@@ -512,61 +512,13 @@ where
         Ok(())
     }
 
-    /// Handles one batch of one shard (see the crate documentation).
+    /// Handles one batch of one shard (see the crate documentation, "Interval commits": every
+    /// batch goes that way, one batch being the shortest interval).
     pub async fn handle(&self, batch: ShardBatch) -> Result<KinesisEventResponse, StageError> {
         if batch.records.is_empty() {
             return Ok(batch_response(None));
         }
-        if !self.config.checkpoint_interval.every_batch() {
-            return Box::pin(self.handle_interval(batch)).await;
-        }
-        let shard = self.open_shard(&batch.shard_id).await?;
-        self.crash_at(CrashPoint::AfterLoad)?;
-        let OpenShard {
-            mut store,
-            position,
-            start,
-            mut engine,
-            state_bytes,
-        } = shard;
-        let outcome = self.process(&mut engine, &batch, &position);
-        if let Some((at, message)) = outcome.panicked_at.clone() {
-            // The engine saw part of the batch: start again from the committed state.
-            let shard = self.load_shard(&batch.shard_id).await?;
-            let engine = self.restore(&batch.shard_id, &shard.start)?;
-            return self
-                .handle_failure(
-                    shard.store,
-                    &shard.position,
-                    engine,
-                    shard.start.adopted,
-                    &batch,
-                    at,
-                    message,
-                )
-                .await;
-        }
-        if outcome.skipped_duplicates == outcome.records_in {
-            tracing::info!(stage = %self.name, shard = %batch.shard_id, "batch already committed");
-            self.print_metrics(&batch, &outcome, &engine, Default::default(), 0, GapCounts::default());
-            return Ok(batch_response(None));
-        }
-        self.emit(&outcome).await?;
-        self.crash_at(CrashPoint::AfterEmit)?;
-        let (done, stats, commit_ms) = self
-            .commit_batch(&mut store, &mut engine, start.adopted, &outcome)
-            .await?;
-        self.print_metrics(&batch, &outcome, &engine, stats, commit_ms, GapCounts::default());
-        self.warm.put(
-            &batch.shard_id,
-            WarmShard {
-                engine,
-                store,
-                position: done,
-                state_bytes: state_bytes.max(stats.bytes_written),
-            },
-        );
-        Ok(batch_response(None))
+        Box::pin(self.handle_batch(batch)).await
     }
 
     /// Commits the engine's state (full when `adopted`) at the end of a handled batch; returns the
@@ -594,27 +546,6 @@ where
         Ok((done, stats, commit_ms))
     }
 
-    /// The shard's engine at its committed state: this container's warm one when the checkpoint
-    /// item still holds the version it committed, loaded from the store otherwise.
-    async fn open_shard(&self, shard: &str) -> Result<OpenShard<In, Out>, StageError> {
-        if let Some(warm) = self.warm.take(shard) {
-            if warm.store.is_current().await? {
-                return Ok(OpenShard {
-                    store: warm.store,
-                    position: warm.position,
-                    start: Start {
-                        image: None,
-                        adopted: false,
-                    },
-                    engine: warm.engine,
-                    state_bytes: warm.state_bytes,
-                });
-            }
-            tracing::info!(stage = %self.name, shard, "another invocation committed since: reloading");
-        }
-        self.load_shard(shard).await
-    }
-
     /// The shard's committed state (or the state it adopts from its parents), from the store.
     async fn load_shard(&self, shard: &str) -> Result<OpenShard<In, Out>, StageError> {
         let mut store = self.store(shard);
@@ -637,22 +568,13 @@ where
         self.warm.shards()
     }
 
-    /// Ends the bounded input of one shard (see [`crate::request`]): restores its committed
-    /// state, moves its watermark to the end of time, emits every window still open and commits
-    /// the state at the same position. A shard that never committed has nothing open.
+    /// Ends the bounded input of one shard (see [`crate::request`]): opens the shard at its last
+    /// handled record (its checkpoint, and the records handled after it read back from Kinesis),
+    /// moves its watermark to the end of time, emits every window still open and commits the
+    /// state at that position. A shard that never committed (and adopted nothing) has nothing
+    /// open.
     pub async fn end_of_input(&self, end: &EndOfInput) -> Result<KinesisEventResponse, StageError> {
-        if !self.config.checkpoint_interval.every_batch() {
-            return Box::pin(self.end_of_input_interval(end)).await;
-        }
-        self.warm.take(&end.shard_id);
-        let mut store = self.store(&end.shard_id);
-        let Some(committed) = StateStore::load(&mut store).await? else {
-            tracing::info!(stage = %self.name, shard = %end.shard_id, "end of input of a shard without state");
-            return Ok(batch_response(None));
-        };
-        let start = self.start(&end.shard_id, Some(&committed)).await?;
-        let engine = self.restore(&end.shard_id, &start)?;
-        self.finish_input(end, store, engine, false, &committed.position).await
+        Box::pin(self.end_of_input_at_last_record(end)).await
     }
 
     /// Ends the shard's partition in `engine`, emits what closes and commits at `position`.

@@ -546,3 +546,37 @@ async fn two_invocations_of_one_due_batch_at_once_commit_once_and_the_loser_retr
     // Interval 2: batch 0 commits, batch 1 moves the progress item, batch 2 is due and raced.
     race_on_one_batch("interval-race-commit", 2, 2, true).await;
 }
+
+#[tokio::test]
+async fn switching_the_interval_from_three_batches_to_one_continues_from_the_records_handled_after_the_checkpoint() {
+    let (client, table) = shardflow_testkit::state_table("interval-switch").await;
+    let (kinesis, stream, shard, records) = stream_of_purchases("interval-switch").await;
+    let all = batches(&stream, &shard, &records);
+    // At interval 3: batch 0 commits, 1 and 2 only move the progress item, 3 commits, 4 and 5
+    // only move it. Then the stage is redeployed at one batch: a new container takes the shard.
+    let before = container(&client, &table, &kinesis, 3);
+    for batch in &all[..6] {
+        assert!(before
+            .handle(batch.clone())
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty());
+    }
+    assert_eq!(committed_version(&client, &table, &shard).await, 2);
+    let after = container(&client, &table, &kinesis, 1);
+    let mut versions = Vec::new();
+    for batch in &all[6..] {
+        assert!(after
+            .handle(batch.clone())
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty());
+        versions.push(committed_version(&client, &table, &shard).await);
+    }
+    // Every batch commits now, and batches 4 and 5 count: their records were read back from
+    // Kinesis before batch 6, not skipped as older than the batch.
+    assert_eq!(versions, [3, 4, 5, 6, 7, 8]);
+    assert_eq!(distinct_results(&[&before, &after]), expected(0..RECORDS));
+}

@@ -12,13 +12,14 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use common::{distinct_results, event, expected, purchases, revenue, TestStage};
 use shardflow_lambda::{Stage, StageConfig};
 use shardflow_stage::{JsonDecoder, MemoryDeadLetters, MemoryResultSink};
 
 const SHARD: &str = "shardId-000000000000";
 
-/// Counts the DynamoDB items a client reads (GetItem and BatchGetItem responses).
+/// Counts the DynamoDB items a client reads (GetItem, BatchGetItem and Query responses).
 #[derive(Debug, Clone, Default)]
 struct ItemsRead(Arc<Mutex<BTreeMap<&'static str, usize>>>);
 
@@ -44,6 +45,8 @@ impl Intercept for ItemsRead {
         };
         let read = if let Some(o) = output.downcast_ref::<GetItemOutput>() {
             Some(("GetItem", usize::from(o.item().is_some())))
+        } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
+            Some(("Query", o.items().len()))
         } else {
             output.downcast_ref::<BatchGetItemOutput>().map(|o| {
                 (
@@ -111,10 +114,11 @@ async fn a_warm_container_reads_only_the_checkpoint_item_and_a_cold_one_every_ke
     println!("items read per batch: warm {warm_reads:?}, cold {cold_reads:?}");
     assert_eq!(
         warm_reads,
-        BTreeMap::from([("GetItem", 1)]),
-        "one read of the checkpoint item"
+        BTreeMap::from([("Query", 1)]),
+        "one read of the shard's checkpoint item (the probe, which finds no progress item)"
     );
-    assert_eq!(cold_reads.get("GetItem"), Some(&1));
+    assert_eq!(cold_reads.get("Query"), Some(&1), "the probe: {cold_reads:?}");
+    assert_eq!(cold_reads.get("GetItem"), Some(&1), "the load: {cold_reads:?}");
     assert!(
         cold_reads.get("BatchGetItem").is_some_and(|n| *n >= 3),
         "a cold batch reads every live key group: {cold_reads:?}"

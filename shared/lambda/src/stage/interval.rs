@@ -1,6 +1,7 @@
-//! Interval commits (see the crate documentation, "Interval commits"): a batch opens its shard
-//! at the last handled record — warm, or from the checkpoint plus the gap read from Kinesis —
-//! and either commits or moves the shard's progress item.
+//! A batch's way through the stage (see the crate documentation, "Interval commits"; one batch
+//! is the shortest interval, not another path): it opens its shard at the last handled record —
+//! warm, or from the checkpoint plus the gap read from Kinesis — and either commits or moves the
+//! shard's progress item.
 
 use super::*;
 
@@ -49,11 +50,11 @@ where
     S: ResultSink<Out>,
     L: DeadLetterSink,
 {
-    /// Handles one batch under interval commits (see the crate documentation, "Interval commits"):
-    /// open the shard at the last handled record (closing a gap from Kinesis), process, emit, and
-    /// then either commit (interval due, a failure recorded, nothing committed yet, adopted
-    /// state) or write the progress item and keep the engine warm.
-    pub(super) async fn handle_interval(&self, batch: ShardBatch) -> Result<KinesisEventResponse, StageError> {
+    /// Handles one batch (see the crate documentation, "Interval commits"): open the shard at the
+    /// last handled record (closing a gap from Kinesis), process, emit, and then either commit
+    /// (interval due, a failure recorded, nothing committed yet, adopted state) or write the
+    /// progress item and keep the engine warm.
+    pub(super) async fn handle_batch(&self, batch: ShardBatch) -> Result<KinesisEventResponse, StageError> {
         let opened = self.open_interval(&batch.shard_id, &batch.stream).await?;
         self.crash_at(CrashPoint::AfterLoad)?;
         let IntervalShard {
@@ -140,8 +141,12 @@ where
             // new checkpoint's position — nothing to read — or beyond it, and then the next
             // container reads that gap from Kinesis. It only ever moves forward, so no handled
             // record is hidden behind it. Keeping it out of the transaction leaves the commit's
-            // transactions (and their 100-action limit) as they are.
-            if let Some(sequence_number) = done.sequence_number.clone() {
+            // transactions (and their 100-action limit) as they are. At one batch it is not moved
+            // at all (a write per batch saved): it is at or behind the new checkpoint already, as
+            // the open closed any gap up to it, and a progress item at or behind the checkpoint
+            // is ignored.
+            let sequence_number = done.sequence_number.clone().filter(|_| !interval.every_batch());
+            if let Some(sequence_number) = sequence_number {
                 let progress = ShardProgress {
                     sequence_number,
                     container: self.container_id.clone(),
@@ -307,10 +312,12 @@ where
         })
     }
 
-    /// [`Stage::end_of_input`] under interval commits: the shard opens at its last handled record
-    /// (records handled since the checkpoint are read from Kinesis), and the final state commits
-    /// at that position.
-    pub(super) async fn end_of_input_interval(&self, end: &EndOfInput) -> Result<KinesisEventResponse, StageError> {
+    /// [`Stage::end_of_input`]: the shard opens at its last handled record (records handled since
+    /// the checkpoint are read from Kinesis), and the final state commits at that position.
+    pub(super) async fn end_of_input_at_last_record(
+        &self,
+        end: &EndOfInput,
+    ) -> Result<KinesisEventResponse, StageError> {
         let IntervalShard { open, gap, .. } = self.open_interval(&end.shard_id, &end.stream).await?;
         self.warm.take(&end.shard_id);
         let OpenShard {
