@@ -1,5 +1,7 @@
 //! Results upserted into a Postgres table.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
@@ -83,6 +85,9 @@ pub struct PostgresSink<Out> {
     client: Mutex<Client>,
     /// The connection string, for reconnecting (`None`: made from a client).
     url: Option<String>,
+    /// A call failed because the connection closed: the next call reconnects (the client may
+    /// not report itself closed yet when its connection task has not run since).
+    lost: AtomicBool,
     config: PostgresSinkConfig,
     statement: String,
     _out: std::marker::PhantomData<fn(&Out)>,
@@ -95,6 +100,7 @@ impl<Out: PostgresRow> PostgresSink<Out> {
         PostgresSink {
             client: Mutex::new(client),
             url: None,
+            lost: AtomicBool::new(false),
             config,
             statement,
             _out: std::marker::PhantomData,
@@ -114,7 +120,8 @@ impl<Out: PostgresRow> PostgresSink<Out> {
     /// The sink's connection, opened again first if it is closed and the sink knows its URL.
     async fn live_client(&self) -> Result<MutexGuard<'_, Client>, SinkError> {
         let mut client = self.client.lock().await;
-        if let (true, Some(url)) = (client.is_closed(), &self.url) {
+        let closed = client.is_closed() || self.lost.swap(false, Ordering::Relaxed);
+        if let (true, Some(url)) = (closed, &self.url) {
             *client = open(url, &self.config.name).await?;
             tracing::warn!(sink = %self.config.name, "the Postgres connection was closed: reconnected");
         }
@@ -128,7 +135,20 @@ impl<Out: PostgresRow> PostgresSink<Out> {
             .await?
             .batch_execute(sql)
             .await
-            .map_err(|e| postgres_error(&self.config.name, "running the setup statements", e))
+            .map_err(|e| self.failed("running the setup statements", e))
+    }
+
+    /// The sink error for `e` while `what`; remembers a lost connection for the next call: closed,
+    /// or ended by the server (SQLSTATE class 57P, operator intervention such as a shutdown, or
+    /// class 08, connection exception).
+    fn failed(&self, what: &str, e: tokio_postgres::Error) -> SinkError {
+        let ended_by_server = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+        if e.is_closed() || ended_by_server {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        postgres_error(&self.config.name, what, e)
     }
 
     /// The upsert statement the sink runs per row.
@@ -193,14 +213,11 @@ impl<Out: PostgresRow + Send + Sync> ResultSink<Out> for PostgresSink<Out> {
                 return Ok(());
             }
             let mut client = self.live_client().await?;
-            let transaction = client
-                .transaction()
-                .await
-                .map_err(|e| postgres_error(name, "BEGIN", e))?;
+            let transaction = client.transaction().await.map_err(|e| self.failed("BEGIN", e))?;
             let statement = transaction
                 .prepare(&self.statement)
                 .await
-                .map_err(|e| postgres_error(name, &format!("preparing the upsert into {}", self.config.table), e))?;
+                .map_err(|e| self.failed(&format!("preparing the upsert into {}", self.config.table), e))?;
             let ids: Vec<(String, i64)> = outputs
                 .iter()
                 .map(|o| (o.id.to_hex(), i64::from(o.pane.map(|(_, p)| p.index).unwrap_or(0))))
@@ -224,11 +241,8 @@ impl<Out: PostgresRow + Send + Sync> ResultSink<Out> for PostgresSink<Out> {
             // them), in order, inside the one transaction.
             futures_util::future::try_join_all(params.iter().map(|p| transaction.execute(&statement, p)))
                 .await
-                .map_err(|e| postgres_error(name, &format!("upserting into {}", self.config.table), e))?;
-            transaction
-                .commit()
-                .await
-                .map_err(|e| postgres_error(name, "COMMIT", e))
+                .map_err(|e| self.failed(&format!("upserting into {}", self.config.table), e))?;
+            transaction.commit().await.map_err(|e| self.failed("COMMIT", e))
         }
         .instrument(span)
         .await
