@@ -221,6 +221,9 @@ pub struct ReadRecord {
     pub partition_key: String,
     /// Its payload.
     pub data: Vec<u8>,
+    /// When the stream stored it (`ApproximateArrivalTimestamp`, ms since the epoch; 0 when the
+    /// stream did not say).
+    pub arrival_ms: i64,
 }
 
 /// Reads every shard of `stream` from the start (each shard's records in stored order, shards one
@@ -284,6 +287,10 @@ async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec
                 sequence_number: r.sequence_number().to_owned(),
                 partition_key: r.partition_key().unwrap_or_default().to_owned(),
                 data: r.data().as_ref().to_vec(),
+                arrival_ms: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(0),
             }));
             // Caught up with the shard (an empty page can also mean "behind, try on").
             let caught_up = page.millis_behind_latest().is_none_or(|ms| ms == 0);

@@ -58,13 +58,36 @@ pub fn stream_holds_what_was_put(stored: &[Vec<u8>], put: &[Vec<u8>]) -> Check {
     )
 }
 
-/// The change events among the stored records: not malformed, not a watermark mover.
-pub fn decoded_events(stored: &[Vec<u8>], movers: &BTreeSet<Vec<u8>>) -> Vec<shardflow_schemas::ChangeEvent> {
-    stored
+/// The change events among `records`, in their order: not malformed, not a watermark mover.
+pub fn decoded_events(records: &[Vec<u8>], movers: &BTreeSet<Vec<u8>>) -> Vec<shardflow_schemas::ChangeEvent> {
+    records
         .iter()
         .filter(|d| !movers.contains(*d))
         .filter_map(|d| shardflow_schemas::ChangeEvent::decode(d.as_slice()).ok())
         .collect()
+}
+
+/// The stored records in the order the stream took them in: each shard's records in their own
+/// order, the shards interleaved by arrival time (ties to the shard read first).
+///
+/// This is the order to feed one engine for the deployed stages' results: a read returns the
+/// shards one after another, and fed that way a shard's records would come after every later
+/// record of the other shards and fall behind the allowed lateness on a run longer than it.
+pub fn in_arrival_order(stored: &[shardflow_testkit::ReadRecord]) -> Vec<&shardflow_testkit::ReadRecord> {
+    let mut runs: Vec<&[shardflow_testkit::ReadRecord]> = stored.chunk_by(|a, b| a.shard_id == b.shard_id).collect();
+    let mut out = Vec::with_capacity(stored.len());
+    while let Some(next) = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| run.first().map(|r| (r.arrival_ms, i)))
+        .min()
+        .map(|(_, i)| i)
+    {
+        let run = &mut runs[next];
+        out.push(&run[0]);
+        *run = &run[1..];
+    }
+    out
 }
 
 /// The delivered receipts (message bodies) against the embedded runner's. The topic is a
@@ -285,6 +308,48 @@ mod tests {
         };
         s.iterator_age_ms.insert("receipts".into(), age);
         s
+    }
+
+    #[test]
+    fn decoded_events_keep_the_given_order_and_leave_out_movers_and_malformed_records() {
+        let at = |ts| shardflow_e2e::shop::customer_touch(&[], ts);
+        let (early, late, mover) = (at(1_000), at(2_000), at(9_000));
+        let records = vec![
+            late.encode_to_vec(),
+            b"\xff not protobuf".to_vec(),
+            mover.encode_to_vec(),
+            early.encode_to_vec(),
+        ];
+        let movers = BTreeSet::from([mover.encode_to_vec()]);
+        let times: Vec<i64> = decoded_events(&records, &movers)
+            .iter()
+            .map(shardflow_schemas::ChangeEvent::event_time)
+            .collect();
+        assert_eq!(times, vec![2_000, 1_000]);
+    }
+
+    #[test]
+    fn arrival_order_keeps_each_shards_order_and_interleaves_the_shards_by_arrival() {
+        let record = |shard: &str, seq: &str, arrival_ms| shardflow_testkit::ReadRecord {
+            shard_id: shard.into(),
+            sequence_number: seq.into(),
+            partition_key: "k".into(),
+            data: Vec::new(),
+            arrival_ms,
+        };
+        // shard a's third record arrived "before" its second (a clock step): its order wins
+        let stored = vec![
+            record("a", "1", 10),
+            record("a", "2", 30),
+            record("a", "3", 25),
+            record("b", "1", 20),
+            record("b", "2", 40),
+        ];
+        let order: Vec<(&str, &str)> = in_arrival_order(&stored)
+            .iter()
+            .map(|r| (r.shard_id.as_str(), r.sequence_number.as_str()))
+            .collect();
+        assert_eq!(order, vec![("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")]);
     }
 
     #[test]

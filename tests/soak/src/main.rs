@@ -364,7 +364,11 @@ async fn main() -> anyhow::Result<()> {
     let stored_data: Vec<Vec<u8>> = stored.iter().map(|r| r.data.clone()).collect();
     results.push(checks::stream_holds_what_was_put(&stored_data, &put));
     let mover_set: BTreeSet<Vec<u8>> = movers.iter().map(|(_, d)| d.clone()).collect();
-    let decoded = checks::decoded_events(&stored_data, &mover_set);
+    let arrived: Vec<Vec<u8>> = checks::in_arrival_order(&stored)
+        .into_iter()
+        .map(|r| r.data.clone())
+        .collect();
+    let decoded = checks::decoded_events(&arrived, &mover_set);
     let expected = shardflow_e2e::shop::embedded(&decoded).await;
     let sqs = shardflow_testkit::sqs();
     let mut bodies = monitor.receipts.lock().unwrap_or_else(PoisonError::into_inner).clone();
