@@ -66,6 +66,9 @@ pub async fn inject(fault: &Fault, targets: &Targets, started_ms: u64) -> Inject
         FaultKind::SplitShuffleShard => split(targets, &targets.shuffle_stream).await,
         FaultKind::MergeShuffleShards => merge(targets, &targets.shuffle_stream).await,
         FaultKind::PostgresRestart => targets.postgres.restart(fault.duration).await,
+        FaultKind::KillCdcReader => Err(anyhow::anyhow!(
+            "the CDC phase kills its reader itself (crate::cdc::CdcReader::kill_and_restart)"
+        )),
     };
     let (detail, done) = match result {
         Ok(detail) => (detail, true),

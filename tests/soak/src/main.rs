@@ -7,6 +7,7 @@
 //! checks every sink against the embedded runner on exactly the records the stream holds, and
 //! writes a report (JSON, markdown, a PNG plot). It exits non-zero when a check fails.
 
+mod cdc;
 mod checks;
 mod faults;
 mod monitor;
@@ -21,7 +22,7 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -31,7 +32,8 @@ use shardflow_shop::{ShopConfig, ShopGenerator};
 
 use crate::checks::Check;
 use crate::monitor::Monitor;
-use crate::schedule::ScheduleConfig;
+use crate::faults::Injected;
+use crate::schedule::{Fault, FaultKind, ScheduleConfig};
 
 /// The soak's settings.
 #[derive(Debug, Parser)]
@@ -68,15 +70,21 @@ struct Args {
     /// failure, without failing the command.
     #[arg(long)]
     known_failure: Vec<String>,
+    /// The share of the feed's time, at its end, whose changes go through Postgres CDC: the
+    /// shop's workload committed to the soak's Postgres and put into the stream by `shardflow
+    /// cdc`, which is killed and started again halfway (0: no CDC phase).
+    #[arg(long, default_value_t = 0.2)]
+    cdc_share: f64,
     /// Where the report goes.
     #[arg(long, default_value = "target/soak")]
     out: PathBuf,
 }
 
 /// Faults of the issue that this soak does not inject, and why.
-const NOT_INJECTED: [&str; 3] = [
-    "input through Postgres CDC (and the CDC reader killed): the feed is the generator put straight into Kinesis",
-    "LocalStack restarted: it runs with PERSISTENCE=0 (localstack/lib.sh), its streams and tables do not survive a restart",
+const NOT_INJECTED: [&str; 2] = [
+    "LocalStack restarted: persistence (PERSISTENCE=1) is a LocalStack Pro feature since LocalStack 1.0, and the \
+     Community edition this project runs offline (localstack/lib.sh) loses every stream, table and function on a \
+     restart: there is no state for the platform to survive it with",
     "Kinesis faults reach the soak's producer and revenue-keyby's writes to the shuffle stream only: the event \
      source mappings poll inside LocalStack, not through the proxy",
 ];
@@ -145,13 +153,17 @@ fn input(args: &Args, events: u64) -> Input {
     (changes, records, malformed)
 }
 
-/// One watermark mover per open shard (each shard runs its own engine).
+/// One watermark mover per open shard (each shard runs its own engine), three hours past the
+/// generated changes and the CDC phase's commits (whose event times are wall-clock times).
 async fn movers(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
     changes: &[shardflow_schemas::ChangeEvent],
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mover = encode(&shardflow_e2e::shop::watermark_mover(changes), ShopFormat::Protobuf)?.1;
+    let generated = changes.iter().map(shardflow_schemas::ChangeEvent::event_time).max().unwrap_or(0);
+    let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    let mover = shardflow_e2e::shop::customer_touch(changes, generated.max(now_ms) + 3 * 60 * 60_000);
+    let mover = encode(&mover, ShopFormat::Protobuf)?.1;
     let listed = kinesis.list_shards().stream_name(stream).send().await?;
     let mut out = Vec::new();
     for s in listed.shards() {
@@ -169,6 +181,79 @@ async fn movers(
         out.push((key, mover.clone()));
     }
     Ok(out)
+}
+
+/// What the CDC phase did.
+struct CdcPhase {
+    /// The reader, still running (stop it once the stream holds every change).
+    reader: cdc::CdcReader,
+    /// The changes committed to Postgres, in commit order.
+    committed: Vec<shardflow_schemas::ChangeEvent>,
+    /// The reader's kill, as placed.
+    fault: Fault,
+    /// The kill, as carried out.
+    injected: Injected,
+}
+
+/// The CDC phase (`crate::cdc`): for `length`, the shop's workload committed to the soak's
+/// Postgres at `args.rate` changes a second while `shardflow cdc` puts it into `stream`; the
+/// reader is killed halfway and started again after 5 s.
+async fn cdc_phase(
+    args: &Args,
+    stream: &str,
+    length: Duration,
+    started: Instant,
+    monitor: &Monitor,
+    put_before: u64,
+) -> anyhow::Result<CdcPhase> {
+    let url = std::env::var("SHARDFLOW_TEST_DATABASE_URL")
+        .context("SHARDFLOW_TEST_DATABASE_URL is not set: run the soak with tests/soak/run")?;
+    let mut client = cdc::prepare(&url).await?;
+    std::fs::create_dir_all(&args.out)?;
+    let log = args.out.join("cdc-reader.log");
+    let reader = cdc::CdcReader::start(&cdc::shardflow_command()?, &url, stream, &log).await?;
+    let config = cdc::workload(args.seed, (length.as_secs_f64() * f64::from(args.rate)) as u64);
+    let committed = cdc::committed_changes(&config);
+    tracing::info!(changes = committed.len(), "the CDC phase starts");
+    let fault = Fault {
+        kind: FaultKind::KillCdcReader,
+        at: started.elapsed() + length / 2,
+        duration: Duration::from_secs(5),
+        probability: 1.0,
+        target: 0,
+    };
+    let load = shardflow_gen::postgres::load_shop(&mut client, config, f64::from(args.rate), |n| {
+        monitor.put.store(put_before + n, Ordering::Relaxed);
+    });
+    let kill = async {
+        tokio::time::sleep(length / 2).await;
+        let started_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (detail, done) = match reader.kill_and_restart(fault.duration).await {
+            Ok(detail) => (detail, true),
+            Err(e) => (format!("{e:#}"), false),
+        };
+        tracing::info!(kind = fault.kind.name(), done, "{detail}");
+        Injected {
+            fault: fault.clone(),
+            started_ms,
+            detail,
+            done,
+        }
+    };
+    let (loaded, injected) = tokio::join!(load, kill);
+    let loaded = loaded.context("the CDC workload")?;
+    anyhow::ensure!(
+        loaded.changes == committed.len() as u64,
+        "the CDC workload committed {} changes, its generator has {}",
+        loaded.changes,
+        committed.len()
+    );
+    Ok(CdcPhase {
+        reader,
+        committed,
+        fault,
+        injected,
+    })
 }
 
 /// Waits until every stage committed the last stored record of every shard; the ms it took, or
@@ -251,10 +336,13 @@ async fn main() -> anyhow::Result<()> {
     let table = platform.output("StateTableName")?;
     let receipts_queue = shardflow_e2e::shop::subscribe_queue(&platform.output("ReceiptsTopicArn")?).await;
 
-    let feed = Duration::from_secs_f64(args.minutes * 60.0);
+    // the generator's own feed with the scheduled faults, then the CDC phase
+    let whole_feed = Duration::from_secs_f64(args.minutes * 60.0);
+    let cdc_feed = whole_feed.mul_f64(args.cdc_share.clamp(0.0, 0.9));
+    let feed = whole_feed - cdc_feed;
     let total_events = (feed.as_secs_f64() * f64::from(args.rate)) as u64;
     let (changes, records, malformed) = input(&args, total_events);
-    let faults = schedule::schedule(&ScheduleConfig {
+    let mut faults = schedule::schedule(&ScheduleConfig {
         seed: args.seed,
         feed,
         warmup: Duration::from_secs(20).min(feed / 6),
@@ -325,24 +413,39 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let feed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut injected = Vec::new();
     for handle in injecting {
         injected.push(handle.await?);
     }
-    tracing::info!(
-        records = sent,
-        faults = injected.len(),
-        "feed done; putting the watermark movers"
-    );
+    tracing::info!(records = sent, faults = injected.len(), "the generator's feed is done");
+    let cdc = if cdc_feed.is_zero() {
+        None
+    } else {
+        let phase = cdc_phase(&args, &stream, cdc_feed, started, &monitor, sent as u64).await?;
+        faults.push(phase.fault.clone());
+        injected.push(phase.injected.clone());
+        Some(phase)
+    };
+    let committed: &[shardflow_schemas::ChangeEvent] = cdc.as_ref().map_or(&[], |c| c.committed.as_slice());
+    let feed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!("feed done; putting the watermark movers");
 
     let direct = shardflow_testkit::kinesis();
     let movers = movers(&direct, &stream, &changes).await?;
     shardflow_e2e::shop::put_records_in_order(&stream, movers.clone()).await;
     let mut put: Vec<Vec<u8>> = records.iter().map(|(_, d)| d.clone()).collect();
     put.extend(movers.iter().map(|(_, d)| d.clone()));
-    monitor.put.store(put.len() as u64, Ordering::Relaxed);
-    let stored = shardflow_testkit::read_stream(&direct, &stream, put.len(), Duration::from_secs(120)).await;
+    monitor.put.store((put.len() + committed.len()) as u64, Ordering::Relaxed);
+    let stored = shardflow_testkit::read_stream(
+        &direct,
+        &stream,
+        put.len() + committed.len(),
+        Duration::from_secs(120),
+    )
+    .await;
+    if let Some(phase) = &cdc {
+        phase.reader.stop();
+    }
     let readers: Vec<String> = platform
         .running
         .iter()
@@ -361,8 +464,20 @@ async fn main() -> anyhow::Result<()> {
 
     // the checks
     let mut results: Vec<Check> = Vec::new();
-    let stored_data: Vec<Vec<u8>> = stored.iter().map(|r| r.data.clone()).collect();
-    results.push(checks::stream_holds_what_was_put(&stored_data, &put));
+    // the generator's records (and the movers) are the ones put; the others came from CDC
+    let put_set: BTreeSet<&[u8]> = put.iter().map(Vec::as_slice).collect();
+    let (from_producer, from_cdc): (Vec<&[u8]>, Vec<&[u8]>) = stored
+        .iter()
+        .map(|r| r.data.as_slice())
+        .partition(|d| put_set.contains(d));
+    let from_producer: Vec<Vec<u8>> = from_producer.into_iter().map(<[u8]>::to_vec).collect();
+    results.push(checks::stream_holds_what_was_put(&from_producer, &put));
+    let mut cdc_repeats = 0;
+    if cdc.is_some() {
+        let (check, repeats) = cdc::changes_arrived(&from_cdc, committed);
+        results.push(check);
+        cdc_repeats = repeats;
+    }
     let mover_set: BTreeSet<Vec<u8>> = movers.iter().map(|(_, d)| d.clone()).collect();
     let arrived: Vec<Vec<u8>> = checks::in_arrival_order(&stored)
         .into_iter()
@@ -456,8 +571,16 @@ async fn main() -> anyhow::Result<()> {
             ("shards".to_owned(), args.shards.to_string()),
             ("shuffle shards".to_owned(), platform::SHUFFLE_SHARDS.to_string()),
             ("function timeout".to_owned(), format!("{} s", args.function_timeout)),
+            (
+                "through CDC".to_owned(),
+                format!(
+                    "the last {:.0} s: {} changes committed, {cdc_repeats} repeated by the reader",
+                    cdc_feed.as_secs_f64(),
+                    committed.len()
+                ),
+            ),
         ]),
-        events_in: put.len() as u64,
+        events_in: (put.len() + committed.len()) as u64,
         malformed_in: malformed.len() as u64,
         faults: injected.into_iter().zip(recoveries).collect(),
         faults_by_kind,

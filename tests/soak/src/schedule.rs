@@ -38,10 +38,14 @@ pub enum FaultKind {
     /// The Postgres the revenue stage writes is shut down (connections cut) for the fault's
     /// duration and started again.
     PostgresRestart,
+    /// `kill -9` of the CDC reader (`shardflow cdc`), down for the fault's duration, then started
+    /// again on its slot. Not in the seeded schedule ([`FaultKind::ALL`]): the CDC phase places it
+    /// halfway through itself (`crate::cdc`).
+    KillCdcReader,
 }
 
 impl FaultKind {
-    /// Every kind, in a fixed order (the schedule shuffles them).
+    /// Every kind the seeded schedule places, in a fixed order (the schedule shuffles them).
     pub const ALL: [FaultKind; 12] = [
         FaultKind::KillFunction,
         FaultKind::FunctionTimeout,
@@ -72,6 +76,7 @@ impl FaultKind {
             FaultKind::SplitShuffleShard => "split-shuffle-shard",
             FaultKind::MergeShuffleShards => "merge-shuffle-shards",
             FaultKind::PostgresRestart => "postgres-restart",
+            FaultKind::KillCdcReader => "kill-cdc-reader",
         }
     }
 
