@@ -1,12 +1,14 @@
 //! Savepoints of a shuffle's two stages against LocalStack (Kinesis, DynamoDB, S3), as blue/green
 //! takes them: the running pair (a 2-shard input stream, a 2-shard shuffle stream) is saved
-//! mid-stream — the upstream first, then the downstream after it consumed one more upstream batch,
-//! so its dedup marks reach beyond the upstream's savepoint — and restored into a fresh pair with
-//! the same stage names, a new state table and a shuffle stream of its own; the fresh pair is
-//! delivered the input from before the savepoint on, as a mapping started a margin early is. Both
-//! pairs' results together equal the single engine's over the whole input, each result once: the
-//! batch re-sent by the restored upstream is dropped by the restored marks, and the restored
-//! downstream has the saved shuffle watermark.
+//! mid-stream — the upstream first, then the downstream — and restored into a fresh pair with the
+//! same stage names, a new state table and a shuffle stream of its own (a target stream of
+//! another layout is refused); the fresh pair is delivered the input from before the savepoint
+//! on, as a mapping started a margin early is. Both pairs' results together equal the single
+//! engine's over the whole input, each result once, and the restored downstream has the saved
+//! marks and shuffle watermark. Unlifted, the downstream is saved one upstream batch later, so its
+//! marks reach beyond the upstream's savepoint and drop that batch when the fresh upstream sends
+//! it again; lifted (partials per batch, as the shop's revenue), the downstream is saved where the
+//! upstream was, and the fresh pair is cut into other batches.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at LocalStack.
 
@@ -16,11 +18,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::shuffle::{
-    consume_shuffle, downstream, results, single_engine_of, split, upstream, Down, Up, DOWNSTREAM, UPSTREAM,
+    consume_shuffle, downstream, lifted_split, results, single_engine_over, split, upstream, Down, Shuffled, Up,
+    DOWNSTREAM, UPSTREAM,
 };
 use common::streams::{deliver, put, read_shards, round_robin};
 use common::{purchase, Purchase, Row};
-use shardflow_engine::SplitPipeline;
+use shardflow_engine::{ResultId, SplitPipeline};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, stage_has_state, LifecycleError, RestoreOptions, S3Location, SavepointOptions,
     SavepointReport, ShuffleTarget,
@@ -33,7 +36,7 @@ use shardflow_state_dynamodb::DynamoDbCheckpointStore;
 const SIZE: usize = 10;
 
 /// Delivers `batches` (shard, records) of `input` to `up`, in order; every one must succeed.
-async fn deliver_upstream(up: &Up, input: &str, batches: &[(String, Vec<InputRecord>)]) {
+async fn deliver_upstream<S: Shuffled>(up: &Up<S>, input: &str, batches: &[(String, Vec<InputRecord>)]) {
     for (shard, records) in batches {
         let batch = ShardBatch {
             stream: input.to_owned(),
@@ -49,14 +52,14 @@ async fn deliver_upstream(up: &Up, input: &str, batches: &[(String, Vec<InputRec
 }
 
 /// One colour's upstream and downstream stages: state in `table`, shuffle stream `shuffle`.
-fn pair(
-    split: &SplitPipeline<Purchase, Purchase, Row>,
+fn pair<S: Shuffled>(
+    split: &SplitPipeline<Purchase, S, Row>,
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     kinesis: &aws_sdk_kinesis::Client,
     input: &str,
     shuffle: &str,
-) -> (Up, Down) {
+) -> (Up<S>, Down<S>) {
     let up = upstream(split, client, table, kinesis, input, shuffle, None);
     let down = downstream(split, client, table, kinesis, input, shuffle, None, None);
     (up, down)
@@ -79,13 +82,49 @@ async fn shuffle_state(table: &str, stage: &str, shard: &str) -> (Option<Downstr
 
 #[tokio::test]
 async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_result_once() {
-    let (_, bucket) = shardflow_testkit::bucket("sp-shuffle").await;
-    let (client, blue_table) = shardflow_testkit::state_table("sp-shuffle-blue").await;
-    let (kinesis, input) = shardflow_testkit::kinesis_stream("sp-shuffle-in", 2).await;
-    let (_, blue_shuffle) = shardflow_testkit::kinesis_stream("sp-shuffle-blue", 2).await;
-    let split = split();
-    let (blue_up, blue_down) = pair(&split, &client, &blue_table, &kinesis, &input, &blue_shuffle);
-    put(&kinesis, &input, (0..160).map(|i| (format!("p{i}"), purchase(i)))).await;
+    blue_then_green(&split(), "sp-shuffle", 160, Downstream::SavedOneBatchLater, None).await;
+}
+
+#[tokio::test]
+async fn a_lifted_pair_saved_in_order_continues_in_other_batch_cuts_with_every_result_once() {
+    // minute windows: 400 purchases a second apart, a third of them before the savepoint
+    blue_then_green(
+        &lifted_split(),
+        "sp-lifted",
+        400,
+        Downstream::SavedAtTheUpstreamsPoint,
+        Some(7),
+    )
+    .await;
+}
+
+/// When the downstream is saved, relative to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downstream {
+    /// After it consumed one more upstream batch (its marks beyond the upstream's savepoint).
+    SavedOneBatchLater,
+    /// After it consumed what the upstream sent up to its savepoint.
+    SavedAtTheUpstreamsPoint,
+}
+
+/// Runs blue over a third of `purchases` purchases, saves its pair (the downstream as
+/// `downstream` says), restores it into green (same stage names, another table and shuffle
+/// stream), runs green over the rest — from two batches before the savepoint, in blue's batch
+/// cuts or, with `green_size`, in batches of that size — and checks both pairs' results against
+/// the single engine.
+async fn blue_then_green<S: Shuffled>(
+    split: &SplitPipeline<Purchase, S, Row>,
+    prefix: &str,
+    purchases: u64,
+    downstream: Downstream,
+    green_size: Option<usize>,
+) {
+    let (_, bucket) = shardflow_testkit::bucket(prefix).await;
+    let (client, blue_table) = shardflow_testkit::state_table(&format!("{prefix}-blue")).await;
+    let (kinesis, input) = shardflow_testkit::kinesis_stream(&format!("{prefix}-in"), 2).await;
+    let (_, blue_shuffle) = shardflow_testkit::kinesis_stream(&format!("{prefix}-blue"), 2).await;
+    let (blue_up, blue_down) = pair(split, &client, &blue_table, &kinesis, &input, &blue_shuffle);
+    put(&kinesis, &input, (0..purchases).map(|i| (format!("p{i}"), purchase(i)))).await;
     let records = read_shards(&kinesis, &input).await;
     let order = round_robin(&records, SIZE);
     let cut = order.len() / 3;
@@ -100,11 +139,13 @@ async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_re
         up_saved.manifest.shards.iter().all(|s| s.shuffle_state.is_none()),
         "the upstream holds no shuffle state"
     );
-    // ... the upstream runs one batch more, which the downstream consumes before it is saved:
-    // its marks reach beyond the upstream's savepoint.
-    deliver_upstream(&blue_up, &input, &order[cut..=cut]).await;
-    let (_, failures) = consume_shuffle(&blue_down, &kinesis, &blue_shuffle, SIZE, &consumed).await;
-    assert_eq!(failures, 0);
+    // ... unlifted, the upstream runs one batch more, which the downstream consumes before it is
+    // saved: its marks reach beyond the upstream's savepoint.
+    if downstream == Downstream::SavedOneBatchLater {
+        deliver_upstream(&blue_up, &input, &order[cut..=cut]).await;
+        let (_, failures) = consume_shuffle(&blue_down, &kinesis, &blue_shuffle, SIZE, &consumed).await;
+        assert_eq!(failures, 0);
+    }
     let down_saved = save(DOWNSTREAM, &blue_table, &bucket, "blue/down").await;
     assert_eq!(down_saved.manifest.shards.len(), 2);
     assert!(
@@ -116,13 +157,13 @@ async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_re
     assert!(!blue_results.is_empty(), "blue closed windows before its savepoint");
 
     // Green: the same stage names, a state table and a shuffle stream of its own.
-    let (_, green_table) = shardflow_testkit::state_table("sp-shuffle-green").await;
-    let (_, green_shuffle) = shardflow_testkit::kinesis_stream("sp-shuffle-green", 2).await;
+    let (_, green_table) = shardflow_testkit::state_table(&format!("{prefix}-green")).await;
+    let (_, green_shuffle) = shardflow_testkit::kinesis_stream(&format!("{prefix}-green"), 2).await;
     let s3 = shardflow_testkit::s3();
     let up_restore = RestoreOptions::new(up_saved.location.clone(), UPSTREAM, &green_table);
     restore_savepoint(&client, &s3, &up_restore).await.unwrap();
     // A shuffle stream of another layout is refused, and nothing is written.
-    let (_, odd_shuffle) = shardflow_testkit::kinesis_stream("sp-shuffle-odd", 3).await;
+    let (_, odd_shuffle) = shardflow_testkit::kinesis_stream(&format!("{prefix}-odd"), 3).await;
     let mut refused = RestoreOptions::new(down_saved.location.clone(), DOWNSTREAM, &green_table);
     refused.shuffle_target = Some(ShuffleTarget::new(kinesis.clone(), &odd_shuffle));
     match restore_savepoint(&client, &s3, &refused).await {
@@ -154,10 +195,15 @@ async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_re
     }
 
     // Green's mapping starts a margin before the savepoint: it gets two batches the upstream's
-    // savepoint covers (skipped), the batch blue sent after it (re-sent, dropped downstream by
-    // the restored marks), and the rest.
-    let (green_up, green_down) = pair(&split, &client, &green_table, &kinesis, &input, &green_shuffle);
-    deliver_upstream(&green_up, &input, &order[cut - 2..]).await;
+    // savepoint covers (skipped), then the rest — unlifted, first the batch blue sent after the
+    // upstream's savepoint (re-sent, dropped downstream by the restored marks).
+    let rest = match green_size {
+        None => order[cut..].to_vec(),
+        Some(size) => round_robin(&after(&records, &order[..cut]), size),
+    };
+    let (green_up, green_down) = pair(split, &client, &green_table, &kinesis, &input, &green_shuffle);
+    deliver_upstream(&green_up, &input, &order[cut - 2..cut]).await;
+    deliver_upstream(&green_up, &input, &rest).await;
     let (_, failures) = consume_shuffle(&green_down, &kinesis, &green_shuffle, SIZE, &BTreeMap::new()).await;
     assert_eq!(failures, 0);
     let green_results = results(&green_down);
@@ -167,7 +213,12 @@ async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_re
     }
     let mut both = blue_results;
     both.extend(green_results);
-    let expected = single_engine_of(&split.whole, &records, SIZE, &[]);
+    let delivered: Vec<(String, Vec<InputRecord>)> = order[..cut].iter().chain(&rest).cloned().collect();
+    let expected: BTreeMap<ResultId, Row> = single_engine_over(&split.whole, &delivered, &[])
+        .drain_output()
+        .into_iter()
+        .map(|o| (o.id, o.value))
+        .collect();
     assert_eq!(
         both, expected,
         "blue then green: each result once, as the single engine"
@@ -175,4 +226,18 @@ async fn a_shuffle_pair_saved_mid_stream_continues_in_a_fresh_pair_with_every_re
     for stream in [&input, &blue_shuffle, &green_shuffle] {
         shardflow_testkit::delete_stream(&kinesis, stream).await;
     }
+}
+
+/// The records of `records` not in `batches`, per shard (the batches are each shard's prefix).
+fn after(
+    records: &BTreeMap<String, Vec<InputRecord>>,
+    batches: &[(String, Vec<InputRecord>)],
+) -> BTreeMap<String, Vec<InputRecord>> {
+    records
+        .iter()
+        .map(|(shard, all)| {
+            let done: usize = batches.iter().filter(|(s, _)| s == shard).map(|(_, b)| b.len()).sum();
+            (shard.clone(), all[done..].to_vec())
+        })
+        .collect()
 }

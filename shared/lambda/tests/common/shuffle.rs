@@ -116,7 +116,8 @@ pub fn downstream<S: Shuffled>(
 pub trait Shuffled: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
 impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Shuffled for S {}
 
-/// [`single_engine`] of `whole`.
+/// The single engine of `whole` over `input` in the upstream's delivery order ([`round_robin`]
+/// by `size`), `ended` shards ended at the end: its results by id.
 pub fn single_engine_of(
     whole: &Pipeline<Purchase, Row>,
     input: &BTreeMap<String, Vec<InputRecord>>,
@@ -134,9 +135,20 @@ pub fn single_engine_run(
     size: usize,
     ended: &[&str],
 ) -> shardflow_engine::Engine<Purchase, Row> {
+    single_engine_over(whole, &round_robin(input, size), ended)
+}
+
+/// The single engine of `whole` after `batches` (shard, records), in order — partition = shard id,
+/// offset = the sequence number's digest, as the upstream stage runs it — and `ended` shards
+/// ended at the end (results and late records not drained).
+pub fn single_engine_over(
+    whole: &Pipeline<Purchase, Row>,
+    batches: &[(String, Vec<InputRecord>)],
+    ended: &[&str],
+) -> shardflow_engine::Engine<Purchase, Row> {
     let mut e = whole.engine();
-    for (shard, records) in round_robin(input, size) {
-        let p = e.partition(&shard);
+    for (shard, records) in batches {
+        let p = e.partition(shard);
         for r in records {
             e.process(
                 p,
