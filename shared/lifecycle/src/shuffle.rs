@@ -108,3 +108,103 @@ pub(crate) fn assign_shards(savepoint: &str, shards: &mut [ShardState], map: &Sh
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ShardEntry;
+    use shardflow_engine::Checkpoint;
+    use shardflow_shuffle::Source;
+    use shardflow_stage::SequenceNumber;
+
+    /// A saved shard `id` at a position, owning key groups `owned` (`None`: no shuffle state).
+    fn saved(id: &str, owned: Option<std::ops::Range<u16>>) -> ShardState {
+        let state = owned.map(|o| {
+            DownstreamState::new(o, [Source::new("revenue-keyby", "cdc")], None)
+                .unwrap()
+                .encode()
+                .unwrap()
+        });
+        ShardState {
+            entry: ShardEntry {
+                shard: id.into(),
+                sequence_number: Some("7".into()),
+                version: 1,
+                epoch: 1,
+                watermark: 0,
+                processing_time: 0,
+                key_groups: 0,
+                state_bytes: 0,
+                failure: None,
+                file: "shards/x".into(),
+                size: 0,
+                xxh3: String::new(),
+                shuffle_state: None,
+            },
+            checkpoint: Checkpoint {
+                pipeline: "revenue".into(),
+                max_key_groups: 128,
+                epoch: 1,
+                full: true,
+                engine: Vec::new(),
+                operators: Vec::new(),
+            },
+            sequence_number: Some(SequenceNumber::parse("7").unwrap()),
+            failure: None,
+            shuffle_state: state,
+            target_shard: id.into(),
+        }
+    }
+
+    fn refusal(shards: &mut [ShardState], map: &ShardMap) -> String {
+        match assign_shards("s3://b/sp", shards, map) {
+            Err(LifecycleError::Refused { reason, .. }) => reason,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn saved_shards_go_under_the_target_shards_owning_their_key_groups_without_their_positions() {
+        let map = ShardMap::even(KeyGroupSpace::new(128), 2);
+        let (low, high) = (
+            map.groups_of("shardId-000000000000").unwrap(),
+            map.groups_of("shardId-000000000001").unwrap(),
+        );
+        // saved under other ids (a resharded stream's children), listed high first
+        let mut shards = vec![
+            saved("shardId-000000000007", Some(high)),
+            saved("shardId-000000000006", Some(low)),
+        ];
+        assign_shards("s3://b/sp", &mut shards, &map).unwrap();
+        let targets: Vec<&str> = shards.iter().map(|s| s.target_shard.as_str()).collect();
+        assert_eq!(targets, ["shardId-000000000001", "shardId-000000000000"]);
+        assert!(shards
+            .iter()
+            .all(|s| s.sequence_number.is_none() && s.failure.is_none()));
+        assert!(shards.iter().all(|s| s.shuffle_state.is_some()), "the state goes along");
+    }
+
+    #[test]
+    fn other_layouts_resharded_savepoints_and_shards_without_shuffle_state_are_refused() {
+        let map = ShardMap::even(KeyGroupSpace::new(128), 2);
+        let low = map.groups_of("shardId-000000000000").unwrap();
+        let reason = refusal(&mut [saved("shardId-000000000000", Some(0..128))], &map);
+        assert!(
+            reason.contains("no open shard of the target stream owns exactly"),
+            "{reason}"
+        );
+        let reason = refusal(
+            &mut [
+                saved("shardId-000000000000", Some(low.clone())),
+                saved("shardId-000000000002", Some(low)),
+            ],
+            &map,
+        );
+        assert!(
+            reason.contains("two shards of the savepoint own key groups"),
+            "{reason}"
+        );
+        let reason = refusal(&mut [saved("shardId-000000000000", None)], &map);
+        assert!(reason.contains("has no shuffle state"), "{reason}");
+    }
+}
