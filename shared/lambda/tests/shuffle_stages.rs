@@ -15,56 +15,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kinesis::primitives::Blob;
+use common::shuffle::{
+    consume_shuffle, downstream, lifted_split, results, single_engine_of, single_engine_run, split, upstream, Down,
+    Shuffled, Up, DOWNSTREAM, UPSTREAM,
+};
 use common::streams::{batches, deliver, put, read_shards, round_robin};
 use common::{purchase, wait_active, Purchase, Row};
-use shardflow_engine::combine::{Count, Sum};
-use shardflow_engine::{
-    Lifted, Pipeline, ResultId, ShuffleOutput, SplitPipeline, Trigger, WatermarkStrategy, Windowing,
-};
-use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
-use shardflow_lambda::{CrashPoint, KinesisLineage, Stage, StageConfig};
-use shardflow_shuffle::{ShuffleRecord, Source};
-use shardflow_stage::{
-    DeadLetter, DeadLetterKind, InputRecord, JsonDecoder, MemoryDeadLetters, MemoryResultSink, ShardBatch,
-};
-
-const UPSTREAM: &str = "revenue-up";
-const DOWNSTREAM: &str = "revenue";
-
-fn split() -> SplitPipeline<Purchase, Purchase, Row> {
-    Pipeline::builder("revenue")
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
-        .event_time(|p: &Purchase| p.ts_ms)
-        .key_by(|p| p.product)
-        .shuffle()
-        .unwrap()
-        .window(Windowing::tumbling(10_000).unwrap())
-        .trigger(Trigger::at_watermark())
-        .aggregate((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
-            (*k, w.start, n, c)
-        })
-        .sink("revenue")
-}
-
-/// The pipeline with minute windows and its aggregation lifted (partials combined upstream per
-/// batch).
-fn lifted_split() -> SplitPipeline<Purchase, Lifted<u32, Purchase, (u64, i64)>, Row> {
-    Pipeline::builder("revenue")
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(0).unwrap())
-        .event_time(|p: &Purchase| p.ts_ms)
-        .key_by(|p| p.product)
-        .shuffle()
-        .unwrap()
-        .window(Windowing::tumbling(60_000).unwrap())
-        .trigger(Trigger::at_watermark())
-        .aggregate_lifted((Count, Sum::of(|p: &Purchase| p.cents)), |k, w, _, (n, c)| {
-            (*k, w.start, n, c)
-        })
-        .sink("revenue")
-}
-
-type Up<S = Purchase> = UpstreamStage<Purchase, S, JsonDecoder<Purchase>, MemoryDeadLetters>;
-type Down<S = Purchase> = DownstreamStage<S, Row, MemoryResultSink<Row>, MemoryDeadLetters>;
+use shardflow_engine::{ResultId, SplitPipeline};
+use shardflow_lambda::CrashPoint;
+use shardflow_shuffle::ShuffleRecord;
+use shardflow_stage::{DeadLetter, DeadLetterKind, InputRecord, ShardBatch};
 
 /// The deployed topology of one test: the streams, the state table and one container per stage.
 struct Topology<S = Purchase> {
@@ -73,63 +33,6 @@ struct Topology<S = Purchase> {
     shuffle: String,
     up: Up<S>,
     down: Down<S>,
-}
-
-fn upstream<S: Shuffled>(
-    split: &SplitPipeline<Purchase, S, Row>,
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    kinesis: &aws_sdk_kinesis::Client,
-    input: &str,
-    shuffle: &str,
-    crash: Option<shardflow_lambda::StageCrashHook>,
-) -> Up<S> {
-    let mut stage: Stage<Purchase, ShuffleOutput<S>, _, NoSink, _> = Stage::new(
-        UPSTREAM,
-        split.upstream.clone(),
-        JsonDecoder::new(),
-        NoSink,
-        MemoryDeadLetters::default(),
-        client.clone(),
-        table,
-        StageConfig::default(),
-    )
-    .unwrap()
-    .with_lineage(Arc::new(KinesisLineage::new(kinesis.clone(), input)));
-    if let Some(hook) = crash {
-        stage = stage.with_crash_hook(hook);
-    }
-    let lifting = split.clone();
-    UpstreamStage::new(stage, kinesis.clone(), shuffle).with_combiner(Arc::new(move || lifting.batch_combiner()))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn downstream<S: Shuffled>(
-    split: &SplitPipeline<Purchase, S, Row>,
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    kinesis: &aws_sdk_kinesis::Client,
-    input: &str,
-    shuffle: &str,
-    idleness: Option<i64>,
-    crash: Option<shardflow_lambda::StageCrashHook>,
-) -> Down<S> {
-    let mut stage = Stage::new(
-        DOWNSTREAM,
-        split.downstream.clone(),
-        NoDecoder,
-        MemoryResultSink::new(),
-        MemoryDeadLetters::default(),
-        client.clone(),
-        table,
-        StageConfig::default(),
-    )
-    .unwrap()
-    .with_lineage(Arc::new(KinesisLineage::new(kinesis.clone(), shuffle)));
-    if let Some(hook) = crash {
-        stage = stage.with_crash_hook(hook);
-    }
-    DownstreamStage::new(stage, [Source::new(UPSTREAM, input)], idleness)
 }
 
 async fn topology(
@@ -141,10 +44,6 @@ async fn topology(
 ) -> Topology {
     topology_of(&split(), prefix, input_shards, shuffle_shards, idleness, crash).await
 }
-
-/// The values a shuffle carries between the test's stages.
-trait Shuffled: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
-impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Shuffled for S {}
 
 async fn topology_of<S: Shuffled>(
     split: &SplitPipeline<Purchase, S, Row>,
@@ -200,16 +99,7 @@ async fn run_downstream<S: Shuffled>(
     size: usize,
     from: &BTreeMap<String, usize>,
 ) -> (BTreeMap<String, usize>, usize) {
-    let mut positions = BTreeMap::new();
-    let mut failures = 0;
-    for (shard, records) in read_shards(&t.kinesis, &t.shuffle).await {
-        let start = from.get(&shard).copied().unwrap_or(0);
-        for batch in batches(&t.shuffle, &shard, records.get(start..).unwrap_or(&[]), size) {
-            failures += deliver(batch, |b| t.down.handle(b)).await;
-        }
-        positions.insert(shard, records.len());
-    }
-    (positions, failures)
+    consume_shuffle(&t.down, &t.kinesis, &t.shuffle, size, from).await
 }
 
 /// The single engine of the whole pipeline over the input in the upstream's delivery order
@@ -217,43 +107,6 @@ async fn run_downstream<S: Shuffled>(
 /// the upstream stage runs it); `ended` shards are ended at the end. Results by id.
 fn single_engine(input: &BTreeMap<String, Vec<InputRecord>>, size: usize, ended: &[&str]) -> BTreeMap<ResultId, Row> {
     single_engine_of(&split().whole, input, size, ended)
-}
-
-/// [`single_engine`] of `whole`.
-fn single_engine_of(
-    whole: &Pipeline<Purchase, Row>,
-    input: &BTreeMap<String, Vec<InputRecord>>,
-    size: usize,
-    ended: &[&str],
-) -> BTreeMap<ResultId, Row> {
-    let mut e = single_engine_run(whole, input, size, ended);
-    e.drain_output().into_iter().map(|o| (o.id, o.value)).collect()
-}
-
-/// The engine of [`single_engine_of`] after the run (results and late records not drained).
-fn single_engine_run(
-    whole: &Pipeline<Purchase, Row>,
-    input: &BTreeMap<String, Vec<InputRecord>>,
-    size: usize,
-    ended: &[&str],
-) -> shardflow_engine::Engine<Purchase, Row> {
-    let mut e = whole.engine();
-    for (shard, records) in round_robin(input, size) {
-        let p = e.partition(&shard);
-        for r in records {
-            e.process(
-                p,
-                r.sequence.digest(),
-                r.arrival_ms,
-                serde_json::from_slice(&r.data).unwrap(),
-            );
-        }
-    }
-    for shard in ended {
-        let p = e.partition(shard);
-        e.end_partition(p);
-    }
-    e
 }
 
 /// The downstream's dead letters of `kind`.
@@ -279,17 +132,6 @@ fn single_engine_late(input: &BTreeMap<String, Vec<InputRecord>>, size: usize, e
     let mut reasons: Vec<String> = e.drain_late().iter().map(DeadLetter::late_reason).collect();
     reasons.sort_unstable();
     reasons
-}
-
-/// The downstream's results by id; panics if two writes of an id differ.
-fn results<S: Shuffled>(down: &Down<S>) -> BTreeMap<ResultId, Row> {
-    let mut by_id = BTreeMap::new();
-    for o in down.stage().sink().writes() {
-        if let Some(before) = by_id.insert(o.id, o.value) {
-            assert_eq!(before, o.value, "two writes of result {:?} differ", o.id);
-        }
-    }
-    by_id
 }
 
 fn purchases(range: std::ops::Range<u64>) -> impl Iterator<Item = (String, Vec<u8>)> {

@@ -23,7 +23,7 @@ use shardflow_engine::checkpoint::{CheckpointImage, FORMAT_VERSION, MIN_FORMAT_V
 use shardflow_engine::{Engine, Pipeline, RestoreOutcome, RestoreReport, StateError};
 
 use crate::error::LifecycleError;
-use crate::manifest::{S3Location, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION};
+use crate::manifest::{S3Location, MIN_SAVEPOINT_FORMAT_VERSION, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION};
 use crate::restore::{read_manifest, read_shard};
 use crate::shards::{check_stage_name, stage_checkpoints};
 use shardflow_state_dynamodb::DynamoDbCheckpointStore;
@@ -365,9 +365,11 @@ pub async fn check_savepoint(
     let mut checks = vec![
         check(
             "savepoint format",
-            m.format == SAVEPOINT_FORMAT && m.format_version == SAVEPOINT_FORMAT_VERSION,
+            m.format == SAVEPOINT_FORMAT
+                && (MIN_SAVEPOINT_FORMAT_VERSION..=SAVEPOINT_FORMAT_VERSION).contains(&m.format_version),
             format!(
-                "{} version {} (this release reads {SAVEPOINT_FORMAT} version {SAVEPOINT_FORMAT_VERSION})",
+                "{} version {} (this release reads {SAVEPOINT_FORMAT} versions {MIN_SAVEPOINT_FORMAT_VERSION} to \
+                 {SAVEPOINT_FORMAT_VERSION})",
                 m.format, m.format_version
             ),
         ),

@@ -18,6 +18,7 @@ pub mod replay;
 mod restore;
 mod savepoint;
 mod shards;
+mod shuffle;
 mod status;
 
 pub use barrier::{EventSourceBarrier, MappingState};
@@ -27,14 +28,14 @@ pub use check::{
 };
 pub use error::LifecycleError;
 pub use manifest::{
-    ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, RESUME_MARGIN_MS,
-    SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
+    ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, ShuffleStateFile, MANIFEST_FILE,
+    MIN_SAVEPOINT_FORMAT_VERSION, RESUME_MARGIN_MS, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
 };
 pub use replay::{
     invoke_replay, replay, shard_batches, InvokeReplayOptions, InvokeReplayReport, ReplayError, ReplayOutcome,
     ReplayProgress, MAX_REPLAY_PAYLOAD_BYTES,
 };
-pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport};
+pub use restore::{restore_savepoint, RestoreExpectations, RestoreOptions, RestoreReport, ShuffleTarget};
 pub use savepoint::{create_savepoint, SavepointOptions, SavepointReport};
 pub use shards::{stage_checkpoints, stage_has_state, StoredCheckpoint};
 pub use status::{render_table, stage_status, ShardStatus, StageStatus, StatusOptions};

@@ -7,8 +7,12 @@ use crate::error::LifecycleError;
 
 /// The `format` field of every savepoint manifest.
 pub const SAVEPOINT_FORMAT: &str = "shardflow-savepoint";
-/// The savepoint layout version this release writes and reads.
-pub const SAVEPOINT_FORMAT_VERSION: u32 = 1;
+/// The savepoint layout version this release writes: 2 added a shuffle downstream stage's
+/// [`ShuffleStateFile`] per shard.
+pub const SAVEPOINT_FORMAT_VERSION: u32 = 2;
+/// The oldest savepoint layout version this release reads (version 1 has no shuffle state; its
+/// shards restore as they did).
+pub const MIN_SAVEPOINT_FORMAT_VERSION: u32 = 1;
 /// The manifest's file name under the savepoint's prefix.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -22,6 +26,19 @@ pub struct FailureEntry {
     pub attempts: u32,
     /// The last failure's message.
     pub reason: String,
+}
+
+/// The shuffle state of a shard of a shuffle's downstream stage (`shardflow_shuffle::DownstreamState`:
+/// its dedup marks and upstream watermarks, the checkpoint item's `shuffle_state` attribute,
+/// stored as its bytes), one file beside the shard's state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShuffleStateFile {
+    /// The file, relative to the savepoint's prefix.
+    pub file: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// XXH3-128 of the file, 32 hex digits.
+    pub xxh3: String,
 }
 
 /// One shard of a savepoint.
@@ -55,6 +72,10 @@ pub struct ShardEntry {
     pub size: u64,
     /// XXH3-128 of the file, 32 hex digits.
     pub xxh3: String,
+    /// The shard's shuffle state, for a shuffle's downstream stage (format version 2; `None` for
+    /// any other stage and in version 1).
+    #[serde(default)]
+    pub shuffle_state: Option<ShuffleStateFile>,
 }
 
 /// The barrier under which a savepoint was taken.
@@ -149,6 +170,12 @@ pub(crate) fn shard_file(shard: &str) -> String {
         })
         .collect();
     format!("shards/{safe}-{:08x}.sfck", xxh3_128(shard.as_bytes()) as u32)
+}
+
+/// The file name of a shard's shuffle state: its state file's, ending `.shuffle`.
+pub(crate) fn shuffle_state_file(shard: &str) -> String {
+    let state = shard_file(shard);
+    format!("{}.shuffle", state.trim_end_matches(".sfck"))
 }
 
 /// An S3 location: a bucket and a key prefix (without trailing slash).
@@ -247,6 +274,51 @@ mod tests {
         let old: SavepointManifest = serde_json::from_value(old).unwrap();
         assert_eq!(old.shards[0].processing_time, i64::MIN);
         assert_eq!(old.resume_at_ms(), None);
+    }
+
+    /// The golden manifests of each format version (`tests/fixtures/savepoint_manifest_v*.json`).
+    fn fixture(version: u32) -> serde_json::Value {
+        let text = match version {
+            1 => include_str!("../tests/fixtures/savepoint_manifest_v1.json"),
+            _ => include_str!("../tests/fixtures/savepoint_manifest_v2.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_version_2_manifest_names_a_downstream_shards_shuffle_state_file_and_writes_back_byte_for_byte() {
+        let golden = fixture(2);
+        let m: SavepointManifest = serde_json::from_value(golden.clone()).unwrap();
+        assert_eq!(m.format_version, SAVEPOINT_FORMAT_VERSION);
+        let shuffle = m.shards[0].shuffle_state.as_ref().expect("the shuffle state file");
+        assert_eq!(shuffle.file, "shards/shardId-000000000000-1a2b3c4d.shuffle");
+        assert_eq!(
+            (shuffle.size, shuffle.xxh3.as_str()),
+            (187, "fedcba9876543210fedcba9876543210")
+        );
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            golden,
+            "the format this release writes"
+        );
+    }
+
+    #[test]
+    fn a_version_1_manifest_reads_with_no_shuffle_state() {
+        let m: SavepointManifest = serde_json::from_value(fixture(1)).unwrap();
+        assert_eq!(m.format_version, MIN_SAVEPOINT_FORMAT_VERSION);
+        assert_eq!(m.shards[0].shuffle_state, None);
+        assert_eq!(m.shards[0].sequence_number.as_deref().map(str::len), Some(56));
+    }
+
+    #[test]
+    fn a_shards_shuffle_state_file_sits_beside_its_state_file() {
+        let state = shard_file("shardId-000000000003");
+        assert_eq!(
+            shuffle_state_file("shardId-000000000003"),
+            format!("{}.shuffle", state.trim_end_matches(".sfck"))
+        );
+        assert_ne!(shuffle_state_file("shardId-000000000003"), state);
     }
 
     #[test]

@@ -39,9 +39,11 @@ use shardflow_state_dynamodb::{DynamoDbCheckpointStore, RecordFailure, SpillBuck
 use crate::check::CheckTarget;
 use crate::error::LifecycleError;
 use crate::manifest::{
-    checksum, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
+    checksum, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE, MIN_SAVEPOINT_FORMAT_VERSION, SAVEPOINT_FORMAT,
+    SAVEPOINT_FORMAT_VERSION,
 };
 use crate::shards::{check_stage_name, delete_stage, stage_has_state};
+pub use crate::shuffle::ShuffleTarget;
 
 /// What the caller requires of the savepoint; `None` accepts any value. The formats are always
 /// checked against what this release reads.
@@ -77,6 +79,11 @@ pub struct RestoreOptions {
     pub pipeline: Option<Arc<CheckTarget>>,
     /// With a pipeline: leave out the state of operators it does not have instead of refusing.
     pub allow_dropped_state: bool,
+    /// For a shuffle's downstream stage that will read another shuffle stream than the saved
+    /// stage did (a blue/green copy's own): each shard goes under the target's open shard owning
+    /// the same key groups, without its position (see `shuffle`). `None`: shard ids and
+    /// positions as saved.
+    pub shuffle_target: Option<ShuffleTarget>,
 }
 
 impl RestoreOptions {
@@ -92,6 +99,7 @@ impl RestoreOptions {
             concurrency: 8,
             pipeline: None,
             allow_dropped_state: false,
+            shuffle_target: None,
         }
     }
 }
@@ -115,10 +123,14 @@ pub struct RestoreReport {
 
 /// One shard read back and verified.
 pub(crate) struct ShardState {
-    entry: ShardEntry,
+    pub(crate) entry: ShardEntry,
     pub(crate) checkpoint: Checkpoint,
-    sequence_number: Option<SequenceNumber>,
-    failure: Option<RecordFailure>,
+    pub(crate) sequence_number: Option<SequenceNumber>,
+    pub(crate) failure: Option<RecordFailure>,
+    /// The shard's shuffle state (a shuffle's downstream stage), verified against the manifest.
+    pub(crate) shuffle_state: Option<Vec<u8>>,
+    /// The shard it is restored as (the saved shard, or a shuffle target's shard).
+    pub(crate) target_shard: String,
 }
 
 /// Reads `options.savepoint` and seeds `options.stage` in `options.table` with it.
@@ -141,6 +153,10 @@ pub async fn restore_savepoint(
     .try_collect()
     .await?;
     let mut shards = shards;
+    if let Some(target) = &options.shuffle_target {
+        let map = target.shard_map(manifest.max_key_groups).await?;
+        crate::shuffle::assign_shards(&options.savepoint.to_string(), &mut shards, &map)?;
+    }
     if let Some(target) = &options.pipeline {
         for shard in &mut shards {
             apply_restore_rule(options, target, shard)?;
@@ -180,7 +196,7 @@ pub async fn restore_savepoint(
         let spill = spill.clone();
         async move {
             let mut store =
-                DynamoDbCheckpointStore::new(dynamodb.clone(), &options.table, &options.stage, &s.entry.shard)
+                DynamoDbCheckpointStore::new(dynamodb.clone(), &options.table, &options.stage, &s.target_shard)
                     .with_spill_bucket(spill);
             let loaded = store.load().await?;
             if loaded.version != 0 {
@@ -190,6 +206,7 @@ pub async fn restore_savepoint(
                     items: 1,
                 });
             }
+            store.set_shuffle_state(s.shuffle_state.clone());
             let stats = store
                 .commit_with_failure(&s.checkpoint, s.sequence_number.as_ref(), s.failure.as_ref())
                 .await?;
@@ -295,9 +312,10 @@ pub(crate) fn check_manifest(
     if m.format != SAVEPOINT_FORMAT {
         return refuse(format!("format {:?}, not {SAVEPOINT_FORMAT:?}", m.format));
     }
-    if m.format_version != SAVEPOINT_FORMAT_VERSION {
+    if !(MIN_SAVEPOINT_FORMAT_VERSION..=SAVEPOINT_FORMAT_VERSION).contains(&m.format_version) {
         return refuse(format!(
-            "savepoint format version {}; this release reads version {SAVEPOINT_FORMAT_VERSION}",
+            "savepoint format version {}; this release reads versions {MIN_SAVEPOINT_FORMAT_VERSION} to \
+             {SAVEPOINT_FORMAT_VERSION}",
             m.format_version
         ));
     }
@@ -335,31 +353,45 @@ pub(crate) fn check_manifest(
     Ok(())
 }
 
-/// Reads one shard's file and verifies it against the manifest.
+/// Reads the savepoint's file `name` and verifies its size and checksum against the manifest's.
+async fn read_verified(
+    s3: &aws_sdk_s3::Client,
+    location: &S3Location,
+    name: &str,
+    size: u64,
+    xxh3: &str,
+) -> Result<Vec<u8>, LifecycleError> {
+    let key = location.key(name);
+    let corrupt = |reason: String| LifecycleError::Corrupt {
+        location: format!("s3://{}/{key}", location.bucket),
+        reason,
+    };
+    let bytes = get(s3, &location.bucket, &key)
+        .await?
+        .ok_or_else(|| corrupt("missing".into()))?;
+    if bytes.len() as u64 != size || checksum(&bytes) != xxh3 {
+        return Err(corrupt(format!(
+            "expected {size} bytes with xxh3 {xxh3}, found {} bytes with xxh3 {}",
+            bytes.len(),
+            checksum(&bytes)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads one shard's files and verifies them against the manifest.
 pub(crate) async fn read_shard(
     s3: &aws_sdk_s3::Client,
     location: &S3Location,
     manifest: &SavepointManifest,
     entry: &ShardEntry,
 ) -> Result<ShardState, LifecycleError> {
-    let key = location.key(&entry.file);
-    let file = format!("s3://{}/{key}", location.bucket);
+    let file = format!("s3://{}/{}", location.bucket, location.key(&entry.file));
     let corrupt = |reason: String| LifecycleError::Corrupt {
         location: file.clone(),
         reason,
     };
-    let bytes = get(s3, &location.bucket, &key)
-        .await?
-        .ok_or_else(|| corrupt("missing".into()))?;
-    if bytes.len() as u64 != entry.size || checksum(&bytes) != entry.xxh3 {
-        return Err(corrupt(format!(
-            "expected {} bytes with xxh3 {}, found {} bytes with xxh3 {}",
-            entry.size,
-            entry.xxh3,
-            bytes.len(),
-            checksum(&bytes)
-        )));
-    }
+    let bytes = read_verified(s3, location, &entry.file, entry.size, &entry.xxh3).await?;
     let checkpoint = Checkpoint::decode(&bytes)?;
     if checkpoint.pipeline != manifest.pipeline || checkpoint.max_key_groups != manifest.max_key_groups {
         return Err(corrupt(format!(
@@ -387,11 +419,17 @@ pub(crate) async fn read_shard(
         }),
         None => None,
     };
+    let shuffle_state = match &entry.shuffle_state {
+        Some(f) => Some(read_verified(s3, location, &f.file, f.size, &f.xxh3).await?),
+        None => None,
+    };
     Ok(ShardState {
+        target_shard: entry.shard.clone(),
         entry: entry.clone(),
         checkpoint,
         sequence_number,
         failure,
+        shuffle_state,
     })
 }
 
@@ -429,6 +467,7 @@ mod tests {
                 file: "shards/x".into(),
                 size: 1,
                 xxh3: "0".into(),
+                shuffle_state: None,
             }],
         }
     }
@@ -454,7 +493,10 @@ mod tests {
 
         let mut m = manifest();
         m.format_version = SAVEPOINT_FORMAT_VERSION + 1;
-        assert!(refused(&m, &any).contains("savepoint format version 2"));
+        assert!(refused(&m, &any).contains(&format!("savepoint format version {}", SAVEPOINT_FORMAT_VERSION + 1)));
+        let mut m = manifest();
+        m.format_version = MIN_SAVEPOINT_FORMAT_VERSION;
+        check_manifest(&loc, &m, &any).expect("a version 1 savepoint still restores");
         let mut m = manifest();
         m.state_format_version = FORMAT_VERSION + 1;
         assert!(refused(&m, &any).contains("state format version"));

@@ -16,6 +16,25 @@
 //!   optional version label, the key-group count, and per shard its position (sequence number),
 //!   checkpoint `ver`, epoch, watermark, pending poison-record attempts, and the file's size and
 //!   XXH3-128 checksum.
+//! - `shards/{n}.shuffle` (format version 2), for a shard of a shuffle's downstream stage: its
+//!   `shuffle_state` attribute as stored (`shardflow_shuffle::DownstreamState`, postcard: the
+//!   per-upstream-shard dedup marks and watermarks), read at the same `ver` as the state; named
+//!   with its size and checksum by the shard's manifest entry ([`ShuffleStateFile`]).
+//!
+//! # A shuffle's two stages
+//! The upstream stage (`*-keyby`) holds no keyed state and no partial aggregates across batches
+//! (a lifted combiner is made and flushed within one batch), only its engine's watermarks and
+//! its positions, which an ordinary savepoint carries. The downstream stage's savepoint carries
+//! its shuffle state. The two savepoints fit together when the downstream's dedup marks reach
+//! what the upstream's savepoint positions cover and no further: save the upstream first with
+//! its mappings left disabled (`leave_disabled`), let the downstream consume the shuffle stream
+//! to its end, save the downstream, enable the upstream again. A restored upstream then sends
+//! only records after its positions, all above the restored marks. (Marks *above* the upstream's
+//! positions — the downstream saved later while the upstream ran on — are also exact for an
+//! unlifted pipeline: the restored upstream re-sends those records with the same ids and the
+//! marks drop them; with combiner lifting a partial's id depends on the batch cut, so a re-sent
+//! batch cut differently could be counted twice. Marks *below* them lose the records in
+//! between: they were sent to the old shuffle stream only.)
 //!
 //! # Consistency
 //! A shard's state changes only when its checkpoint item flips to the next `ver` (the store's
@@ -64,8 +83,8 @@ use shardflow_state_dynamodb::{DynamoDbCheckpointStore, SpillBucket};
 use crate::barrier::{EventSourceBarrier, MappingState};
 use crate::error::LifecycleError;
 use crate::manifest::{
-    checksum, shard_file, ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry, MANIFEST_FILE,
-    SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
+    checksum, shard_file, shuffle_state_file, ConsistencyInfo, FailureEntry, S3Location, SavepointManifest, ShardEntry,
+    ShuffleStateFile, MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION,
 };
 use crate::shards::{check_stage_name, checkpoint_version, stage_checkpoints};
 
@@ -299,7 +318,12 @@ async fn save(
         location: options.location.to_string(),
         reason: format!("manifest: {e}"),
     })?;
-    let bytes_written = manifest.shards.iter().map(|s| s.size).sum::<u64>() + body.len() as u64;
+    let bytes_written = manifest
+        .shards
+        .iter()
+        .map(|s| s.size + s.shuffle_state.as_ref().map_or(0, |f| f.size))
+        .sum::<u64>()
+        + body.len() as u64;
     put(s3, &options.location.bucket, &options.location.key(MANIFEST_FILE), body).await?;
     tracing::info!(location = %options.location, shards = manifest.shards.len(), bytes = bytes_written, single_cut, "savepoint written");
     Ok(SavepointReport {
@@ -356,6 +380,16 @@ async fn save_shard(
     let checkpoint = image.to_checkpoint();
     let bytes = checkpoint.encode()?;
     let file = shard_file(shard);
+    // A shuffle's downstream stage: its dedup marks and upstream watermarks, committed by the
+    // same flip as the state, so read at the same `ver`.
+    let shuffle_state = loaded.shuffle_state.map(|bytes| {
+        let entry = ShuffleStateFile {
+            file: shuffle_state_file(shard),
+            size: bytes.len() as u64,
+            xxh3: checksum(&bytes),
+        };
+        (entry, bytes)
+    });
     let entry = ShardEntry {
         shard: shard.to_owned(),
         sequence_number: loaded.sequence_number.map(|s| s.as_str().to_owned()),
@@ -378,8 +412,12 @@ async fn save_shard(
         size: bytes.len() as u64,
         xxh3: checksum(&bytes),
         file,
+        shuffle_state: shuffle_state.as_ref().map(|(entry, _)| entry.clone()),
     };
     put(s3, &options.location.bucket, &options.location.key(&entry.file), bytes).await?;
+    if let Some((file, bytes)) = shuffle_state {
+        put(s3, &options.location.bucket, &options.location.key(&file.file), bytes).await?;
+    }
     Ok(SavedShard {
         pipeline: checkpoint.pipeline,
         max_key_groups: checkpoint.max_key_groups,

@@ -54,6 +54,7 @@ where
         idleness: Option<DurationMs>,
     ) -> Self {
         let space = KeyGroupSpace::new(stage.pipeline().max_key_groups());
+        stage.warn_interval_not_honoured();
         DownstreamStage {
             stage,
             sources: sources.into_iter().collect(),

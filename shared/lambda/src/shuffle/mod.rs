@@ -42,8 +42,17 @@
 //! downstream batching window after the last active upstream shard's watermark passed it.
 //!
 //! # Not (yet) supported
-//! Interval commits (a shuffle stage commits every batch), poison-record retries in the upstream
-//! (user code that panics fails the invocation), and the end-of-input request.
+//! Interval commits (a shuffle stage commits every batch, and warns when it is given a longer
+//! interval; with a lifted combiner a partial's id is the last record of its batch, so the gap an
+//! interval leaves, re-read in other batch cuts, would be re-sent under other ids than the marks
+//! recognise: see `docs/shuffle-and-checkpoints.md`, "Savepoints of the two stages"),
+//! poison-record retries in the upstream (user code that panics fails the invocation), and the
+//! end-of-input request.
+//!
+//! # Savepoints
+//! The upstream stage holds no partial aggregate across batches (a lifted combiner is made and
+//! flushed within [`UpstreamStage::handle`]'s batch), so its savepoint is an ordinary one; the
+//! downstream's carries its shuffle state (`shardflow-lifecycle`, savepoint format version 2).
 
 mod downstream;
 mod join;

@@ -59,6 +59,7 @@ where
         shuffle_stream: &str,
     ) -> Self {
         let space = KeyGroupSpace::new(stage.pipeline().max_key_groups());
+        stage.warn_interval_not_honoured();
         UpstreamStage {
             stage,
             kinesis,

@@ -154,6 +154,15 @@ where
         Ok(())
     }
 
+    /// Warns, once per stage built, that the configured checkpoint interval is not honoured: the
+    /// stages of a shuffle commit every batch (see `crate::shuffle`, "Not (yet) supported").
+    pub(crate) fn warn_interval_not_honoured(&self) {
+        if !self.config.checkpoint_interval.every_batch() {
+            tracing::warn!(stage = %self.name, interval = ?self.config.checkpoint_interval,
+                "a shuffle stage commits every batch: the checkpoint interval is not honoured");
+        }
+    }
+
     /// Keeps `open` (at a committed state) warm for the shard's next batch.
     pub(crate) fn keep_warm(&self, shard: &str, open: CommittedShard<In, Out>) {
         if let Some(engine) = open.engine {

@@ -2,6 +2,7 @@
 //! sends them, and the expected results of an uninterrupted run.
 #![allow(dead_code)]
 
+pub mod shuffle;
 pub mod streams;
 
 use base64::Engine as _;

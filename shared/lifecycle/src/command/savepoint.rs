@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     check_savepoint, check_stage, create_savepoint, restore_savepoint, CheckOptions, CheckTarget, EventSourceBarrier,
-    LiveStage, RestoreExpectations, RestoreOptions, S3Location, SavepointOptions,
+    LiveStage, RestoreExpectations, RestoreOptions, S3Location, SavepointOptions, ShuffleTarget,
 };
 use anyhow::Context;
 
@@ -132,6 +132,12 @@ struct RestoreArgs {
     /// refusing.
     #[arg(long, requires = "pipeline")]
     allow_dropped_state: bool,
+    /// For a shuffle's downstream stage (e.g. revenue-shuffled) that will read another shuffle
+    /// stream than the saved stage did (a blue/green copy's own): the new stream's name or ARN.
+    /// Each shard is restored under the open shard owning the same key groups, without its
+    /// position; refused unless the shard layouts match.
+    #[arg(long)]
+    shuffle_stream: Option<String>,
 }
 
 /// Runs `shardflow savepoint`; `check` and `restore --pipeline` take their pipeline from
@@ -244,6 +250,10 @@ async fn restore(clients: &Clients, a: RestoreArgs, targets: Vec<CheckTarget>) -
     let mut options = RestoreOptions::new(S3Location::parse(&a.savepoint)?, &a.stage, &a.table);
     options.spill_bucket = a.bucket;
     options.force = a.force;
+    options.shuffle_target = a
+        .shuffle_stream
+        .as_deref()
+        .map(|stream| ShuffleTarget::new(clients.kinesis.clone(), stream));
     if let Some(name) = &a.pipeline {
         options.pipeline = Some(std::sync::Arc::new(find_target(targets, name)?));
         options.allow_dropped_state = a.allow_dropped_state;
@@ -271,6 +281,13 @@ async fn restore(clients: &Clients, a: RestoreArgs, targets: Vec<CheckTarget>) -
         report.items_deleted,
         report.elapsed.as_secs_f64()
     );
+    if options.shuffle_target.is_some() {
+        println!(
+            "start its event source mapping at TRIM_HORIZON of the new shuffle stream: it holds only what the \
+             restored upstream stage sends"
+        );
+        return Ok(());
+    }
     match report.manifest.resume_at_ms() {
         Some(ms) => println!(
             "start its event source mappings AT_TIMESTAMP {} (template: StartingPosition=AT_TIMESTAMP \
