@@ -1,7 +1,7 @@
 //! The shop's input, the embedded runner's expected results, and the clients' chores shared by
 //! the end-to-end tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -317,16 +317,24 @@ pub async fn put_records(stream: &str, records: Vec<(String, Vec<u8>)>) {
     producer.flush().await.expect("flush the producer");
 }
 
-/// Puts `records` into `stream` one `PutRecords` call at a time, so that the records of one call
-/// are stored before the next call's (within a call, records the stream refused are retried after
-/// the others).
+/// Puts `records` into `stream` in their order: one `PutRecords` call at a time, so that the
+/// records of one call are stored before the next call's, and a record whose partition key came
+/// before only once everything before it is stored (the producer puts one record per key in a
+/// call and would send the records after a repeated key ahead of it). Within a call, records the
+/// stream refused are retried after the others.
 pub async fn put_records_in_order(stream: &str, records: Vec<(String, Vec<u8>)>) {
     let config = ProducerConfig {
         calls_in_flight: 1,
         ..ProducerConfig::default()
     };
     let producer = KinesisProducer::new(KinesisTransport::new(shardflow_testkit::kinesis(), stream), config);
+    let mut keys: HashSet<String> = HashSet::new();
     for (key, data) in records {
+        if !keys.insert(key.clone()) {
+            producer.flush().await.expect("flush the producer");
+            keys.clear();
+            keys.insert(key.clone());
+        }
         producer.send(StreamRecord::new(key, data)).await.expect("put a record");
     }
     producer.flush().await.expect("flush the producer");

@@ -300,11 +300,16 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         );
     }
     let late_by_stage = late_by_pipeline(&letters);
+    let late_letters: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == DeadLetterKind::Late)
+        .map(|l| format!("{}: {}", l.stage, l.reason))
+        .collect();
     for (pipeline, late) in &expected.late {
         assert_eq!(
             late_by_stage.get(pipeline).copied().unwrap_or(0),
             *late,
-            "late records of {pipeline} are dead-lettered as the embedded runner counts them"
+            "late records of {pipeline} are dead-lettered as the embedded runner counts them: {late_letters:#?}"
         );
     }
 
