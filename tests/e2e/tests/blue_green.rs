@@ -268,7 +268,9 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         ]
     };
     let as_refs = |v: &[(&'static str, String)]| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let blue_stack = format!("{name}-blue");
+    // short colour suffixes: "{stack}-order-enrich-shuffled" must stay within Lambda's 64
+    // characters
+    let blue_stack = format!("{name}-b");
     let blue_params = as_refs(&common("blue"));
     let blue_params: Vec<(&str, &str)> = blue_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let blue = Outputs(deploy(&blue_stack, "infra/template.yaml", &blue_params));
@@ -319,7 +321,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         })
         .min()
         .expect("savepoints");
-    let green_stack = format!("{name}-green");
+    let green_stack = format!("{name}-g");
     let mut green_params = as_refs(&common("green"));
     green_params.push(("PrimaryStack", blue_stack.clone()));
     green_params.push(("EventSourceMappingsEnabled", "false".to_owned()));
