@@ -93,10 +93,22 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The windows of the shop's stages by pipeline and by deployed stage name (`order-enrich`).
+/// The windows of the shop's stages by pipeline (`order_enrich`) and by deployed stage name: the
+/// pipeline's (`order-enrich`) and the two halves of its split deployment (`order-enrich-keyby`,
+/// `order-enrich-shuffled`; every keyed shop pipeline but receipts runs over a shuffle).
 fn dashboard_windows() -> std::collections::BTreeMap<String, i64> {
     let mut windows = shardflow_shop::pipelines::windows();
-    let dashed: Vec<(String, i64)> = windows.iter().map(|(k, v)| (k.replace('_', "-"), *v)).collect();
-    windows.extend(dashed);
+    let deployed: Vec<(String, i64)> = windows
+        .iter()
+        .flat_map(|(pipeline, window)| {
+            let stage = pipeline.replace('_', "-");
+            [
+                (format!("{stage}-keyby"), *window),
+                (format!("{stage}-shuffled"), *window),
+                (stage, *window),
+            ]
+        })
+        .collect();
+    windows.extend(deployed);
     windows
 }

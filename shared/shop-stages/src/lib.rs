@@ -19,9 +19,8 @@
 //! | [`receipts_next()`] | as `receipts` | as `receipts` | as `receipts`, with one column more: the next release of `receipts`, deployed over it from its savepoint (blue/green with new code) |
 //! | [`revenue_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | inserted order lines keyed by (product, currency) to the shuffle stream |
 //! | [`revenue_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, `SHARDFLOW_DATABASE_URL` or `SHARDFLOW_DATABASE_SECRET_ARN`, `SHARDFLOW_REVENUE_TABLE` (default `shop_revenue`) | rows upserted in Postgres (table created if missing: [`REVENUE_TABLE_SQL`]) |
-//! | [`order_enrich()`] | shop CDC | `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
 //! | [`order_enrich_keyby()`] | shop CDC | `SHARDFLOW_SHUFFLE_STREAM` | the rows of the four joined tables keyed by customer id to the shuffle stream |
-//! | [`order_enrich_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, and `order_enrich`'s output variables | enriched orders, as `order_enrich` |
+//! | [`order_enrich_shuffled()`] | the shuffle stream | `SHARDFLOW_UPSTREAM_STAGE`, `SHARDFLOW_UPSTREAM_INPUT_STREAM`, `SHARDFLOW_IDLENESS_MS`, `SHARDFLOW_OUTPUT_STREAM`, `SHARDFLOW_OUTPUT_BUCKET` | enriched orders to a Kinesis stream and S3 (`enriched-orders/`) |
 //!
 //! [`replay_targets`] names them for `shardflow replay` (`shardflow_lifecycle::replay`).
 //!
@@ -36,12 +35,10 @@
 //! # Keys and shards
 //! The CDC stream is partitioned by table and primary key. `receipts` keys by order id, which an
 //! order's changes carry in their partition key, so it is exact on any number of shards.
-//! `revenue` (per product) and `order-enrich` (per customer) key by other columns. Revenue runs as
-//! the split pair [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`] (issue 13,
-//! `docs/shuffle-and-checkpoints.md`), exact on any number of CDC shards. `order-enrich` deployed
-//! as one stage is exact only when its input stream has one shard, or is partitioned by its key;
-//! its split pair [`order_enrich_keyby()`] → shuffle stream → [`order_enrich_shuffled()`] is exact
-//! on any number.
+//! `revenue` (per product) and `order-enrich` (per customer) key by other columns, and each runs
+//! as a split pair over a shuffle stream (issue 13, `docs/shuffle-and-checkpoints.md`), exact on
+//! any number of CDC shards: [`revenue_keyby()`] → shuffle stream → [`revenue_shuffled()`], and
+//! [`order_enrich_keyby()`] → shuffle stream → [`order_enrich_shuffled()`].
 
 #![warn(missing_docs)]
 
@@ -58,8 +55,7 @@ pub use shardflow_lambda::StageSetupError;
 
 pub use database::{database_url, DATABASE_SECRET_ARN_ENV, DATABASE_URL_ENV};
 pub use order_enrich::{
-    order_enrich, OrderEnrichGate, OrderEnrichSink, OrderEnrichStage, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV,
-    OUTPUT_STREAM_ENV,
+    OrderEnrichGate, OrderEnrichSink, ENRICHED_ORDERS_PREFIX, OUTPUT_BUCKET_ENV, OUTPUT_STREAM_ENV,
 };
 pub use order_enrich_split::{
     order_enrich_keyby, order_enrich_shuffled, OrderEnrichKeyByStage, OrderEnrichShuffledStage,

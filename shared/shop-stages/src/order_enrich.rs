@@ -1,14 +1,13 @@
-//! The `order-enrich` stage: orders joined with their payment, shipment and customer, to the next
-//! stage's Kinesis stream and to S3.
+//! Where the order enrichment's results go: the enriched orders' Kinesis stream and S3 objects,
+//! behind the blue/green gate. The stages themselves are the pair in
+//! [`crate::order_enrich_keyby()`] and [`crate::order_enrich_shuffled()`].
 
 use shardflow_bluegreen::{blue_green, shadow_prefix, ColourGate};
-use shardflow_connectors::{DeadLetterDestination, KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
-use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
-use shardflow_schemas::ChangeEvent;
+use shardflow_connectors::{KinesisSink, KinesisSinkConfig, S3Sink, S3SinkConfig};
 use shardflow_shop::pipelines::EnrichedOrder;
 use shardflow_stage::{required_var, BothSinks};
 
-use crate::{ShopDecoder, StageSetupError};
+use crate::StageSetupError;
 
 /// The stream enriched orders go to.
 pub const OUTPUT_STREAM_ENV: &str = "SHARDFLOW_OUTPUT_STREAM";
@@ -17,39 +16,21 @@ pub const OUTPUT_BUCKET_ENV: &str = "SHARDFLOW_OUTPUT_BUCKET";
 /// The key prefix of enriched orders in the bucket.
 pub const ENRICHED_ORDERS_PREFIX: &str = "enriched-orders";
 
-/// The sinks of the `order-enrich` stage: the stream first, then S3.
+/// The sinks of the enriched orders (`order-enrich-shuffled`): the stream first, then S3.
 pub type OrderEnrichSink = BothSinks<KinesisSink<EnrichedOrder>, S3Sink<EnrichedOrder>>;
 
 /// The enriched orders' sinks behind the blue/green gate (shadow: S3 only).
 pub type OrderEnrichGate = ColourGate<OrderEnrichSink, S3Sink<EnrichedOrder>>;
 
-/// The `order-enrich` stage as deployed.
-pub type OrderEnrichStage = Stage<ChangeEvent, EnrichedOrder, ShopDecoder, OrderEnrichGate, DeadLetterDestination>;
-
-/// The `order-enrich` stage of this function's environment. Records to the stream are partitioned
-/// by order id, one per result as soon as it is produced; S3 holds one object per shard and
-/// minute of event time (`enriched-orders/{date}/{start}-{end}/{first id}.ndjson`, see
+/// The result sink of `order-enrich-shuffled`: the stream [`OUTPUT_STREAM_ENV`], one record per
+/// result as soon as it is produced, partitioned by order id; and S3 [`OUTPUT_BUCKET_ENV`], one
+/// object per shuffle shard and minute of event time
+/// (`enriched-orders/{date}/{start}-{end}/{first id}.ndjson`, see
 /// [`shardflow_shop::pipelines::ENRICHED_ORDERS_BUCKET_MS`] and
-/// [`shardflow_connectors::S3KeyMode::EventTimeBuckets`]), written when the watermark passes
-/// the minute: an order reaches S3 up to a minute (plus the watermark's lag) after its event
-/// time. Results its colour does not own (blue/green) go to S3 only, under
+/// [`shardflow_connectors::S3KeyMode::EventTimeBuckets`]), written when the watermark passes the
+/// minute: an order reaches S3 up to a minute (plus the watermark's lag) after its event time.
+/// Results its colour does not own (blue/green) go to S3 only, under
 /// `shadow/{colour}/enriched-orders/`.
-pub async fn order_enrich() -> Result<OrderEnrichStage, StageSetupError> {
-    let env = StageEnv::load().await?;
-    let sink = enriched_orders_sink(&env.sdk)?;
-    let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
-    Ok(env.stage(
-        shardflow_shop::pipelines::order_enrich(),
-        ShopDecoder::new(),
-        sink,
-        dead_letters,
-        PartitionKeying::Undeclared,
-    )?)
-}
-
-/// The result sink of the stages that enrich orders (`order-enrich` and `order-enrich-shuffled`):
-/// the stream [`OUTPUT_STREAM_ENV`] (partitioned by order id) and S3 [`OUTPUT_BUCKET_ENV`]
-/// (event-time buckets under [`ENRICHED_ORDERS_PREFIX`]), through the blue/green gate.
 pub(crate) fn enriched_orders_sink(sdk: &aws_config::SdkConfig) -> Result<OrderEnrichGate, StageSetupError> {
     let stream = KinesisSink::new(
         aws_sdk_kinesis::Client::new(sdk),

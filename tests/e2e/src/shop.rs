@@ -1,7 +1,7 @@
 //! The shop's input, the embedded runner's expected results, and the clients' chores shared by
 //! the end-to-end tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -24,12 +24,19 @@ pub const SEED: u64 = 7;
 /// that a short input spans several minutes, so orders complete and windows close within it.
 pub const ORDERS_PER_SEC: f64 = 1.0;
 /// The functions of the template.
-pub const FUNCTIONS: [&str; 5] = [
+pub const FUNCTIONS: [&str; 6] = [
     "receipts",
     "revenue-keyby",
     "revenue-shuffled",
-    "order-enrich",
+    "order-enrich-keyby",
+    "order-enrich-shuffled",
     "archive",
+];
+/// The functions of the template that read a shuffle stream, with the stack output naming it:
+/// a redelivered batch of theirs is one of their shuffle stream's.
+pub const SHUFFLED_FUNCTIONS: [(&str, &str); 2] = [
+    ("revenue-shuffled", "RevenueShuffleStream"),
+    ("order-enrich-shuffled", "EnrichShuffleStream"),
 ];
 /// How long outputs may take to appear.
 pub const DEADLINE: Duration = Duration::from_secs(240);
@@ -94,8 +101,13 @@ pub fn generate_at(events: u64, orders_per_sec: f64) -> Vec<ChangeEvent> {
 /// call), far within the receipts' allowed lateness, so no receipt depends on how the stream is
 /// sharded.
 pub fn generate_on_time(events: u64) -> Vec<ChangeEvent> {
+    generate_on_time_at(events, ORDERS_PER_SEC)
+}
+
+/// As [`generate_on_time`], at `orders_per_sec` orders per second of event time.
+pub fn generate_on_time_at(events: u64, orders_per_sec: f64) -> Vec<ChangeEvent> {
     let mut config = ShopConfig::new(SEED, events, 1);
-    config.orders_per_sec = ORDERS_PER_SEC;
+    config.orders_per_sec = orders_per_sec;
     config.late_fraction = 0.0;
     config.too_late_fraction = 0.0;
     let mut generator = ShopGenerator::new(config);
@@ -145,6 +157,94 @@ pub fn customer_touch(events: &[ChangeEvent], ts: i64) -> ChangeEvent {
         source: Some(source),
         ts_ms: ts,
     }
+}
+
+/// The open shards of `stream`, by starting hash key: (id, first hash key, last hash key).
+pub async fn open_shards(stream: &str) -> Vec<(String, u128, u128)> {
+    let listed = shardflow_testkit::kinesis()
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
+    let mut shards: Vec<(String, u128, u128)> = listed
+        .shards()
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .is_none_or(|r| r.ending_sequence_number().is_none())
+        })
+        .map(|s| {
+            let range = s.hash_key_range().expect("a hash key range");
+            (
+                s.shard_id().to_owned(),
+                range.starting_hash_key().parse().expect("a hash key"),
+                range.ending_hash_key().parse().expect("a hash key"),
+            )
+        })
+        .collect();
+    shards.sort_by_key(|s| s.1);
+    shards
+}
+
+/// The first partition key `{prefix}{n}` whose hash lands in `[low, high]`.
+pub fn key_in(prefix: &str, low: u128, high: u128) -> String {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|k| (low..=high).contains(&shardflow_lambda::hash_key(k)))
+        .expect("a partition key in every range")
+}
+
+/// The [`watermark_mover`] of `events` once for every open shard of `stream` (partition keys
+/// that land in each): every shard's stages, and every upstream shard of a shuffled stage, see
+/// their watermark pass the input.
+pub async fn movers_for_every_shard(stream: &str, events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {
+    let mover = shardflow_gen::shop::encode(&watermark_mover(events), shardflow_gen::shop::ShopFormat::Protobuf)
+        .expect("encode the mover")
+        .1;
+    open_shards(stream)
+        .await
+        .iter()
+        .map(|(_, low, high)| (key_in("watermark-", *low, *high), mover.clone()))
+        .collect()
+}
+
+/// The upstream stages of the template's shuffles: each CDC shard's first record reaches the
+/// shuffled stages through them.
+pub const UPSTREAM_STAGES: [&str; 2] = ["revenue-keyby", "order-enrich-keyby"];
+
+/// Registers every open shard of `stream` downstream of the shuffles before the input flows: one
+/// [`customer_touch`] per shard at a minute before `events` (no result of its own), then waits
+/// until each of `upstreams` (of [`UPSTREAM_STAGES`]: those running) committed it (`state`: the
+/// stack's state table).
+/// A CDC shard first heard of later would join a watermark the other shards already moved, as it
+/// would in one engine fed the shards in that order, and its first rows could be late there
+/// (order-enrich allows no lateness). Returns the records it put.
+pub async fn register_every_shard(
+    stream: &str,
+    state: &str,
+    events: &[ChangeEvent],
+    upstreams: &[&str],
+) -> Vec<Vec<u8>> {
+    let first = events.iter().map(ChangeEvent::event_time).min().unwrap_or(0);
+    let touch = shardflow_gen::shop::encode(
+        &customer_touch(events, first - 60_000),
+        shardflow_gen::shop::ShopFormat::Protobuf,
+    )
+    .expect("encode the registration")
+    .1;
+    let registrations: Vec<(String, Vec<u8>)> = open_shards(stream)
+        .await
+        .iter()
+        .map(|(_, low, high)| (key_in("register-", *low, *high), touch.clone()))
+        .collect();
+    let put: Vec<Vec<u8>> = registrations.iter().map(|(_, d)| d.clone()).collect();
+    let started = Instant::now();
+    put_records_in_order(stream, registrations).await;
+    for upstream in upstreams {
+        caught_up(upstream, state, stream, put.len(), started).await;
+    }
+    put
 }
 
 /// The lines of an embedded runner's result file.
@@ -217,16 +317,24 @@ pub async fn put_records(stream: &str, records: Vec<(String, Vec<u8>)>) {
     producer.flush().await.expect("flush the producer");
 }
 
-/// Puts `records` into `stream` one `PutRecords` call at a time, so that the records of one call
-/// are stored before the next call's (within a call, records the stream refused are retried after
-/// the others).
+/// Puts `records` into `stream` in their order: one `PutRecords` call at a time, so that the
+/// records of one call are stored before the next call's, and a record whose partition key came
+/// before only once everything before it is stored (the producer puts one record per key in a
+/// call and would send the records after a repeated key ahead of it). Within a call, records the
+/// stream refused are retried after the others.
 pub async fn put_records_in_order(stream: &str, records: Vec<(String, Vec<u8>)>) {
     let config = ProducerConfig {
         calls_in_flight: 1,
         ..ProducerConfig::default()
     };
     let producer = KinesisProducer::new(KinesisTransport::new(shardflow_testkit::kinesis(), stream), config);
+    let mut keys: HashSet<String> = HashSet::new();
     for (key, data) in records {
+        if !keys.insert(key.clone()) {
+            producer.flush().await.expect("flush the producer");
+            keys.clear();
+            keys.insert(key.clone());
+        }
         producer.send(StreamRecord::new(key, data)).await.expect("put a record");
     }
     producer.flush().await.expect("flush the producer");
@@ -420,7 +528,7 @@ pub fn kinesis_event(stream_arn: &str, shard: &str, records: &[aws_sdk_kinesis::
     serde_json::json!({ "Records": records })
 }
 
-/// The first `n` stored records of the stream's only shard.
+/// The first `n` stored records of the stream's first shard.
 pub async fn first_records(stream: &str, n: i32) -> (String, Vec<aws_sdk_kinesis::types::Record>) {
     let kinesis = shardflow_testkit::kinesis();
     let shards = kinesis

@@ -1,21 +1,24 @@
-//! Blue/green on LocalStack with the real stage binaries, green running *new code*: blue runs;
-//! its stateful one-stage stages (receipts, order-enrich) are savepointed (mappings paused, then
-//! resumed); before anything else is deployed, `shardflow savepoint check` gates the change: the
+//! Blue/green on LocalStack with the real stage binaries, green running *new code*: blue runs on a
+//! two-shard CDC stream; its stateful one-stage stage (receipts) is savepointed (mappings paused,
+//! then resumed); before anything else is deployed, `shardflow savepoint check` gates the change: the
 //! next release of receipts (`receipts_next`: a filter before the window, the window's
 //! accumulator with a field added and a migration from blue's, a column added to each receipt)
 //! passes against blue's receipts savepoint with its window reported migrated, and the same change
 //! without the migration is refused (non-zero exit). Green is deployed beside blue without
 //! consuming, its receipts function running `receipts-next` (`SHARDFLOW_FUNCTION_CODE`), with a
-//! shuffle stream of its own, its mappings to start `AT_TIMESTAMP` where the savepoints say,
-//! restored from the savepoints, and enabled (green's revenue pair starts fresh there: a
-//! savepoint does not carry a shuffle stage's dedup marks and upstream watermarks yet, and the
-//! windows compared below hold only lines green reads); it catches up and `validate` finds no
+//! shuffle stream of its own for each split pipeline, its mappings to start `AT_TIMESTAMP` where
+//! the savepoint says, restored from the savepoint, and enabled (green's revenue and order-enrich
+//! pairs start fresh there: a savepoint does not carry a shuffle stage's dedup marks and upstream
+//! watermarks yet, and the windows and sessions green owns hold only rows green reads); it
+//! catches up and `validate` finds no
 //! difference between green's shadow revenue and the live revenue; the live output is switched to
 //! green, more data flows, it is rolled back to blue, the rest flows. The live outputs hold every
 //! result exactly once: the revenue table equals the embedded runner's results on the same
 //! stream, and the live topic carries each receipt once, equal on every field of `receipts` to
-//! the embedded runner's; the receipts of green's segment carry the new column (they are the
-//! embedded `receipts_next`'s), blue's do not.
+//! the embedded runner's, the live enriched-orders stream holds each of the embedded runner's
+//! enriched orders once; the receipts of green's segment carry the new column (they are the
+//! embedded `receipts_next`'s), blue's do not. The input has no late change and is put in order
+//! (one call at a time), so that no result depends on how the two CDC shards interleave.
 //!
 //! The protocol itself is also proven in-process by `shared/connectors/tests/blue_green.rs`.
 
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use shardflow_bluegreen::{Colour, ColourControl};
-use shardflow_connectors::ResultMessage;
+use shardflow_connectors::{KinesisEnvelope, ResultMessage};
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{aws, deploy, deploy_with_code, repo_root, require_function_zips, shardflow_dir, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
@@ -33,7 +36,7 @@ use shardflow_lifecycle::{
     SavepointManifest, SavepointOptions,
 };
 use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::ReceiptNext;
+use shardflow_shop::pipelines::{EnrichedOrder, ReceiptNext};
 
 /// The code green's receipts stage runs: the next release of the receipts pipeline.
 const GREEN_RECEIPTS_CODE: &str = "receipts-next";
@@ -109,9 +112,11 @@ fn savepoint_check(savepoint: &S3Location, pipeline: &str) -> (bool, serde_json:
 }
 
 /// The gate before green is deployed: the code green will run, checked against blue's
-/// savepoints, passes (receipts' window migrated, order-enrich restored as is), and the same
-/// change to receipts without its migration is refused.
-fn check_green_code(receipts: &S3Location, order_enrich: &S3Location) {
+/// savepoint, passes (receipts' window migrated), and the same change to receipts without its
+/// migration is refused. (Once savepoints carry the shuffle stages' state, order-enrich's and
+/// revenue's pairs are savepointed and checked here too: `order-enrich-keyby` and
+/// `order-enrich-shuffled` are in the check's catalogue.)
+fn check_green_code(receipts: &S3Location) {
     let (passed, report, stderr) = savepoint_check(receipts, GREEN_RECEIPTS_CODE);
     assert!(
         passed,
@@ -142,9 +147,6 @@ fn check_green_code(receipts: &S3Location, order_enrich: &S3Location) {
     );
     assert!(stderr.contains("incompatible state"), "and says so: {stderr}");
     eprintln!("gate: receipts-next-unmigrated refused: {reasons:?}");
-
-    let (passed, report, stderr) = savepoint_check(order_enrich, "order-enrich");
-    assert!(passed, "order-enrich restores as is: {report:#} {stderr}");
 }
 
 /// Asserts that green's receipts function runs the zip of `code` (Lambda's code hash is the
@@ -241,7 +243,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     require_function_zips(&[GREEN_RECEIPTS_CODE]);
     // slow enough in event time that the savepoint's part and the catch-up part each span
     // several one-minute windows (the catch-up check compares windows closed after the savepoint)
-    let events = generate_at(EVENTS, 0.2);
+    let events = generate_on_time_at(EVENTS, 0.2);
     let parts = [
         &events[..1200],
         &events[1200..2000],
@@ -262,12 +264,13 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
             ("RevenueTable", table.clone()),
             ("ControlTable", control_table.clone()),
             ("Colour", colour.to_owned()),
-            // one CDC shard: order-enrich, savepointed here, is exact on one only
-            ("ChangesShardCount", "1".to_owned()),
+            ("ChangesShardCount", "2".to_owned()),
         ]
     };
     let as_refs = |v: &[(&'static str, String)]| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let blue_stack = format!("{name}-blue");
+    // short colour suffixes: "{stack}-order-enrich-shuffled" must stay within Lambda's 64
+    // characters
+    let blue_stack = format!("{name}-b");
     let blue_params = as_refs(&common("blue"));
     let blue_params: Vec<(&str, &str)> = blue_params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let blue = Outputs(deploy(&blue_stack, "infra/template.yaml", &blue_params));
@@ -275,17 +278,20 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let receipts_queue = subscribe_queue(&blue.get("ReceiptsTopicArn")).await;
     let stream = blue.get("ChangesStreamName");
 
-    // blue consumes the first part; its stateful stages are savepointed while it runs
-    put_records(&stream, encoded(parts[0])).await;
-    let stages = [
-        ("receipts", "ReceiptsFunctionName"),
-        ("order-enrich", "OrderEnrichFunctionName"),
-    ];
+    // blue consumes the first part; its stateful one-stage stage is savepointed while it runs.
+    // The split pipelines' stages are not: a savepoint does not carry a shuffle stage's dedup
+    // marks and upstream watermarks yet, so green's pairs start fresh where green's mappings start
+    // (as revenue's). To savepoint order-enrich's pair once it does, add
+    // ("order-enrich-keyby", "OrderEnrichKeyByFunctionName") and ("order-enrich-shuffled",
+    // "OrderEnrichShuffledFunctionName") here.
+    let registrations = register_every_shard(&stream, &blue.get("StateTableName"), &events, &UPSTREAM_STAGES).await;
+    put_records_in_order(&stream, encoded(parts[0])).await;
+    let stages = [("receipts", "ReceiptsFunctionName")];
     // (a savepoint of a stage that has not committed yet would have nothing to save)
     let blue_table = blue.get("StateTableName");
     let since = Instant::now();
     for (stage, _) in stages {
-        caught_up(stage, &blue_table, &stream, parts[0].len(), since).await;
+        caught_up(stage, &blue_table, &stream, registrations.len() + parts[0].len(), since).await;
     }
     let mut savepoints = Vec::new();
     for (stage, function) in stages {
@@ -299,8 +305,8 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
             .map(|(_, (location, _))| location.clone())
             .expect("a savepoint of the stage")
     };
-    let gate = (location("receipts"), location("order-enrich"));
-    tokio::task::spawn_blocking(move || check_green_code(&gate.0, &gate.1))
+    let gate = location("receipts");
+    tokio::task::spawn_blocking(move || check_green_code(&gate))
         .await
         .expect("the gate passes");
     // green is deployed beside blue without consuming; its mappings will start AT_TIMESTAMP a
@@ -315,7 +321,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         })
         .min()
         .expect("savepoints");
-    let green_stack = format!("{name}-green");
+    let green_stack = format!("{name}-g");
     let mut green_params = as_refs(&common("green"));
     green_params.push(("PrimaryStack", blue_stack.clone()));
     green_params.push(("EventSourceMappingsEnabled", "false".to_owned()));
@@ -342,7 +348,8 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         "RevenueKeyByFunctionName",
         "RevenueShuffledFunctionName",
         "ReceiptsFunctionName",
-        "OrderEnrichFunctionName",
+        "OrderEnrichKeyByFunctionName",
+        "OrderEnrichShuffledFunctionName",
         "ArchiveFunctionName",
     ] {
         let barrier = EventSourceBarrier::new(shardflow_testkit::lambda(), &green.get(function));
@@ -357,7 +364,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     }
 
     // green catches up on the second part; its shadow revenue equals the live one
-    put_records(&stream, encoded(parts[1])).await;
+    put_records_in_order(&stream, encoded(parts[1])).await;
     let started = Instant::now();
     let seen: Vec<ChangeEvent> = [parts[0], parts[1]].concat();
     let closed_before = seen.iter().map(ChangeEvent::event_time).max().unwrap_or(0) - 5_000;
@@ -399,7 +406,7 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         .switch(&current, Colour::Green, cut_after(&seen))
         .await
         .expect("switch");
-    put_records(&stream, encoded(parts[2])).await;
+    put_records_in_order(&stream, encoded(parts[2])).await;
     let seen: Vec<ChangeEvent> = [parts[0], parts[1], parts[2]].concat();
     let current = control.load().await.expect("cutover");
     let back = control
@@ -407,19 +414,23 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         .await
         .expect("rollback");
     assert_eq!(back.segments.len(), 3);
-    put_records(&stream, encoded(parts[3])).await;
-    // the mover once the rest is stored (records of one PutRecords call may be stored out of order)
-    let mover = encode(&watermark_mover(&events), ShopFormat::Protobuf).expect("encode");
-    put_records(&stream, vec![mover]).await;
+    put_records_in_order(&stream, encoded(parts[3])).await;
+    // the mover on every shard once the rest is stored
+    let movers = movers_for_every_shard(&stream, &events).await;
+    let put = registrations.len() + events.len() + movers.len();
+    put_records_in_order(&stream, movers).await;
 
-    // what one run computes on the stream as stored
-    let stored: Vec<ChangeEvent> =
-        shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &stream, events.len() + 1, DEADLINE)
-            .await
-            .iter()
-            .map(|r| ChangeEvent::decode(r.data.as_slice()).expect("a change"))
-            .collect();
-    let expected = embedded(&stored).await;
+    // what one run computes on the changes in the generated order, which each shard keeps
+    let stored = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &stream, put, DEADLINE).await;
+    assert_eq!(stored.len(), put, "the stream holds every change put");
+    for r in &stored {
+        ChangeEvent::decode(r.data.as_slice()).expect("a change");
+    }
+    let first = events.iter().map(ChangeEvent::event_time).min().unwrap_or(0);
+    let mut in_order = vec![customer_touch(&events, first - 60_000)];
+    in_order.extend(events.iter().cloned());
+    in_order.push(watermark_mover(&events));
+    let expected = embedded(&in_order).await;
     let started = Instant::now();
     live_revenue_eventually(&table, &expected.revenue, started).await;
     let bodies = assert_receipts_once(
@@ -429,11 +440,35 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
         started,
     )
     .await;
-    let next = embedded_receipts_next(&stored)
+    let next = embedded_receipts_next(&in_order)
         .await
         .into_iter()
         .map(|l| (l.id, l.value))
         .collect();
+    // the live enriched orders: each of the embedded runner's once (each colour's pair wrote the
+    // sessions its colour owned live)
+    let want_enriched = by_id(expected.enriched.iter().map(|l| (l.id.clone(), l.value.clone())));
+    let streamed = shardflow_testkit::read_stream(
+        &shardflow_testkit::kinesis(),
+        &blue.get("EnrichedOrdersStreamName"),
+        want_enriched.len(),
+        DEADLINE,
+    )
+    .await;
+    let streamed: Vec<KinesisEnvelope<EnrichedOrder>> = streamed
+        .iter()
+        .map(|r| serde_json::from_slice(&r.data).expect("an enriched order envelope"))
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        want_enriched.len(),
+        "each enriched order is streamed live once"
+    );
+    assert_eq!(
+        by_id(streamed.into_iter().map(|e| (e.id, e.value))),
+        want_enriched,
+        "the live enriched orders are the embedded runner's"
+    );
     let cutover = control.load().await.expect("cutover");
     let green_receipts = assert_receipt_columns_by_colour(&bodies, &cutover, &next);
     assert!(

@@ -148,7 +148,13 @@ async fn the_dashboard_shows_stages_and_shards_and_its_numbers_move_as_data_flow
     // Before any data: the stage functions, their stream and colour, and the stream's shards.
     dashboard.poll().await.expect("a first read of the stack");
     let before = render(&url, 1_000).await;
-    for function in ["receipts", "revenue-keyby", "revenue-shuffled", "order-enrich"] {
+    for function in [
+        "receipts",
+        "revenue-keyby",
+        "revenue-shuffled",
+        "order-enrich-keyby",
+        "order-enrich-shuffled",
+    ] {
         assert!(
             before.contains(&format!("data-function=\"{stack}-{function}\"")),
             "{function} missing from the page"

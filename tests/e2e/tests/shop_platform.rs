@@ -1,24 +1,31 @@
 //! The seed platform end to end: `infra/template.yaml` deployed to LocalStack with the real
-//! stage binaries (receipts, revenue-keyby → shuffle stream → revenue-shuffled, order-enrich,
-//! archive), a generated shop CDC stream put into its Kinesis stream (one shard: order-enrich is
-//! exact on one only; `shuffle.rs` runs revenue on four), and every output checked against what
-//! the embedded runner computes on the same input — one code path, two runtimes:
+//! stage binaries (receipts, revenue-keyby → shuffle stream → revenue-shuffled,
+//! order-enrich-keyby → shuffle stream → order-enrich-shuffled, archive), a generated shop CDC
+//! stream put in order into its two-shard Kinesis stream (`shuffle.rs` runs four), and every
+//! output checked against what the embedded runner computes on the same input — one code path,
+//! two runtimes. The input has no late change (see [`generate_on_time`]): with more than one CDC
+//! shard, whether a change behind the watermark is late depends on how the shards interleave, so
+//! late input comes last, after every shard's watermark passed the input:
 //!
 //! - receipts: the SQS queue subscribed to the topic holds exactly the embedded runner's receipts
 //!   (same ids, same values, none twice);
 //! - revenue: the Postgres table holds one row per (product, currency, window) with the embedded
 //!   runner's final revenue and order count, computed over the shuffle;
-//! - order-enrich: the S3 objects and the output stream hold the embedded runner's enriched orders;
-//! - archive: the archive in S3 reads back as exactly the records put, in order;
+//! - order-enrich: the S3 objects and the output stream hold the embedded runner's enriched orders,
+//!   computed over the shuffle;
+//! - archive: the archive in S3 reads back as exactly the records put, each shard's in order;
 //! - bad input: a malformed record lands in the dead-letter queue once per decoding stage, with the
-//!   reason and its bytes, and everything after it flows; records later than the allowed lateness
-//!   are dead-lettered as `late`, as many as the embedded runner's late side output counts
-//!   (revenue's by `revenue-shuffled`, with the shuffled record that carried the late value);
-//! - replay: the archive run as a bounded stream through the same code gives the live results,
-//!   locally and fanned out as invocations of a second deployment's `revenue-keyby` function
-//!   (whose `revenue-shuffled` reads its own shuffle stream);
+//!   reason and its bytes, and everything after it flows;
+//! - replay: the archive run as a bounded stream through the same code gives the live results:
+//!   locally for receipts (each archived shard in its own engine, exact for a pipeline keyed by
+//!   the partition key), and fanned out as invocations of a second deployment's `revenue-keyby`
+//!   function (whose `revenue-shuffled` reads its own shuffle stream);
 //! - a redelivered batch (the same records invoked again, as Lambda does after a timeout) changes
-//!   no output.
+//!   no output;
+//! - late input: changes put again once every shard's watermark passed the input are
+//!   dead-lettered as `late` by each stage that keeps them, as many as the embedded runner's late
+//!   side output counts (revenue's by `revenue-shuffled` and order-enrich's by
+//!   `order-enrich-shuffled`, with the shuffled record that carried the late value).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -32,11 +39,38 @@ use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{
     invoke_replay, replay, shard_batches, EventSourceBarrier, InvokeReplayOptions, MappingState,
 };
-use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::{order_enrich, receipts, revenue, EnrichedOrder, Receipt, ENRICHED_ORDERS_BUCKET_MS};
+use shardflow_schemas::{ChangeEvent, Entity, Op, OrderStatus};
+use shardflow_shop::pipelines::{receipts, EnrichedOrder, Receipt, ENRICHED_ORDERS_BUCKET_MS};
 
 use shardflow_shop_stages::ShopDecoder;
 use shardflow_stage::{DeadLetter, DeadLetterKind};
+
+/// CDC shards: more than one, so that the stages keyed by other columns than the stream's
+/// partition key (revenue, order-enrich) are exact only through their shuffles.
+const CDC_SHARDS: usize = 2;
+
+/// Changes of `events` that, put again after every shard's watermark passed the input, are late
+/// in every pipeline that keeps them: the first inserted order line (revenue) and the first
+/// completion of an order (receipts, order-enrich).
+fn stragglers(events: &[ChangeEvent]) -> Vec<ChangeEvent> {
+    let line = events
+        .iter()
+        .find(|e| e.op() == Op::Create && matches!(e.after_entity(), Some(Entity::OrderLine(_))));
+    let completion = events
+        .iter()
+        .find(|e| matches!(e.after_entity(), Some(Entity::Order(o)) if o.status() == OrderStatus::Completed));
+    [line, completion].into_iter().flatten().cloned().collect()
+}
+
+/// Late dead letters by pipeline (`revenue-shuffled` and `revenue` count for `revenue`).
+fn late_by_pipeline(letters: &[DeadLetter]) -> HashMap<String, u64> {
+    let mut late: HashMap<String, u64> = HashMap::new();
+    for l in letters.iter().filter(|l| l.kind == DeadLetterKind::Late) {
+        let pipeline = l.stage.trim_end_matches("-shuffled").replace('-', "_");
+        *late.entry(pipeline).or_default() += 1;
+    }
+    late
+}
 
 /// The event-time minute (S3 bucket of enriched orders) of `ts`.
 fn minute_of(ts: i64) -> i64 {
@@ -46,7 +80,12 @@ fn minute_of(ts: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_stages_on_localstack_match_the_embedded_runner() {
     require_function_zips(&FUNCTIONS);
-    let events = generate();
+    let events = generate_on_time(
+        std::env::var("SHARDFLOW_E2E_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(EVENTS),
+    );
     // deploy the template as it is, with a table of this run's own
     let stack = shardflow_testkit::unique_name("shop");
     let revenue_table = stack.replace('-', "_");
@@ -59,7 +98,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
             ("DatabaseUrl", &database_url),
             ("RevenueTable", &revenue_table),
             ("FunctionTimeout", "30"),
-            ("ChangesShardCount", "1"),
+            ("ChangesShardCount", &CDC_SHARDS.to_string()),
         ],
     );
     let _guard = StackGuard(stack.clone());
@@ -67,39 +106,41 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     let (changes, changes_arn) = (output("ChangesStreamName"), output("ChangesStreamArn"));
     let receipts_queue = subscribe_queue(&output("ReceiptsTopicArn")).await;
 
-    // the input: the generated changes with a malformed record a third of the way in, then (once
-    // they are stored) the watermark mover
+    // the input: the generated changes with a malformed record a third of the way in, put in
+    // order (one call at a time: each shard holds its changes in the generated order), then (once
+    // they are stored) the watermark mover on every shard
     let mut records: Vec<(String, Vec<u8>)> = events
         .iter()
         .map(|e| encode(e, ShopFormat::Protobuf).expect("encode a change"))
         .collect();
     records.insert(records.len() / 3, ("malformed".to_owned(), MALFORMED.to_vec()));
-    let mover = encode(&watermark_mover(&events), ShopFormat::Protobuf).expect("encode the mover");
-    let mut put: Vec<Vec<u8>> = records.iter().map(|(_, d)| d.clone()).collect();
-    put.push(mover.1.clone());
+    let movers = movers_for_every_shard(&changes, &events).await;
+    assert_eq!(movers.len(), CDC_SHARDS, "a mover for every CDC shard");
     let started = Instant::now();
-    put_records(&changes, records).await;
-    put_records(&changes, vec![mover]).await;
+    let mut put = register_every_shard(&changes, &output("StateTableName"), &events, &UPSTREAM_STAGES).await;
+    put.extend(records.iter().map(|(_, d)| d.clone()));
+    put.extend(movers.iter().map(|(_, d)| d.clone()));
+    put_records_in_order(&changes, records).await;
+    put_records_in_order(&changes, movers).await;
 
-    // what the embedded runner computes on the same input: the stream's records in its order
-    // (concurrent PutRecords calls store records in another order than they were sent)
-    let stored: Vec<Vec<u8>> =
-        shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &changes, put.len(), DEADLINE)
-            .await
-            .into_iter()
-            .map(|r| r.data)
-            .collect();
+    // what the embedded runner computes on the same input: the changes in the generated order,
+    // which each shard keeps (one mover: the others repeat it)
+    let stored_records =
+        shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &changes, put.len(), DEADLINE).await;
+    let stored: Vec<Vec<u8>> = stored_records.iter().map(|r| r.data.clone()).collect();
     assert_eq!(sorted(&stored), sorted(&put), "the stream holds the records put");
-    let decoded: Vec<ChangeEvent> = stored
+    let shards: BTreeSet<&str> = stored_records.iter().map(|r| r.shard_id.as_str()).collect();
+    assert_eq!(shards.len(), CDC_SHARDS, "every CDC shard holds changes");
+    let decoded = stored
         .iter()
-        .filter_map(|d| ChangeEvent::decode(d.as_slice()).ok())
-        .collect();
-    assert_eq!(
-        decoded.len(),
-        put.len() - 1,
-        "every record but the malformed one decodes"
-    );
-    let expected = embedded(&decoded).await;
+        .filter(|d| ChangeEvent::decode(d.as_slice()).is_ok())
+        .count();
+    assert_eq!(decoded, put.len() - 1, "every record but the malformed one decodes");
+    let first = events.iter().map(ChangeEvent::event_time).min().unwrap_or(0);
+    let mut in_order = vec![customer_touch(&events, first - 60_000)];
+    in_order.extend(events.iter().cloned());
+    in_order.push(watermark_mover(&events));
+    let expected = embedded(&in_order).await;
     assert!(
         !expected.receipts.is_empty() && !expected.revenue.is_empty() && !expected.enriched.is_empty(),
         "the input yields results in every pipeline (receipts {}, revenue {}, enriched {})",
@@ -108,7 +149,7 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         expected.enriched.len()
     );
 
-    // archive: every record, once, in the stream's order
+    // archive: every record, once, each shard's in the shard's order
     let archive = ArchiveReader::new(shardflow_testkit::s3(), output("ArchiveBucketName"), "archive");
     let archived = eventually("the archive of every record", started, || async {
         let (records, repeated) = archive
@@ -123,16 +164,22 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     })
     .await;
     assert_eq!(archived.1, 0, "no record is archived twice");
-    let archived_data: Vec<Vec<u8>> = archived.0.iter().map(|r| r.data.clone()).collect();
     assert_eq!(
-        archived_data.len(),
+        archived.0.len(),
         stored.len(),
         "the archive holds as many records as the stream"
     );
-    let first_difference = archived_data.iter().zip(&stored).position(|(a, b)| a != b);
-    assert_eq!(
-        first_difference, None,
-        "the archive holds the stream's records in its order"
+    let mut archived_by_shard: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+    for r in &archived.0 {
+        archived_by_shard.entry(&r.shard_id).or_default().push(&r.data);
+    }
+    let mut stored_by_shard: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+    for r in &stored_records {
+        stored_by_shard.entry(&r.shard_id).or_default().push(&r.data);
+    }
+    assert!(
+        archived_by_shard == stored_by_shard,
+        "the archive holds each shard's records in the shard's order"
     );
 
     // receipts: the embedded runner's, each once
@@ -236,7 +283,10 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         .filter(|l| l.kind == DeadLetterKind::Undecodable)
         .collect();
     let stages: BTreeSet<&str> = undecodable.iter().map(|l| l.stage.as_str()).collect();
-    assert_eq!(stages, BTreeSet::from(["order-enrich", "receipts", "revenue-keyby"]));
+    assert_eq!(
+        stages,
+        BTreeSet::from(["order-enrich-keyby", "receipts", "revenue-keyby"])
+    );
     for letter in &undecodable {
         assert_eq!(
             letter.data().as_deref(),
@@ -249,16 +299,17 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
             letter.reason
         );
     }
-    let mut late_by_stage: HashMap<String, u64> = HashMap::new();
-    for l in letters.iter().filter(|l| l.kind == DeadLetterKind::Late) {
-        let pipeline = l.stage.trim_end_matches("-shuffled").replace('-', "_");
-        *late_by_stage.entry(pipeline).or_default() += 1;
-    }
+    let late_by_stage = late_by_pipeline(&letters);
+    let late_letters: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == DeadLetterKind::Late)
+        .map(|l| format!("{}: {}", l.stage, l.reason))
+        .collect();
     for (pipeline, late) in &expected.late {
         assert_eq!(
             late_by_stage.get(pipeline).copied().unwrap_or(0),
             *late,
-            "late records of {pipeline} are dead-lettered as the embedded runner counts them"
+            "late records of {pipeline} are dead-lettered as the embedded runner counts them: {late_letters:#?}"
         );
     }
 
@@ -274,38 +325,15 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         by_id(receipts_got.iter().map(|r| (r.id.clone(), r.value.clone()))),
         "the replayed receipts are the live ones"
     );
-    let replayed = replay(&revenue(), &ShopDecoder::new(), "revenue", &archived_records, 500).expect("replay revenue");
-    let mut replayed_revenue = BTreeMap::new();
-    for o in &replayed.outputs {
-        let r = &o.value;
-        replayed_revenue.insert(
-            (r.product_id, r.currency.clone(), r.window_start_ms),
-            (r.revenue_cents, r.order_count),
-        );
-    }
-    assert_eq!(replayed_revenue, rows, "the replayed revenue is the live one");
-    let late = |letters: &[DeadLetter]| letters.iter().filter(|l| l.kind == DeadLetterKind::Late).count() as u64;
-    assert_eq!(late(&replayed.dead_letters), expected.late["revenue"]);
-    let replayed = replay(
-        &order_enrich(),
-        &ShopDecoder::new(),
-        "order-enrich",
-        &archived_records,
-        500,
-    )
-    .expect("replay order-enrich");
-    assert_eq!(
-        by_id(replayed.outputs.iter().map(|o| (o.id.to_hex(), o.value.clone()))),
-        want_enriched,
-        "the replayed enriched orders are the live ones"
-    );
-    assert_eq!(late(&replayed.dead_letters), expected.late["order_enrich"]);
     let undecodable = replayed
         .dead_letters
         .iter()
         .filter(|l| l.kind == DeadLetterKind::Undecodable)
         .count();
     assert_eq!(undecodable, 1, "the replay dead-letters the malformed record");
+    // (revenue and order-enrich key by other columns than the partition key: a local replay, one
+    // engine per archived shard, is exact for them on a one-shard stream only; revenue is replayed
+    // through its deployed stages below)
 
     // the archive replayed as Lambda invocations of the revenue-keyby function of a deployment
     // that consumes no CDC stream (its own shuffle stream, whose revenue-shuffled mapping alone is
@@ -370,19 +398,15 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     // shuffle stream's to revenue-shuffled
     let (shard, first) = first_records(&changes, 100).await;
     let event = kinesis_event(&changes_arn, &shard, &first);
-    let shuffle = output("RevenueShuffleStreamName");
-    let (shuffle_shard, shuffled_first) = first_records(&shuffle, 100).await;
-    assert!(
-        !shuffled_first.is_empty(),
-        "the shuffle stream's first shard holds records"
-    );
-    let shuffled_event = kinesis_event(&output("RevenueShuffleStreamArn"), &shuffle_shard, &shuffled_first);
+    let mut shuffled_events = HashMap::new();
+    for (function, shuffle) in SHUFFLED_FUNCTIONS {
+        let (shuffle_shard, shuffled_first) = first_records(&output(&format!("{shuffle}Name")), 100).await;
+        assert!(!shuffled_first.is_empty(), "the first shard of {shuffle} holds records");
+        let arn = output(&format!("{shuffle}Arn"));
+        shuffled_events.insert(function, kinesis_event(&arn, &shuffle_shard, &shuffled_first));
+    }
     for f in FUNCTIONS {
-        let event = if f == "revenue-shuffled" {
-            &shuffled_event
-        } else {
-            &event
-        };
+        let event = shuffled_events.get(f).unwrap_or(&event);
         let response = invoke(&format!("{stack}-{f}"), event);
         assert_eq!(
             response,
@@ -406,6 +430,51 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
         (stored.len(), 0),
         "the archive is unchanged"
     );
+
+    // late input: changes put again now, when every shard's watermark (every stage's, every
+    // upstream shard's of a shuffle) is past the input, whatever shard they land in; each stage
+    // that keeps them dead-letters them as late, as the embedded runner counts them, and no
+    // output changes
+    let stragglers = stragglers(&events);
+    assert_eq!(stragglers.len(), 2, "an order line and a completion to put again");
+    let mut with_stragglers = in_order.clone();
+    with_stragglers.extend(stragglers.iter().cloned());
+    let late_after = embedded(&with_stragglers).await.late;
+    let want_late: HashMap<String, u64> = late_after
+        .iter()
+        .map(|(pipeline, late)| {
+            (
+                pipeline.clone(),
+                late - expected.late.get(pipeline).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, late)| *late > 0)
+        .collect();
+    assert_eq!(
+        want_late.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["order_enrich", "receipts", "revenue"]),
+        "the put-again changes are late in every pipeline: {want_late:?}"
+    );
+    let records: Vec<(String, Vec<u8>)> = stragglers
+        .iter()
+        .map(|e| encode(e, ShopFormat::Protobuf).expect("encode a change"))
+        .collect();
+    put_records_in_order(&changes, records).await;
+    let want_letters = want_late.values().sum::<u64>() as usize;
+    let letters = drain_until(&sqs, &dlq, want_letters, "the late dead letters", Instant::now()).await;
+    let letters: Vec<DeadLetter> = letters
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("a dead letter: {e}: {b}")))
+        .collect();
+    assert_eq!(
+        late_by_pipeline(&letters),
+        want_late,
+        "the put-again changes are dead-lettered as late, once per stage that keeps them"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drain_queue(&sqs, &receipts_queue, &mut again).await;
+    assert!(again.is_empty(), "a late completion publishes no receipt: {again:?}");
+    assert_eq!(revenue_rows(&revenue_table).await, expected.revenue);
 
     let _ = shardflow_testkit::postgres()
         .await

@@ -1,12 +1,18 @@
-//! Revenue over the shuffle, deployed: `infra/template.yaml` on LocalStack with a 4-shard CDC
-//! stream and a 4-shard shuffle stream, the real `revenue-keyby` and `revenue-shuffled` binaries
-//! (the tick from the template's EventBridge schedule), 10,000 generated changes, and the revenue
-//! table in Postgres compared with the embedded runner's revenue on the same changes:
+//! Revenue and order-enrich over the shuffle, deployed: `infra/template.yaml` on LocalStack with a
+//! 4-shard CDC stream and a 4-shard shuffle stream for each, the real `revenue-keyby`,
+//! `revenue-shuffled`, `order-enrich-keyby` and `order-enrich-shuffled` binaries (the ticks from
+//! the template's EventBridge schedules), 10,000 generated changes, and the revenue table in
+//! Postgres and the enriched-orders stream compared with the embedded runner's results on the same
+//! changes:
 //!
 //! - every (product, currency, minute) holds the embedded runner's final totals (on-time panes and
 //!   the late panes of the generator's late changes), and its window is closed (`on_time` or
 //!   `late`, never an `early` pane left standing); some windows end in a late pane;
-//! - one shard of the shuffle stream is split while the changes flow (its children adopt its key
+//! - the enriched orders streamed are the embedded runner's, each once, except those of the
+//!   sessions a change behind the one-shard watermark may fall into (order-enrich allows no
+//!   lateness, so whether such a change joins its session or is late depends on how the CDC
+//!   shards interleave, see [`interleaving_dependent`]); most orders are compared;
+//! - one shard of revenue's shuffle stream is split while the changes flow (its children adopt its key
 //!   groups and its dedup and watermark state, and records go on to them);
 //! - one CDC shard falls silent for the last half of the input; the windows after its last change
 //!   still close, through the downstream's idleness rule (`ShuffleIdlenessMs`) once the tick's
@@ -18,19 +24,21 @@
 //! chosen so that the final totals do not depend on how the shards interleave (no change later
 //! than the allowed lateness, see [`generate_within_lateness`]).
 //!
-//! The other stages of the template are paused (this test is about revenue). It takes about
+//! The other stages of the template are paused (this test is about the shuffles). It takes about
 //! 3–5 minutes on LocalStack: the put (the emulator stores ~200–800 records/s), the stages, then
 //! the idleness timeout plus up to a minute for the next tick.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use shardflow_connectors::KinesisEnvelope;
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lambda::hash_key;
 use shardflow_lifecycle::EventSourceBarrier;
 use shardflow_schemas::ChangeEvent;
+use shardflow_shop::pipelines::{EnrichInput, EnrichedOrder, ENRICH_SESSION_GAP_MS, OUT_OF_ORDERNESS_MS};
 
 /// Changes put (at least 10,000, issue 13).
 const CHANGES: u64 = 10_000;
@@ -40,42 +48,6 @@ const IDLENESS_MS: &str = "45000";
 /// How long the revenue may take to be complete and closed after the last put: the stages'
 /// catching up, the idleness timeout, a tick (every minute) and a batch.
 const SETTLE: Duration = Duration::from_secs(360);
-
-/// The open shards of `stream`, by starting hash key: (id, first hash key, last hash key).
-async fn open_shards(stream: &str) -> Vec<(String, u128, u128)> {
-    let listed = shardflow_testkit::kinesis()
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("list shards");
-    let mut shards: Vec<(String, u128, u128)> = listed
-        .shards()
-        .iter()
-        .filter(|s| {
-            s.sequence_number_range()
-                .is_none_or(|r| r.ending_sequence_number().is_none())
-        })
-        .map(|s| {
-            let range = s.hash_key_range().expect("a hash key range");
-            (
-                s.shard_id().to_owned(),
-                range.starting_hash_key().parse().expect("a hash key"),
-                range.ending_hash_key().parse().expect("a hash key"),
-            )
-        })
-        .collect();
-    shards.sort_by_key(|s| s.1);
-    shards
-}
-
-/// The first partition key `{prefix}{n}` whose hash lands in `[low, high]`.
-fn key_in(prefix: &str, low: u128, high: u128) -> String {
-    (0..)
-        .map(|n| format!("{prefix}{n}"))
-        .find(|k| (low..=high).contains(&hash_key(k)))
-        .expect("a partition key in every range")
-}
 
 /// `records` with each partition key that lands in `[low, high]` replaced by the first
 /// `{key}#{n}` that does not: the same key always maps to the same new key, so a row's changes
@@ -94,6 +66,44 @@ fn avoiding(records: Vec<(String, Vec<u8>)>, low: u128, high: u128) -> Vec<(Stri
             (moved, data)
         })
         .collect()
+}
+
+/// The event times, by customer, of the join rows of `events` that come behind the watermark of
+/// one engine fed `events` in order (its largest event time so far less the out-of-orderness).
+/// Deployed, a downstream's watermark at a record is at most that one (the minimum over the CDC
+/// shards, each behind the whole), so a row at or ahead of it is on time either way; a row behind
+/// it may be late in one run and joined in the other, which changes its customer's sessions
+/// around it (never others: sessions are per customer).
+fn interleaving_dependent(events: &[ChangeEvent]) -> BTreeMap<i64, Vec<i64>> {
+    let mut behind: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut max_ts = i64::MIN;
+    for e in events {
+        let ts = e.event_time();
+        if ts < max_ts.saturating_sub(OUT_OF_ORDERNESS_MS) {
+            let customer = match EnrichInput::from_change(e) {
+                Some(EnrichInput::Order(_, o)) => Some(o.customer_id),
+                Some(EnrichInput::Payment(_, p)) => Some(p.customer_id),
+                Some(EnrichInput::Shipment(_, s)) => Some(s.customer_id),
+                Some(EnrichInput::Customer(_, c)) => Some(c.customer_id),
+                None => None,
+            };
+            if let Some(customer) = customer {
+                behind.entry(customer).or_default().push(ts);
+            }
+        }
+        max_ts = max_ts.max(ts);
+    }
+    behind
+}
+
+/// Whether `order`'s session is within a gap of a row of its customer in `dependent`: a session
+/// that row may have joined, extended or bridged in one run and not in the other.
+fn depends_on_interleaving(order: &EnrichedOrder, dependent: &BTreeMap<i64, Vec<i64>>) -> bool {
+    dependent.get(&order.customer_id).is_some_and(|times| {
+        times.iter().any(|t| {
+            order.session_start_ms - ENRICH_SESSION_GAP_MS <= *t && *t <= order.session_end_ms + ENRICH_SESSION_GAP_MS
+        })
+    })
 }
 
 fn encoded(events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {
@@ -123,7 +133,7 @@ async fn wait_active(stream: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revenue_over_a_split_shuffle_with_a_silent_cdc_shard_equals_the_embedded_runner() {
+async fn revenue_and_enriched_orders_over_shuffles_with_a_silent_cdc_shard_equal_the_embedded_runner() {
     require_function_zips(&FUNCTIONS);
     let events = generate_within_lateness(CHANGES);
     let expected = embedded(&events).await;
@@ -159,7 +169,7 @@ async fn revenue_over_a_split_shuffle_with_a_silent_cdc_shard_equals_the_embedde
         output("RevenueShuffleStreamName"),
         output("StateTableName"),
     );
-    for function in ["ReceiptsFunctionName", "OrderEnrichFunctionName", "ArchiveFunctionName"] {
+    for function in ["ReceiptsFunctionName", "ArchiveFunctionName"] {
         EventSourceBarrier::new(shardflow_testkit::lambda(), &output(function))
             .pause()
             .await
@@ -167,24 +177,13 @@ async fn revenue_over_a_split_shuffle_with_a_silent_cdc_shard_equals_the_embedde
     }
     let cdc = open_shards(&changes).await;
     assert_eq!(cdc.len(), 4, "the CDC stream has four shards");
-    assert_eq!(
-        open_shards(&shuffle).await.len(),
-        4,
-        "the shuffle stream has four shards"
-    );
+    for stream in [&shuffle, &output("EnrichShuffleStreamName")] {
+        assert_eq!(open_shards(stream).await.len(), 4, "{stream} has four shards");
+    }
 
     // every CDC shard registered downstream first: one change each, before the input in event time
-    let first = events.iter().map(ChangeEvent::event_time).min().unwrap_or(0);
-    let touch = encode(&customer_touch(&events, first - 60_000), ShopFormat::Protobuf)
-        .expect("encode")
-        .1;
-    let registrations: Vec<(String, Vec<u8>)> = cdc
-        .iter()
-        .map(|(_, low, high)| (key_in("register-", *low, *high), touch.clone()))
-        .collect();
     let started = Instant::now();
-    put_records_in_order(&changes, registrations).await;
-    caught_up("revenue-keyby", &state, &changes, cdc.len(), started).await;
+    register_every_shard(&changes, &state, &events, &UPSTREAM_STAGES).await;
 
     // the first half on every CDC shard, with a split of a shuffle shard in its middle
     let half = events.len() / 2;
@@ -269,6 +268,57 @@ async fn revenue_over_a_split_shuffle_with_a_silent_cdc_shard_equals_the_embedde
     }
     let settled = settle.elapsed();
 
+    // the enriched orders: the embedded runner's, but for the sessions a row behind the one-shard
+    // watermark may have changed
+    let dependent = interleaving_dependent(&events);
+    let stable = |orders: Vec<(String, EnrichedOrder)>| -> BTreeMap<String, EnrichedOrder> {
+        by_id(
+            orders
+                .into_iter()
+                .filter(|(_, o)| !depends_on_interleaving(o, &dependent)),
+        )
+    };
+    let want_enriched = stable(
+        expected
+            .enriched
+            .iter()
+            .map(|l| (l.id.clone(), l.value.clone()))
+            .collect(),
+    );
+    assert!(
+        want_enriched.len() * 2 > expected.enriched.len(),
+        "most enriched orders are compared: {} of {} ({} customers with rows behind the watermark)",
+        want_enriched.len(),
+        expected.enriched.len(),
+        dependent.len()
+    );
+    let enriched_stream = output("EnrichedOrdersStreamName");
+    let streamed = eventually("the enriched orders streamed", Instant::now(), || async {
+        let read = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), &enriched_stream, 0, DEADLINE).await;
+        let envelopes: Vec<KinesisEnvelope<EnrichedOrder>> = read
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).expect("an enriched order envelope"))
+            .collect();
+        let got = stable(envelopes.iter().map(|e| (e.id.clone(), e.value.clone())).collect());
+        if want_enriched.keys().all(|id| got.contains_key(id)) {
+            Ok(envelopes)
+        } else {
+            Err(format!(
+                "{} of {} comparable enriched orders streamed",
+                got.len(),
+                want_enriched.len()
+            ))
+        }
+    })
+    .await;
+    let ids: BTreeSet<&str> = streamed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), streamed.len(), "no enriched order is streamed twice");
+    assert_eq!(
+        stable(streamed.into_iter().map(|e| (e.id, e.value)).collect()),
+        want_enriched,
+        "the enriched orders are the embedded runner's"
+    );
+
     // the split's children took over the parent's key groups downstream
     let children: BTreeSet<String> = open_shards(&shuffle)
         .await
@@ -291,11 +341,14 @@ async fn revenue_over_a_split_shuffle_with_a_silent_cdc_shard_equals_the_embedde
         );
     }
     eprintln!(
-        "shuffle: {} changes put in {:.0} s, revenue complete and closed {:.0} s later ({} windows)",
+        "shuffle: {} changes put in {:.0} s, revenue complete and closed {:.0} s later ({} windows); \
+         {} of {} enriched orders compared",
         stored.len(),
         put_done.as_secs_f64(),
         settled.as_secs_f64(),
-        expected.revenue.len()
+        expected.revenue.len(),
+        want_enriched.len(),
+        expected.enriched.len()
     );
 
     let _ = shardflow_testkit::postgres()

@@ -114,7 +114,8 @@ async fn the_walkthrough_shows_every_stages_results() {
         "receipts",
         "revenue-keyby",
         "revenue-shuffled",
-        "order-enrich",
+        "order-enrich-keyby",
+        "order-enrich-shuffled",
         "archive",
     ] {
         assert!(

@@ -1,7 +1,7 @@
 //! The platform under test: `infra/template.yaml` deployed to LocalStack by the project's deploy
 //! command (as tests/e2e does), its functions read from the stack's outputs (every output named
 //! `...FunctionName`, its stage from the function's `SHARDFLOW_STAGE`), the functions pointed at
-//! the fault proxy, and the stages that cannot run on a resharded multi-shard stream paused.
+//! the fault proxy, and the stages whose outputs it does not check (order-enrich's pair) paused.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -118,8 +118,8 @@ pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -
             paused.push((
                 stage_function,
                 format!(
-                    "stage {stage:?} keys across partition keys: not exact on a multi-shard stream, and a split \
-                     child of it refuses to start (shared/shop-stages, shardflow-lambda \"Resharding\")"
+                    "stage {stage:?}: the soak does not check its outputs (not in CHECKED_STAGES), so it \
+                     does not run it"
                 ),
             ));
         }
