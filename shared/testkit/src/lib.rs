@@ -282,15 +282,17 @@ async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec
                 .await
                 .unwrap_or_else(|e| panic!("get records: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)));
             let n = page.records().len();
-            out.extend(page.records().iter().map(|r| ReadRecord {
-                shard_id: shard.shard_id().to_owned(),
-                sequence_number: r.sequence_number().to_owned(),
-                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                data: r.data().as_ref().to_vec(),
-                arrival_ms: r
-                    .approximate_arrival_timestamp()
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or(0),
+            out.extend(page.records().iter().map(|r| {
+                ReadRecord {
+                    shard_id: shard.shard_id().to_owned(),
+                    sequence_number: r.sequence_number().to_owned(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    data: r.data().as_ref().to_vec(),
+                    arrival_ms: r
+                        .approximate_arrival_timestamp()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0),
+                }
             }));
             // Caught up with the shard (an empty page can also mean "behind, try on").
             let caught_up = page.millis_behind_latest().is_none_or(|ms| ms == 0);
