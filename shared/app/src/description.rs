@@ -10,6 +10,10 @@ use crate::names::{env_var, is_valid_name};
 
 /// The input formats a source can decode.
 pub const FORMATS: &[&str] = &["json", "protobuf", "cdc"];
+/// The format of a shuffle stream: what a [`StageRole::Downstream`] stage reads.
+pub const SHUFFLE_FORMAT: &str = "shuffle";
+/// Most inputs a join across streams takes (sides of a `Tagged` value).
+pub const MAX_JOIN_INPUTS: usize = 65_536;
 /// The sink kinds a stage can write to.
 pub const SINK_KINDS: &[&str] = &["sns", "sqs", "s3", "postgres", "kinesis", "dynamodb"];
 /// The dead-letter destinations.
@@ -43,8 +47,37 @@ pub struct StageDescription {
     pub state: StateNeeds,
     /// The environment variables the stage reads (besides its sinks'), with their meaning.
     pub env: Vec<EnvVar>,
+    /// Where the stage sits in a split pipeline (default: a whole pipeline).
+    #[serde(default)]
+    pub role: StageRole,
 }
 
+/// Where a stage sits in the application's topology (issue 13). A pipeline cut by
+/// `key_by(..).shuffle()` runs as an [`StageRole::Upstream`] stage writing a *shuffle stream*
+/// and a [`StageRole::Downstream`] stage reading it; a join across several input streams is
+/// one upstream stage per input stream, all writing one shuffle stream, and one downstream
+/// stage naming them all (side `i` = the `i`-th upstream, `SHARDFLOW_JOIN_INPUTS`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageRole {
+    /// Source, pipeline and sinks in one stage.
+    #[default]
+    Whole,
+    /// The upstream half of a split pipeline: decodes its source, keys (and may combine) the
+    /// records, and writes them to the shuffle stream `shuffle` (logical name). Needs no sink;
+    /// an EventBridge tick makes it release idle shards downstream.
+    Upstream {
+        /// The shuffle stream it writes.
+        shuffle: String,
+    },
+    /// The keyed downstream half: reads the shuffle stream its source names (format
+    /// [`SHUFFLE_FORMAT`]), written by the stages `upstreams`; more than one is a join across
+    /// their input streams.
+    Downstream {
+        /// The upstream stages, in side order.
+        upstreams: Vec<String>,
+    },
+}
 /// A stage's input stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceDescription {
@@ -140,6 +173,7 @@ impl AppDescription {
             }
             stage.validate(&mut errors);
         }
+        self.validate_shuffles(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -147,12 +181,15 @@ impl AppDescription {
         }
     }
 
-    /// Every stream the application reads or writes, by logical name, sorted.
+    /// Every stream the application reads or writes, by logical name, sorted, except its
+    /// shuffle streams ([`AppDescription::shuffle_streams`]).
     pub fn streams(&self) -> BTreeSet<String> {
+        let shuffles = self.shuffle_streams();
         let read = self
             .stages
             .iter()
-            .filter_map(|s| s.source.as_ref().map(|s| s.stream.clone()));
+            .filter_map(|s| s.source.as_ref().map(|s| s.stream.clone()))
+            .filter(|s| !shuffles.contains(s));
         let written = self
             .stages
             .iter()
@@ -161,9 +198,190 @@ impl AppDescription {
             .filter_map(|k| k.target.clone());
         read.chain(written).collect()
     }
+
+    /// The shuffle streams: those upstream stages write, by logical name, sorted.
+    pub fn shuffle_streams(&self) -> BTreeSet<String> {
+        self.stages
+            .iter()
+            .filter_map(|s| match &s.role {
+                StageRole::Upstream { shuffle } => Some(shuffle.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageDescription> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The downstream stage reading shuffle stream `shuffle`.
+    pub fn downstream_of(&self, shuffle: &str) -> Option<&StageDescription> {
+        self.stages
+            .iter()
+            .find(|s| matches!(s.role, StageRole::Downstream { .. }) && s.input_stream() == Some(shuffle))
+    }
+
+    /// The topology of shuffles: every upstream's shuffle stream is read by one downstream stage
+    /// that names it; every downstream's upstreams exist and write its shuffle stream; a shuffle
+    /// stream is nobody else's input or sink; a join's inputs are distinct streams.
+    fn validate_shuffles(&self, errors: &mut Vec<ConfigError>) {
+        let shuffles = self.shuffle_streams();
+        for stage in &self.stages {
+            let name = &stage.name;
+            match &stage.role {
+                StageRole::Whole => {
+                    if let Some(stream) = stage.input_stream().filter(|s| shuffles.contains(*s)) {
+                        errors.push(problem(
+                            format!("stage `{name}` reads the shuffle stream `{stream}` as a plain input"),
+                            "read a shuffle stream only from its downstream stage: declare the stage's role as `Downstream { upstreams }`",
+                        ));
+                    }
+                }
+                StageRole::Upstream { shuffle } => self.validate_upstream(stage, shuffle, errors),
+                StageRole::Downstream { upstreams } => self.validate_downstream(stage, upstreams, &shuffles, errors),
+            }
+            for sink in stage.sinks.iter().filter(|k| k.kind == "kinesis") {
+                if let Some(target) = sink.target.as_deref().filter(|t| shuffles.contains(*t)) {
+                    errors.push(problem(
+                        format!(
+                            "stage `{name}`: sink `{}` writes the shuffle stream `{target}`",
+                            sink.name
+                        ),
+                        "only upstream stages write a shuffle stream (role `Upstream { shuffle }`): write another stream",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn validate_upstream(&self, stage: &StageDescription, shuffle: &str, errors: &mut Vec<ConfigError>) {
+        let name = &stage.name;
+        if !is_valid_name(shuffle) {
+            errors.push(problem(
+                format!("stage `{name}` writes the shuffle stream {shuffle:?}, not a resource name"),
+                "name the shuffle stream with lower-case letters, digits and '-', starting with a letter",
+            ));
+        }
+        if stage.input_stream() == Some(shuffle) {
+            errors.push(problem(
+                format!("stage `{name}` reads and writes the stream `{shuffle}`"),
+                "give the shuffle stream its own name",
+            ));
+        }
+        let readers: Vec<&StageDescription> = self
+            .stages
+            .iter()
+            .filter(|s| matches!(s.role, StageRole::Downstream { .. }) && s.input_stream() == Some(shuffle))
+            .collect();
+        match readers.as_slice() {
+            [] => errors.push(problem(
+                format!("the shuffle stream `{shuffle}` that stage `{name}` writes has no downstream stage"),
+                format!(
+                    "add a downstream stage that reads `{shuffle}` (format `shuffle`) with `{name}` among its upstreams (role `Downstream {{ upstreams }}`)"
+                ),
+            )),
+            [reader] => {
+                let named = matches!(&reader.role, StageRole::Downstream { upstreams } if upstreams.iter().any(|u| u == name));
+                if !named {
+                    errors.push(problem(
+                        format!(
+                            "stage `{name}` writes the shuffle stream `{shuffle}`, but its downstream stage `{}` does not name it",
+                            reader.name
+                        ),
+                        format!("add \"{name}\" to the upstreams of stage `{}`", reader.name),
+                    ));
+                }
+            }
+            _ => errors.push(problem(
+                format!(
+                    "the shuffle stream `{shuffle}` is read by {} downstream stages",
+                    readers.len()
+                ),
+                "one downstream stage reads a shuffle stream: give each downstream stage its own shuffle stream",
+            )),
+        }
+    }
+
+    fn validate_downstream(
+        &self,
+        stage: &StageDescription,
+        upstreams: &[String],
+        shuffles: &BTreeSet<String>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let name = &stage.name;
+        let Some(source) = &stage.source else {
+            return; // refused by the stage's own validation
+        };
+        if source.format != SHUFFLE_FORMAT || !shuffles.contains(&source.stream) {
+            errors.push(problem(
+                format!(
+                    "downstream stage `{name}` reads `{}` ({}), not a shuffle stream an upstream stage writes",
+                    source.stream, source.format
+                ),
+                "read the shuffle stream its upstream stages write (format `shuffle`), and give them role `Upstream { shuffle }`",
+            ));
+        }
+        if upstreams.is_empty() {
+            errors.push(problem(
+                format!("downstream stage `{name}` names no upstream stage"),
+                "name the stages that write its shuffle stream: role `Downstream { upstreams: [\"<stage>\", ..] }`",
+            ));
+        }
+        if upstreams.len() > MAX_JOIN_INPUTS {
+            errors.push(problem(
+                format!("downstream stage `{name}` joins {} input streams", upstreams.len()),
+                format!("join at most {MAX_JOIN_INPUTS} streams in one stage"),
+            ));
+        }
+        let mut seen_stages = BTreeSet::new();
+        let mut seen_inputs = BTreeSet::new();
+        for upstream in upstreams {
+            if !seen_stages.insert(upstream.as_str()) {
+                errors.push(problem(
+                    format!("downstream stage `{name}` names upstream `{upstream}` twice"),
+                    "name each upstream stage once (one side of the join each)",
+                ));
+            }
+            match self.stage(upstream) {
+                None => errors.push(problem(
+                    format!("downstream stage `{name}` names the upstream `{upstream}`, which is not a stage"),
+                    format!("add stage `{upstream}` (role `Upstream {{ shuffle: \"{}\" }}`) or remove it from the upstreams", source.stream),
+                )),
+                Some(up) => {
+                    let writes = matches!(&up.role, StageRole::Upstream { shuffle } if *shuffle == source.stream);
+                    if !writes {
+                        errors.push(problem(
+                            format!(
+                                "downstream stage `{name}` names `{upstream}`, which does not write its shuffle stream `{}`",
+                                source.stream
+                            ),
+                            format!("give stage `{upstream}` role `Upstream {{ shuffle: \"{}\" }}`", source.stream),
+                        ));
+                    }
+                    if let Some(input) = up.input_stream() {
+                        if !seen_inputs.insert(input) {
+                            errors.push(problem(
+                                format!(
+                                    "downstream stage `{name}` joins the stream `{input}` twice (upstream `{upstream}`)"
+                                ),
+                                "read each input stream of a join with one upstream stage",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl StageDescription {
+    /// The stream the stage reads (its source's), if it has a source.
+    pub fn input_stream(&self) -> Option<&str> {
+        self.source.as_ref().map(|s| s.stream.as_str())
+    }
+
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         let stage = &self.name;
         if !is_valid_name(stage) {
@@ -184,7 +402,14 @@ impl StageDescription {
                 "add `.source(Source::json(\"<stream>\"))` (or `Source::protobuf`, `Source::cdc`)",
             )),
             Some(source) => {
-                if !FORMATS.contains(&source.format.as_str()) {
+                let downstream = matches!(self.role, StageRole::Downstream { .. });
+                let shuffle_format = source.format == SHUFFLE_FORMAT;
+                if shuffle_format && !downstream {
+                    errors.push(problem(
+                        format!("stage `{stage}` reads the shuffle format but is not a downstream stage"),
+                        "give it role `Downstream { upstreams }`, or read a stream of json, protobuf or cdc",
+                    ));
+                } else if !shuffle_format && !FORMATS.contains(&source.format.as_str()) {
                     errors.push(problem(
                         format!("stage `{stage}` reads the unknown format {:?}", source.format),
                         format!("use one of {}", FORMATS.join(", ")),
@@ -201,7 +426,8 @@ impl StageDescription {
                 }
             }
         }
-        if self.sinks.is_empty() {
+        let upstream = matches!(self.role, StageRole::Upstream { .. });
+        if self.sinks.is_empty() && !upstream {
             errors.push(problem(
                 format!("stage `{stage}` has no sink"),
                 "add `.sink(Sink::s3(..))` or another sink: results nobody keeps are lost",
@@ -325,6 +551,7 @@ mod tests {
                 spill: true,
             },
             env: vec![],
+            role: StageRole::Whole,
         }
     }
 

@@ -38,7 +38,8 @@ mod vars;
 
 pub use app::{run_stage, App, DESCRIBE_ARG};
 pub use description::{
-    AppDescription, ConfigError, ConfigErrors, EnvVar, SinkDescription, SourceDescription, StageDescription, StateNeeds,
+    AppDescription, ConfigError, ConfigErrors, EnvVar, SinkDescription, SourceDescription, StageDescription, StageRole,
+    StateNeeds,
 };
 pub use error::AppError;
 pub use names::{env_var, is_valid_name, logical_id};

@@ -16,7 +16,7 @@ use shardflow_lambda::{
 };
 use shardflow_local::{LocalRunner, RunSummary};
 
-use crate::description::{AppDescription, EnvVar, SourceDescription, StageDescription, StateNeeds};
+use crate::description::{AppDescription, EnvVar, SourceDescription, StageDescription, StageRole, StateNeeds};
 use crate::error::AppError;
 use crate::sink::{AppSinks, Sink, SinkSetup};
 use crate::source::{Source, SourceDecoder};
@@ -54,6 +54,7 @@ pub struct StageDef<In, Out> {
     dead_letters: DeadLetters,
     keying: PartitionKeying,
     spill: bool,
+    role: StageRole,
 }
 
 impl<In, Out> StageDef<In, Out> {
@@ -69,6 +70,7 @@ impl<In, Out> StageDef<In, Out> {
             dead_letters: DeadLetters::Queue,
             keying: PartitionKeying::Undeclared,
             spill: true,
+            role: StageRole::Whole,
         }
     }
 
@@ -115,6 +117,15 @@ impl<In, Out> StageDef<In, Out> {
         self
     }
 
+    /// Declares the stage's place in a split pipeline ([`StageRole`]; default
+    /// [`StageRole::Whole`]) for its description and `shardflow synth`. A split stage's function
+    /// runs with `shardflow_lambda::shuffle` (`UpstreamStage`, `DownstreamStage`, `StreamJoin`),
+    /// not [`crate::run_stage`], which refuses it.
+    pub fn role(mut self, role: StageRole) -> Self {
+        self.role = role;
+        self
+    }
+
     /// The stage's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -143,6 +154,7 @@ impl<In: Send + 'static, Out: Send + 'static> StageDef<In, Out> {
                 spill: self.spill,
             },
             env: self.stage_env(),
+            role: self.role.clone(),
         }
     }
 
@@ -180,6 +192,14 @@ impl<In: Send + 'static, Out: Send + 'static> StageDef<In, Out> {
 
     /// Refuses the stage alone when its description does not validate.
     fn validate(&self) -> Result<(&Source<In>, &Pipeline<In, Out>), AppError> {
+        if self.role != StageRole::Whole {
+            return Err(AppError::setup(
+                &self.name,
+                "its role",
+                "a split stage (upstream or downstream of a shuffle) runs with shardflow_lambda::shuffle \
+                 (UpstreamStage, DownstreamStage, StreamJoin), not as a whole stage",
+            ));
+        }
         let app = AppDescription {
             app: "app".to_owned(),
             stages: vec![self.description("app")],

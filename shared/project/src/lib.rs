@@ -20,6 +20,7 @@
 
 pub mod deploy;
 mod error;
+pub mod pins;
 pub mod progress;
 pub mod put;
 pub mod scaffold;

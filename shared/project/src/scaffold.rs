@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::ProjectError;
+use crate::pins::{CheckoutBuilds, PINS_BUILD, PINS_DIR, PINS_LIB};
 
 /// The one stage of a new project's application.
 pub const STAGE: &str = "summaries";
@@ -58,6 +59,9 @@ pub struct Project {
     pub shardflow: Shardflow,
     /// The target directory for `.cargo/config.toml` (`None`: the project's own).
     pub target_dir: Option<PathBuf>,
+    /// The checkout's builds whose dependency features the project pins (with a shared target
+    /// directory; see [`crate::pins`]).
+    pub pins: Option<CheckoutBuilds>,
 }
 
 /// The shardflow crates a project depends on, by crate and directory in the checkout.
@@ -157,10 +161,15 @@ impl Project {
             None if matches!(shardflow, Shardflow::Path(_)) => own_target_dir(),
             None => None,
         };
+        let pins = match (&shardflow, &target_dir) {
+            (Shardflow::Path(root), Some(_)) => Some(CheckoutBuilds::read(root)?),
+            _ => None,
+        };
         Ok(Project {
             name,
             shardflow,
             target_dir,
+            pins,
         })
     }
 
@@ -184,7 +193,12 @@ impl Project {
 
     /// `text` with the project's names filled in.
     fn render(&self, text: &str) -> String {
+        let members = match self.pins {
+            Some(_) => format!(r#""pipeline", "functions/*", "{PINS_DIR}""#),
+            None => r#""pipeline", "functions/*""#.to_owned(),
+        };
         text.replace("{{shardflow_deps}}", &self.dependency_lines())
+            .replace("{{members}}", &members)
             .replace("{{function}}", &function_name(&self.name, STAGE))
             .replace("{{stage}}", STAGE)
             .replace("{{app_snake}}", &self.name.replace('-', "_"))
@@ -197,6 +211,13 @@ impl Project {
             .iter()
             .map(|(path, text)| (PathBuf::from(self.render(path)), self.render(text)))
             .collect();
+        if let Some(pins) = &self.pins {
+            let dir = PathBuf::from(PINS_DIR);
+            let name = format!("{}-{PINS_DIR}", self.name);
+            files.push((dir.join("Cargo.toml"), pins.manifest(&name)));
+            files.push((dir.join("lib.rs"), PINS_LIB.to_owned()));
+            files.push((dir.join("build.rs"), PINS_BUILD.to_owned()));
+        }
         if let Some(target) = &self.target_dir {
             files.push((
                 PathBuf::from(".cargo/config.toml"),
@@ -293,6 +314,7 @@ mod tests {
             name: "room-temps".into(),
             shardflow,
             target_dir: Some(PathBuf::from("/t/target")),
+            pins: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! An application's description as a CloudFormation template.
 
 use shardflow_app::description::address_suffix;
-use shardflow_app::{env_var, logical_id, AppDescription, SinkDescription, StageDescription};
+use shardflow_app::{env_var, logical_id, AppDescription, SinkDescription, StageDescription, StageRole};
 
 use crate::policy::{statement, Statement};
 use crate::yaml::{get_att, list, map, reference, s, sub, Yaml};
@@ -298,6 +298,7 @@ fn shared_resources(app: &AppDescription, t: &mut Template) {
         t.output(format!("{id}Name"), reference(&id));
         t.output(format!("{id}Arn"), get_att(&id, "Arn"));
     }
+    shuffle_streams(app, t);
     t.resource("StateTable", "AWS::DynamoDB::Table", string_keyed_table(true));
     t.resource("StateBucket", "AWS::S3::Bucket", encrypted_bucket(true));
     t.resource("DeadLetterQueue", "AWS::SQS::Queue", queue());
@@ -336,6 +337,180 @@ fn shared_resources(app: &AppDescription, t: &mut Template) {
     t.output("StateBucketName", reference("StateBucket"));
     t.output("DeadLetterQueueUrl", reference("DeadLetterQueue"));
     t.output("FailedBatchesQueueUrl", reference("FailedBatchesQueue"));
+}
+
+/// The parameter of the shard count of shuffle stream `shuffle`.
+pub fn shuffle_shard_count_parameter(shuffle: &str) -> String {
+    format!("{}ShardCount", logical_id(shuffle))
+}
+
+/// The shuffle streams (issue 13) with their parameters: one shard count each (a shard owns
+/// whole key groups; the stream may be split or merged while running), and the retention and
+/// idleness every shuffle shares.
+fn shuffle_streams(app: &AppDescription, t: &mut Template) {
+    let shuffles = app.shuffle_streams();
+    if shuffles.is_empty() {
+        return;
+    }
+    t.parameters.push((
+        "ShuffleRetentionHours".into(),
+        number_parameter(
+            24,
+            24,
+            Some(8_760),
+            "retention of the shuffle streams: how long a downstream stage may stall before shuffled records expire unread",
+        ),
+    ));
+    t.parameters.push((
+        "ShuffleIdlenessMs".into(),
+        number_parameter(
+            60_000,
+            1_000,
+            None,
+            "ms of a downstream stage's processing time after which an upstream shard that sent nothing stops holding its watermark back",
+        ),
+    ));
+    for shuffle in shuffles {
+        let id = stream_id(&shuffle);
+        let count = shuffle_shard_count_parameter(&shuffle);
+        t.parameters.push((
+            count.clone(),
+            number_parameter(
+                4,
+                1,
+                None,
+                &format!("shards of the shuffle stream {shuffle}; each owns whole key groups"),
+            ),
+        ));
+        t.resource(
+            &id,
+            "AWS::Kinesis::Stream",
+            map([
+                ("ShardCount", reference(&count)),
+                ("RetentionPeriodHours", reference("ShuffleRetentionHours")),
+                (
+                    "StreamEncryption",
+                    map([("EncryptionType", s("KMS")), ("KeyId", s("alias/aws/kinesis"))]),
+                ),
+                ("Tags", colour_tag()),
+            ]),
+        );
+        t.output(format!("{id}Name"), reference(&id));
+        t.output(format!("{id}Arn"), get_att(&id, "Arn"));
+    }
+}
+
+/// `SHARDFLOW_JOIN_INPUTS` of the join reading `downstream`'s shuffle: `stage=<input ARN>,..`.
+fn join_inputs(app: &AppDescription, upstreams: &[String]) -> Yaml {
+    let entries: Vec<String> = upstreams
+        .iter()
+        .map(|up| {
+            let input = app
+                .stage(up)
+                .and_then(StageDescription::input_stream)
+                .unwrap_or_default();
+            format!("{up}=${{{}.Arn}}", stream_id(input))
+        })
+        .collect();
+    sub(entries.join(","))
+}
+
+/// The role-specific environment and statements of a split stage, and its tick.
+fn split_stage(
+    app: &AppDescription,
+    stage: &StageDescription,
+    env: &mut Vec<(String, Yaml)>,
+    statements: &mut Vec<Statement>,
+    t: &mut Template,
+) {
+    match &stage.role {
+        StageRole::Whole => {}
+        StageRole::Upstream { shuffle } => {
+            let id = stream_id(shuffle);
+            env.push(("SHARDFLOW_SHUFFLE_STREAM".into(), reference(&id)));
+            statements.push(statement(
+                "WriteShuffle",
+                // ListShards: the writer's shard map (read again after a reshard)
+                &[
+                    "kinesis:PutRecords",
+                    "kinesis:PutRecord",
+                    "kinesis:ListShards",
+                    "kinesis:DescribeStreamSummary",
+                ],
+                get_att(&id, "Arn"),
+            ));
+            if let Some(StageRole::Downstream { upstreams }) = app.downstream_of(shuffle).map(|d| &d.role) {
+                if upstreams.len() > 1 {
+                    env.push(("SHARDFLOW_JOIN_INPUTS".into(), join_inputs(app, upstreams)));
+                }
+            }
+            tick(stage, t);
+        }
+        StageRole::Downstream { upstreams } => {
+            env.push(("SHARDFLOW_IDLENESS_MS".into(), reference("ShuffleIdlenessMs")));
+            env.push((
+                "SHARDFLOW_INPUT_RETENTION_HOURS".into(),
+                reference("ShuffleRetentionHours"),
+            ));
+            match upstreams.as_slice() {
+                [up] => {
+                    let input = app
+                        .stage(up)
+                        .and_then(StageDescription::input_stream)
+                        .unwrap_or_default();
+                    env.push(("SHARDFLOW_UPSTREAM_STAGE".into(), s(up)));
+                    env.push((
+                        "SHARDFLOW_UPSTREAM_INPUT_STREAM".into(),
+                        get_att(&stream_id(input), "Arn"),
+                    ));
+                }
+                _ => env.push(("SHARDFLOW_JOIN_INPUTS".into(), join_inputs(app, upstreams))),
+            }
+        }
+    }
+}
+
+/// The tick of an upstream stage: an EventBridge schedule invoking it every minute with
+/// `{"shardflowTick": {}}`, so that it sends a heartbeat to every shuffle shard and its
+/// downstream's idleness rule releases upstream shards that went silent (Lambda invokes nothing
+/// for them). A window closes downstream at most `ShuffleIdlenessMs` + 1 minute + one batching
+/// window after the last active upstream shard's watermark passed it.
+fn tick(stage: &StageDescription, t: &mut Template) {
+    let name = logical_id(&stage.name);
+    let (rule, function) = (format!("{name}TickRule"), format!("{name}Function"));
+    t.resource(
+        &rule,
+        "AWS::Events::Rule",
+        map([
+            (
+                "Description",
+                s(format!(
+                    "the shuffle tick of {} (heartbeats for idle input shards)",
+                    stage.name
+                )),
+            ),
+            ("ScheduleExpression", s("rate(1 minute)")),
+            ("State", s("ENABLED")),
+            (
+                "Targets",
+                list([map([
+                    ("Id", s(format!("{}-tick", stage.name))),
+                    ("Arn", get_att(&function, "Arn")),
+                    ("Input", s(r#"{"shardflowTick": {}}"#)),
+                ])]),
+            ),
+        ]),
+    );
+    t.resource(
+        format!("{name}TickPermission"),
+        "AWS::Lambda::Permission",
+        map([
+            ("Action", s("lambda:InvokeFunction")),
+            ("FunctionName", reference(&function)),
+            ("Principal", s("events.amazonaws.com")),
+            ("SourceArn", get_att(&rule, "Arn")),
+        ]),
+    );
 }
 
 /// A sink's resource (or parameter), its environment and its role statements.
@@ -445,7 +620,7 @@ fn sink_resources(
 }
 
 /// One stage: its sinks' resources, log group, role, function, mapping and alarms.
-fn stage_resources(stage: &StageDescription, options: &SynthOptions, t: &mut Template) {
+fn stage_resources(app: &AppDescription, stage: &StageDescription, options: &SynthOptions, t: &mut Template) {
     let name = logical_id(&stage.name);
     let source = stage.source.as_ref().map(|s| s.stream.as_str()).unwrap_or_default();
     let input = stream_id(source);
@@ -523,6 +698,7 @@ fn stage_resources(stage: &StageDescription, options: &SynthOptions, t: &mut Tem
             get_att("DeadLetterQueue", "Arn"),
         ));
     }
+    split_stage(app, stage, &mut env, &mut statements, t);
     for sink in &stage.sinks {
         let (sink_env, sink_statements) = sink_resources(stage, sink, t);
         env.extend(sink_env);
@@ -617,7 +793,14 @@ fn stage_resources(stage: &StageDescription, options: &SynthOptions, t: &mut Tem
         map([
             ("EventSourceArn", get_att(&input, "Arn")),
             ("FunctionName", reference(&function)),
-            ("StartingPosition", reference("StartingPosition")),
+            (
+                "StartingPosition",
+                // a shuffle stream is new with the stack: read from its beginning
+                match stage.role {
+                    StageRole::Downstream { .. } => s("TRIM_HORIZON"),
+                    _ => reference("StartingPosition"),
+                },
+            ),
             ("BatchSize", reference("BatchSize")),
             (
                 "MaximumBatchingWindowInSeconds",
@@ -678,7 +861,7 @@ pub(crate) fn template(app: &AppDescription, options: &SynthOptions) -> Yaml {
     };
     shared_resources(app, &mut t);
     for stage in &app.stages {
-        stage_resources(stage, options, &mut t);
+        stage_resources(app, stage, options, &mut t);
     }
     map([
         ("AWSTemplateFormatVersion", s("2010-09-09")),
