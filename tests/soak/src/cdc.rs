@@ -39,9 +39,7 @@ pub fn workload(seed: u64, events: u64) -> ShopConfig {
 /// transactions; the initial customers are inserted, so the reader sees them as creates).
 pub fn committed_changes(config: &ShopConfig) -> Vec<ChangeEvent> {
     let mut generator = ShopGenerator::in_commit_order(config.clone());
-    std::iter::from_fn(|| generator.next_transaction())
-        .flatten()
-        .collect()
+    std::iter::from_fn(|| generator.next_transaction()).flatten().collect()
 }
 
 /// A connection to the soak's Postgres with the shop's tables created in their own schema.
@@ -137,7 +135,10 @@ impl CdcReader {
                 return Ok(());
             }
             if let Some(status) = self.exited() {
-                anyhow::bail!("shardflow cdc exited ({status}) before creating its slot: see {}", self.log.display());
+                anyhow::bail!(
+                    "shardflow cdc exited ({status}) before creating its slot: see {}",
+                    self.log.display()
+                );
             }
             anyhow::ensure!(
                 started.elapsed() < deadline,

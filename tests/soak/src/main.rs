@@ -31,8 +31,8 @@ use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig, Strea
 use shardflow_shop::{ShopConfig, ShopGenerator};
 
 use crate::checks::Check;
-use crate::monitor::Monitor;
 use crate::faults::Injected;
+use crate::monitor::Monitor;
 use crate::schedule::{Fault, FaultKind, ScheduleConfig};
 
 /// The soak's settings.
@@ -160,7 +160,11 @@ async fn movers(
     stream: &str,
     changes: &[shardflow_schemas::ChangeEvent],
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let generated = changes.iter().map(shardflow_schemas::ChangeEvent::event_time).max().unwrap_or(0);
+    let generated = changes
+        .iter()
+        .map(shardflow_schemas::ChangeEvent::event_time)
+        .max()
+        .unwrap_or(0);
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let mover = shardflow_e2e::shop::customer_touch(changes, generated.max(now_ms) + 3 * 60 * 60_000);
     let mover = encode(&mover, ShopFormat::Protobuf)?.1;
@@ -435,14 +439,11 @@ async fn main() -> anyhow::Result<()> {
     shardflow_e2e::shop::put_records_in_order(&stream, movers.clone()).await;
     let mut put: Vec<Vec<u8>> = records.iter().map(|(_, d)| d.clone()).collect();
     put.extend(movers.iter().map(|(_, d)| d.clone()));
-    monitor.put.store((put.len() + committed.len()) as u64, Ordering::Relaxed);
-    let stored = shardflow_testkit::read_stream(
-        &direct,
-        &stream,
-        put.len() + committed.len(),
-        Duration::from_secs(120),
-    )
-    .await;
+    monitor
+        .put
+        .store((put.len() + committed.len()) as u64, Ordering::Relaxed);
+    let stored =
+        shardflow_testkit::read_stream(&direct, &stream, put.len() + committed.len(), Duration::from_secs(120)).await;
     if let Some(phase) = &cdc {
         phase.reader.stop();
     }
