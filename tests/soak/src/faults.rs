@@ -70,16 +70,24 @@ pub async fn inject(fault: &Fault, targets: &Targets, started_ms: u64) -> Inject
             "the CDC phase kills its reader itself (crate::cdc::CdcReader::kill_and_restart)"
         )),
     };
-    let (detail, done) = match result {
-        Ok(detail) => (detail, true),
-        Err(e) => (format!("{e:#}"), false),
-    };
-    tracing::info!(kind = fault.kind.name(), done, "{detail}");
-    Injected {
-        fault: fault.clone(),
-        started_ms,
-        detail,
-        done,
+    Injected::logged(fault, started_ms, result)
+}
+
+impl Injected {
+    /// The record of `fault` carried out at `started_ms` with `result` (what it did, or why it
+    /// could not), logged.
+    pub fn logged(fault: &Fault, started_ms: u64, result: anyhow::Result<String>) -> Injected {
+        let (detail, done) = match result {
+            Ok(detail) => (detail, true),
+            Err(e) => (format!("{e:#}"), false),
+        };
+        tracing::info!(kind = fault.kind.name(), done, "{detail}");
+        Injected {
+            fault: fault.clone(),
+            started_ms,
+            detail,
+            done,
+        }
     }
 }
 

@@ -232,17 +232,7 @@ async fn cdc_phase(
     let kill = async {
         tokio::time::sleep(length / 2).await;
         let started_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (detail, done) = match reader.kill_and_restart(fault.duration).await {
-            Ok(detail) => (detail, true),
-            Err(e) => (format!("{e:#}"), false),
-        };
-        tracing::info!(kind = fault.kind.name(), done, "{detail}");
-        Injected {
-            fault: fault.clone(),
-            started_ms,
-            detail,
-            done,
-        }
+        Injected::logged(&fault, started_ms, reader.kill_and_restart(fault.duration).await)
     };
     let (loaded, injected) = tokio::join!(load, kill);
     let loaded = loaded.context("the CDC workload")?;
