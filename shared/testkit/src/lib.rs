@@ -249,7 +249,9 @@ pub async fn read_stream(
     }
 }
 
-async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<ReadRecord> {
+/// Reads every shard of `stream` from the start once: what it holds now (each shard's records in
+/// stored order, shards one after another).
+pub async fn read_stream_once(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<ReadRecord> {
     let shards = client
         .list_shards()
         .stream_name(stream)

@@ -12,7 +12,8 @@ use shardflow_kinesis::{KinesisProducer, KinesisTransport, ProducerConfig, Strea
 use shardflow_local::{IterInput, LocalRunner};
 use shardflow_schemas::{ChangeEvent, Customer, Entity, Op, Row};
 use shardflow_shop::pipelines::{
-    order_enrich, receipts, receipts_next, revenue, EnrichedOrder, Receipt, ReceiptNext, RevenueRow,
+    order_enrich, receipts, receipts_next, revenue, EnrichInput, EnrichedOrder, Receipt, ReceiptNext, RevenueRow,
+    ENRICH_SESSION_GAP_MS, OUT_OF_ORDERNESS_MS,
 };
 use shardflow_shop::{ShopConfig, ShopGenerator};
 
@@ -468,34 +469,74 @@ pub async fn revenue_panes(table: &str) -> BTreeMap<(i64, String, i64), String> 
     }
 }
 
-/// The result messages stored under `prefix` of `bucket`.
+/// The event times, by customer, of the join rows of `events` that come behind the watermark of
+/// one engine fed `events` in order (its largest event time so far less the out-of-orderness).
+/// Deployed, a downstream's watermark at a record is at most that one (the minimum over the CDC
+/// shards, each behind the whole), so a row at or ahead of it is on time either way; a row behind
+/// it may be late in one run and joined in the other, which changes its customer's sessions
+/// around it (never others: sessions are per customer).
+pub fn interleaving_dependent(events: &[ChangeEvent]) -> BTreeMap<i64, Vec<i64>> {
+    let mut behind: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut max_ts = i64::MIN;
+    for e in events {
+        let ts = e.event_time();
+        if ts < max_ts.saturating_sub(OUT_OF_ORDERNESS_MS) {
+            let customer = match EnrichInput::from_change(e) {
+                Some(EnrichInput::Order(_, o)) => Some(o.customer_id),
+                Some(EnrichInput::Payment(_, p)) => Some(p.customer_id),
+                Some(EnrichInput::Shipment(_, s)) => Some(s.customer_id),
+                Some(EnrichInput::Customer(_, c)) => Some(c.customer_id),
+                None => None,
+            };
+            if let Some(customer) = customer {
+                behind.entry(customer).or_default().push(ts);
+            }
+        }
+        max_ts = max_ts.max(ts);
+    }
+    behind
+}
+
+/// Whether `order`'s session is within a gap of a row of its customer in `dependent`: a session
+/// that row may have joined, extended or bridged in one run and not in the other.
+pub fn depends_on_interleaving(order: &EnrichedOrder, dependent: &BTreeMap<i64, Vec<i64>>) -> bool {
+    dependent.get(&order.customer_id).is_some_and(|times| {
+        times.iter().any(|t| {
+            order.session_start_ms - ENRICH_SESSION_GAP_MS <= *t && *t <= order.session_end_ms + ENRICH_SESSION_GAP_MS
+        })
+    })
+}
+
+/// The result messages stored under `prefix` of `bucket` (every page of the listing).
 pub async fn s3_results<T: DeserializeOwned>(bucket: &str, prefix: &str) -> Vec<ResultMessage<T>> {
     let s3 = shardflow_testkit::s3();
-    let listed = s3
+    let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
-        .send()
-        .await
-        .expect("list the output bucket");
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
-    for object in listed.contents() {
-        let key = object.key().unwrap_or_default();
-        let body = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("get an output object")
-            .body
-            .collect()
-            .await
-            .expect("read an output object")
-            .into_bytes();
-        // One result per object, or one per line (an event-time bucket).
-        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            out.push(serde_json::from_slice(line).unwrap_or_else(|e| panic!("{key}: {e}")));
+    while let Some(page) = pages.next().await {
+        let page = page.expect("list the output bucket");
+        for object in page.contents() {
+            let key = object.key().unwrap_or_default();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("get an output object")
+                .body
+                .collect()
+                .await
+                .expect("read an output object")
+                .into_bytes();
+            // One result per object, or one per line (an event-time bucket).
+            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                out.push(serde_json::from_slice(line).unwrap_or_else(|e| panic!("{key}: {e}")));
+            }
         }
     }
     out

@@ -38,7 +38,7 @@ use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lambda::hash_key;
 use shardflow_lifecycle::EventSourceBarrier;
 use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::{EnrichInput, EnrichedOrder, ENRICH_SESSION_GAP_MS, OUT_OF_ORDERNESS_MS};
+use shardflow_shop::pipelines::EnrichedOrder;
 
 /// Changes put (at least 10,000, issue 13).
 const CHANGES: u64 = 10_000;
@@ -66,44 +66,6 @@ fn avoiding(records: Vec<(String, Vec<u8>)>, low: u128, high: u128) -> Vec<(Stri
             (moved, data)
         })
         .collect()
-}
-
-/// The event times, by customer, of the join rows of `events` that come behind the watermark of
-/// one engine fed `events` in order (its largest event time so far less the out-of-orderness).
-/// Deployed, a downstream's watermark at a record is at most that one (the minimum over the CDC
-/// shards, each behind the whole), so a row at or ahead of it is on time either way; a row behind
-/// it may be late in one run and joined in the other, which changes its customer's sessions
-/// around it (never others: sessions are per customer).
-fn interleaving_dependent(events: &[ChangeEvent]) -> BTreeMap<i64, Vec<i64>> {
-    let mut behind: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    let mut max_ts = i64::MIN;
-    for e in events {
-        let ts = e.event_time();
-        if ts < max_ts.saturating_sub(OUT_OF_ORDERNESS_MS) {
-            let customer = match EnrichInput::from_change(e) {
-                Some(EnrichInput::Order(_, o)) => Some(o.customer_id),
-                Some(EnrichInput::Payment(_, p)) => Some(p.customer_id),
-                Some(EnrichInput::Shipment(_, s)) => Some(s.customer_id),
-                Some(EnrichInput::Customer(_, c)) => Some(c.customer_id),
-                None => None,
-            };
-            if let Some(customer) = customer {
-                behind.entry(customer).or_default().push(ts);
-            }
-        }
-        max_ts = max_ts.max(ts);
-    }
-    behind
-}
-
-/// Whether `order`'s session is within a gap of a row of its customer in `dependent`: a session
-/// that row may have joined, extended or bridged in one run and not in the other.
-fn depends_on_interleaving(order: &EnrichedOrder, dependent: &BTreeMap<i64, Vec<i64>>) -> bool {
-    dependent.get(&order.customer_id).is_some_and(|times| {
-        times.iter().any(|t| {
-            order.session_start_ms - ENRICH_SESSION_GAP_MS <= *t && *t <= order.session_end_ms + ENRICH_SESSION_GAP_MS
-        })
-    })
 }
 
 fn encoded(events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {

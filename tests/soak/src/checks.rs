@@ -8,7 +8,7 @@ use std::time::Duration;
 use prost::Message as _;
 use serde::Serialize;
 use shardflow_e2e::shop::ResultLine;
-use shardflow_shop::pipelines::Receipt;
+use shardflow_shop::pipelines::{EnrichedOrder, Receipt};
 
 use crate::monitor::Sample;
 use crate::schedule::Fault;
@@ -134,6 +134,71 @@ pub fn receipts_match(bodies: &[String], expected: &[ResultLine<Receipt>]) -> (C
     )
 }
 
+/// The enriched orders one sink (`sink` names it) delivered, as (result id, value), against the
+/// embedded runner's `want`: every one of `want` delivered with its value, none unexpected, no id
+/// with two values. Only orders `comparable` holds for are judged, on both sides: order-enrich
+/// allows no lateness, so a session near a row behind the one-engine watermark depends on how the
+/// shards interleaved ([`shardflow_e2e::shop::depends_on_interleaving`]); `want` holds the
+/// comparable ones only. Identical repeats by id fail unless `repeats_allowed` (a Kinesis output is
+/// at least once; its readers deduplicate by id). Returns the check and the identical repeats.
+pub fn enriched_orders_match(
+    sink: &str,
+    delivered: &[(String, EnrichedOrder)],
+    want: &BTreeMap<String, EnrichedOrder>,
+    comparable: impl Fn(&EnrichedOrder) -> bool,
+    repeats_allowed: bool,
+) -> (Check, usize) {
+    let mut got: BTreeMap<&str, &EnrichedOrder> = BTreeMap::new();
+    let (mut repeats, mut conflicting, mut skipped) = (0usize, 0usize, 0usize);
+    for (id, value) in delivered {
+        if !comparable(value) {
+            skipped += 1;
+            continue;
+        }
+        match got.get(id.as_str()) {
+            Some(first) if *first == value => repeats += 1,
+            Some(_) => conflicting += 1,
+            None => {
+                got.insert(id, value);
+            }
+        }
+    }
+    let mut wrong = Vec::new();
+    for (id, v) in want {
+        match got.get(id.as_str()) {
+            None => wrong.push(format!("{id} missing")),
+            Some(g) if *g != v => wrong.push(format!("{id} = {g:?}, expected {v:?}")),
+            Some(_) => {}
+        }
+    }
+    let missing = want.keys().filter(|k| !got.contains_key(k.as_str())).count();
+    let differing = wrong.len() - missing;
+    let extra: Vec<String> = got
+        .keys()
+        .filter(|k| !want.contains_key(**k))
+        .map(|k| format!("{k} unexpected"))
+        .collect();
+    let passed = wrong.is_empty() && extra.is_empty() && conflicting == 0 && (repeats_allowed || repeats == 0);
+    wrong.extend(extra.iter().cloned());
+    (
+        Check::new(
+            &format!("enriched orders ({sink}) equal the embedded runner's"),
+            passed && !want.is_empty(),
+            format!(
+                "{} compared, {} delivered: {missing} missing, {differing} differing, {} unexpected, \
+                 {repeats} identical repeats{}, {conflicting} repeats with another value, {skipped} near a row \
+                 behind the watermark not compared{}",
+                want.len(),
+                delivered.len(),
+                extra.len(),
+                if repeats_allowed { " dropped by id" } else { "" },
+                listed(&wrong)
+            ),
+        ),
+        repeats,
+    )
+}
+
 /// The archive's (shard, sequence number) pairs against the stream's: each stored record once.
 pub fn archive_matches(archived: &[(String, String)], repeated: usize, stored: &[(String, String)]) -> Check {
     let a: BTreeSet<&(String, String)> = archived.iter().collect();
@@ -166,24 +231,56 @@ pub fn revenue_matches(
         .filter(|(k, v)| rows.get(*k).is_some_and(|got| got != *v))
         .count();
     let open = panes.values().filter(|p| p.as_str() == "early").count();
+    let mut wrong = Vec::new();
+    for (k, v) in expected {
+        match rows.get(k) {
+            None => wrong.push(format!("{k:?} missing (expected {v:?})")),
+            Some(got) if got != v => wrong.push(format!("{k:?} = {got:?}, expected {v:?}")),
+            Some(_) => {}
+        }
+    }
+    wrong.extend(
+        rows.iter()
+            .filter(|(k, _)| !expected.contains_key(*k))
+            .map(|(k, v)| format!("{k:?} = {v:?} unexpected")),
+    );
     Check::new(
         "revenue (Postgres, through the shuffle) equals the embedded runner's final totals",
         missing == 0 && extra == 0 && differing == 0 && open == 0 && !expected.is_empty(),
         format!(
             "{} windows expected, {} rows: {missing} missing, {differing} differing, {extra} unexpected, \
-             {open} still at an early pane",
+             {open} still at an early pane{}",
             expected.len(),
-            rows.len()
+            rows.len(),
+            listed(&wrong)
         ),
     )
 }
 
+/// The first few of `items`, for a failing check's detail (empty when there are none).
+fn listed(items: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if items.is_empty() {
+        return String::new();
+    }
+    let more = items.len().saturating_sub(SHOWN);
+    let tail = if more > 0 {
+        format!("; {more} more")
+    } else {
+        String::new()
+    };
+    format!(" — {}{tail}", items[..items.len().min(SHOWN)].join("; "))
+}
+
 /// The dead letters against the malformed inputs: each malformed record once per decoding stage
-/// as `undecodable`, with its bytes, and nothing else.
+/// as `undecodable`, with its bytes; besides, at most `late_allowed[stage]` letters of kind `late`
+/// from `stage` (the rows the embedded runner's one watermark passed, which a stage allowing no
+/// lateness may judge late deployed), and nothing else.
 pub fn dead_letters_match(
     letters: &[shardflow_stage::DeadLetter],
     malformed: &[Vec<u8>],
     decoding_stages: &[String],
+    late_allowed: &BTreeMap<String, usize>,
 ) -> Check {
     let mut want: BTreeMap<(String, Vec<u8>), usize> = BTreeMap::new();
     for stage in decoding_stages {
@@ -192,23 +289,39 @@ pub fn dead_letters_match(
         }
     }
     let mut got: BTreeMap<(String, Vec<u8>), usize> = BTreeMap::new();
-    let mut other = 0usize;
+    let mut late: BTreeMap<String, usize> = BTreeMap::new();
+    let mut others = Vec::new();
     for l in letters {
-        if l.kind == shardflow_stage::DeadLetterKind::Undecodable {
-            *got.entry((l.stage.clone(), l.data().unwrap_or_default())).or_default() += 1;
-        } else {
-            other += 1;
+        match l.kind {
+            shardflow_stage::DeadLetterKind::Undecodable => {
+                *got.entry((l.stage.clone(), l.data().unwrap_or_default())).or_default() += 1;
+            }
+            shardflow_stage::DeadLetterKind::Late if late_allowed.contains_key(&l.stage) => {
+                *late.entry(l.stage.clone()).or_default() += 1;
+            }
+            _ => others.push(format!(
+                "{:?} from {} ({} {} #{}): {}",
+                l.kind, l.stage, l.stream, l.shard_id, l.sequence_number, l.reason
+            )),
         }
     }
+    let too_late: Vec<String> = late
+        .iter()
+        .filter(|(stage, n)| **n > late_allowed.get(*stage).copied().unwrap_or(0))
+        .map(|(stage, n)| format!("{n} late from {stage}, at most {} allowed", late_allowed[stage]))
+        .collect();
+    others.extend(too_late.iter().cloned());
     let expected: usize = want.values().sum();
     Check::new(
         "dead letters are exactly the malformed inputs",
-        got == want && other == 0,
+        got == want && others.is_empty(),
         format!(
             "{expected} expected ({} malformed x stages {decoding_stages:?}), {} undecodable letters, \
-             {other} of another kind",
+             late {late:?} (allowed {late_allowed:?}), {} of another kind{}",
             malformed.len(),
-            got.values().sum::<usize>()
+            got.values().sum::<usize>(),
+            others.len() - too_late.len(),
+            listed(&others)
         ),
     )
 }
@@ -404,11 +517,71 @@ mod tests {
             letter(shardflow_stage::DeadLetterKind::Undecodable, b"x1"),
             letter(shardflow_stage::DeadLetterKind::Undecodable, b"x2"),
         ];
-        assert!(dead_letters_match(&both, &malformed, &stages).passed);
-        assert!(!dead_letters_match(&both[..1], &malformed, &stages).passed);
+        let none = BTreeMap::new();
+        assert!(dead_letters_match(&both, &malformed, &stages, &none).passed);
+        assert!(!dead_letters_match(&both[..1], &malformed, &stages, &none).passed);
         let mut late = both.clone();
         late.push(letter(shardflow_stage::DeadLetterKind::Late, b"y"));
-        assert!(!dead_letters_match(&late, &malformed, &stages).passed);
+        let check = dead_letters_match(&late, &malformed, &stages, &none);
+        assert!(!check.passed);
+        assert!(check.detail.contains("Late from receipts"), "{}", check.detail);
+        // a late letter is allowed from a stage with an allowance, up to it
+        let one = BTreeMap::from([("receipts".to_owned(), 1)]);
+        assert!(dead_letters_match(&late, &malformed, &stages, &one).passed);
+        late.push(letter(shardflow_stage::DeadLetterKind::Late, b"z"));
+        assert!(!dead_letters_match(&late, &malformed, &stages, &one).passed);
+    }
+
+    fn order(customer_id: i64, session_start_ms: i64) -> EnrichedOrder {
+        EnrichedOrder {
+            order_id: customer_id * 10,
+            order_status: "completed".into(),
+            total_cents: 100,
+            currency: "EUR".into(),
+            line_count: 1,
+            ordered_at_ms: session_start_ms,
+            customer_id,
+            customer_name: "n".into(),
+            customer_email: "e".into(),
+            customer_country: "c".into(),
+            payment_id: 1,
+            payment_status: "captured".into(),
+            payment_method: "card".into(),
+            shipment_id: 1,
+            shipment_status: "delivered".into(),
+            carrier: "x".into(),
+            tracking_number: "t".into(),
+            session_start_ms,
+            session_end_ms: session_start_ms + 1_000,
+        }
+    }
+
+    #[test]
+    fn enriched_orders_must_be_the_embedded_runners_each_with_its_value() {
+        let want = BTreeMap::from([("a".to_owned(), order(1, 0)), ("b".to_owned(), order(2, 0))]);
+        let all = |_: &EnrichedOrder| true;
+        let exact = vec![("a".to_owned(), order(1, 0)), ("b".to_owned(), order(2, 0))];
+        assert!(enriched_orders_match("s", &exact, &want, all, false).0.passed);
+        // lost, another value, an unexpected one
+        assert!(!enriched_orders_match("s", &exact[..1], &want, all, false).0.passed);
+        let other = vec![exact[0].clone(), ("b".to_owned(), order(2, 5))];
+        assert!(!enriched_orders_match("s", &other, &want, all, false).0.passed);
+        let mut extra = exact.clone();
+        extra.push(("c".to_owned(), order(3, 0)));
+        assert!(!enriched_orders_match("s", &extra, &want, all, false).0.passed);
+        // an identical repeat passes only where repeats are allowed, and is counted
+        let mut repeated = exact.clone();
+        repeated.push(exact[1].clone());
+        assert!(!enriched_orders_match("s", &repeated, &want, all, false).0.passed);
+        let (check, repeats) = enriched_orders_match("s", &repeated, &want, all, true);
+        assert!(check.passed && repeats == 1, "{}", check.detail);
+        // orders that are not comparable are not judged
+        let not_customer_3 = |o: &EnrichedOrder| o.customer_id != 3;
+        assert!(
+            enriched_orders_match("s", &extra, &want, not_customer_3, false)
+                .0
+                .passed
+        );
     }
 
     fn base64_of(data: &[u8]) -> String {

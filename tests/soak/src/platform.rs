@@ -12,9 +12,16 @@ use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 /// Stages whose results are exact on any sharding of the input, with or without resharding
 /// (keyed by the stream's partition key, none, or through the shuffle stream): the soak runs
 /// them and checks their sinks.
-pub const CHECKED_STAGES: [&str; 4] = ["receipts", "archive", "revenue-keyby", "revenue-shuffled"];
+pub const CHECKED_STAGES: [&str; 6] = [
+    "receipts",
+    "archive",
+    "revenue-keyby",
+    "revenue-shuffled",
+    "order-enrich-keyby",
+    "order-enrich-shuffled",
+];
 
-/// Shards of the shuffle stream between the revenue stages at the start.
+/// Shards of each shuffle stream (revenue's and order-enrich's) at the start.
 pub const SHUFFLE_SHARDS: u32 = 2;
 
 /// The services the functions reach through the proxy.
@@ -77,6 +84,7 @@ pub async fn deploy(stack: &str, shards: u32, timeout_s: u32, proxy_url: &str) -
             ("RevenueTable", &revenue_table),
             ("ChangesShardCount", &shards.to_string()),
             ("RevenueShuffleShardCount", &SHUFFLE_SHARDS.to_string()),
+            ("EnrichShuffleShardCount", &SHUFFLE_SHARDS.to_string()),
             ("FunctionTimeout", &timeout_s.to_string()),
         ],
     );

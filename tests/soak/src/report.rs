@@ -33,6 +33,8 @@ pub struct Report {
     pub function_processes_started: u64,
     /// Receipts delivered more than once (0 when exactly once holds).
     pub duplicates_delivered: usize,
+    /// Enriched orders streamed more than once (identical; readers drop them by id).
+    pub enriched_repeats: usize,
     /// Dead letters received.
     pub dead_letters: usize,
     /// The iterator age taken as normal (ms).
@@ -96,6 +98,10 @@ impl Report {
             (
                 "receipt repeats dropped by id (standard SNS topic)",
                 self.duplicates_delivered.to_string(),
+            ),
+            (
+                "enriched-order repeats dropped by id (Kinesis output)",
+                self.enriched_repeats.to_string(),
             ),
             ("dead letters", self.dead_letters.to_string()),
             (
