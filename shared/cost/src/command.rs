@@ -28,7 +28,7 @@ pub struct CostArgs {
     /// Events per second into the platform's source stream.
     #[arg(long, default_value_t = 1_000.0)]
     pub rate: f64,
-    /// Shards of the source stream (and of each shuffle stream).
+    /// Shards of the source stream (and of each shuffle stream unless --shuffle-shards).
     #[arg(long, default_value_t = 4)]
     pub shards: u32,
     /// The event source mappings' batch size.
@@ -46,6 +46,9 @@ pub struct CostArgs {
     /// Give revenue and order-enrich shuffle streams with upstream key-by stages (issue 13).
     #[arg(long)]
     pub shuffle: bool,
+    /// Shards of each shuffle stream (with --shuffle; default: --shards).
+    #[arg(long, value_name = "N", requires = "shuffle")]
+    pub shuffle_shards: Option<u32>,
     /// The functions' architecture.
     #[arg(long, value_enum, default_value = "arm64")]
     pub architecture: Architecture,
@@ -108,11 +111,14 @@ pub fn prices(args: &CostArgs) -> Result<Prices, CostError> {
 /// The platform `args` describe: the preset, then the profile file, then the EMF logs.
 pub fn platform(args: &CostArgs) -> Result<Platform, CostError> {
     at_least("--shards", f64::from(args.shards), 1.0, "at least 1")?;
+    let shuffle_shards = args.shuffle_shards.unwrap_or(args.shards);
+    at_least("--shuffle-shards", f64::from(shuffle_shards), 1.0, "at least 1")?;
     at_least("--memory-mb", f64::from(args.memory_mb), 128.0, "at least 128")?;
     let mut platform = match args.preset {
         Preset::Shop => shop(&ShopOptions {
             shards: args.shards,
             shuffle: args.shuffle,
+            shuffle_shards,
             memory_mb: f64::from(args.memory_mb),
             source_retention_hours: args.retention_hours,
         }),
@@ -180,7 +186,14 @@ pub fn report(args: &CostArgs) -> Result<Report, CostError> {
             "{} events/s, {} shards{}, checkpoint {}",
             args.rate,
             args.shards,
-            if args.shuffle { ", shuffle streams" } else { "" },
+            if args.shuffle {
+                format!(
+                    ", shuffle streams of {} shards",
+                    args.shuffle_shards.unwrap_or(args.shards)
+                )
+            } else {
+                String::new()
+            },
             deployments
                 .iter()
                 .filter_map(|d| match d {

@@ -37,11 +37,13 @@ pub mod measured_results_per_record {
 /// How the shop platform is deployed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShopOptions {
-    /// Shards of the CDC stream (and of each shuffle stream).
+    /// Shards of the CDC stream.
     pub shards: u32,
     /// Whether revenue and order-enrich read shuffle streams written by upstream key-by stages
     /// (issue 13) instead of the CDC stream.
     pub shuffle: bool,
+    /// Shards of each shuffle stream (with `shuffle`; the template's default is 4).
+    pub shuffle_shards: u32,
     /// Every function's memory, MB.
     pub memory_mb: f64,
     /// The CDC stream's retention, hours.
@@ -53,6 +55,7 @@ impl Default for ShopOptions {
         ShopOptions {
             shards: 4,
             shuffle: false,
+            shuffle_shards: 4,
             memory_mb: 256.0,
             source_retention_hours: 168,
         }
@@ -135,7 +138,7 @@ pub fn shop(options: &ShopOptions) -> Platform {
         for name in ["revenue-shuffle", "order-enrich-shuffle"] {
             streams.push(StreamSpec {
                 name: name.to_owned(),
-                shards: options.shards,
+                shards: options.shuffle_shards,
                 retention_hours: 24,
                 record_bytes: 0.0,
                 role: StreamRole::Shuffle,

@@ -212,6 +212,26 @@ fn kinesis_is_in_every_column_and_shuffle_streams_only_where_lambda_shuffles() {
 }
 
 #[test]
+fn a_shuffle_stream_of_fewer_shards_costs_fewer_shard_hours_and_packs_bigger_frames() {
+    let options = ShopOptions {
+        shuffle: true,
+        shuffle_shards: 1,
+        ..ShopOptions::default()
+    };
+    let report = shop_report(&options, &workload(1_000.0));
+    let p = us_east_1();
+    // 4 upstream shards each send the one shuffle shard one frame a second of
+    // 250 × 280 + 100 B = 70.1 KB: 3 PUT payload units.
+    let shuffle = p.kinesis_shards_month(1.0, 24) + p.kinesis_put_units(4.0 * 3.0 * SECONDS_PER_MONTH);
+    let got = line(&report, EVERY_30_S, "stream revenue-shuffle", Service::Kinesis);
+    assert!(close(got.unwrap(), shuffle), "{got:?} vs {shuffle}");
+    // the CDC stream keeps its 4 shards
+    let source = p.kinesis_shards_month(4.0, 168) + p.kinesis_put_units(1_000.0 * SECONDS_PER_MONTH);
+    let got = line(&report, EVERY_30_S, "stream changes", Service::Kinesis);
+    assert!(close(got.unwrap(), source), "{got:?} vs {source}");
+}
+
+#[test]
 fn a_profile_file_replaces_only_the_fields_it_names_and_rejects_unknown_ones() {
     let mut platform = shop(&ShopOptions::default());
     let profile = serde_json::json!({"stages": [

@@ -4,7 +4,7 @@
 //! the shuffle stream split and merged — equals the single engine fed the same upstream batches
 //! in the same order: the same result ids, panes, values and late records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use proptest::prelude::*;
@@ -247,12 +247,19 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> TwoStage<S> {
     /// Runs partition `p`'s next batch through the upstream half: the packed records and the
     /// batch's length and end.
     fn pack(&mut self, p: usize) -> (Packed, usize, bool) {
-        let up = &mut self.ups[p];
+        let up = &self.ups[p];
         let total = self.input[p].len();
         let len = match &up.pending {
             Some((len, ..)) => *len,
             None => self.sizes[(p + up.batches) % self.sizes.len()].min(total - up.position),
         };
+        self.pack_len(p, len)
+    }
+
+    /// Runs partition `p`'s next `len` records through the upstream half as one batch.
+    fn pack_len(&mut self, p: usize, len: usize) -> (Packed, usize, bool) {
+        let up = &mut self.ups[p];
+        let total = self.input[p].len();
         let closed = up.position + len == total;
         let parents: [&str; 0] = [];
         let mut batch = UpstreamBatch::begin(
@@ -316,21 +323,49 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> TwoStage<S> {
                 let (again, ..) = self.pack(p);
                 self.shuffle.put(&again, 0);
             }
+            // A crash within the write, then Lambda's bisect: the batch's halves run as two
+            // batches, cut elsewhere than the first try. Exact while each shard's share of a
+            // batch is one frame (it has all of the first try or none of it): see
+            // docs/shuffle-and-checkpoints.md, "Interval commits of the shuffle stages".
+            3 if len > 1 => {
+                let shards: BTreeSet<&str> = packed.records.iter().map(|r| r.shard_id.as_str()).collect();
+                assert_eq!(shards.len(), packed.records.len(), "one frame per shard and batch");
+                let mut part = packed.clone();
+                part.records.truncate(packed.records.len() / 2);
+                self.shuffle.put(&part, 0);
+                self.crash_up(p);
+                self.ups[p].pending = None;
+                let half = len / 2;
+                let (first, ..) = self.pack_len(p, half);
+                self.shuffle.put(&first, 0);
+                self.commit_up(p, half, false);
+                let (second, ..) = self.pack_len(p, len - half);
+                self.shuffle.put(&second, 0);
+                self.commit_up(p, len - half, closed);
+                self.ups[p].last = Some(second);
+                return;
+            }
             _ => {
                 self.shuffle.put(&packed, 0);
             }
         }
+        self.commit_up(p, len, closed);
+        let up = &mut self.ups[p];
+        // Lambda redelivers a committed batch's records (a lost response): the same bytes.
+        if mode == 2 {
+            self.shuffle.put(&packed, 0);
+        }
+        up.last = Some(packed);
+    }
+
+    /// Partition `p`'s upstream commits its batch of `len` records (`closed`: its last).
+    fn commit_up(&mut self, p: usize, len: usize, closed: bool) {
         let up = &mut self.ups[p];
         up.image = Some(CheckpointImage::new(up.engine.snapshot_full().unwrap()));
         up.position += len;
         up.batches += 1;
         up.pending = None;
         up.done = closed;
-        // Lambda redelivers a committed batch's records (a lost response): the same bytes.
-        if mode == 2 {
-            self.shuffle.put(&packed, 0);
-        }
-        up.last = Some(packed);
     }
 
     /// Redelivers partition `p`'s last committed batch, byte-identical.
@@ -519,9 +554,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     /// The whole proof: random inputs on 1–16 upstream partitions, 1–8 shuffle shards, random
-    /// batch cuts on both sides, upstream crashes after the shuffle write (and within it),
-    /// redelivered upstream batches, downstream crashes restored from checkpoints with their
-    /// dedup marks, splits and merges of the shuffle stream.
+    /// batch cuts on both sides, upstream crashes after the shuffle write (and within it, the
+    /// batch retried whole or as its two halves: Lambda's bisect), redelivered upstream batches,
+    /// downstream crashes restored from checkpoints with their dedup marks, splits and merges of
+    /// the shuffle stream.
     #[test]
     fn the_two_stage_run_equals_the_single_engine_with_crashes_redelivery_and_resharding(
         input in inputs(),
