@@ -49,6 +49,28 @@ pub type ShardFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<ShardInfo>,
 pub trait ShardLineage: Send + Sync {
     /// The description of `shard_id`, or `None` if the stream has no such shard.
     fn shard<'a>(&'a self, shard_id: &'a str) -> ShardFuture<'a>;
+
+    /// The other children of `shard`'s parents (a split's second child; none after a merge or
+    /// for an original shard), among the shards this lineage has read. A split makes both
+    /// children at once, so once [`ShardLineage::shard`] found one, both are known.
+    fn siblings(&self, shard: &ShardInfo) -> Vec<String> {
+        let _ = shard;
+        Vec::new()
+    }
+}
+
+/// The shards of `known` other than `shard` with the same parents as `shard` (none if it has
+/// none), in shard id order.
+fn siblings_among<'a>(known: impl Iterator<Item = &'a ShardInfo>, shard: &ShardInfo) -> Vec<String> {
+    if shard.parents.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = known
+        .filter(|s| s.shard_id != shard.shard_id && s.parents == shard.parents)
+        .map(|s| s.shard_id.clone())
+        .collect();
+    out.sort();
+    out
 }
 
 /// A fixed lineage (unit tests, and streams that are never resharded: [`FixedLineage::default`]
@@ -70,6 +92,10 @@ impl FixedLineage {
 impl ShardLineage for FixedLineage {
     fn shard<'a>(&'a self, shard_id: &'a str) -> ShardFuture<'a> {
         Box::pin(async move { Ok(self.shards.get(shard_id).cloned()) })
+    }
+
+    fn siblings(&self, shard: &ShardInfo) -> Vec<String> {
+        siblings_among(self.shards.values(), shard)
     }
 }
 
@@ -154,6 +180,13 @@ impl ShardLineage for KinesisLineage {
             Ok(shards.into_iter().find(|s| s.shard_id == shard_id))
         })
     }
+
+    fn siblings(&self, shard: &ShardInfo) -> Vec<String> {
+        self.cache
+            .lock()
+            .map(|cache| siblings_among(cache.values(), shard))
+            .unwrap_or_default()
+    }
 }
 
 /// The hash key Kinesis routes `partition_key` by: MD5 of its UTF-8 bytes, big-endian.
@@ -182,5 +215,25 @@ mod tests {
         let lineage = FixedLineage::new([child.clone()]);
         assert_eq!(lineage.shard("shardId-000000000001").await.unwrap(), Some(child));
         assert_eq!(lineage.shard("shardId-000000000009").await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_split_childs_sibling_is_the_other_child_and_a_merge_child_has_none() {
+        let shard = |id: &str, parents: &[&str]| ShardInfo {
+            shard_id: id.into(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+            hash_key_range: 0..=1,
+        };
+        let lineage = FixedLineage::new([
+            shard("s0", &[]),
+            shard("s1", &[]),
+            shard("s2", &["s0"]),
+            shard("s3", &["s0"]),
+            shard("s4", &["s1", "s2"]),
+        ]);
+        assert_eq!(lineage.siblings(&shard("s2", &["s0"])), vec!["s3".to_owned()]);
+        assert_eq!(lineage.siblings(&shard("s3", &["s0"])), vec!["s2".to_owned()]);
+        assert!(lineage.siblings(&shard("s4", &["s1", "s2"])).is_empty());
+        assert!(lineage.siblings(&shard("s1", &[])).is_empty());
     }
 }

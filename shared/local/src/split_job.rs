@@ -104,6 +104,7 @@ where
             stream: INPUT_STREAM,
             shard: name,
             parents: &[],
+            siblings: &[],
         };
         let combiner = self.split.batch_combiner();
         let packed = pack(&mut self.upstream, combiner, self.shuffle.map(), shard, records, end);

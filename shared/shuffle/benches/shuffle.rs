@@ -181,6 +181,7 @@ fn upstream_batch<S: Serialize + Send + 'static>(
         stream: "cdc",
         shard: "shardId-000000000000",
         parents: &[],
+        siblings: &[],
     };
     let mut up = UpstreamBatch::begin(engine, map, shard)
         .expect("fits")

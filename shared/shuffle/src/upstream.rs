@@ -51,6 +51,9 @@ pub struct UpstreamShard<'a> {
     /// The shards it was split or merged from, named in its watermark records so that the
     /// downstream retires them.
     pub parents: &'a [&'a str],
+    /// The other children of its parents (a split's second child), announced with it: see
+    /// [`UpstreamBatch::begin`].
+    pub siblings: &'a [&'a str],
 }
 
 /// How a batch ends.
@@ -86,7 +89,10 @@ struct Lifting<S> {
 impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatch<'e, 'm, 's, In, S> {
     /// Starts a batch of `shard` on `engine` (the upstream half of a split pipeline), packing for
     /// the shuffle shards of `map`. A partition new to the engine is registered and its watermark
-    /// record goes first.
+    /// record goes first, followed by one for each of its siblings at the same watermark: the
+    /// record retires the parents downstream, and a split's other child, not heard from yet,
+    /// must hold the downstream's watermark where the parent left it (it starts from the
+    /// parent's state too), or the other shards would move the watermark past its first rows.
     pub fn begin(
         engine: &'e mut Engine<In, ShuffleOutput<S>>,
         map: &'m ShardMap,
@@ -106,6 +112,16 @@ impl<'e, 'm, 's, In: Send + 'static, S: Serialize + Send + 'static> UpstreamBatc
         };
         if !known {
             batch.push_watermark(wm_start, false)?;
+            for sibling in shard.siblings {
+                batch.packer.push_watermark(&WatermarkRecord {
+                    stage: shard.stage,
+                    source_stream: shard.stream,
+                    source_shard: sibling,
+                    watermark: wm_start,
+                    closed: false,
+                    parents: shard.parents.to_vec(),
+                })?;
+            }
         }
         Ok(batch)
     }

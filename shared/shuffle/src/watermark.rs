@@ -16,10 +16,11 @@
 //!   upstream shard passed it.
 //! - **Resharding upstream.** A child's watermark record names its parents; they are retired
 //!   (removed from the minimum for good) once it arrives, so a closed parent never stalls the
-//!   watermark. The child starts at or above its parents' watermark (the upstream engine adopts
-//!   them), so the minimum does not need to go back. A split's second child is unknown until it
-//!   first reports, like any new upstream shard. A shard that reports `closed` (end of input) is
-//!   retired at once.
+//!   watermark; the minimum never goes back. A split's first child to report also announces
+//!   the other child at its own starting watermark (`UpstreamShard::siblings`), so the other
+//!   child holds the watermark from the moment the parent is retired (without it the other
+//!   shards could move the watermark past the other child's first rows before it is heard
+//!   from). A shard that reports `closed` (end of input) is retired at once.
 //! - **Resharding downstream.** A child shard [`ShuffleWatermark::adopt`]s its parents' states:
 //!   the same upstream shards, the larger watermark.
 //! - A watermark record of a stage or stream this shard does not consume, or of a retired

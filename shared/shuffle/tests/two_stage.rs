@@ -233,6 +233,7 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> TwoStage<S> {
                 stream: STREAM,
                 shard: &up.name,
                 parents: &[],
+                siblings: &[],
             };
             let packed = UpstreamBatch::begin(&mut up.engine, self.shuffle.map(), shard)
                 .unwrap()
@@ -270,6 +271,7 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> TwoStage<S> {
                 stream: STREAM,
                 shard: &up.name,
                 parents: &parents,
+                siblings: &[],
             },
         )
         .unwrap()

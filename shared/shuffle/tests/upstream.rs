@@ -7,7 +7,8 @@ use shardflow_engine::{
     Engine, Lifted, Pipeline, ShuffleOutput, SplitPipeline, WatermarkStrategy, Windowing, MIN_TIMESTAMP,
 };
 use shardflow_shuffle::{
-    BatchEnd, Frame, KeyGroupSpace, Packed, ShardMap, ShuffleRecord, UpstreamBatch, UpstreamShard,
+    BatchEnd, Frame, KeyGroupSpace, Packed, ShardMap, ShuffleRecord, ShuffleWatermark, Source, UpstreamBatch,
+    UpstreamShard, WatermarkRecord,
 };
 use shardflow_stage::SequenceNumber;
 
@@ -32,6 +33,7 @@ const SHARD: UpstreamShard<'static> = UpstreamShard {
     stream: "input",
     shard: "shardId-000000000000",
     parents: &[],
+    siblings: &[],
 };
 
 fn batch(
@@ -140,4 +142,115 @@ fn lifted_partials_are_sent_before_the_watermark_passes_their_window_with_ids_in
             ("4".to_owned(), 2, "partial 1x10".to_owned()),
         ]
     );
+}
+
+#[test]
+fn a_split_childs_first_batch_announces_its_sibling_so_the_downstream_waits_for_both_children() {
+    let split = counts();
+    let map = ShardMap::even(KeyGroupSpace::new(8), 1);
+    // the parent ran to its end at watermark 7; the child starts from its state
+    let mut parent = split.upstream.engine();
+    let parent_shard = UpstreamShard {
+        shard: "shardId-000000000000",
+        ..SHARD
+    };
+    let mut b = UpstreamBatch::begin(&mut parent, &map, parent_shard).unwrap();
+    for (offset, r) in [(0, (1, 5)), (1, (2, 7))] {
+        b.push(&SequenceNumber::parse(&offset.to_string()).unwrap(), offset, 0, r)
+            .unwrap();
+    }
+    let from_parent = b.finish(BatchEnd::Open).unwrap();
+    let image = shardflow_engine::CheckpointImage::new(parent.snapshot_full().unwrap());
+    let mut child = Engine::adopt(&split.upstream, &[image], &|_| true).unwrap();
+    let child_shard = UpstreamShard {
+        shard: "shardId-000000000001",
+        parents: &["shardId-000000000000"],
+        siblings: &["shardId-000000000002"],
+        ..SHARD
+    };
+    let mut b = UpstreamBatch::begin(&mut child, &map, child_shard).unwrap();
+    b.push(&SequenceNumber::parse("10").unwrap(), 10, 0, (1, 50)).unwrap();
+    let from_child = b.finish(BatchEnd::Open).unwrap();
+    let announced = watermark_records(&from_child);
+    assert_eq!(
+        announced[..2],
+        [
+            (
+                "shardId-000000000001".to_owned(),
+                announced[0].1,
+                vec!["shardId-000000000000".to_owned()]
+            ),
+            (
+                "shardId-000000000002".to_owned(),
+                announced[0].1,
+                vec!["shardId-000000000000".to_owned()]
+            ),
+        ],
+        "the child and its sibling are announced first, at the child's starting watermark"
+    );
+
+    // downstream: another upstream shard far ahead; the parent retired by the child; the child
+    // ahead of the parent — the sibling, not heard from itself, still holds the watermark
+    let mut input = ShuffleWatermark::new([Source::new("up", "input")], None).unwrap();
+    let other = WatermarkRecord {
+        stage: "up",
+        source_stream: "input",
+        source_shard: "shardId-000000000009",
+        watermark: 100,
+        closed: false,
+        parents: vec![],
+    };
+    let observe_all = |input: &mut ShuffleWatermark, packed: &Packed| {
+        for r in &packed.records {
+            for rec in Frame::parse(&r.data).unwrap().records() {
+                if let ShuffleRecord::Watermark(w) = rec.unwrap() {
+                    input.observe(&w, 0);
+                }
+            }
+        }
+    };
+    observe_all(&mut input, &from_parent);
+    input.observe(&other, 0);
+    assert_eq!(input.current(), 7);
+    observe_all(&mut input, &from_child);
+    assert_eq!(
+        input.current(),
+        7,
+        "held where the parent left it until the sibling reports"
+    );
+    let sibling = WatermarkRecord {
+        source_shard: "shardId-000000000002",
+        watermark: 30,
+        parents: vec!["shardId-000000000000"],
+        ..other.clone()
+    };
+    input.observe(&sibling, 0);
+    assert_eq!(
+        input.current(),
+        30,
+        "then the minimum over both children and the other shard"
+    );
+    // a later batch of the child announces nobody
+    let mut b = UpstreamBatch::begin(&mut child, &map, child_shard).unwrap();
+    b.push(&SequenceNumber::parse("11").unwrap(), 11, 0, (1, 60)).unwrap();
+    let later = b.finish(BatchEnd::Open).unwrap();
+    assert!(watermark_records(&later)
+        .iter()
+        .all(|(shard, ..)| shard == "shardId-000000000001"));
+}
+
+/// The watermark records of `packed`'s first Kinesis record: (shard, watermark, parents).
+fn watermark_records(packed: &Packed) -> Vec<(String, i64, Vec<String>)> {
+    Frame::parse(&packed.records[0].data)
+        .unwrap()
+        .records()
+        .filter_map(|rec| match rec.unwrap() {
+            ShuffleRecord::Watermark(w) => Some((
+                w.source_shard.to_owned(),
+                w.watermark,
+                w.parents.iter().map(|p| (*p).to_owned()).collect(),
+            )),
+            ShuffleRecord::Data(_) => None,
+        })
+        .collect()
 }

@@ -36,6 +36,14 @@ pub struct UpstreamStage<In, S, D, L> {
 /// `Arc::new(move || split.batch_combiner())` of the split pipeline.
 pub type CombinerFactory<S> = Arc<dyn Fn() -> Option<Box<dyn BatchCombiner<S>>> + Send + Sync>;
 
+/// An input shard's parents and, for a split's child, the other child (named in its first
+/// watermark records: [`shardflow_shuffle::UpstreamBatch::begin`]).
+#[derive(Debug, Default)]
+struct Family {
+    parents: Vec<String>,
+    siblings: Vec<String>,
+}
+
 /// An upstream batch packed: the records to send, the dead letters, the batch's counts.
 struct PackedBatch<S> {
     packed: Packed,
@@ -105,21 +113,19 @@ where
             engine,
             state_bytes,
         } = open;
-        let parents = match self
-            .stage
-            .shard_lineage()
-            .shard(&batch.shard_id)
-            .await
-            .map_err(StageError::from)?
-        {
-            Some(info) => info.parents,
-            None => Vec::new(),
+        let lineage = self.stage.shard_lineage();
+        let family = match lineage.shard(&batch.shard_id).await.map_err(StageError::from)? {
+            Some(info) => Family {
+                siblings: lineage.siblings(&info),
+                parents: info.parents,
+            },
+            None => Family::default(),
         };
         let (mut engine, adopted) = match engine {
             Some(engine) => (engine, false),
             None => self.start(&batch.shard_id).await?,
         };
-        let PackedBatch { outcome, .. } = self.send(&mut engine, &batch, &position, &parents).await?;
+        let PackedBatch { outcome, .. } = self.send(&mut engine, &batch, &position, &family).await?;
         self.stage.emit_outcome(&outcome).await.map_err(StageError::from)?;
         self.stage.crash_point(CrashPoint::AfterEmit)?;
         let done = ShardPosition {
@@ -145,17 +151,17 @@ where
         engine: &mut Engine<In, ShuffleOutput<S>>,
         batch: &ShardBatch,
         position: &ShardPosition,
-        parents: &[String],
+        family: &Family,
     ) -> Result<PackedBatch<S>, ShuffleStageError> {
         let mut writer = ShuffleWriter::new(self.kinesis.clone(), &self.shuffle_stream, WriterConfig::default());
         let before = CheckpointImage::new(engine.snapshot_full().map_err(StageError::from)?);
         let map = writer.shard_map(self.space).await?.clone();
-        let first = self.pack(engine, &map, batch, position, parents)?;
+        let first = self.pack(engine, &map, batch, position, family)?;
         let repack_error = std::cell::RefCell::new(None);
         let repack = |map: &ShardMap| {
             let repacked = Engine::restore(self.stage.pipeline(), &before)
                 .map_err(|e| ShuffleStageError::Stage(e.into()))
-                .and_then(|mut copy| self.pack(&mut copy, map, batch, position, parents));
+                .and_then(|mut copy| self.pack(&mut copy, map, batch, position, family));
             match repacked {
                 Ok(again) => Ok(again.packed),
                 Err(ShuffleStageError::Upstream(shardflow_shuffle::UpstreamError::Pack(e))) => Err(e),
@@ -200,14 +206,16 @@ where
         map: &ShardMap,
         batch: &ShardBatch,
         position: &ShardPosition,
-        parents: &[String],
+        family: &Family,
     ) -> Result<PackedBatch<S>, ShuffleStageError> {
-        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+        let parents: Vec<&str> = family.parents.iter().map(String::as_str).collect();
+        let siblings: Vec<&str> = family.siblings.iter().map(String::as_str).collect();
         let shard = UpstreamShard {
             stage: self.stage.name(),
             stream: &batch.stream,
             shard: &batch.shard_id,
             parents: &parents,
+            siblings: &siblings,
         };
         let mut outcome = BatchOutcome {
             outputs: Vec::new(),
