@@ -612,7 +612,8 @@ pub fn by_id<T: Clone>(lines: impl IntoIterator<Item = (String, T)>) -> BTreeMap
     lines.into_iter().collect()
 }
 
-/// Waits until `stage` committed the last record of every shard of `stream` (`records` put).
+/// Waits until `stage` committed the last record of every shard of `stream` (`records` put);
+/// returns the records it read.
 pub async fn caught_up(
     stage: &str,
     table: &str,
@@ -621,9 +622,17 @@ pub async fn caught_up(
     started: Instant,
 ) -> Vec<shardflow_testkit::ReadRecord> {
     let stored = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), stream, records, DEADLINE).await;
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for r in &stored {
-        last.insert(r.shard_id.clone(), r.sequence_number.clone());
+    committed_through(stage, table, &stored, started).await;
+    stored
+}
+
+/// Waits until `stage` (state table `table`) committed, in every shard of `stored` (records read
+/// from its input stream), that shard's last record of `stored` or a later one.
+pub async fn committed_through(stage: &str, table: &str, stored: &[shardflow_testkit::ReadRecord], started: Instant) {
+    let parse = |s: &str| shardflow_stage::SequenceNumber::parse(s).expect("a Kinesis sequence number");
+    let mut last: BTreeMap<String, shardflow_stage::SequenceNumber> = BTreeMap::new();
+    for r in stored {
+        last.insert(r.shard_id.clone(), parse(&r.sequence_number));
     }
     let dynamodb = shardflow_testkit::dynamodb();
     eventually(&format!("{stage} catching up"), started, || async {
@@ -636,7 +645,13 @@ pub async fn caught_up(
                 .collect();
         let behind: Vec<&String> = last
             .iter()
-            .filter(|(shard, seq)| committed.get(*shard).cloned().flatten().as_ref() != Some(*seq))
+            .filter(|(shard, seq)| {
+                committed
+                    .get(*shard)
+                    .cloned()
+                    .flatten()
+                    .is_none_or(|c| parse(&c) < **seq)
+            })
             .map(|(shard, _)| shard)
             .collect();
         if behind.is_empty() {
@@ -646,7 +661,23 @@ pub async fn caught_up(
         }
     })
     .await;
-    stored
+}
+
+/// Reads `stream` (an enriched-orders output) until it held as many records as `want` and
+/// asserts that it holds each of `want`'s enriched orders once, with its value (`what` names them
+/// in the failure).
+pub async fn assert_enriched_streamed_once(stream: &str, want: &BTreeMap<String, EnrichedOrder>, what: &str) {
+    let streamed = shardflow_testkit::read_stream(&shardflow_testkit::kinesis(), stream, want.len(), DEADLINE).await;
+    let streamed: Vec<shardflow_connectors::KinesisEnvelope<EnrichedOrder>> = streamed
+        .iter()
+        .map(|r| serde_json::from_slice(&r.data).expect("an enriched order envelope"))
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        want.len(),
+        "{what}: each enriched order is streamed once"
+    );
+    assert_eq!(&by_id(streamed.into_iter().map(|e| (e.id, e.value))), want, "{what}");
 }
 
 /// Drains `queue` (subscribed to a receipts topic) until it held as many receipts as `expected`,

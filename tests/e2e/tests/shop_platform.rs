@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use shardflow_archive::ArchiveReader;
-use shardflow_connectors::{KinesisEnvelope, ResultMessage};
+use shardflow_connectors::ResultMessage;
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{deploy, invoke, require_function_zips, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
@@ -250,23 +250,12 @@ async fn shop_stages_on_localstack_match_the_embedded_runner() {
     for (id, value) in &in_s3 {
         assert_eq!(want_enriched.get(id), Some(value), "{id} is an expected enriched order");
     }
-    let streamed = shardflow_testkit::read_stream(
-        &shardflow_testkit::kinesis(),
+    assert_enriched_streamed_once(
         &output("EnrichedOrdersStreamName"),
-        want_enriched.len(),
-        DEADLINE,
+        &want_enriched,
+        "the enriched orders streamed",
     )
     .await;
-    let streamed: Vec<KinesisEnvelope<EnrichedOrder>> = streamed
-        .iter()
-        .map(|r| serde_json::from_slice(&r.data).expect("an enriched order envelope"))
-        .collect();
-    assert_eq!(
-        streamed.len(),
-        want_enriched.len(),
-        "each enriched order is streamed once"
-    );
-    assert_eq!(by_id(streamed.into_iter().map(|e| (e.id, e.value))), want_enriched);
 
     // bad input: the malformed record once per decoding stage, late records as the embedded runner counts them
     let dlq = output("DeadLetterQueueUrl");
