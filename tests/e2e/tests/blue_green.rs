@@ -7,12 +7,16 @@
 //! without the migration is refused (non-zero exit). Green is deployed beside blue without
 //! consuming, its receipts function running `receipts-next` (`SHARDFLOW_FUNCTION_CODE`), with a
 //! shuffle stream of its own for each split pipeline, its mappings to start `AT_TIMESTAMP` where
-//! the savepoint says, restored from the savepoint, and enabled (green's revenue and order-enrich
-//! pairs start fresh there: a savepoint does not carry a shuffle stage's dedup marks and upstream
-//! watermarks yet, and the windows and sessions green owns hold only rows green reads); it
-//! catches up and `validate` finds no
-//! difference between green's shadow revenue and the live revenue; the live output is switched to
-//! green, more data flows, it is rolled back to blue, the rest flows. The live outputs hold every
+//! the savepoints say, restored from them, and enabled. Revenue's pair is savepointed in the order
+//! the hop needs — `revenue-keyby` with its mappings left disabled, `revenue-shuffled` once it has
+//! consumed blue's shuffle stream (its dedup marks and upstream watermarks in the savepoint), then
+//! `revenue-keyby`'s mappings on again — gated by `savepoint check`, and restored with
+//! `revenue-shuffled` put onto green's own shuffle stream; order-enrich's pair the same way.
+//! Green catches up and `validate`
+//! finds no difference between green's shadow revenue and the live revenue from the minute open
+//! at the savepoint on (its first part reached green only through the savepoint); the live
+//! output is switched to green, more data flows, it is rolled back to blue, the rest flows. The
+//! live outputs hold every
 //! result exactly once: the revenue table equals the embedded runner's results on the same
 //! stream, and the live topic carries each receipt once, equal on every field of `receipts` to
 //! the embedded runner's, the live enriched-orders stream holds each of the embedded runner's
@@ -27,16 +31,16 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use shardflow_bluegreen::{Colour, ColourControl};
-use shardflow_connectors::{KinesisEnvelope, ResultMessage};
+use shardflow_connectors::ResultMessage;
 use shardflow_e2e::shop::*;
 use shardflow_e2e::{aws, deploy, deploy_with_code, repo_root, require_function_zips, shardflow_dir, StackGuard};
 use shardflow_gen::shop::{encode, ShopFormat};
 use shardflow_lifecycle::{
     create_savepoint, restore_savepoint, EventSourceBarrier, MappingState, RestoreOptions, S3Location,
-    SavepointManifest, SavepointOptions,
+    SavepointManifest, SavepointOptions, ShuffleTarget,
 };
 use shardflow_schemas::ChangeEvent;
-use shardflow_shop::pipelines::{EnrichedOrder, ReceiptNext};
+use shardflow_shop::pipelines::ReceiptNext;
 
 /// The code green's receipts stage runs: the next release of the receipts pipeline.
 const GREEN_RECEIPTS_CODE: &str = "receipts-next";
@@ -59,9 +63,20 @@ fn encoded(events: &[ChangeEvent]) -> Vec<(String, Vec<u8>)> {
 
 /// Savepoints `stage` of blue with its mappings paused (and resumed after).
 async fn savepoint(blue: &Outputs, stage: &str, function: &str) -> (S3Location, SavepointManifest) {
+    savepoint_leaving(blue, stage, function, false).await
+}
+
+/// Savepoints `stage` of blue with its mappings paused, and left disabled if `leave_disabled`.
+async fn savepoint_leaving(
+    blue: &Outputs,
+    stage: &str,
+    function: &str,
+    leave_disabled: bool,
+) -> (S3Location, SavepointManifest) {
     let location = S3Location::new(&blue.get("StateBucketName"), &format!("savepoints/{stage}"));
     let mut options = SavepointOptions::new(stage, &blue.get("StateTableName"), location.clone());
     options.barrier = Some(EventSourceBarrier::new(shardflow_testkit::lambda(), function));
+    options.leave_disabled = leave_disabled;
     options.quiet_period = Duration::from_secs(3);
     let saved = create_savepoint(&shardflow_testkit::dynamodb(), &shardflow_testkit::s3(), &options)
         .await
@@ -73,12 +88,77 @@ async fn savepoint(blue: &Outputs, stage: &str, function: &str) -> (S3Location, 
     (location, saved.manifest)
 }
 
-/// Seeds green's `stage` from a savepoint, dry-run restored first into `code`, the pipeline
-/// green's stage runs (by its name in `savepoint check`'s catalogue).
-async fn restore(green: &Outputs, stage: &str, code: &str, location: S3Location) {
+/// A split pipeline's two deployed stages: their stage names and the stack outputs naming their
+/// functions and the shuffle stream between them.
+struct Pair {
+    upstream: &'static str,
+    upstream_function: &'static str,
+    downstream: &'static str,
+    downstream_function: &'static str,
+    shuffle_stream: &'static str,
+}
+
+/// Revenue's pair.
+const REVENUE_PAIR: Pair = Pair {
+    upstream: "revenue-keyby",
+    upstream_function: "RevenueKeyByFunctionName",
+    downstream: "revenue-shuffled",
+    downstream_function: "RevenueShuffledFunctionName",
+    shuffle_stream: "RevenueShuffleStreamName",
+};
+
+/// order-enrich's pair.
+const ORDER_ENRICH_PAIR: Pair = Pair {
+    upstream: "order-enrich-keyby",
+    upstream_function: "OrderEnrichKeyByFunctionName",
+    downstream: "order-enrich-shuffled",
+    downstream_function: "OrderEnrichShuffledFunctionName",
+    shuffle_stream: "EnrichShuffleStreamName",
+};
+
+/// Blue's `pair` saved in the order the hop needs (`docs/shuffle-and-checkpoints.md`, "The order
+/// of the two savepoints"): the upstream with its mappings left disabled; once the downstream has
+/// committed everything blue's shuffle stream holds, the downstream; then the upstream's mappings
+/// on again. Returns both savepoints, upstream first.
+async fn savepoint_pair(blue: &Outputs, pair: &Pair) -> [(&'static str, (S3Location, SavepointManifest)); 2] {
+    let upstream_function = blue.get(pair.upstream_function);
+    let upstream = savepoint_leaving(blue, pair.upstream, &upstream_function, true).await;
+    // the tick keeps sending heartbeats: at or past what the stream held once the upstream stopped
+    let sent = shardflow_testkit::read_stream_once(&shardflow_testkit::kinesis(), &blue.get(pair.shuffle_stream)).await;
+    committed_through(pair.downstream, &blue.get("StateTableName"), &sent, Instant::now()).await;
+    let downstream = savepoint(blue, pair.downstream, &blue.get(pair.downstream_function)).await;
+    let barrier = EventSourceBarrier::new(shardflow_testkit::lambda(), &upstream_function);
+    let mappings: Vec<MappingState> = barrier
+        .kinesis_mappings()
+        .await
+        .expect("the upstream's mappings")
+        .into_iter()
+        .filter(|m| upstream.1.consistency.paused_mappings.contains(&m.uuid))
+        .map(|m| MappingState { was_enabled: true, ..m })
+        .collect();
+    assert!(!mappings.is_empty(), "the upstream's savepoint paused its mappings");
+    barrier
+        .resume(&mappings)
+        .await
+        .expect("enable the upstream's mappings again");
+    [(pair.upstream, upstream), (pair.downstream, downstream)]
+}
+
+/// Seeds green's `stage` from a savepoint of pipeline `pipeline`, dry-run restored first into
+/// `code`, the pipeline green's stage runs (by its name in `savepoint check`'s catalogue); a
+/// shuffle's downstream stage goes onto green's shuffle stream `shuffle_stream`.
+async fn restore(
+    green: &Outputs,
+    stage: &str,
+    pipeline: &str,
+    code: &str,
+    location: S3Location,
+    shuffle_stream: Option<String>,
+) {
     let mut restore = RestoreOptions::new(location, stage, &green.get("StateTableName"));
     restore.spill_bucket = Some(green.get("StateBucketName"));
-    restore.expect.pipeline = Some(stage.replace('-', "_"));
+    restore.expect.pipeline = Some(pipeline.to_owned());
+    restore.shuffle_target = shuffle_stream.map(|s| ShuffleTarget::new(shardflow_testkit::kinesis(), &s));
     restore.pipeline = shardflow_shop_stages::check_targets()
         .into_iter()
         .find(|t| t.name() == code)
@@ -278,12 +358,8 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let receipts_queue = subscribe_queue(&blue.get("ReceiptsTopicArn")).await;
     let stream = blue.get("ChangesStreamName");
 
-    // blue consumes the first part; its stateful one-stage stage is savepointed while it runs.
-    // The split pipelines' stages are not: a savepoint does not carry a shuffle stage's dedup
-    // marks and upstream watermarks yet, so green's pairs start fresh where green's mappings start
-    // (as revenue's). To savepoint order-enrich's pair once it does, add
-    // ("order-enrich-keyby", "OrderEnrichKeyByFunctionName") and ("order-enrich-shuffled",
-    // "OrderEnrichShuffledFunctionName") here.
+    // blue consumes the first part; receipts is savepointed while it runs, then each pair in its
+    // order.
     let registrations = register_every_shard(&stream, &blue.get("StateTableName"), &events, &UPSTREAM_STAGES).await;
     put_records_in_order(&stream, encoded(parts[0])).await;
     let stages = [("receipts", "ReceiptsFunctionName")];
@@ -293,9 +369,22 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     for (stage, _) in stages {
         caught_up(stage, &blue_table, &stream, registrations.len() + parts[0].len(), since).await;
     }
+    for pair in [&REVENUE_PAIR, &ORDER_ENRICH_PAIR] {
+        caught_up(
+            pair.upstream,
+            &blue_table,
+            &stream,
+            registrations.len() + parts[0].len(),
+            since,
+        )
+        .await;
+    }
     let mut savepoints = Vec::new();
     for (stage, function) in stages {
         savepoints.push((stage, savepoint(&blue, stage, &blue.get(function)).await));
+    }
+    for pair in [&REVENUE_PAIR, &ORDER_ENRICH_PAIR] {
+        savepoints.extend(savepoint_pair(&blue, pair).await);
     }
     // the gate, before anything of green is deployed: its code against blue's savepoints
     let location = |stage: &str| {
@@ -309,11 +398,25 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     tokio::task::spawn_blocking(move || check_green_code(&gate))
         .await
         .expect("the gate passes");
+    for stage in [
+        "revenue-keyby",
+        "revenue-shuffled",
+        "order-enrich-keyby",
+        "order-enrich-shuffled",
+    ] {
+        let saved = location(stage);
+        let (passed, report, stderr) = tokio::task::spawn_blocking(move || savepoint_check(&saved, stage))
+            .await
+            .expect("savepoint check ran");
+        assert!(passed, "{stage} restores blue's {stage} savepoint: {report:#} {stderr}");
+    }
     // green is deployed beside blue without consuming; its mappings will start AT_TIMESTAMP a
     // margin before the savepoints (a mapping cannot start at a sequence number), and its stages
     // skip by sequence number what the savepoints cover
+    // (the CDC stream's stages only: a shuffled stage's positions are on blue's shuffle stream)
     let resume_at_ms = savepoints
         .iter()
+        .filter(|(stage, _)| ![REVENUE_PAIR.downstream, ORDER_ENRICH_PAIR.downstream].contains(stage))
         .map(|(_, (_, manifest))| {
             manifest
                 .resume_at_ms()
@@ -337,13 +440,21 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let _green_guard = StackGuard(green_stack.clone());
     assert_runs_code(&green.get("ReceiptsFunctionName"), GREEN_RECEIPTS_CODE);
     for (stage, (location, _)) in savepoints {
+        let (pipeline, shuffle) = match stage {
+            "receipts" => ("receipts", None),
+            "revenue-keyby" => ("revenue", None),
+            "revenue-shuffled" => ("revenue", Some(green.get(REVENUE_PAIR.shuffle_stream))),
+            "order-enrich-keyby" => ("order_enrich", None),
+            _ => ("order_enrich", Some(green.get(ORDER_ENRICH_PAIR.shuffle_stream))),
+        };
         let code = if stage == "receipts" {
             GREEN_RECEIPTS_CODE
         } else {
             stage
         };
-        restore(&green, stage, code, location).await;
+        restore(&green, stage, pipeline, code, location, shuffle).await;
     }
+
     for function in [
         "RevenueKeyByFunctionName",
         "RevenueShuffledFunctionName",
@@ -368,8 +479,9 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     let started = Instant::now();
     let seen: Vec<ChangeEvent> = [parts[0], parts[1]].concat();
     let closed_before = seen.iter().map(ChangeEvent::event_time).max().unwrap_or(0) - 5_000;
-    // windows blue closed before the savepoint are in the live table only: compare the later ones
-    let from = cut_after(parts[0]);
+    // windows blue closed before the savepoint are in the live table only: compare the later
+    // ones, from the minute open at the savepoint (its first part came to green in the savepoint)
+    let from = cut_after(parts[0]) - 60_000;
     let shadow = shardflow_bluegreen::shadow_table(&table, Colour::Green);
     loop {
         let (live, green_rows) = (revenue_rows(&table).await, revenue_rows(&shadow).await);
@@ -448,27 +560,12 @@ async fn savepoint_green_validate_switch_and_rollback_keep_every_result_once() {
     // the live enriched orders: each of the embedded runner's once (each colour's pair wrote the
     // sessions its colour owned live)
     let want_enriched = by_id(expected.enriched.iter().map(|l| (l.id.clone(), l.value.clone())));
-    let streamed = shardflow_testkit::read_stream(
-        &shardflow_testkit::kinesis(),
+    assert_enriched_streamed_once(
         &blue.get("EnrichedOrdersStreamName"),
-        want_enriched.len(),
-        DEADLINE,
+        &want_enriched,
+        "the live enriched orders (the embedded runner's)",
     )
     .await;
-    let streamed: Vec<KinesisEnvelope<EnrichedOrder>> = streamed
-        .iter()
-        .map(|r| serde_json::from_slice(&r.data).expect("an enriched order envelope"))
-        .collect();
-    assert_eq!(
-        streamed.len(),
-        want_enriched.len(),
-        "each enriched order is streamed live once"
-    );
-    assert_eq!(
-        by_id(streamed.into_iter().map(|e| (e.id, e.value))),
-        want_enriched,
-        "the live enriched orders are the embedded runner's"
-    );
     let cutover = control.load().await.expect("cutover");
     let green_receipts = assert_receipt_columns_by_colour(&bodies, &cutover, &next);
     assert!(
