@@ -20,6 +20,13 @@ keep their positions. :class:`LineageTracker` makes the poller do that: a shard 
 ``GetRecords`` returns no next iterator is finished (its records still in the batcher are sent
 first); the shards polled are the ones not finished whose parents (those still in the stream)
 are all finished; shards already polled keep their iterators.
+
+Expired iterators: a shard iterator is valid for five minutes, and the poller's one thread per
+mapping can stay on one shard longer than that (a batch retried with backoff), so the other
+shards' iterators expire. LocalStack then starts every shard over from the mapping's starting
+position (re-delivering or skipping records); AWS resumes where the mapping was. The tracker
+remembers the last sequence number read from each shard and an expired shard resumes
+``AFTER_SEQUENCE_NUMBER`` of it (:meth:`LineageTracker.resume_arguments`).
 """
 
 from __future__ import annotations
@@ -59,10 +66,29 @@ class LineageTracker:
 
     def __init__(self) -> None:
         self.finished: set[str] = set()
+        self.last_read: dict[str, str] = {}
 
     def finish(self, shard_id: str) -> None:
         """Marks a shard read to its end."""
         self.finished.add(shard_id)
+
+    def read(self, shard_id: str, records: list[dict]) -> None:
+        """Remembers the last of ``records``, just read from ``shard_id``."""
+        if records:
+            self.last_read[shard_id] = records[-1]["SequenceNumber"]
+
+    def resume_arguments(self, stream_arn: str, shard_id: str, position: str, timestamp=None) -> dict:
+        """The ``GetShardIterator`` arguments that resume ``shard_id`` after its last record read,
+        or (nothing read yet) start it at ``position``."""
+        last = self.last_read.get(shard_id)
+        if last is None:
+            return shard_iterator_arguments(stream_arn, shard_id, position, timestamp)
+        return {
+            "StreamARN": stream_arn,
+            "ShardId": shard_id,
+            "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+            "StartingSequenceNumber": last,
+        }
 
     def plan(self, shards: list[dict], polled: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, bool]]]:
         """The shards to poll: ``(kept, new)`` where ``kept`` maps the shards already polled (in
@@ -98,11 +124,32 @@ def _patch_lineage(kinesis_poller) -> None:
         return self._shardflow_lineage
 
     def get_records(self, shard_iterator):
-        response = original_get_records(self, shard_iterator)
         polling = getattr(self, "_shardflow_polling", None)
-        if polling is not None and not response.get("NextShardIterator"):
-            tracker(self).finish(polling)
+        try:
+            response = original_get_records(self, shard_iterator)
+        except Exception as e:
+            if polling is not None and isinstance(e.__cause__, self.source_client.exceptions.ExpiredIteratorException):
+                resume(self, polling)
+            raise
+        if polling is not None:
+            tracker(self).read(polling, response.get("Records", []))
+            if not response.get("NextShardIterator"):
+                tracker(self).finish(polling)
         return response
+
+    def resume(self, shard_id):
+        """Replaces the expired iterator of ``shard_id`` by one after its last record read."""
+        is_child = False  # a child read nothing yet starts at its trim horizon, as in initialize_shards
+        if shard_id not in tracker(self).last_read:
+            description = self.source_client.describe_stream(StreamARN=self.source_arn)["StreamDescription"]
+            shard = next((s for s in description.get("Shards", []) if s["ShardId"] == shard_id), {})
+            is_child = bool(shard.get("ParentShardId") or shard.get("AdjacentParentShardId"))
+        position = "TRIM_HORIZON" if is_child else self.stream_parameters["StartingPosition"]
+        arguments = tracker(self).resume_arguments(
+            self.source_arn, shard_id, position, self.stream_parameters.get("StartingPositionTimestamp")
+        )
+        LOG.warning("shardflow: the iterator of %s %s expired; resuming with %s", self.source_arn, shard_id, arguments)
+        self.shards[shard_id] = self.source_client.get_shard_iterator(**arguments)["ShardIterator"]
 
     def poll_events_from_shard(self, shard_id, shard_iterator):
         self._shardflow_polling = shard_id

@@ -75,3 +75,18 @@ def test_apply_corrects_the_pinned_localstack_pollers():
         assert getattr(KinesisPoller, name) is not getattr(StreamPoller, name), name
     assert KinesisPoller.initialize_shards.__module__ == esm_patches.__name__
     assert EsmWorkerFactory.get_esm_worker.__wrapped__ is not None
+
+
+def test_an_expired_shard_resumes_after_its_last_record_read_or_at_its_start():
+    t = LineageTracker()
+    arn = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+    assert t.resume_arguments(arn, "s0", "TRIM_HORIZON") == shard_iterator_arguments(arn, "s0", "TRIM_HORIZON")
+    t.read("s0", [{"SequenceNumber": "10"}, {"SequenceNumber": "12"}])
+    t.read("s0", [])
+    assert t.resume_arguments(arn, "s0", "LATEST") == {
+        "StreamARN": arn,
+        "ShardId": "s0",
+        "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+        "StartingSequenceNumber": "12",
+    }
+    assert t.resume_arguments(arn, "s1", "LATEST")["ShardIteratorType"] == "LATEST", "s1 read nothing"
