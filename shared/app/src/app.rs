@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_local::RunSummary;
 
 use crate::description::{AppDescription, ConfigErrors};
 use crate::error::AppError;
+use crate::join::{JoinDef, JoinPart};
 use crate::stage::{ErasedStage, StageDef};
 
 /// The argument that makes an application's function print its description instead of serving.
@@ -36,6 +38,18 @@ impl App {
         Out: Serialize + Send + Sync + 'static,
     {
         self.stages.push(Box::new(stage));
+        self
+    }
+
+    /// Adds the stages of `join`: one per input, then the join stage ([`JoinDef`]).
+    pub fn join<T, Out>(mut self, join: JoinDef<T, Out>) -> Self
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        Out: Serialize + Send + Sync + 'static,
+    {
+        for part in JoinPart::all(join) {
+            self.stages.push(Box::new(part));
+        }
         self
     }
 
@@ -96,13 +110,32 @@ impl App {
 /// Fails (the function's init fails, which Lambda reports) when the application does not
 /// validate, has no such stage, or its environment lacks a variable.
 pub async fn run_stage(app: App, stage: &str) -> Result<(), lambda_runtime::Error> {
-    if std::env::args().nth(1).as_deref() == Some(DESCRIBE_ARG) {
-        let json = serde_json::to_string_pretty(&app.describe()?)?;
-        writeln!(std::io::stdout().lock(), "{json}")?;
+    if describe_requested(&app)? {
         return Ok(());
     }
     app.describe()?;
     let stage = app.find(stage)?;
     tracing::info!(app = %app.name, stage = %stage.name(), "starting the stage");
     stage.run_lambda().await
+}
+
+/// The `main` of a function that runs several stages of `app` (every stage of a [`JoinDef`],
+/// say): as [`run_stage`], the stage being the one its environment names (`SHARDFLOW_STAGE`,
+/// which the synthesized template sets to the stage's name).
+pub async fn run_stage_from_env(app: App) -> Result<(), lambda_runtime::Error> {
+    if describe_requested(&app)? {
+        return Ok(());
+    }
+    let stage = shardflow_stage::required_var(shardflow_lambda::STAGE_ENV)?;
+    run_stage(app, &stage).await
+}
+
+/// With [`DESCRIBE_ARG`] as the process's first argument, prints `app`'s description and says so.
+fn describe_requested(app: &App) -> Result<bool, lambda_runtime::Error> {
+    if std::env::args().nth(1).as_deref() != Some(DESCRIBE_ARG) {
+        return Ok(false);
+    }
+    let json = serde_json::to_string_pretty(&app.describe()?)?;
+    writeln!(std::io::stdout().lock(), "{json}")?;
+    Ok(true)
 }

@@ -19,6 +19,9 @@
 //! );
 //! ```
 //!
+//! A join across input streams ([`JoinDef`]) is one upstream stage per input stream and one
+//! join stage, joined by a shuffle stream; [`App::join`] adds them all.
+//!
 //! The application gives (a) each stage as a Lambda function ([`run_stage`], a function's whole
 //! `main`), (b) each stage on the embedded runner ([`App::run_local`], [`StageDef::run_local`])
 //! for tests, and (c) its [`AppDescription`] (stages, sources, sinks, their kinds and variables,
@@ -30,18 +33,20 @@
 mod app;
 pub mod description;
 mod error;
+mod join;
 mod names;
 mod sink;
 mod source;
 mod stage;
 mod vars;
 
-pub use app::{run_stage, App, DESCRIBE_ARG};
+pub use app::{run_stage, run_stage_from_env, App, DESCRIBE_ARG};
 pub use description::{
     AppDescription, ConfigError, ConfigErrors, EnvVar, SinkDescription, SourceDescription, StageDescription, StageRole,
     StateNeeds,
 };
 pub use error::AppError;
+pub use join::{JoinDef, JoinInputStage, JoinStage};
 pub use names::{env_var, is_valid_name, logical_id};
 pub use shardflow_connectors::SortKey;
 pub use sink::{AppSinks, DynSink, Sink, SinkSetup};

@@ -33,7 +33,7 @@ pub enum DeadLetters {
 }
 
 impl DeadLetters {
-    fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             DeadLetters::Queue => "sqs",
             DeadLetters::Bucket => "s3",
@@ -160,34 +160,7 @@ impl<In: Send + 'static, Out: Send + 'static> StageDef<In, Out> {
 
     /// The stage's own variables (its sinks' are in their descriptions).
     fn stage_env(&self) -> Vec<EnvVar> {
-        let var = |name: &str, required: bool, meaning: &str| EnvVar {
-            name: name.to_owned(),
-            required,
-            meaning: meaning.to_owned(),
-        };
-        let mut env = vec![
-            var(STAGE_ENV, true, "the stage's name: its state's key in the state table"),
-            var(STATE_TABLE_ENV, true, "the state table"),
-            var(INPUT_STREAM_ENV, false, "the input stream's ARN, read after a reshard"),
-            var(
-                MAX_ATTEMPTS_ENV,
-                false,
-                "attempts of a failing record before it is dead-lettered",
-            ),
-            var(
-                PARALLELIZATION_FACTOR_ENV,
-                false,
-                "the event source mapping's factor (1)",
-            ),
-        ];
-        if self.spill {
-            env.push(var(SPILL_BUCKET_ENV, false, "the bucket large key groups spill to"));
-        }
-        env.push(match self.dead_letters {
-            DeadLetters::Queue => var(DLQ_URL_ENV, true, "the dead-letter queue's URL"),
-            DeadLetters::Bucket => var(DLQ_BUCKET_ENV, true, "the dead-letter bucket"),
-        });
-        env
+        stage_vars(self.spill, self.dead_letters)
     }
 
     /// Refuses the stage alone when its description does not validate.
@@ -224,68 +197,17 @@ where
     /// not validate, and names a missing variable.
     pub async fn lambda_stage(&self, vars: &dyn Vars) -> Result<AppStage<In, Out>, AppError> {
         let (source, pipeline) = self.validate()?;
-        let stage_name = vars.get(STAGE_ENV).unwrap_or_else(|| self.name.clone());
-        let max_attempts = match vars.get(MAX_ATTEMPTS_ENV) {
-            None => 3,
-            Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                AppError::setup(
-                    &self.name,
-                    MAX_ATTEMPTS_ENV,
-                    format!("{v:?} is not a whole number >= 1"),
-                )
-            })?,
-        };
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let env = StageEnv {
-            stage: stage_name,
-            state_table: vars.require(&self.name, STATE_TABLE_ENV, "the state table")?,
-            spill_bucket: vars.get(SPILL_BUCKET_ENV).filter(|_| self.spill),
-            input_stream: vars.get(INPUT_STREAM_ENV),
-            max_attempts,
-            sdk,
-        };
-        let mut sinks = Vec::with_capacity(self.sinks.len());
-        for sink in &self.sinks {
-            let setup = SinkSetup {
-                stage: &self.name,
-                sink: sink.name(),
-                vars,
-                sdk: &env.sdk,
-            };
-            sinks.push(sink.build(&setup).await?);
-        }
-        let dead_letters = self.dead_letter_destination(vars, &env.sdk)?;
+        let env = stage_env(&self.name, vars, self.spill).await?;
+        let sinks = build_sinks(&self.name, &self.sinks, vars, &env.sdk).await?;
+        let dead_letters = dead_letter_destination(&self.name, self.dead_letters, vars, &env.sdk)?;
         env.stage(
             pipeline.clone(),
             source.decoder(),
-            AppSinks::new(sinks),
+            sinks,
             dead_letters,
             self.keying.clone(),
         )
         .map_err(|e| AppError::setup(&self.name, "setting up the stage", e))
-    }
-
-    fn dead_letter_destination(
-        &self,
-        vars: &dyn Vars,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<DeadLetterDestination, AppError> {
-        Ok(match self.dead_letters {
-            DeadLetters::Queue => {
-                let url = vars.require(&self.name, DLQ_URL_ENV, "the dead-letter queue's URL")?;
-                DeadLetterDestination::Sqs(SqsDeadLetterSink::new(
-                    aws_sdk_sqs::Client::new(sdk),
-                    SqsDeadLetterSinkConfig::new(url),
-                ))
-            }
-            DeadLetters::Bucket => {
-                let bucket = vars.require(&self.name, DLQ_BUCKET_ENV, "the dead-letter bucket")?;
-                DeadLetterDestination::S3(S3DeadLetterSink::new(
-                    aws_sdk_s3::Client::new(sdk),
-                    S3DeadLetterSinkConfig::new(bucket),
-                ))
-            }
-        })
     }
 
     /// Runs the stage's pipeline on the embedded runner over local files in its source's format
@@ -306,6 +228,107 @@ where
             .await
             .map_err(local)
     }
+}
+
+/// The variables every stage reads (its sinks' are in their descriptions): with `spill`, the
+/// spill bucket; the dead-letter destination's of `dead_letters`.
+pub(crate) fn stage_vars(spill: bool, dead_letters: DeadLetters) -> Vec<EnvVar> {
+    let var = |name: &str, required: bool, meaning: &str| EnvVar {
+        name: name.to_owned(),
+        required,
+        meaning: meaning.to_owned(),
+    };
+    let mut env = vec![
+        var(STAGE_ENV, true, "the stage's name: its state's key in the state table"),
+        var(STATE_TABLE_ENV, true, "the state table"),
+        var(INPUT_STREAM_ENV, false, "the input stream's ARN, read after a reshard"),
+        var(
+            MAX_ATTEMPTS_ENV,
+            false,
+            "attempts of a failing record before it is dead-lettered",
+        ),
+        var(
+            PARALLELIZATION_FACTOR_ENV,
+            false,
+            "the event source mapping's factor (1)",
+        ),
+    ];
+    if spill {
+        env.push(var(SPILL_BUCKET_ENV, false, "the bucket large key groups spill to"));
+    }
+    env.push(match dead_letters {
+        DeadLetters::Queue => var(DLQ_URL_ENV, true, "the dead-letter queue's URL"),
+        DeadLetters::Bucket => var(DLQ_BUCKET_ENV, true, "the dead-letter bucket"),
+    });
+    env
+}
+
+/// The deployment of stage `name` read from `vars` (the variables of [`stage_vars`]) and the AWS
+/// SDK's own configuration (region, credentials, `AWS_ENDPOINT_URL`) from the process
+/// environment; the spill bucket only with `spill`.
+pub(crate) async fn stage_env(name: &str, vars: &dyn Vars, spill: bool) -> Result<StageEnv, AppError> {
+    let max_attempts = match vars.get(MAX_ATTEMPTS_ENV) {
+        None => 3,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| AppError::setup(name, MAX_ATTEMPTS_ENV, format!("{v:?} is not a whole number >= 1")))?,
+    };
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Ok(StageEnv {
+        stage: vars.get(STAGE_ENV).unwrap_or_else(|| name.to_owned()),
+        state_table: vars.require(name, STATE_TABLE_ENV, "the state table")?,
+        spill_bucket: vars.get(SPILL_BUCKET_ENV).filter(|_| spill),
+        input_stream: vars.get(INPUT_STREAM_ENV),
+        max_attempts,
+        sdk,
+    })
+}
+
+/// `sinks` of stage `name`, built from `vars`, as one sink fed in declaration order.
+pub(crate) async fn build_sinks<Out: Send + Sync + 'static>(
+    name: &str,
+    sinks: &[Sink<Out>],
+    vars: &dyn Vars,
+    sdk: &aws_config::SdkConfig,
+) -> Result<AppSinks<Out>, AppError> {
+    let mut built = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        let setup = SinkSetup {
+            stage: name,
+            sink: sink.name(),
+            vars,
+            sdk,
+        };
+        built.push(sink.build(&setup).await?);
+    }
+    Ok(AppSinks::new(built))
+}
+
+/// The dead-letter destination `dead_letters` of stage `name`, its address read from `vars`.
+pub(crate) fn dead_letter_destination(
+    name: &str,
+    dead_letters: DeadLetters,
+    vars: &dyn Vars,
+    sdk: &aws_config::SdkConfig,
+) -> Result<DeadLetterDestination, AppError> {
+    Ok(match dead_letters {
+        DeadLetters::Queue => {
+            let url = vars.require(name, DLQ_URL_ENV, "the dead-letter queue's URL")?;
+            DeadLetterDestination::Sqs(SqsDeadLetterSink::new(
+                aws_sdk_sqs::Client::new(sdk),
+                SqsDeadLetterSinkConfig::new(url),
+            ))
+        }
+        DeadLetters::Bucket => {
+            let bucket = vars.require(name, DLQ_BUCKET_ENV, "the dead-letter bucket")?;
+            DeadLetterDestination::S3(S3DeadLetterSink::new(
+                aws_sdk_s3::Client::new(sdk),
+                S3DeadLetterSinkConfig::new(bucket),
+            ))
+        }
+    })
 }
 
 /// A stage of any input and output type, as an [`crate::App`] holds it.

@@ -7,27 +7,22 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardflow_connectors::DeadLetterDestination;
-use shardflow_engine::time::DurationMs;
 use shardflow_engine::ShuffleOutput;
 use shardflow_lambda::shuffle::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
 use shardflow_lambda::{PartitionKeying, Stage, StageEnv};
 use shardflow_schemas::ChangeEvent;
 use shardflow_shuffle::Source;
-use shardflow_stage::{optional_var, required_var, stream_name, EnvError, ResultSink};
+use shardflow_stage::{optional_var, required_var, stream_name, ResultSink};
 use tracing::info;
 
 use crate::{ShopDecoder, StageSetupError};
 
-/// The shuffle stream an upstream stage writes (name or ARN; required by every `*_keyby` stage).
-pub const SHUFFLE_STREAM_ENV: &str = "SHARDFLOW_SHUFFLE_STREAM";
+pub use shardflow_lambda::shuffle::{IDLENESS_MS_ENV, SHUFFLE_STREAM_ENV};
 /// The upstream stage's name (required by every `*_shuffled` stage).
 pub const UPSTREAM_STAGE_ENV: &str = "SHARDFLOW_UPSTREAM_STAGE";
 /// The upstream stage's input stream, the CDC stream (name or ARN, compared by name with what
 /// the upstream sends; required by every `*_shuffled` stage).
 pub const UPSTREAM_INPUT_STREAM_ENV: &str = "SHARDFLOW_UPSTREAM_INPUT_STREAM";
-/// Milliseconds of processing time after which a silent upstream shard stops holding the
-/// downstream watermark back (optional: without it, never).
-pub const IDLENESS_MS_ENV: &str = "SHARDFLOW_IDLENESS_MS";
 
 /// The upstream stage of a split shop pipeline as deployed: the CDC stream in, the shuffle stream
 /// out.
@@ -87,25 +82,9 @@ where
         required_var(UPSTREAM_STAGE_ENV)?,
         stream_name(&required_var(UPSTREAM_INPUT_STREAM_ENV)?),
     );
-    let idleness = idleness_ms()?;
+    let idleness = shardflow_lambda::shuffle::idleness_ms(optional_var(IDLENESS_MS_ENV))?;
     let dead_letters = DeadLetterDestination::from_env(&env.sdk)?;
     let stage = env.stage(downstream, NoDecoder, sink, dead_letters, PartitionKeying::Undeclared)?;
     info!(stage = %env.stage, ?idleness, "downstream stage ready");
     Ok(DownstreamStage::new(stage, [source], idleness))
-}
-
-/// [`IDLENESS_MS_ENV`]: a whole number of milliseconds > 0, or unset.
-fn idleness_ms() -> Result<Option<DurationMs>, EnvError> {
-    optional_var(IDLENESS_MS_ENV)
-        .map(|v| {
-            v.parse::<DurationMs>()
-                .ok()
-                .filter(|ms| *ms > 0)
-                .ok_or(EnvError::Invalid {
-                    name: IDLENESS_MS_ENV,
-                    value: v,
-                    reason: "a whole number of milliseconds > 0",
-                })
-        })
-        .transpose()
 }

@@ -278,6 +278,13 @@ pub fn sink_resource_id(stage: &str, sink: &SinkDescription) -> String {
     format!("{}{}{kind}", logical_id(stage), logical_id(&sink.name))
 }
 
+/// A stream's capacity mode, said explicitly: provisioned, with the template's shard count (AWS's
+/// default without it; LocalStack's CloudFormation makes such a stream on-demand, of which its
+/// Kinesis allows ten).
+fn provisioned() -> (&'static str, Yaml) {
+    ("StreamModeDetails", map([("StreamMode", s("PROVISIONED"))]))
+}
+
 /// The shared resources: streams, state, failure queues and their alarms.
 fn shared_resources(app: &AppDescription, t: &mut Template) {
     for stream in app.streams() {
@@ -287,6 +294,7 @@ fn shared_resources(app: &AppDescription, t: &mut Template) {
             "AWS::Kinesis::Stream",
             map([
                 ("ShardCount", reference("ShardCount")),
+                provisioned(),
                 ("RetentionPeriodHours", Yaml::Int(168)),
                 (
                     "StreamEncryption",
@@ -387,6 +395,7 @@ fn shuffle_streams(app: &AppDescription, t: &mut Template) {
             "AWS::Kinesis::Stream",
             map([
                 ("ShardCount", reference(&count)),
+                provisioned(),
                 ("RetentionPeriodHours", reference("ShuffleRetentionHours")),
                 (
                     "StreamEncryption",

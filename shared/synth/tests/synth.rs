@@ -363,6 +363,15 @@ fn a_join_of_twenty_streams_through_one_shuffle_stream_passes_cfn_lint() {
             &reference("JoinShuffleStream")
         );
         property(&t, &format!("Table{i}TickRule"), &["ScheduleExpression"]);
+        // provisioned, as asked: LocalStack makes a stream without a mode on-demand, ten at most
+        assert_eq!(
+            property(
+                &t,
+                &format!("Table{i}ChangesStream"),
+                &["StreamModeDetails", "StreamMode"]
+            ),
+            &s("PROVISIONED")
+        );
     }
     let yaml = synthesize(&app, &SynthOptions::default()).expect("a template");
     assert_eq!(yaml.matches("Sid: \"WriteShuffle\"").count(), 20, "{yaml}");

@@ -32,7 +32,9 @@ use serde::Serialize;
 use shardflow_engine::time::DurationMs;
 use shardflow_engine::ShuffleOutput;
 use shardflow_shuffle::Source;
-use shardflow_stage::{required_var, DeadLetterSink, EnvError, RecordDecoder, ResultSink, Tagged, TaggingDecoder};
+use shardflow_stage::{
+    required_var, stream_name, DeadLetterSink, EnvError, RecordDecoder, ResultSink, Tagged, TaggingDecoder,
+};
 use thiserror::Error;
 
 use super::{DownstreamStage, NoDecoder, NoSink, UpstreamStage};
@@ -187,9 +189,10 @@ impl StreamJoin {
 
     /// What the join stage consumes: every input's stage and stream.
     pub fn sources(&self) -> Vec<Source> {
+        // the upstreams name their input stream by name in what they send, as their batches do
         self.inputs
             .iter()
-            .map(|i| Source::new(i.stage.as_str(), i.stream.as_str()))
+            .map(|i| Source::new(i.stage.as_str(), stream_name(&i.stream)))
             .collect()
     }
 
@@ -251,6 +254,9 @@ mod tests {
             [Source::new("j-orders", "orders"), Source::new("j-payments", "payments")]
         );
         assert_eq!(join.decoder("j-orders", ()).unwrap().side(), 0);
+        // deployed, the inputs are ARNs; what the upstreams send names the stream
+        let deployed = StreamJoin::parse("j-orders=arn:aws:kinesis:us-east-1:000000000000:stream/orders").unwrap();
+        assert_eq!(deployed.sources(), [Source::new("j-orders", "orders")]);
         for bad in ["", "a", "a=", "=s", "a=s,a=t", "a=s,b=s"] {
             assert!(StreamJoin::parse(bad).is_err(), "{bad:?}");
         }

@@ -66,6 +66,33 @@ pub use kinesis::{NoDecoder, NoSink};
 pub use tick::{Tick, UpstreamRequest, TICK_KEY};
 pub use upstream::{run_upstream, CombinerFactory, UpstreamStage};
 
+use shardflow_engine::time::DurationMs;
+use shardflow_stage::EnvError;
+
+/// The shuffle stream an upstream stage writes (name or ARN).
+pub const SHUFFLE_STREAM_ENV: &str = "SHARDFLOW_SHUFFLE_STREAM";
+
+/// Milliseconds of processing time after which a silent upstream shard stops holding a
+/// downstream stage's watermark back (unset: never).
+pub const IDLENESS_MS_ENV: &str = "SHARDFLOW_IDLENESS_MS";
+
+/// The idleness timeout [`IDLENESS_MS_ENV`] holds (`value`; `None` when unset): a whole number of
+/// milliseconds > 0.
+pub fn idleness_ms(value: Option<String>) -> Result<Option<DurationMs>, EnvError> {
+    value
+        .map(|v| {
+            v.parse::<DurationMs>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .ok_or(EnvError::Invalid {
+                    name: IDLENESS_MS_ENV,
+                    value: v,
+                    reason: "a whole number of milliseconds > 0",
+                })
+        })
+        .transpose()
+}
+
 use std::future::Future;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
