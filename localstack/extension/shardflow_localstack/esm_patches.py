@@ -26,7 +26,9 @@ mapping can stay on one shard longer than that (a batch retried with backoff), s
 shards' iterators expire. LocalStack then starts every shard over from the mapping's starting
 position (re-delivering or skipping records); AWS resumes where the mapping was. The tracker
 remembers the last sequence number read from each shard and an expired shard resumes
-``AFTER_SEQUENCE_NUMBER`` of it (:meth:`LineageTracker.resume_arguments`).
+``AFTER_SEQUENCE_NUMBER`` of it (:meth:`LineageTracker.resume_arguments`); so does an open
+shard whose ``GetRecords`` answer lacked a next iterator (only a closed shard's may: the shard is
+looked up before it is taken for finished).
 """
 
 from __future__ import annotations
@@ -134,11 +136,23 @@ def _patch_lineage(kinesis_poller) -> None:
         if polling is not None:
             tracker(self).read(polling, response.get("Records", []))
             if not response.get("NextShardIterator"):
-                tracker(self).finish(polling)
+                if shard_closed(self, polling):
+                    tracker(self).finish(polling)
+                else:
+                    # Kinesis ends only a closed shard's iterators: never stop polling an open one
+                    LOG.warning("shardflow: GetRecords of open shard %s %s ended its iterator", self.source_arn, polling)
+                    self._shardflow_lost = polling
         return response
 
+    def shard_closed(self, shard_id) -> bool:
+        """Whether ``shard_id`` is closed (has an ending sequence number) or gone."""
+        description = self.source_client.describe_stream(StreamARN=self.source_arn)["StreamDescription"]
+        shard = next((s for s in description.get("Shards", []) if s["ShardId"] == shard_id), None)
+        return shard is None or bool(shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"))
+
     def resume(self, shard_id):
-        """Replaces the expired iterator of ``shard_id`` by one after its last record read."""
+        """Replaces the expired (or wrongly ended) iterator of ``shard_id`` by one after its last
+        record read."""
         is_child = False  # a child read nothing yet starts at its trim horizon, as in initialize_shards
         if shard_id not in tracker(self).last_read:
             description = self.source_client.describe_stream(StreamARN=self.source_arn)["StreamDescription"]
@@ -148,7 +162,7 @@ def _patch_lineage(kinesis_poller) -> None:
         arguments = tracker(self).resume_arguments(
             self.source_arn, shard_id, position, self.stream_parameters.get("StartingPositionTimestamp")
         )
-        LOG.warning("shardflow: the iterator of %s %s expired; resuming with %s", self.source_arn, shard_id, arguments)
+        LOG.warning("shardflow: the iterator of %s %s expired or ended; resuming with %s", self.source_arn, shard_id, arguments)
         self.shards[shard_id] = self.source_client.get_shard_iterator(**arguments)["ShardIterator"]
 
     def poll_events_from_shard(self, shard_id, shard_iterator):
@@ -157,6 +171,9 @@ def _patch_lineage(kinesis_poller) -> None:
             original_poll_shard(self, shard_id, shard_iterator)
         finally:
             self._shardflow_polling = None
+            if getattr(self, "_shardflow_lost", None) == shard_id:
+                self._shardflow_lost = None
+                resume(self, shard_id)
         if shard_id in tracker(self).finished:
             # Send what the batcher still holds of the finished shard before it is dropped.
             batcher = self.shard_batcher.get(shard_id)
