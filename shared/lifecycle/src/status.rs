@@ -9,7 +9,7 @@
 //! (slot items and spilled objects), so its cost grows with the state: with `--watch` on a large
 //! stage, refresh less often.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -39,6 +39,9 @@ pub struct StatusOptions {
     pub dlq_url: Option<String>,
     /// Shards read at once (default 8).
     pub concurrency: usize,
+    /// Shards to leave out, neither read from the table nor from the stream: for a caller that
+    /// polls, the closed shards an earlier status showed read to their end (they cannot change).
+    pub skip_shards: BTreeSet<String>,
 }
 
 impl StatusOptions {
@@ -50,6 +53,7 @@ impl StatusOptions {
             stream: None,
             dlq_url: None,
             concurrency: 8,
+            skip_shards: BTreeSet::new(),
         }
     }
 }
@@ -113,6 +117,14 @@ pub struct StageStatus {
     pub dlq_in_flight: Option<u64>,
 }
 
+impl ShardStatus {
+    /// Whether the shard is closed and the stage committed its every record: nothing about it
+    /// changes any more (see [`StatusOptions::skip_shards`]).
+    pub fn is_drained(&self) -> bool {
+        self.closed == Some(true) && self.pending_records == Some(0) && self.sequence_number.is_some()
+    }
+}
+
 /// Reads the status of `options.stage`. `kinesis` is needed with a stream, `sqs` with a
 /// dead-letter queue.
 pub async fn stage_status(
@@ -128,6 +140,7 @@ pub async fn stage_status(
     let mut shards: BTreeMap<String, ShardStatus> = stream::iter(
         checkpoints
             .iter()
+            .filter(|c| !options.skip_shards.contains(&c.shard))
             .map(|c| shard_state(dynamodb, s3, &options.table, &options.stage, &c.shard, now)),
     )
     .buffer_unordered(options.concurrency.max(1))
@@ -139,7 +152,9 @@ pub async fn stage_status(
     if let Some(stream) = &options.stream {
         let kinesis = kinesis.ok_or_else(|| LifecycleError::Invalid("a stream needs a Kinesis client".into()))?;
         for (id, closed) in list_shards(kinesis, stream).await? {
-            shards.entry(id.clone()).or_insert_with(|| empty(&id)).closed = Some(closed);
+            if !options.skip_shards.contains(&id) {
+                shards.entry(id.clone()).or_insert_with(|| empty(&id)).closed = Some(closed);
+            }
         }
         let behind: Vec<(String, Result<Behind, LifecycleError>)> = stream::iter(shards.values().map(|s| {
             let shard = s.shard.clone();
@@ -509,6 +524,21 @@ mod tests {
             short_sequence("49651234567890123456789012345678901234567890123456789012"),
             "496512…123456789012"
         );
+    }
+
+    #[test]
+    fn a_shard_is_drained_once_closed_committed_and_nothing_pending() {
+        let mut s = empty("shardId-000000000000");
+        s.closed = Some(true);
+        s.pending_records = Some(0);
+        assert!(!s.is_drained(), "never committed");
+        s.sequence_number = Some("4965".into());
+        assert!(s.is_drained());
+        s.pending_records = Some(3);
+        assert!(!s.is_drained(), "records pending");
+        s.pending_records = Some(0);
+        s.closed = Some(false);
+        assert!(!s.is_drained(), "open: more records may come");
     }
 
     #[test]

@@ -230,6 +230,23 @@ async fn status_reports_positions_watermarks_backlog_state_and_dead_letters() {
     assert_eq!(a.sequence_number.as_deref(), Some(first[49].sequence.as_str()));
     assert_eq!((a.pending_records, a.iterator_age_ms), (Some(0), Some(0)));
     assert_eq!(status.dlq_depth, None);
+
+    // A polling caller leaves out a shard it is done with: neither table nor stream is read for it.
+    let status = stage_status(
+        &client,
+        &s3,
+        Some(&kinesis),
+        None,
+        &StatusOptions {
+            dlq_url: None,
+            skip_shards: [ids[1].clone()].into(),
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let listed: Vec<&str> = status.shards.iter().map(|s| s.shard.as_str()).collect();
+    assert_eq!(listed, [ids[0].as_str()]);
     kinesis.delete_stream().stream_name(&stream).send().await.unwrap();
 }
 
