@@ -120,7 +120,8 @@ impl<In, Out> StageDef<In, Out> {
     /// Declares the stage's place in a split pipeline ([`StageRole`]; default
     /// [`StageRole::Whole`]) for its description and `shardflow synth`. A split stage's function
     /// runs with `shardflow_lambda::shuffle` (`UpstreamStage`, `DownstreamStage`, `StreamJoin`),
-    /// not [`crate::run_stage`], which refuses it.
+    /// not [`crate::run_stage`], which refuses it; a join across streams is declared whole with
+    /// [`crate::JoinDef`] instead, whose stages `run_stage` does run.
     pub fn role(mut self, role: StageRole) -> Self {
         self.role = role;
         self
@@ -170,7 +171,8 @@ impl<In: Send + 'static, Out: Send + 'static> StageDef<In, Out> {
                 &self.name,
                 "its role",
                 "a split stage (upstream or downstream of a shuffle) runs with shardflow_lambda::shuffle \
-                 (UpstreamStage, DownstreamStage, StreamJoin), not as a whole stage",
+                 (UpstreamStage, DownstreamStage, StreamJoin), not as a whole stage; declare a join across \
+                 streams with JoinDef",
             ));
         }
         let app = AppDescription {
