@@ -49,7 +49,7 @@ pub struct Targets {
 /// Carries out `fault` (a window's rule ends by itself at its end).
 pub async fn inject(fault: &Fault, targets: &Targets, started_ms: u64) -> Injected {
     let result = match fault.kind {
-        FaultKind::KillFunction => Ok(kill_function(fault, targets)),
+        FaultKind::KillFunction => kill_function(fault, targets),
         FaultKind::FunctionTimeout => Ok(rule(
             targets,
             "dynamodb",
@@ -105,16 +105,21 @@ fn rule(targets: &Targets, service: &str, action: Action, fault: &Fault) -> Stri
     )
 }
 
-fn kill_function(fault: &Fault, targets: &Targets) -> String {
-    let Some(function) = targets.functions.get(fault.target % targets.functions.len().max(1)) else {
-        return "no function runs".to_owned();
-    };
+/// `kill -9` of the target function's processes; a function with none running is a fault not
+/// carried out (the soak's check of the schedule fails).
+fn kill_function(fault: &Fault, targets: &Targets) -> anyhow::Result<String> {
+    let function = targets
+        .functions
+        .get(fault.target % targets.functions.len().max(1))
+        .context("no function runs")?;
     let processes = function_processes(&targets.localstack_home, std::slice::from_ref(function));
-    if processes.is_empty() {
-        return format!("{function}: no process running (nothing to kill)");
-    }
+    anyhow::ensure!(
+        !processes.is_empty(),
+        "{function}: no process running under {} (nothing to kill)",
+        targets.localstack_home.display()
+    );
     let killed: Vec<u32> = processes.iter().map(|p| p.pid).filter(|pid| kill_9(*pid)).collect();
-    format!("{function}: kill -9 of pids {killed:?}")
+    Ok(format!("{function}: kill -9 of pids {killed:?}"))
 }
 
 /// An open shard: (id, parent, starting hash key, ending hash key).

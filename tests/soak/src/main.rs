@@ -402,7 +402,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let wall = Instant::now();
-    let root = shardflow_e2e::repo_root();
+    // tests/soak/run starts in the checkout whose LocalStack runs (the binary may have been built
+    // in another one); the build's checkout otherwise
+    let root = std::env::current_dir()
+        .ok()
+        .filter(|d| d.join("localstack/up").is_file())
+        .unwrap_or_else(shardflow_e2e::repo_root);
     let localstack_home = std::fs::canonicalize(root.join("localstack"))?;
     shardflow_e2e::require_function_zips(&platform::CHECKED_STAGES);
     let postgres = soak_postgres(&root)?;
